@@ -56,6 +56,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mtls.h"
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
@@ -113,6 +114,8 @@ struct client {
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
     struct peer peer;                  /* what the exchange may know of us */
+    struct mtls_peer *mtls;            /* owned: the client certificate's word, once the
+                                          handshake is done (NULL: none asked) */
     char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
     uint64_t accepted_us;              /* its first head is due client_header_timeout after */
@@ -327,6 +330,7 @@ static void client_close(struct client *c, const char *why)
     c->tunnel = NULL;
     stream_end(c);
     sock_close(&c->sock);
+    mtls_peer_free(c->mtls);
     TAILQ_REMOVE(&l->clients, c, link);
     if (c->kind == CLIENT_ADMIN)
         l->admin_conns--;
@@ -1383,8 +1387,11 @@ static void client_cb(void *arg, enum sock_event ev)
         return;
     }
     if (c->state == CS_HANDSHAKE) {
-        if (ev == SOCK_CONNECTED) /* it speaks TLS: no record of it need be watched any more */
+        if (ev == SOCK_CONNECTED) { /* it speaks TLS: no record of it need be watched any more */
             tls_watch_first_record(c->sock.ssl, NULL);
+            c->mtls = mtls_peer_new(c->sock.ssl); /* once: each request tells its origin */
+            c->peer.cert = c->mtls;
+        }
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);
             return;
@@ -1408,7 +1415,13 @@ static void client_cb(void *arg, enum sock_event ev)
             refuse_plain_http(c);
             return;
         }
-        char buf[SNI_REFUSAL_MAX] = "connection closed";
+        char buf[SNI_REFUSAL_MAX + 512] = "connection closed";
+        enum cert_refusal why;
+        if (mtls_refused(c->sock.ssl, c->sock.ssl_err, &why, buf, sizeof(buf))) {
+            metrics_cert_refusal(c->loop->metrics, why);
+            handshake_failed(c, buf);
+            return;
+        }
         /* strict SNI says the name it refused, where OpenSSL's error is "callback failed" */
         bool refused = sni_refused(c->sock.ssl, buf, sizeof(buf));
         if (!refused && c->sock.ssl_err)

@@ -34,6 +34,7 @@
 #include "portico/certexpiry.h"
 #include "portico/errpage.h"
 #include "portico/log.h"
+#include "portico/mtls.h"
 #include "portico/privileges.h"
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
@@ -542,6 +543,7 @@ static int set_defaults(struct cfg_loader *ld)
                                                   sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
     cfg->tls_ticket_rotation_ms = TICKET_DEFAULT_ROTATION_MS;
+    cfg->tls_verify_depth = 4;             /* intermediates: a company's PKI has one or two */
     cfg->http2 = true;
     cfg->http2_max_concurrent_streams = 100;
     if (!(cfg->access_log = cfg_copy(ld, "stderr")) || !(cfg->error_log = cfg_copy(ld, "stderr")))
@@ -771,6 +773,38 @@ static void check_cert_names(struct cfg_loader *ld, void *ctx, int i)
                                    "accept as its name", p->cert, nc.first);
 }
 
+/* Client certificates (tls_verify_client) asked by the default context: the CA file read and
+ * its digest, with the mode and depth, in bind (sessions resume under these settings only).
+ * false after an error, said at the line of the key at fault. */
+static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bind)
+{
+    struct config *cfg = ld->cfg;
+    const struct cfg_key_lines *lines = &ld->proxy_lines;
+    const char *mode = mtls_mode_name(cfg->tls_verify_client);
+    if (!cfg->tls_client_ca) {
+        cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "tls_verify_client"),
+                   "tls_verify_client = %s needs tls_client_ca, the CA certificates clients' "
+                   "certificates must chain to", mode);
+        return false;
+    }
+    const struct named_file ca[] = {
+        {"tls_client_ca", cfg->tls_client_ca, cfg_key_line(lines, CFG_SEC_PROXY, "tls_client_ca")},
+    };
+    if (!files_readable(ld, ca, ARRAY_LEN(ca)))
+        return false;
+    struct tls_error e = {0};
+    if (mtls_bind(cfg->tls_verify_client, cfg->tls_verify_depth, cfg->tls_client_ca, bind) != 0) {
+        cfg_report(ld, ca[0].line, "tls_client_ca: %s: %s", cfg->tls_client_ca, strerror(errno));
+        return false;
+    }
+    if (mtls_apply(ctx, cfg->tls_verify_client, cfg->tls_client_ca, cfg->tls_verify_depth, bind,
+                   &e) != 0) {
+        report_tls_error(ld, &e, ca, ARRAY_LEN(ca), ca[0].line, "tls_client_ca");
+        return false;
+    }
+    return true;
+}
+
 /* Each pair whole, readable and matching, loaded into a context of its own (every check a
  * single pair had); the first becomes the context connections are made from, choosing among
  * all by SNI (sni.h) when there are several or tls_strict_sni is on. Each problem at the line
@@ -814,9 +848,13 @@ static void load_server_certs(struct cfg_loader *ld)
         if (n > 1)
             check_cert_names(ld, ctxs[i], i);
     }
+    unsigned char bind[MTLS_BIND_LEN];
+    bool asked = cfg->tls_verify_client != MTLS_OFF;
+    if (all && asked && !ask_client_certs(ld, ctxs[0], bind))
+        all = false;
     struct cert_conflicts cc = {ld, 0};
     if (all && (n > 1 || cfg->tls_strict_sni) &&
-        sni_attach(ctxs, n, cfg->tls_strict_sni, report_conflict, &cc) != 0) {
+        sni_attach(ctxs, n, cfg->tls_strict_sni, asked ? bind : NULL, report_conflict, &cc) != 0) {
         if (cc.count == 0)
             cfg_out_of_memory(ld);
         all = false;
@@ -927,9 +965,22 @@ static void validate_proxy(struct cfg_loader *ld)
                              "%s: not used, no listen line has tls (listen = ADDR:PORT tls "
                              "serves HTTPS with tls_cert and tls_key)", halves[h].key);
         }
-        int strict = cfg_key_line(lines, CFG_SEC_PROXY, "tls_strict_sni");
-        if (strict)
-            cfg_warn(ld, strict, "tls_strict_sni: not used, no listen line has tls");
+        static const char *const tls_only[] = {"tls_strict_sni", "tls_verify_client",
+                                               "tls_client_ca", "tls_verify_depth"};
+        for (size_t k = 0; k < ARRAY_LEN(tls_only); k++) {
+            int line = cfg_key_line(lines, CFG_SEC_PROXY, tls_only[k]);
+            if (line)
+                cfg_warn(ld, line, "%s: not used, no listen line has tls", tls_only[k]);
+        }
+    }
+    if (any_tls_listen && cfg->tls_verify_client == MTLS_OFF) {
+        static const char *const asked_only[] = {"tls_client_ca", "tls_verify_depth"};
+        for (size_t k = 0; k < ARRAY_LEN(asked_only); k++) {
+            int line = cfg_key_line(lines, CFG_SEC_PROXY, asked_only[k]);
+            if (line)
+                cfg_warn(ld, line, "%s: not used, tls_verify_client is off (no client "
+                                   "certificate is asked for)", asked_only[k]);
+        }
     }
     /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
     if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)
@@ -1300,6 +1351,7 @@ void cfg_free(struct config *cfg)
     }
     free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);
+    free(cfg->tls_client_ca);
     free(cfg->error_page_dir);
     free(cfg->access_log);
     free(cfg->error_log);

@@ -18,6 +18,7 @@
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/hints.h"
+#include "portico/mtls.h"
 #include "portico/sock.h"
 #include "portico/util.h"
 
@@ -31,6 +32,7 @@ static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME
 static const char *const half_close_names[] = {HALF_CLOSE_LIST(CFG_ENUM_NAME)};
 static const char *const balance_names[] = {BALANCE_LIST(CFG_ENUM_NAME)};
 static const char *const real_ip_names[] = {REAL_IP_LIST(CFG_ENUM_NAME)};
+static const char *const mtls_mode_names[] = {MTLS_MODE_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
                    sizeof(enum balance_policy) == sizeof(int) &&
@@ -39,7 +41,8 @@ _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
                    sizeof(enum log_level) == sizeof(int) &&
                    sizeof(enum error_detail) == sizeof(int) &&
                    sizeof(enum half_close_mode) == sizeof(int) &&
-                   sizeof(enum real_ip_field) == sizeof(int),
+                   sizeof(enum real_ip_field) == sizeof(int) &&
+                   sizeof(enum mtls_mode) == sizeof(int),
                "set_enum stores an int");
 
 /* Log targets that are not file paths (error messages cannot be switched off). */
@@ -1194,6 +1197,10 @@ static const struct cfg_key proxy_keys[] = {
     LIST("tls_cert", set_tls_half),
     LIST("tls_key", set_tls_half),
     KEY("tls_strict_sni", set_bool, CFG(tls_strict_sni)),
+    /* client certificates (mutual TLS, mtls.h): asked, or required, chaining to tls_client_ca */
+    NAMED("tls_verify_client", set_enum, CFG(tls_verify_client), mtls_mode_names),
+    KEY("tls_client_ca", set_path, CFG(tls_client_ca)),
+    NUMBER("tls_verify_depth", set_int, CFG(tls_verify_depth), 1, 32),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
     {"tls_ticket_rotation", set_long_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
      NULL, 0, false},

@@ -92,6 +92,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mtls.h"
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
@@ -901,6 +902,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
         .user_agent_len = ua ? ua->value_len : 0,
         .forwarded_for = xff ? xff->value : NULL,
         .forwarded_for_len = xff ? xff->value_len : 0,
+        .client_subject = ex->ds.peer->cert ? ex->ds.peer->cert->subject : NULL,
         .timings = t,
         .limit_ms = ex->limit_ms,
         .detail = ex->detail[0] ? ex->detail : NULL,

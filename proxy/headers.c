@@ -56,6 +56,27 @@ static bool underscore_twin(const struct h1_field *f)
     return id != H1_F_OTHER && (twin_fields & H1_FIELD_BIT(id));
 }
 
+/* Client-Cert, Client-Cert-Chain (RFC 9440) and Client-Cert-Verify, or one of them spelt with
+ * '_' (read as one by CGI-style servers): Portico's word on the client's certificate, which a
+ * client's own must never pass for (RFC 9440 4), whether or not a certificate was asked for. */
+static bool client_cert_field(const struct h1_field *f)
+{
+    static const char *const names[] = {"client-cert", "client-cert-chain", "client-cert-verify"};
+    if (f->name_len < 11 || f->name_len > 18 || (f->name[0] | 0x20) != 'c')
+        return false;
+    for (size_t k = 0; k < ARRAY_LEN(names); k++) {
+        if (strlen(names[k]) != f->name_len)
+            continue;
+        size_t i = 0;
+        while (i < f->name_len &&
+               (f->name[i] == '_' ? '-' : (f->name[i] | 0x20)) == names[k][i])
+            i++;
+        if (i == f->name_len)
+            return true;
+    }
+    return false;
+}
+
 /* X-Original-URL and X-Rewrite-URL (IIS's): a path other than the one Portico routed by. */
 static bool path_override(const struct h1_field *f)
 {
@@ -525,7 +546,7 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         case H1_F_OTHER:
-            if (underscore_twin(f))
+            if (underscore_twin(f) || client_cert_field(f))
                 continue;
             break;
         default:
@@ -560,6 +581,12 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         HB_LIT(&b, "\r\n");
     }
     hb_line(&b, "X-Request-Id: ", fwd->request_id);
+    if (fwd->client_cert_verify)
+        hb_line(&b, "Client-Cert-Verify: ", fwd->client_cert_verify);
+    if (fwd->client_cert)
+        hb_line(&b, "Client-Cert: ", fwd->client_cert);
+    if (fwd->client_cert_chain)
+        hb_line(&b, "Client-Cert-Chain: ", fwd->client_cert_chain);
     if (fwd->traceparent)
         hb_line(&b, "traceparent: ", fwd->traceparent);
     if (fwd->via == HDR_VIA_1_1) /* the version the request came in (RFC 9110 7.6.3) */

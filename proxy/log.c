@@ -109,8 +109,9 @@ enum {
     CAP_ORIGIN = CFG_ORIGIN_TEXT_MAX,  /* an origin as written, whole */
     CAP_AGENT = 300,                   /* 400 before forwarded_for: real ones are under 250 */
     CAP_FORWARDED = 160,               /* ten IPv4 hops, four IPv6 ones */
+    CAP_SUBJECT = 96,                  /* a client certificate's subject: CN, O, OU ... */
     CAP_DETAIL = 256,
-    MAX_INTERIM = 64,                  /* codes listed (4 bytes each) */
+    MAX_INTERIM = 32,                  /* codes listed (4 bytes each): a response has 2 or 3 */
 };
 
 #define LIT(b, s) fmt_put((b), (s), sizeof(s) - 1)
@@ -280,6 +281,8 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     LIT(b, ",\"forwarded_for\":");
     json_span(b, r->forwarded_for, r->forwarded_for_len, CAP_FORWARDED);
+    LIT(b, ",\"client_subject\":");
+    json_cstr(b, r->client_subject, CAP_SUBJECT);
     LIT(b, ",\"timing_ms\":{");
     timings_of(b, r, true);
     LIT(b, "},\"limit_ms\":");
@@ -422,6 +425,10 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         LIT(b, " forwarded_for=");
         text_span(b, r->forwarded_for, r->forwarded_for_len, CAP_FORWARDED);
     }
+    if (r->client_subject) {
+        LIT(b, " client_subject=");
+        fmt_quoted(b, r->client_subject, strlen(r->client_subject), CAP_SUBJECT);
+    }
     if ((t.present & ~(1u << TIMING_TOTAL)) || r->tunnel) {
         LIT(b, " timing=");
         timings_of(b, r, false);
@@ -463,7 +470,7 @@ struct access_record *log_record_copy(const struct access_record *r)
     /* The strings Portico made (NUL-terminated), then the client's spans. */
     const char *const *const strs[] = {&r->request_id, &r->trace_id, &r->client, &r->peer,
                                        &r->route, &r->upstream, &r->origin, &r->fault,
-                                       &r->detail};
+                                       &r->detail, &r->client_subject};
     size_t lens[ARRAY_LEN(strs)];
     size_t codes = r->ninterim * sizeof(*r->interim_codes);
     size_t size = sizeof(*r) + codes + r->method_len + r->host_len + r->target_len +
@@ -483,7 +490,8 @@ struct access_record *log_record_copy(const struct access_record *r)
         at += codes;
     }
     const char **const into[] = {&c->request_id, &c->trace_id, &c->client, &c->peer,
-                                 &c->route, &c->upstream, &c->origin, &c->fault, &c->detail};
+                                 &c->route, &c->upstream, &c->origin, &c->fault, &c->detail,
+                                 &c->client_subject};
     for (size_t i = 0; i < ARRAY_LEN(strs); i++)
         *into[i] = keep(&at, *strs[i], lens[i], true);
     c->method = keep(&at, r->method, r->method_len, false);

@@ -130,6 +130,18 @@ static const char *const pp_error_texts[PP_ERROR_COUNT] = {
 #undef X
 };
 
+static const char *const cert_refusal_labels[CERT_REFUSAL_COUNT] = {
+#define X(id, label, words) [id] = label,
+    CERT_REFUSAL_LIST(X)
+#undef X
+};
+
+static const char *const cert_refusal_texts[CERT_REFUSAL_COUNT] = {
+#define X(id, label, words) [id] = words,
+    CERT_REFUSAL_LIST(X)
+#undef X
+};
+
 static const char *const h2_refused_labels[H2_REFUSED_COUNT] = {
 #define X(id, label, words) [id] = label,
     H2_REFUSED_LIST(X)
@@ -184,6 +196,16 @@ const char *pp_error_words(enum pp_error e)
     return NAME_OF(pp_error_texts, PP_ERROR_COUNT, e);
 }
 
+const char *cert_refusal_label(enum cert_refusal r)
+{
+    return NAME_OF(cert_refusal_labels, CERT_REFUSAL_COUNT, r);
+}
+
+const char *cert_refusal_words(enum cert_refusal r)
+{
+    return NAME_OF(cert_refusal_texts, CERT_REFUSAL_COUNT, r);
+}
+
 const char *h2_refused_label(enum h2_refused r)
 {
     return NAME_OF(h2_refused_labels, H2_REFUSED_COUNT, r);
@@ -207,6 +229,7 @@ struct shard {
     _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
     _Atomic uint64_t pp_errors[PP_ERROR_COUNT];
+    _Atomic uint64_t cert_refusals[CERT_REFUSAL_COUNT];
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     _Atomic uint64_t h2_refused[H2_REFUSED_COUNT];
     _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
@@ -331,6 +354,7 @@ struct totals {
     uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     uint64_t tunnel_ends[TUNNEL_END_COUNT];
     uint64_t pp_errors[PP_ERROR_COUNT];
+    uint64_t cert_refusals[CERT_REFUSAL_COUNT];
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     uint64_t h2_refused[H2_REFUSED_COUNT];
     uint64_t accept_errors[ACCEPT_ERROR_COUNT];
@@ -436,6 +460,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->tunnel_ends[e] += get(&s->tunnel_ends[e]);
     for (int e = 0; e < PP_ERROR_COUNT; e++)
         t->pp_errors[e] += get(&s->pp_errors[e]);
+    for (int r = 0; r < CERT_REFUSAL_COUNT; r++)
+        t->cert_refusals[r] += get(&s->cert_refusals[r]);
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         t->dns_tcp[o] += get(&s->dns_tcp[o]);
     for (int r = 0; r < H2_REFUSED_COUNT; r++)
@@ -718,6 +744,12 @@ void metrics_proxy_protocol_error(struct metrics *m, int reason)
 {
     if ((unsigned)reason < PP_ERROR_COUNT)
         bump(&shard_of(m)->pp_errors[reason], 1);
+}
+
+void metrics_cert_refusal(struct metrics *m, enum cert_refusal reason)
+{
+    if ((unsigned)reason < CERT_REFUSAL_COUNT)
+        bump(&shard_of(m)->cert_refusals[reason], 1);
 }
 
 enum accept_error accept_error_of(int err)
@@ -1295,6 +1327,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < PP_ERROR_COUNT; e++)
         put(out, "portico_proxy_protocol_errors_total{reason=\"%s\"} %llu\n", pp_error_label(e),
             (unsigned long long)t->pp_errors[e]);
+    family(out, "portico_client_cert_refusals_total", "counter",
+           "Client TLS handshakes refused for their certificate (tls_verify_client = on), by "
+           "why");
+    for (int r = 0; r < CERT_REFUSAL_COUNT; r++)
+        put(out, "portico_client_cert_refusals_total{reason=\"%s\"} %llu\n",
+            cert_refusal_label(r), (unsigned long long)t->cert_refusals[r]);
     family(out, "portico_accept_errors_total", "counter",
            "Client connections a listener failed to accept, by errno class (the connection "
            "stays queued, accepts pause 100 ms)");

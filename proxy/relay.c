@@ -22,6 +22,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mtls.h"
 #include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
@@ -379,6 +380,9 @@ static void send_request(struct exchange *ex)
         .drop_tracestate = ex->trace_source == TRACE_STARTED,
         .upgrade = ex->upgrade,
         .via = hdr_via_of(ex->ds.proto),
+        .client_cert = ex->ds.peer->cert ? ex->ds.peer->cert->cert : NULL,
+        .client_cert_chain = ex->ds.peer->cert ? ex->ds.peer->cert->chain : NULL,
+        .client_cert_verify = ex->ds.peer->cert ? ex->ds.peer->cert->verify : NULL,
         /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
         .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
     };

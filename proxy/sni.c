@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/mtls.h"
+
 /* One name and the certificate that serves it. */
 struct sni_name {
     char *name;                           /* owned, lowercase; a wildcard's without its "*." */
@@ -35,7 +37,8 @@ struct sni_cert {
     X509 *leaf;                           /* borrowed from ctx */
     EVP_PKEY *key;                        /* borrowed from ctx */
     STACK_OF(X509) *chain;                /* borrowed from ctx; NULL: none */
-    unsigned char sid[SHA256_DIGEST_LENGTH]; /* session ID context: the leaf's digest */
+    unsigned char sid[MTLS_SID_LEN];      /* session ID context: the leaf's digest, with
+                                             the client certificate settings (mtls.h) */
 };
 
 struct sni_table {
@@ -50,7 +53,7 @@ struct sni_table {
     bool oom;                             /* a name could not be kept */
 };
 
-_Static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH, "a digest is a session ID context");
+_Static_assert(MTLS_SID_LEN <= SSL_MAX_SID_CTX_LENGTH, "a digest is a session ID context");
 
 static int table_index = -1;
 static int refusal_index = -1;            /* of an SSL: why strict SNI refused it (owned) */
@@ -379,7 +382,8 @@ static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_confli
     return ok;
 }
 
-int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void *arg)
+int sni_attach(void **ctxs, int n, bool strict, const unsigned char *bind,
+               sni_conflict_fn *conflict, void *arg)
 {
     pthread_once(&table_once, table_index_init);
     struct sni_table *t = calloc(1, sizeof(*t));
@@ -390,9 +394,8 @@ int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void 
         struct sni_cert *c = &t->certs[i];
         c->leaf = SSL_CTX_get0_certificate(ctxs[i]);
         c->key = SSL_CTX_get0_privatekey(ctxs[i]);
-        unsigned len = 0;
         if (!c->leaf || !c->key || SSL_CTX_get0_chain_certs(ctxs[i], &c->chain) != 1 ||
-            X509_digest(c->leaf, EVP_sha256(), c->sid, &len) != 1 || len != sizeof(c->sid))
+            mtls_session_context(c->leaf, bind, c->sid) != 0)
             goto fail;
         struct collect col = {t, i};
         bool from_cn;

@@ -130,6 +130,15 @@ done:
 /* The app data of a client's connection once it read a close_notify alert. */
 static const char close_notify_read;
 
+/* Of a client's connection: the fatal alert it was sent, + 1 (0: none). */
+static int alert_sent_index = -1;
+static pthread_once_t alert_sent_once = PTHREAD_ONCE_INIT;
+
+static void alert_sent_init(void)
+{
+    alert_sent_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
 /* Under SSL_OP_IGNORE_UNEXPECTED_EOF OpenSSL reports a bare FIN as it reports a close_notify
  * (SSL_ERROR_ZERO_RETURN, RECEIVED_SHUTDOWN): only this callback of an alert read tells the
  * two apart (tls_end_cut). It runs for handshake steps and alerts, never per record. Both bits
@@ -139,6 +148,17 @@ static void note_close_notify(const SSL *ssl, int where, int ret)
 {
     if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
         SSL_set_app_data((SSL *)(uintptr_t)ssl, (void *)(uintptr_t)&close_notify_read);
+    /* the fatal alert we refuse a handshake with, for its log line (tls_alert_sent) */
+    if ((where & SSL_CB_WRITE_ALERT) == SSL_CB_WRITE_ALERT && (ret >> 8) == SSL3_AL_FATAL &&
+        alert_sent_index >= 0)
+        SSL_set_ex_data((SSL *)(uintptr_t)ssl, alert_sent_index,
+                        (void *)(uintptr_t)((ret & 0xff) + 1));
+}
+
+int tls_alert_sent(const SSL *ssl)
+{
+    uintptr_t a = alert_sent_index < 0 ? 0 : (uintptr_t)SSL_get_ex_data(ssl, alert_sent_index);
+    return a ? (int)a - 1 : -1;
 }
 
 bool tls_end_cut(const SSL *ssl)
@@ -149,6 +169,7 @@ bool tls_end_cut(const SSL *ssl)
 
 void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err)
 {
+    pthread_once(&alert_sent_once, alert_sent_init);
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         ssl_failed(err, NULL, NULL);

@@ -245,6 +245,10 @@ struct config {
     int ntls_pairs;
     bool tls_strict_sni;                   /* a ClientHello naming no certificate's name (or
                                               none) is refused, not given the first (sni.h) */
+    int tls_verify_client;                 /* enum mtls_mode: client certificates asked
+                                              (optional) or required (on), mtls.h */
+    char *tls_client_ca;                   /* the CAs clients' certificates chain to */
+    int tls_verify_depth;                  /* intermediate CAs at most above the client's */
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls`: the first pair's,
                                               choosing the others by SNI (sni.h) */
     uint64_t tls_ticket_rotation_ms;       /* a new session ticket key this often (ticket.h) */

@@ -23,6 +23,7 @@ struct access_record;
 struct upconn;
 struct sock;
 struct tunnel_origin;
+struct mtls_peer;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -30,6 +31,8 @@ struct peer {
     const char *ip;                    /* "127.0.0.1", "::1" */
     uint16_t port;                     /* 0: none (the probe's own exchange) */
     bool tls;                          /* the client connection is TLS */
+    const struct mtls_peer *cert;      /* its client certificate's word (mtls.h); NULL: none
+                                          asked */
 };
 
 /* Room for peer_addr's text: "[" IPv6 "]:" port. */

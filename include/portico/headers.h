@@ -47,6 +47,10 @@ struct fwd_request {
                                     Connection: upgrade */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
     enum hdr_via via;            /* the version the client's request came in (Via) */
+    const char *client_cert;     /* Client-Cert (RFC 9440), or NULL; a client's own Client-Cert,
+                                    Client-Cert-Chain and Client-Cert-Verify never go on */
+    const char *client_cert_chain; /* Client-Cert-Chain, or NULL */
+    const char *client_cert_verify; /* Client-Cert-Verify, or NULL (none asked) */
     uint64_t content_length;
 };
 

@@ -104,6 +104,8 @@ struct access_record {
     size_t user_agent_len;
     const char *forwarded_for;         /* span: the client's first X-Forwarded-For, as received */
     size_t forwarded_for_len;
+    const char *client_subject;        /* the subject of the client's verified certificate
+                                          (tls_verify_client, RFC 2253), NULL: none */
     struct timings timings;            /* phase durations; total is the whole exchange (a
                                           tunnel's included) */
     bool tunnel;                       /* the exchange switched protocols (101): the line is

@@ -202,6 +202,22 @@ enum pp_error {
     PP_ERROR_COUNT
 };
 
+/* Why a client certificate was refused (tls_verify_client = on): the label of
+ * portico_client_cert_refusals_total{reason}, and the words of the log line. */
+#define CERT_REFUSAL_LIST(X)                                                                       \
+    X(CERT_REFUSED_NONE_SENT, "no_certificate", "no certificate sent")                            \
+    X(CERT_REFUSED_UNKNOWN_CA, "unknown_ca", "unknown CA")                                        \
+    X(CERT_REFUSED_EXPIRED, "expired", "expired")                                                 \
+    X(CERT_REFUSED_NOT_YET_VALID, "not_yet_valid", "not yet valid")                               \
+    X(CERT_REFUSED_INVALID, "invalid", "invalid")
+
+enum cert_refusal {
+#define X(id, label, words) id,
+    CERT_REFUSAL_LIST(X)
+#undef X
+    CERT_REFUSAL_COUNT
+};
+
 /* How a lookup over TCP of an origin name ended, for portico_dns_tcp_lookups_total{result}
  * (upstream.c: ASKED OVER TCP). */
 #define DNS_TCP_OUTCOME_LIST(X)                                                                    \
@@ -360,6 +376,10 @@ void metrics_tunnel_end(struct metrics *m, enum tunnel_end end);
  * portico_proxy_protocol_errors_total{reason}: reason is an enum pp_error (proxyproto.h). */
 void metrics_proxy_protocol_error(struct metrics *m, int reason);
 
+/* Counts one client handshake refused for its certificate in
+ * portico_client_cert_refusals_total{reason}. */
+void metrics_cert_refusal(struct metrics *m, enum cert_refusal reason);
+
 /* The class of a failed accept's errno, a reason of portico_accept_errors_total. */
 enum accept_error accept_error_of(int err);
 
@@ -436,6 +456,10 @@ const char *tunnel_end_words(enum tunnel_end e);
 /* The metric label and the log words of a refused PROXY header (proxyproto.c). */
 const char *pp_error_label(enum pp_error e);
 const char *pp_error_words(enum pp_error e);
+
+/* The metric label and the log words of a refused client certificate (mtls.c). */
+const char *cert_refusal_label(enum cert_refusal r);
+const char *cert_refusal_words(enum cert_refusal r);
 
 /* The metric label and the log words of an HTTP/2 stream not processed (h2.c). */
 const char *h2_refused_label(enum h2_refused r);

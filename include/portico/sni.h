@@ -36,9 +36,11 @@ typedef void sni_conflict_fn(void *arg, const char *name, int first, int second)
  * without a name of theirs is refused (alert unrecognized_name). ctxs[0] then owns the others
  * (it frees them when it is freed); on failure nothing is taken and the caller frees them all.
  * Each name two certificates claim (exact or wildcard) is told to conflict (when not NULL) and
- * fails the call.
+ * fails the call. A session resumes under the certificate it was made with only, and under bind
+ * (mtls_bind's: the client certificate settings; NULL: none asked) only.
  * 0, or -1 (a conflict, or out of memory). */
-int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void *arg);
+int sni_attach(void **ctxs, int n, bool strict, const unsigned char *bind,
+               sni_conflict_fn *conflict, void *arg);
 
 /* The certificate (index into ctxs of sni_attach) a ClientHello naming `name` gets from a
  * context sni_attach made: an exact name, else a wildcard of its parent, else 0 (the default);

@@ -53,6 +53,9 @@ bool tls_alert_refuses_handshake(unsigned long err);
  * when the error is not a received alert (a broken record, our own check failing). */
 int tls_alert_received(unsigned long err);
 
+/* The fatal alert a client's connection (tls_server_ctx) was sent, -1 when none was. */
+int tls_alert_sent(const struct ssl_st *ssl);
+
 /* An alert's name as RFC 8446 spells it ("certificate_required"); "unknown" for others. */
 const char *tls_alert_name(int alert);
 

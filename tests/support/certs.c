@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,4 +403,55 @@ const struct test_sni_certs *certs_get_sni(void)
 {
     pthread_once(&sni_once, sni_generate);
     return sni_result;
+}
+
+/* ---- client certificates (mutual TLS) ---- */
+
+/* The other CA first: the row after it is signed by it, the rest by certs_get's CA. */
+static const struct cert_row mtls_rows[] = {
+    { "other-ca", "/CN=Portico Other CA", "ca_ext", 1, NULL, NULL },
+    { "other-client", "/CN=portico-other-client", "client_ext", 0, NULL, NULL },
+    { "expired-client", "/CN=portico-expired-client", "client_ext", 0, "20200101000000Z",
+      "20200102000000Z" },
+    { "client-2", "/CN=portico-test-client-2", "client_ext", 0, NULL, NULL },
+};
+
+static struct {
+    char paths[8][CERT_PATH_MAX];
+} mtls_store;
+static struct test_mtls_certs mtls;
+static const struct test_mtls_certs *mtls_result;
+static pthread_once_t mtls_once = PTHREAD_ONCE_INIT;
+
+static void mtls_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    const char **out[] = { &mtls.other_ca_cert, &mtls.other_ca_key, &mtls.other_client_cert,
+                           &mtls.other_client_key, &mtls.expired_client_cert,
+                           &mtls.expired_client_key, &mtls.client2_cert, &mtls.client2_key };
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(mtls_rows) / sizeof(mtls_rows[0]); i++) {
+        char *pem = mtls_store.paths[2 * i], *key = mtls_store.paths[2 * i + 1];
+        bool by_other = i == 1;
+
+        if (store_path(pem, CERT_PATH_MAX, mtls_rows[i].stem, ".pem") < 0
+            || store_path(key, CERT_PATH_MAX, mtls_rows[i].stem, ".key") < 0
+            || make_row(&mtls_rows[i], conf, by_other ? mtls_store.paths[0] : c->ca_cert,
+                        by_other ? mtls_store.paths[1] : c->ca_key) < 0) {
+            return;
+        }
+        *out[2 * i] = pem;
+        *out[2 * i + 1] = key;
+    }
+    mtls_result = &mtls;
+}
+
+const struct test_mtls_certs *certs_get_mtls(void)
+{
+    pthread_once(&mtls_once, mtls_generate);
+    return mtls_result;
 }

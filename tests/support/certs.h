@@ -84,4 +84,23 @@ struct test_sni_certs {
  * more `openssl` pairs). NULL if it failed. */
 const struct test_sni_certs *certs_get_sni(void);
 
+/* Client certificates for mutual TLS: one of another CA that certs_get's does not sign, one
+ * expired, and a second good one (client_cert of certs_get is the first). */
+struct test_mtls_certs {
+    const char *other_ca_cert;    /* "Portico Other CA", self-signed, CA:TRUE */
+    const char *other_ca_key;
+    const char *other_client_cert; /* CN portico-other-client, clientAuth; signed by the other CA */
+    const char *other_client_key;
+    const char *expired_client_cert; /* CN portico-expired-client, clientAuth; certs_get's CA;
+                                      * valid only 2020-01-01..2020-01-02 */
+    const char *expired_client_key;
+    const char *client2_cert;     /* CN portico-test-client-2, clientAuth; certs_get's CA */
+    const char *client2_key;
+};
+
+/* The client certificates of this process (in certs_get's directory: other-ca.pem,
+ * other-client.pem, expired-client.pem, client-2.pem and their .key), generated on first call
+ * (thread-safe; four more `openssl` pairs). NULL if it failed. */
+const struct test_mtls_certs *certs_get_mtls(void);
+
 #endif

@@ -260,6 +260,22 @@ static const struct {
      {BASE, .via = HDR_VIA_2},
      "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 2 portico\r\n\r\n"},
+    {"a client's Client-Cert fields never pass, in any case or with '_' (RFC 9440 4); "
+     "names that merely start alike do",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: :Zm9v:\r\nCLIENT-CERT-CHAIN: :Zm9v:\r\n"
+     "client-cert-verify: SUCCESS\r\nClient_Cert: :Zm9v:\r\nClient-Certs: 1\r\n"
+     "Client-Cert-Verified: 1\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nClient-Certs: 1\r\nClient-Cert-Verified: 1\r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
+    {"Portico's own client-certificate word goes after X-Request-Id, the client's dropped",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert-Verify: NONE\r\n\r\n",
+     {BASE, .client_cert = ":Y2VydA==:", .client_cert_chain = ":Y2E=:",
+      .client_cert_verify = "SUCCESS"},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nClient-Cert-Verify: SUCCESS\r\n"
+     "Client-Cert: :Y2VydA==:\r\nClient-Cert-Chain: :Y2E=:\r\nVia: 1.1 portico\r\n\r\n"},
     {"end-to-end fields pass unchanged, in order, duplicates included",
      "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
      "Authorization: Bearer x\r\n\r\n",

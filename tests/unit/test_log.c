@@ -440,6 +440,7 @@ static struct access_record success_record(void)
         .user_agent_len = 11,
         .forwarded_for = "127.9.9.9, \"x\"",
         .forwarded_for_len = 14,
+        .client_subject = "CN=alice,O=Example",
         .reused = true,
         .body_unread = true, /* the origin answered before the request's body all came */
     };
@@ -532,6 +533,7 @@ static void test_json_lines(void **state)
          "\"phase\":\"done\",\"route\":\"api\",\"upstream\":\"app\",\"origin\":\"127.0.0.1:3000\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":1234,\"interim\":[103,100],\"fault\":null,"
          "\"user_agent\":\"curl/7.88.1\",\"forwarded_for\":\"127.9.9.9, \\\"x\\\"\","
+         "\"client_subject\":\"CN=alice,O=Example\","
          "\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
          "\"first_byte\":2.345,\"body\":0.010,\"total\":2.600},\"limit_ms\":null,"
          "\"detail\":null,\"aborted\":false,\"reused\":true,\"retried\":false,"
@@ -545,7 +547,7 @@ static void test_json_lines(void **state)
          "\"failure\":\"first_byte_timeout\",\"phase\":\"first_byte\",\"route\":\"b\","
          "\"upstream\":\"silent\",\"origin\":\"127.0.0.1:18999\",\"attempts\":2,\"bytes_in\":5,"
          "\"bytes_out\":291,\"interim\":[],\"fault\":\"slow-checkout\",\"user_agent\":null,"
-         "\"forwarded_for\":null,"
+         "\"forwarded_for\":null,\"client_subject\":null,"
          "\"timing_ms\":{\"dns\":0.001,\"first_byte\":400.512,\"total\":400.600},"
          "\"limit_ms\":400,\"detail\":\"no response from 127.0.0.1:18999 within 400 ms of the "
          "request\",\"aborted\":false,\"reused\":false,\"retried\":true,"
@@ -558,7 +560,7 @@ static void test_json_lines(void **state)
          "\"status\":null,\"upstream_status\":null,\"failure\":null,\"phase\":\"client_header\","
          "\"route\":null,\"upstream\":null,\"origin\":null,\"attempts\":0,\"bytes_in\":0,"
          "\"bytes_out\":0,\"interim\":[],\"fault\":null,\"user_agent\":null,"
-         "\"forwarded_for\":null,\"timing_ms\":{},"
+         "\"forwarded_for\":null,\"client_subject\":null,\"timing_ms\":{},"
          "\"limit_ms\":null,\"detail\":null,\"aborted\":false,\"reused\":false,"
          "\"retried\":false,\"body_unread\":false}\n",
          "nothing known: every key is still there, with null"},
@@ -569,7 +571,8 @@ static void test_json_lines(void **state)
          "\"proto\":\"HTTP/1.1\",\"status\":499,\"upstream_status\":null,\"failure\":null,"
          "\"phase\":\"first_byte\",\"route\":\"r\",\"upstream\":\"u\",\"origin\":\"127.0.0.1:1\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":0,\"interim\":[],\"fault\":null,"
-         "\"user_agent\":null,\"forwarded_for\":null,\"timing_ms\":{},\"limit_ms\":null,"
+         "\"user_agent\":null,\"forwarded_for\":null,\"client_subject\":null,\"timing_ms\":{},"
+         "\"limit_ms\":null,"
          "\"detail\":null,"
          "\"aborted\":false,\"reused\":false,\"retried\":false,\"body_unread\":false}\n",
          "the client left: 499 and the phase it was in"},
@@ -600,6 +603,7 @@ static void test_text_lines(void **state)
          " bytes_in=0 dur_ms=2.600 route=api upstream=app origin=127.0.0.1:3000 reused=yes"
          " attempts=1 body_unread=yes interim=103,100 user_agent=\"curl/7.88.1\""
          " forwarded_for=\"127.9.9.9, \\\"x\\\"\""
+         " client_subject=\"CN=alice,O=Example\""
          " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010\n",
          "a success: today's keys in today's order, the new ones beside them"},
         {1,
@@ -668,6 +672,7 @@ static void test_tunnel_lines(void **state)
     static const char json[] =
         "\"bytes_in\":123457,\"bytes_out\":1234567,\"interim\":[],\"fault\":null,"
         "\"user_agent\":\"curl/7.88.1\",\"forwarded_for\":\"127.9.9.9, \\\"x\\\"\","
+        "\"client_subject\":\"CN=alice,O=Example\","
         "\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
         "\"first_byte\":2.345,\"body\":0.010,\"tunnel\":61000.123,\"total\":61002.723},"
         "\"limit_ms\":null,\"detail\":\"tunnel: client closed\",";
@@ -678,6 +683,7 @@ static void test_tunnel_lines(void **state)
         " status=101 upstream_status=101 bytes_out=1234567 bytes_in=123457 dur_ms=61002.723 ";
     static const char text_end[] = " detail=\"tunnel: client closed\" user_agent=\"curl/7.88.1\""
                                    " forwarded_for=\"127.9.9.9, \\\"x\\\"\""
+                                   " client_subject=\"CN=alice,O=Example\""
                                    " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010,"
                                    "tunnel:61000.123\n";
     if (!strstr(got, text) || strcmp(got + strlen(got) - strlen(text_end), text_end) != 0)
@@ -773,7 +779,7 @@ static void test_hostile_record(void **state)
             .interim_codes = many, .ninterim = ARRAY_LEN(many),
             .fault = junk, .user_agent = junk, .user_agent_len = sizeof(junk) - 1,
             .forwarded_for = junk, .forwarded_for_len = sizeof(junk) - 1,
-            .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
+            .client_subject = junk, .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
             .retried = true, .body_unread = true, .tunnel = true, .tunnel_us = UINT64_MAX,
         };
         for (int p = 0; p < TIMING_COUNT; p++)

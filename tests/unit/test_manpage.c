@@ -1073,6 +1073,7 @@ static void full_record(struct access_record *rec)
         .failure = FAIL_READ_TIMEOUT, .phase = PHASE_READ, .route = "r", .upstream = "u",
         .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1, .fault = "f",
         .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "127.0.0.9",
+        .client_subject = "CN=x",
         .forwarded_for_len = 9, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
         .detail = "d", .aborted = true, .reused = true, .retried = true, .body_unread = true,
     };

@@ -100,7 +100,7 @@ static uint64_t requests_sum(const char *text)
 
 /* ---- a validator of the text format 0.0.4 ---- */
 
-enum { MAXF = 64, MAXS = 2048 };
+enum { MAXF = 96, MAXS = 2048 };
 
 /* A rule broken: the message, and a jump out of the validator. */
 static jmp_buf invalid_jump;
@@ -814,7 +814,7 @@ static void test_empty(void **state)
     (void)state;
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
-                                         TUNNEL_END_COUNT + PP_ERROR_COUNT +
+                                         TUNNEL_END_COUNT + PP_ERROR_COUNT + CERT_REFUSAL_COUNT +
                                          DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT +
                                          2 * DISCARD_END_COUNT + 2 + H2_REFUSED_COUNT + 1);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);

@@ -144,7 +144,7 @@ static void attach_rows(bool strict)
     int n = (int)(sizeof(certs) / sizeof(certs[0]));
     for (int i = 0; i < n; i++)
         ctxs[i] = ctx_for(certs[i].cn, certs[i].san);
-    assert_int_equal(sni_attach(ctxs, n, strict, NULL, NULL), 0);
+    assert_int_equal(sni_attach(ctxs, n, strict, NULL, NULL, NULL), 0);
     for (size_t i = 0; i < sizeof(choice_rows) / sizeof(choice_rows[0]); i++) {
         int want = strict ? choice_rows[i].strict : choice_rows[i].cert;
         int got = sni_choose(ctxs[0], choice_rows[i].name);
@@ -213,7 +213,7 @@ static void test_conflicts(void **state)
         for (; n < 3 && conflict_rows[i].san[n]; n++)
             ctxs[n] = ctx_for("x", conflict_rows[i].san[n]);
         struct told got = {""};
-        int rc = sni_attach(ctxs, n, false, tell, &got);
+        int rc = sni_attach(ctxs, n, false, NULL, tell, &got);
         if (strcmp(got.text, conflict_rows[i].told) != 0 || (rc == 0) != !*conflict_rows[i].told)
             fail_msg("%s: rc %d, told \"%s\", want \"%s\"", conflict_rows[i].why, rc, got.text,
                      conflict_rows[i].told);

@@ -1,0 +1,382 @@
+/*
+ * mtls.c — client certificates on TLS listeners. See mtls.h.
+ */
+#include "portico/mtls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "portico/tls.h"
+
+/* What a context asks (ex_data of the SSL_CTX): the mode, read by the verify callback and by
+ * mtls_peer_new on connections made from it, which may outlive a reload's new settings. */
+struct mtls_settings {
+    enum mtls_mode mode;
+};
+
+/* The first certificate a client's chain failed verification at (ex_data of its SSL), for the
+ * log line: the verify result alone does not say which certificate, nor its dates. */
+struct mtls_failure {
+    X509 *cert;                   /* a reference */
+    int error;                    /* X509_V_ERR_... */
+    int depth;                    /* 0: the client's own certificate */
+};
+
+static int settings_index = -1;
+static int failure_index = -1;
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+static void settings_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+static void failure_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    struct mtls_failure *f = ptr;
+    if (f) {
+        X509_free(f->cert);
+        free(f);
+    }
+}
+
+static void index_init(void)
+{
+    settings_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, settings_free);
+    failure_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, failure_free);
+}
+
+static const struct mtls_settings *settings_of(const SSL *ssl)
+{
+    return settings_index < 0 ? NULL : SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), settings_index);
+}
+
+static const char *const mode_names[] = {
+#define X(id, name) [id] = name,
+    MTLS_MODE_LIST(X)
+#undef X
+};
+
+const char *mtls_mode_name(enum mtls_mode mode)
+{
+    return (unsigned)mode < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[mode] : "?";
+}
+
+/* ---- sessions ---- */
+
+int mtls_bind(enum mtls_mode mode, int depth, const char *ca_file,
+              unsigned char bind[MTLS_BIND_LEN])
+{
+    int rc = -1;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    FILE *f = fopen(ca_file, "rb");
+    unsigned char head[2 * sizeof(int)], buf[4096];
+    memcpy(head, &mode, sizeof(int));
+    memcpy(head + sizeof(int), &depth, sizeof(int));
+    if (!md || !f || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, head, sizeof(head)) != 1)
+        goto done;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        if (EVP_DigestUpdate(md, buf, n) != 1)
+            goto done;
+    unsigned len = 0;
+    if (!ferror(f) && EVP_DigestFinal_ex(md, bind, &len) == 1 && len == MTLS_BIND_LEN)
+        rc = 0;
+done:
+    if (f)
+        fclose(f);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int mtls_session_context(X509 *leaf, const unsigned char *bind, unsigned char sid[MTLS_SID_LEN])
+{
+    unsigned char both[2 * MTLS_SID_LEN];
+    unsigned len = 0;
+    if (X509_digest(leaf, EVP_sha256(), both, &len) != 1 || len != MTLS_SID_LEN)
+        return -1;
+    if (!bind) {
+        memcpy(sid, both, MTLS_SID_LEN);
+        return 0;
+    }
+    memcpy(both + MTLS_SID_LEN, bind, MTLS_BIND_LEN);
+    return EVP_Digest(both, sizeof(both), sid, &len, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+/* ---- verification ---- */
+
+/* Keeps the first failure (OpenSSL, under `on`, stops there and sends its alert); under
+ * `optional` the handshake goes on whatever was found, and SSL_get_verify_result (kept in the
+ * session, so a resumption says it again) tells the origin. Runs per certificate of a full
+ * handshake only. */
+static int client_verify(int ok, X509_STORE_CTX *store)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const struct mtls_settings *s = ssl ? settings_of(ssl) : NULL;
+    X509 *cert = X509_STORE_CTX_get_current_cert(store);
+    const struct mtls_failure *first = ssl ? SSL_get_ex_data(ssl, failure_index) : NULL;
+    if (!ok && first) {
+        /* optional goes on past a failure, to others that follow from it ("unable to verify
+         * the first certificate" after "unable to get local issuer certificate"): the result
+         * kept is the first, which says what was wrong */
+        X509_STORE_CTX_set_error(store, first->error);
+    } else if (!ok && ssl && cert) {
+        struct mtls_failure *f = malloc(sizeof(*f));
+        if (f) {
+            *f = (struct mtls_failure){.cert = cert, .error = X509_STORE_CTX_get_error(store),
+                                       .depth = X509_STORE_CTX_get_error_depth(store)};
+            X509_up_ref(cert);
+            if (SSL_set_ex_data(ssl, failure_index, f) != 1)
+                failure_free(NULL, f, NULL, 0, 0, NULL);
+        }
+    }
+    return s && s->mode == MTLS_OPTIONAL ? 1 : ok;
+}
+
+int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
+               const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err)
+{
+    pthread_once(&index_once, index_init);
+    if (mode == MTLS_OFF)
+        return 0;
+    struct mtls_settings *s = malloc(sizeof(*s));
+    unsigned char sid[MTLS_SID_LEN];
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    err->file = NULL;
+    if (!s || settings_index < 0 || failure_index < 0 || !leaf) {
+        free(s);
+        snprintf(err->text, sizeof(err->text), "out of memory");
+        return -1;
+    }
+    s->mode = mode;
+    if (SSL_CTX_set_ex_data(ctx, settings_index, s) != 1) {
+        free(s);
+        snprintf(err->text, sizeof(err->text), "out of memory");
+        return -1;
+    }
+    /* the CA list the CertificateRequest names: clients holding several certificates (a
+     * browser) offer the one these issued */
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (!names || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        err->file = ca_file;
+        /* a key, an empty file or a DER one: OpenSSL says "no start line", which says nothing */
+        unsigned long e = ERR_peek_error();
+        bool none = !e || (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                           ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+        if (none)
+            snprintf(err->text, sizeof(err->text),
+                     "holds no CA certificate in PEM form (-----BEGIN CERTIFICATE-----)");
+        else
+            tls_last_error(err->text, sizeof(err->text));
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify_depth(ctx, depth);
+    int verify = SSL_VERIFY_PEER | (mode == MTLS_ON ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    SSL_CTX_set_verify(ctx, verify, client_verify);
+    if (mtls_session_context(leaf, bind, sid) != 0 ||
+        SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid)) != 1) {
+        snprintf(err->text, sizeof(err->text), "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* A name as RFC 2253 writes it ("CN=client,O=Example"), UTF-8 left as it is, into buf. */
+static void name_text(const X509_NAME *name, char *buf, size_t size)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int n = bio ? X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) : -1;
+    int got = n >= 0 ? BIO_read(bio, buf, (int)size - 1) : -1;
+    BIO_free(bio);
+    buf[got > 0 ? got : 0] = '\0';
+}
+
+/* ---- refusals ---- */
+
+/* An ASN1 time as certexpiry says dates: "2026-12-05 06:07:00 UTC". */
+static void format_time(const ASN1_TIME *t, char *buf, size_t size)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "?");
+}
+
+/* The metric's reason of a verify error: a closed set, the rest "invalid". */
+static enum cert_refusal refusal_of(int error)
+{
+    switch (error) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        return CERT_REFUSED_UNKNOWN_CA;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return CERT_REFUSED_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return CERT_REFUSED_NOT_YET_VALID;
+    default:
+        return CERT_REFUSED_INVALID;
+    }
+}
+
+bool mtls_refused(SSL *ssl, unsigned long ssl_err, enum cert_refusal *reason, char *buf,
+                  size_t size)
+{
+    const struct mtls_settings *s = settings_of(ssl);
+    if (!s || s->mode != MTLS_ON || ERR_GET_LIB(ssl_err) != ERR_LIB_SSL)
+        return false;
+    int alert = tls_alert_sent(ssl);
+    char sent[64] = "";
+    if (alert >= 0)
+        snprintf(sent, sizeof(sent), " (alert %s sent)", tls_alert_name(alert));
+    if (ERR_GET_REASON(ssl_err) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        *reason = CERT_REFUSED_NONE_SENT;
+        snprintf(buf, size, "client certificate refused: no certificate sent, "
+                            "tls_verify_client is on%s", sent);
+        return true;
+    }
+    const struct mtls_failure *f = failure_index < 0 ? NULL : SSL_get_ex_data(ssl, failure_index);
+    if (ERR_GET_REASON(ssl_err) != SSL_R_CERTIFICATE_VERIFY_FAILED || !f)
+        return false;
+    *reason = refusal_of(f->error);
+    char subject[160], issuer[160], date[32], what[96];
+    name_text(X509_get_subject_name(f->cert), subject, sizeof(subject));
+    name_text(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
+    if (*reason == CERT_REFUSED_EXPIRED) {
+        format_time(X509_get0_notAfter(f->cert), date, sizeof(date));
+        snprintf(what, sizeof(what), "expired on %s", date);
+    } else if (*reason == CERT_REFUSED_NOT_YET_VALID) {
+        format_time(X509_get0_notBefore(f->cert), date, sizeof(date));
+        snprintf(what, sizeof(what), "not valid before %s", date);
+    } else if (*reason == CERT_REFUSED_UNKNOWN_CA) {
+        snprintf(what, sizeof(what), "unknown CA, no issuer in tls_client_ca");
+    } else {
+        snprintf(what, sizeof(what), "%s", X509_verify_cert_error_string(f->error));
+    }
+    snprintf(buf, size, "client certificate refused: %s: %s, issued by %s (certificate %d of "
+                        "the chain)%s", what, subject, issuer, f->depth + 1, sent);
+    return true;
+}
+
+/* ---- what the origin is told ---- */
+
+/* ":base64:" of x's DER (an RFC 8941 byte sequence) appended at *at (room checked by the
+ * caller: base64_len). */
+static size_t base64_len(int der_len)
+{
+    return 4 * (((size_t)der_len + 2) / 3) + 2;
+}
+
+static int put_cert(X509 *x, char *at)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    if (n <= 0)
+        return -1;
+    at[0] = ':';
+    int b = EVP_EncodeBlock((unsigned char *)at + 1, der, n);
+    OPENSSL_free(der);
+    at[1 + b] = ':';
+    at[2 + b] = '\0';
+    return 2 + b;
+}
+
+static char *cert_field(X509 *x)
+{
+    int n = i2d_X509(x, NULL);
+    char *s = n > 0 ? malloc(base64_len(n) + 1) : NULL;
+    if (s && put_cert(x, s) < 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* The certificates above the leaf in the verified chain, as an RFC 8941 list; NULL for none. */
+static char *chain_field(STACK_OF(X509) *chain)
+{
+    int n = chain ? sk_X509_num(chain) : 0;
+    size_t room = 1;
+    for (int i = 1; i < n; i++)
+        room += base64_len(i2d_X509(sk_X509_value(chain, i), NULL)) + 2;
+    char *s = n > 1 ? malloc(room) : NULL;
+    size_t at = 0;
+    for (int i = 1; s && i < n; i++) {
+        if (i > 1) {
+            memcpy(s + at, ", ", 2);
+            at += 2;
+        }
+        int w = put_cert(sk_X509_value(chain, i), s + at);
+        if (w < 0) {
+            free(s);
+            return NULL;
+        }
+        at += (size_t)w;
+    }
+    return s;
+}
+
+struct mtls_peer *mtls_peer_new(SSL *ssl)
+{
+    const struct mtls_settings *s = settings_of(ssl);
+    if (!s)
+        return NULL;
+    struct mtls_peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    X509 *leaf = SSL_get0_peer_certificate(ssl);
+    long result = SSL_get_verify_result(ssl);
+    char verify[160];
+    if (!leaf) {
+        snprintf(verify, sizeof(verify), "NONE");
+    } else if (result != X509_V_OK) {
+        snprintf(verify, sizeof(verify), "FAILED:%s", X509_verify_cert_error_string(result));
+    } else {
+        snprintf(verify, sizeof(verify), "SUCCESS");
+        char subject[512];
+        name_text(X509_get_subject_name(leaf), subject, sizeof(subject));
+        p->subject = strdup(subject);
+        p->cert = cert_field(leaf);
+        p->chain = chain_field(SSL_get0_verified_chain(ssl));
+        if (!p->subject || !p->cert) {
+            mtls_peer_free(p);
+            return NULL;
+        }
+    }
+    if (!(p->verify = strdup(verify))) {
+        mtls_peer_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void mtls_peer_free(struct mtls_peer *p)
+{
+    if (!p)
+        return;
+    free(p->verify);
+    free(p->subject);
+    free(p->cert);
+    free(p->chain);
+    free(p);
+}
