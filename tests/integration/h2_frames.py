@@ -2141,8 +2141,9 @@ def fidelity_one(port, tls_port, item):
     if late:  # a client that takes its time for the body (150 ms), or awaits its 100
         c.pump(lambda: answered() or (expect and 100 in st["status"]),
                t0 + (IO_S if expect else FIDELITY_LATE_S))
-        if not answered():
+        if not answered():  # the time runs from the request's end, as Portico's timers do
             c.send(frame(DATA, END_STREAM, 1, FIDELITY_LATE))
+            t0 = time.monotonic()
     c.wait(st)
     t_end = time.monotonic()
     if not c.closed:
@@ -2187,7 +2188,8 @@ def fidelity(port, tls_port, paths):
     connection: the request, its answer read to the stream's end (END_STREAM, a RST_STREAM,
     the close or 5 s), a PING for anything that follows it, then a GET of /ok/x on the same
     connection. Printed per path, in the order given, a line each: "== PROTO:PATH", "status",
-    "interim", the milliseconds to the head and to the end, how the stream ended ("end
+    "interim", the milliseconds to the head and to the end (from the late body's send, for ~
+    and !), how the stream ended ("end
     END_STREAM", "end RST CODE", "end CLOSED", "end NONE"), its frames, each "field NAME
     VALUE" of the final head and "trailer NAME VALUE" of a trailer block, "body HEX", "next
     STATUS" (0: none), "goaway LAST,CODE" or "goaway none", "closed 0|1"."""
