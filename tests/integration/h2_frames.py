@@ -2114,11 +2114,12 @@ def fidelity_one(port, tls_port, item):
     c = Conn(port if proto == "h2c" else tls_port, plain=proto == "h2c")
     c.keep_body = True
     post, late, expect = path.startswith("+"), path[0] in "~!", path.startswith("!")
-    path = path.lstrip("+~!")
+    method = "HEAD" if path.startswith("^") else "POST" if post or late else "GET"
+    path = path.lstrip("+~!^")
     scheme = [(":scheme", "http")] if proto == "h2c" else [(":scheme", "https")]
     fields = lambda method, p: [(":method", method)] + scheme + [(":path", p),
                                                                  (":authority", "localhost")]
-    head = fields("POST" if post or late else "GET", path) + [("accept", "application/json"),
+    head = fields(method, path) + [("accept", "application/json"),
                                                               ("te", "trailers")]
     if post or late:
         head += [("content-length", str(FIDELITY_BODY if post else len(FIDELITY_LATE)))]
@@ -2184,7 +2185,7 @@ def fidelity(port, tls_port, paths):
     run in turn (h2c: prior knowledge on PORT; tls: ALPN h2 on TLS_PORT; a + before the path:
     a POST offering FIDELITY_BODY bytes as the windows allow until the answer; a ~: a POST of
     5 bytes sent 150 ms after its head, unless answered by then; a !: the same with Expect:
-    100-continue, its body sent on the 100 unless answered first), each on a fresh
+    100-continue, its body sent on the 100 unless answered first; a ^: a HEAD), each on a fresh
     connection: the request, its answer read to the stream's end (END_STREAM, a RST_STREAM,
     the close or 5 s), a PING for anything that follows it, then a GET of /ok/x on the same
     connection. Printed per path, in the order given, a line each: "== PROTO:PATH", "status",

@@ -885,7 +885,8 @@ struct h2_row {
 static const char *const h2_protos[] = {"h2c", "tls"};
 
 /* Failure cases again, each as a POST of 5 bytes sent 150 ms after its head (h2_frames.py's
- * ~): the answer after the body, as a real exchange sends it before it waits for one. */
+ * ~: the answer after the body, as a real exchange sends it before it waits for one), and as a
+ * HEAD (^: the head alone, its stream ended by an empty DATA as the real one's). */
 static const char *const h2_late_bodies[] = {"silent", "close_empty", "reset"};
 
 /* And with Expect: 100-continue (h2_frames.py's !), against origins that send no 100, as the
@@ -931,6 +932,13 @@ static size_t h2_rows(struct h2_row *rows)
             snprintf(b->sim, sizeof(b->sim), "~/sim-%s/x", c->name);
             for (int p = 0; p < 2; p++)
                 snprintf(b->real[p], sizeof(b->real[p]), "~/%s/x", c->name);
+            struct h2_row *hd = &rows[n++];
+            *hd = *r;
+            snprintf(hd->name, sizeof(hd->name), "%s_head", c->name);
+            snprintf(hd->sim, sizeof(hd->sim), "^/sim-%s/x", c->name);
+            for (int p = 0; p < 2; p++)
+                snprintf(hd->real[p], sizeof(hd->real[p]), "^/%s/x", c->name);
+            hd->check = (hd->check & ~H2_JSON) | H2_DATA; /* none */
         }
     }
     for (size_t i = 0; i < ARRAY_SIZE(h2_expect); i++) {
@@ -974,7 +982,7 @@ static void h2_run_group(struct harness *h, struct h2_row *rows, size_t nrows, i
 {
     char paths[8192];
     size_t len = 0;
-    struct h2_row *order[ARRAY_SIZE(cases) + ARRAY_SIZE(h2_late_bodies) + ARRAY_SIZE(h2_expect) +
+    struct h2_row *order[ARRAY_SIZE(cases) + 2 * ARRAY_SIZE(h2_late_bodies) + ARRAY_SIZE(h2_expect) +
                          ARRAY_SIZE(actions)];
     size_t norder = 0;
     for (size_t g = 0; g < H2_GROUPS; g++) {
@@ -1111,7 +1119,7 @@ static void h2_compare_logs(struct harness *h, const char *what, const char *rul
 static void test_http2_fidelity(void **state)
 {
     (void)state;
-    static struct h2_row rows[NCASES + ARRAY_SIZE(h2_late_bodies) + ARRAY_SIZE(h2_expect) + ARRAY_SIZE(actions)];
+    static struct h2_row rows[NCASES + 2 * ARRAY_SIZE(h2_late_bodies) + ARRAY_SIZE(h2_expect) + ARRAY_SIZE(actions)];
     static struct h2_reply replies[4 * ARRAY_SIZE(rows) + 2];
     size_t nrows = h2_rows(rows), nreplies = 0;
     char sections[4096];
