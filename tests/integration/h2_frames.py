@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""h2_frames.py — raw HTTP/2 frames against Portico, for test_http2.c and test_reload.c.
+"""h2_frames.py — raw HTTP/2 frames against Portico, for test_http2.c, test_reload.c and
+test_faults_fidelity.c (the fidelity mode: h2c or TLS, every frame of an answer).
 
 Writes frames byte by byte (HPACK from python3-hpack, no HTTP/2 state machine that would refuse
 to send a malformed request), reads what comes back, and prints one `key=value` line per
