@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""h2_frames.py — raw HTTP/2 frames against Portico, for test_http2.c and test_reload.c.
+"""h2_frames.py — raw HTTP/2 frames against Portico, for test_http2.c, test_reload.c and
+test_faults_fidelity.c (the fidelity mode: h2c or TLS, every frame of an answer).
 
 Writes frames byte by byte (HPACK from python3-hpack, no HTTP/2 state machine that would refuse
 to send a malformed request), reads what comes back, and prints one `key=value` line per
@@ -44,19 +45,22 @@ def settings(pairs=()):
 
 
 class Conn:
-    """One TLS connection (ALPN h2) speaking raw frames."""
+    """One TLS connection (ALPN h2) speaking raw frames; plain: h2c with prior knowledge."""
 
-    def __init__(self, port, pairs=(), ack_settings=True, early=None, source=None):
+    def __init__(self, port, pairs=(), ack_settings=True, early=None, source=None, plain=False):
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S,
                                        source_address=(source, 0) if source else None)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
-        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
-        if self.s.selected_alpn_protocol() != "h2":
-            raise SystemExit("alpn=%s" % self.s.selected_alpn_protocol())
+        if plain:
+            self.s = raw
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            self.s = ctx.wrap_socket(raw, server_hostname="localhost")
+            if self.s.selected_alpn_protocol() != "h2":
+                raise SystemExit("alpn=%s" % self.s.selected_alpn_protocol())
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.buf = b""
@@ -79,6 +83,7 @@ class Conn:
         # "ans...") go unacknowledged, as from a slow client: the rest is read until DISCARD_MAX,
         # its end or client_body_timeout, where an acknowledgement resets the stream at once
         self.ack_answers = True
+        self.keep_body = False      # DATA payloads kept in the stream's "body" (fidelity)
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -102,7 +107,8 @@ class Conn:
 
     def st(self, sid):
         return self.streams.setdefault(sid, {"status": [], "rst": None, "data": 0, "end": False,
-                                             "seq": [], "blocks": []})
+                                             "seq": [], "blocks": [], "body": b"",
+                                             "head_at": None})
 
     def seq(self, sid, kind, flags):
         """Notes a frame of the stream: HEADERS, DATA (a run of them as one) or RST, +END with
@@ -136,6 +142,9 @@ class Conn:
                 self.partial = (flags, block)
                 return
             fields = self.dec.decode(block)
+            final = any(k == ":status" and not v.startswith("1") for k, v in fields)
+            if final and self.st(sid)["head_at"] is None:  # a 1xx is not the answer
+                self.st(sid)["head_at"] = time.monotonic()
             self.st(sid)["blocks"].append(fields)
             self.seq(sid, "HEADERS", flags)
             for field in fields:
@@ -148,6 +157,8 @@ class Conn:
         elif ftype == DATA:
             self.seq(sid, "DATA", flags)
             self.st(sid)["data"] += len(payload)
+            if self.keep_body:
+                self.st(sid)["body"] += payload
             self.st(sid)["end"] |= bool(flags & END_STREAM)
             if payload and self.paced:
                 self.owed += len(payload)
@@ -2150,6 +2161,110 @@ def conn_errors(port):
         c.close()
 
 
+FIDELITY_BODY = 64 * 1024 * 1024  # a POST body offered until the answer, as test_faults_fidelity
+FIDELITY_LATE, FIDELITY_LATE_S = b"hello", 0.15  # a small POST body, 150 ms after its head
+
+
+def fidelity_one(port, tls_port, item):
+    """fidelity's request PROTO:PATH and the GET after it: the lines printed for it."""
+    proto, path = item.split(":", 1)
+    c = Conn(port if proto == "h2c" else tls_port, plain=proto == "h2c")
+    c.keep_body = True
+    post, late, expect = path.startswith("+"), path[0] in "~!", path.startswith("!")
+    method = "HEAD" if path.startswith("^") else "POST" if post or late else "GET"
+    path = path.lstrip("+~!^")
+    scheme = [(":scheme", "http")] if proto == "h2c" else [(":scheme", "https")]
+    fields = lambda method, p: [(":method", method)] + scheme + [(":path", p),
+                                                                 (":authority", "localhost")]
+    head = fields(method, path) + [("accept", "application/json"),
+                                                              ("te", "trailers")]
+    if post or late:
+        head += [("content-length", str(FIDELITY_BODY if post else len(FIDELITY_LATE)))]
+    if expect:
+        head += [("expect", "100-continue")]
+    st = c.st(1)
+    t0 = time.monotonic()
+    c.send(c.request(1, head, not post and not late))
+    answered = lambda: st["head_at"] is not None or st["end"] or st["rst"] is not None
+    sent, deadline = 0, t0 + IO_S
+    while post and not answered() and sent < FIDELITY_BODY and not c.closed \
+            and not c.unwritable and time.monotonic() < deadline:
+        room = min(c.window(1, sent), c.window(0, sent), FIDELITY_BODY - sent)
+        if room > 0:  # all the windows allow at once, as fast as a client writes
+            frames = [frame(DATA, 0, 1, b"b" * min(16384, room - k))
+                      for k in range(0, room, 16384)]
+            c.send(b"".join(frames))
+            sent += room
+        c.pump(lambda: answered() or min(c.window(1, sent), c.window(0, sent)) > 0, deadline)
+    if late:  # a client that takes its time for the body (150 ms), or awaits its 100
+        c.pump(lambda: answered() or (expect and 100 in st["status"]),
+               t0 + (IO_S if expect else FIDELITY_LATE_S))
+        if not answered():  # the time runs from the request's end, as Portico's timers do
+            c.send(frame(DATA, END_STREAM, 1, FIDELITY_LATE))
+            t0 = time.monotonic()
+    c.wait(st)
+    t_end = time.monotonic()
+    if not c.closed:
+        c.sync(also=lambda: c.closed)
+    nxt = c.st(3)
+    if not c.closed and c.goaway is None:
+        c.ask(3, fields("GET", "/ok/x"))
+    c.close()
+    if st["rst"] is not None:
+        end = "RST %d" % st["rst"]
+    elif st["end"]:
+        end = "END_STREAM"
+    else:
+        end = "CLOSED" if c.closed else "NONE"
+    finals = [b for b in st["blocks"] if not any(k == ":status" and v.startswith("1")
+                                                  for k, v in b)]
+    lines = ["== %s" % item,
+             "status %d" % next((s for s in st["status"] if s >= 200), 0),
+             "interim %s" % ",".join(str(s) for s in st["status"] if s < 200),
+             "head_ms %.1f" % (((st["head_at"] or t_end) - t0) * 1000),
+             "end_ms %.1f" % ((t_end - t0) * 1000),
+             "end %s" % end,
+             "seq %s" % ",".join(st["seq"])]
+    for i, block in enumerate(finals):
+        lines += ["%s %s %s" % ("field" if i == 0 else "trailer", k, v)
+                  for k, v in block if not k.startswith(":")]
+    lines += ["body %s" % st["body"].hex(),
+              "next %d" % next((s for s in nxt["status"] if s >= 200), 0),
+              "goaway %s" % ("%d,%d" % c.goaway if c.goaway else "none"),
+              "closed %d" % c.closed]
+    return lines
+
+
+def fidelity(port, tls_port, paths):
+    """Each path on its own connection, then a GET of /ok/x on it: every frame of the answer.
+
+    PATHS: groups separated by ';', run at once, each a comma-separated list of PROTO:PATH
+    run in turn (h2c: prior knowledge on PORT; tls: ALPN h2 on TLS_PORT; a + before the path:
+    a POST offering FIDELITY_BODY bytes as the windows allow until the answer; a ~: a POST of
+    5 bytes sent 150 ms after its head, unless answered by then; a !: the same with Expect:
+    100-continue, its body sent on the 100 unless answered first; a ^: a HEAD), each on a fresh
+    connection: the request, its answer read to the stream's end (END_STREAM, a RST_STREAM,
+    the close or 5 s), a PING for anything that follows it, then a GET of /ok/x on the same
+    connection. Printed per path, in the order given, a line each: "== PROTO:PATH", "status",
+    "interim", the milliseconds to the head and to the end (from the late body's send, for ~
+    and !), how the stream ended ("end
+    END_STREAM", "end RST CODE", "end CLOSED", "end NONE"), its frames, each "field NAME
+    VALUE" of the final head and "trailer NAME VALUE" of a trailer block, "body HEX", "next
+    STATUS" (0: none), "goaway LAST,CODE" or "goaway none", "closed 0|1"."""
+    groups = [g.split(",") for g in paths.split(";")]
+    out = [[] for _ in groups]
+
+    def run(i):
+        for item in groups[i]:
+            out[i] += fidelity_one(port, tls_port, item)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(groups))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("\n".join(line for lines in out for line in lines))
+
 def rss(arg):
     """rss: follow the worker's RSS; norss: it is not Portico's own (ASan, valgrind)."""
     if arg not in ("rss", "norss"):
@@ -2229,6 +2344,7 @@ MODES = {
     "drain_flood": (drain_flood, int),
     "bombs": (bombs, int),
     "flood": (flood, choice(*FLOODS)),
+    "fidelity": (fidelity, int, str),
 }
 
 
