@@ -111,7 +111,9 @@ enum {
     CAP_FORWARDED = 160,               /* ten IPv4 hops, four IPv6 ones */
     CAP_SUBJECT = 96,                  /* a client certificate's subject: CN, O, OU ... */
     CAP_DETAIL = 256,
-    MAX_INTERIM = 32,                  /* codes listed (4 bytes each): a response has 2 or 3 */
+    /* codes listed (4 bytes each): an exchange relays 32 at most, and the 100 owed after them
+     * (exchange_int.h's MAX_INTERIM + 1: 32 heartbeats, then the 100) */
+    MAX_INTERIM = 33,
 };
 
 #define LIT(b, s) fmt_put((b), (s), sizeof(s) - 1)
