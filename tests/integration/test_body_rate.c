@@ -96,8 +96,28 @@ static void cut_in_time(const char *what, int64_t ms, double due)
         fail_msg("%s: cut after %lld ms, its deadline %.0f ms", what, (long long)ms, due);
 }
 
-/* Reads the 408 of a body too slow and checks its one-line reason and close. */
-static void want_408(struct raw_conn *c, const char *rate)
+/* Checks that a 408's "arrived at R B/s (N bytes in S.T s)" adds up: R is N over S.T (within
+ * the tenth S.T is truncated to, and R's own rounding), and S.T is the time the client saw
+ * (cut_ms from its head to the answer: the measure starts once connected, a little later, and
+ * S.T drops the hundredths), when cut_ms >= 0. */
+static void rate_adds_up(const char *text, int64_t cut_ms)
+{
+    const char *p = strstr(text, "request body arrived at ");
+    unsigned long long rate, bytes, secs, tenths;
+    if (!p || sscanf(p, "request body arrived at %llu B/s (%llu bytes in %llu.%llu s)", &rate,
+                     &bytes, &secs, &tenths) != 4 || tenths > 9)
+        fail_msg("the 408 does not say the rate: %s", text);
+    double span = (double)secs + (double)tenths / 10; /* truncated: the span is under +0.1 s */
+    if (bytes == 0 || span == 0 || (double)rate > bytes / span + 1 ||
+        (double)rate < bytes / (span + 0.1) - 1)
+        fail_msg("%llu B/s is not %llu bytes in %.1f s: %s", rate, bytes, span, text);
+    if (cut_ms >= 0 && (span * 1000 > (double)cut_ms || span * 1000 < (double)cut_ms - 300))
+        fail_msg("%.1f s is not the %lld ms the client saw: %s", span, (long long)cut_ms, text);
+}
+
+/* Reads the 408 of a body too slow and checks its one-line reason (its figures adding up, and
+ * to cut_ms when >= 0) and close. */
+static void want_408_at(struct raw_conn *c, const char *rate, int64_t cut_ms)
 {
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
@@ -106,9 +126,15 @@ static void want_408(struct raw_conn *c, const char *rate)
     snprintf(want, sizeof(want), "below client_body_min_rate = %s B/s", rate);
     if (!strstr(r.body, "request body arrived at ") || !strstr(r.body, want))
         fail_msg("the 408 does not say the rate: %s", r.body);
+    rate_adds_up(r.body, cut_ms);
     assert_string_equal(raw_header(&r, "Connection"), "close");
     raw_response_free(&r);
     assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+}
+
+static void want_408(struct raw_conn *c, const char *rate)
+{
+    want_408_at(c, rate, -1);
 }
 
 static double admin_metric(struct harness *h, const char *name)
@@ -134,7 +160,7 @@ static void test_trickle_cut_in_time(void **state)
                                      "rate-trickle\r\nContent-Length: 1000\r\n\r\n"), 0);
     int64_t ms = trickle(c, "x", 100);
     cut_in_time("content-length", ms, due_ms(500, 100, 1));
-    want_408(c, "100");
+    want_408_at(c, "100", ms);
     raw_close(c);
     assert_true(scrape_wait(harness_port(h, "admin"), "portico_request_bodies_too_slow_total", 1,
                             PX_IO_MS) == 1);
@@ -231,7 +257,7 @@ static void test_spliced_counted(void **state)
     int64_t ms = trickle(c, "x", 100);
     /* 500 ms, 1 s for the block, a few ms for the trickle's bytes */
     cut_in_time("spliced", ms < 0 ? ms : ms + trickle_at - head_at, 500 + 1000 + 20);
-    want_408(c, "65536");
+    want_408_at(c, "65536", ms + trickle_at - head_at);
     raw_close(c);
     if (admin_metric(h, "portico_spliced_bytes_total") < 65536)
         fail_msg("the body was not spliced: %.0f bytes",
@@ -373,6 +399,77 @@ static void test_response_started_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* client_body_min_rate = 0 is off: a body at 10 B/s, for twice the grace, goes whole. */
+static void test_rate_off_not_cut(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("0", "200ms"));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /off HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 5\r\n\r\n"), 0);
+    assert_true(trickle(c, "x", 5) >= 0); /* 400 ms: the answer once the 5th byte is in */
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Expect: 100-continue relayed (expect = relay): the client owes its body from the origin's
+ * 100, not before; a trickle after it is cut when its deadline, counted from the 100, came. */
+static void test_expect_gate_counted_from_100(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK); /* sends 100, then reads the body */
+    assert_non_null(o);
+    struct harness *h = px_start(RATE_CONF("100", "500ms"),
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nprefix = /\nupstream = u\nexpect = relay\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /gated HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                                     "Content-Length: 1000\r\n\r\n"), 0);
+    struct raw_head hd = {0};
+    assert_int_equal(raw_read_one_head(c, &hd, PX_IO_MS), 0);
+    assert_int_equal(hd.status, 100);
+    raw_head_free(&hd);
+    int64_t ms = trickle(c, "x", 100);
+    cut_in_time("after 100 Continue", ms, due_ms(500, 100, 1));
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A fault rule that simulates an origin failure past sending (empty_response) reads the body
+ * first, as the real origin would: a trickle is cut by the rate there too, with no origin
+ * connection to hold it back. */
+static void test_fault_body_cut(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(RATE_CONF("100", "500ms"),
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[fault f]\nprefix = /f\nfailure = empty_response\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /f HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1000\r\n\r\n"), 0);
+    int64_t ms = trickle(c, "x", 100);
+    cut_in_time("simulated failure", ms, due_ms(500, 100, 1));
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- HTTP/2 ---- */
 
 /* Two uploads on one connection (h2_frames.py slow_body): the trickling stream gets 408 and
@@ -415,6 +512,9 @@ int main(void)
         cmocka_unit_test(test_fast_upload_not_cut),
         cmocka_unit_test(test_origin_held_not_cut),
         cmocka_unit_test(test_response_started_cut),
+        cmocka_unit_test(test_rate_off_not_cut),
+        cmocka_unit_test(test_expect_gate_counted_from_100),
+        cmocka_unit_test(test_fault_body_cut),
         cmocka_unit_test(test_h2_stream_cut_sibling_completes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
