@@ -470,6 +470,56 @@ static void test_fault_body_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* The origin's scripts by request: the first (a GET) answered, the PUT that follows on the
+ * same pooled connection left unread for RESEND_AFTER_MS and then reset, its resend (on a fresh
+ * connection, its body's copy first) read and never answered. */
+#define RESEND_AFTER_MS 1000
+static const struct fo_step answer_ok[] = {FO_RESPOND_OK(), FO_END()};
+static const struct fo_step wait_then_reset[] = {FO_WAIT(RESEND_AFTER_MS), FO_RST(), FO_END()};
+static const struct fo_step read_no_answer[] = {FO_HOLD(), FO_END()};
+
+static const struct fo_step *pick_resend(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->index == 0 ? answer_ok : req->index == 1 ? wait_then_reset : read_no_answer;
+}
+
+/* A body resent on a fresh connection (its pooled one reset while it came) keeps its measure:
+ * its deadline is where its bytes since the first connection put it, not a new grace from the
+ * resend. 200 bytes with the head earn 2 s at 100 B/s, then a trickle: due ~2.8 s from the
+ * head, the resend at ~1 s (a new measure from there would cut it at ~1.6 s). */
+static void test_resend_keeps_measure(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_resend,
+                                    .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin_pooled(fake_origin_port(o), RATE_CONF("100", "500ms"));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    char head[512];
+    static char burst[201];
+    memset(burst, 'b', 200);
+    snprintf(head, sizeof(head), "PUT /resent HTTP/1.1\r\nHost: a\r\nX-Request-Id: rate-resent\r\n"
+             "Content-Length: 1000\r\n\r\n%s", burst);
+    assert_int_equal(raw_send_str(c, head), 0);
+    int64_t ms = trickle(c, "x", 100);
+    /* 201 bytes at once (the trickle's first with the burst), then 10 B/s of the 100 */
+    double due = (500 + 201 * 1000.0 / 100) / (1.0 - 10.0 / 100);
+    cut_in_time("resent", ms, due);
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    assert_int_equal(fake_origin_connections(o), 2); /* the pooled one, then the resend's */
+    assert_true(admin_metric(h, "portico_upstream_retries_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- HTTP/2 ---- */
 
 /* Two uploads on one connection (h2_frames.py slow_body): the trickling stream gets 408 and
@@ -515,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_rate_off_not_cut),
         cmocka_unit_test(test_expect_gate_counted_from_100),
         cmocka_unit_test(test_fault_body_cut),
+        cmocka_unit_test(test_resend_keeps_measure),
         cmocka_unit_test(test_h2_stream_cut_sibling_completes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
