@@ -235,6 +235,29 @@ static void test_trickle_tls(void **state)
     fake_origin_stop(o);
 }
 
+/* A body that stops (5 bytes, then silence within client_body_timeout, 5 s here) is cut when
+ * the deadline of its bytes comes (~550 ms), by the rate, with no byte after it to wake Portico. */
+static void test_stopped_body_cut_at_deadline(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o),
+                                        RATE_CONF("100", "500ms") "client_body_timeout = 5s\n");
+    struct raw_conn *c = px_connect(h);
+    int64_t start = tu_now_ms();
+    assert_int_equal(raw_send_str(c, "POST /stop HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1000\r\n\r\nxxxxx"), 0);
+    struct pollfd p = {.fd = raw_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000 - 500), 1); /* before client_body_timeout's */
+    int64_t ms = tu_now_ms() - start;
+    cut_in_time("stopped", ms, 500 + 5 * 1000.0 / 100);
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A spliced body is counted: 64 KiB sent at once once the origin connection is up (spliced,
  * socket to socket), then a trickle. Under 64k B/s and a 500 ms grace, those bytes are due a
  * second later: the cut comes at ~1.5 s, not at 0.5 s as it would were they not counted. */
@@ -557,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_trickle_cut_in_time),
         cmocka_unit_test(test_trickle_chunked),
         cmocka_unit_test(test_trickle_tls),
+        cmocka_unit_test(test_stopped_body_cut_at_deadline),
         cmocka_unit_test(test_spliced_counted),
         cmocka_unit_test(test_above_rate_not_cut),
         cmocka_unit_test(test_fast_upload_not_cut),
