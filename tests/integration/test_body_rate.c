@@ -164,6 +164,10 @@ static void test_trickle_cut_in_time(void **state)
     raw_close(c);
     assert_true(scrape_wait(harness_port(h, "admin"), "portico_request_bodies_too_slow_total", 1,
                             PX_IO_MS) == 1);
+    /* its rest, not read, is counted as a timeout's (as client_body_timeout's), not a close */
+    assert_true(scrape_wait(harness_port(h, "admin"),
+                            "portico_request_body_discards_total{protocol=\"http1\","
+                            "result=\"timeout\"}", 1, PX_IO_MS) == 1);
     /* the next request: a new origin connection, the first one closed with the 408 */
     c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
