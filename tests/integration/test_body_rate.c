@@ -379,6 +379,51 @@ static void test_origin_held_not_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* The origin reads nothing for HOLD_MS (a small receive buffer: Portico's output to it stays
+ * full), then reads all and never answers. */
+#define HOLD_MS 1500
+static const struct fo_step hold_then_read[] = {FO_WAIT(HOLD_MS), FO_HOLD(), FO_END()};
+
+/* A body the origin held back past its deadline is measured again from there: once the origin
+ * takes it, a client that then sends nothing more is cut by the rate (its deadline moved with
+ * each one that came while held: grace 300 ms at 64m B/s), long before client_body_timeout
+ * (5 s); and the wait costs no CPU (a deadline in the past, never moved, would come up at
+ * every turn of the loop). */
+static void test_origin_held_then_taken_cut(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = hold_then_read,
+                                    .respond_before_body = true, .rcvbuf = 4096};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("64m", "300ms")
+                                        "client_body_timeout = 5s\n");
+    long cpu_before = px_cpu_ms(harness_pid(h));
+    struct raw_conn *c = px_connect(h);
+    static char body[4 << 20];
+    memset(body, 'h', sizeof(body));
+    char head[128];
+    snprintf(head, sizeof(head), "POST /held HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body) + 1000); /* its last 1000 bytes never come */
+    int64_t start = tu_now_ms();
+    assert_int_equal(raw_send_str(c, head), 0);
+    raw_set_send_timeout(c, 20000);
+    assert_int_equal(raw_send(c, body, sizeof(body)), 0); /* all in once the origin reads */
+    struct pollfd p = {.fd = raw_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000 - 500), 1); /* before client_body_timeout's */
+    int64_t ms = tu_now_ms() - start;
+    if (ms < HOLD_MS)
+        fail_msg("cut after %lld ms, while the origin held the body", (long long)ms);
+    want_408_at(c, "67108864", -1);
+    raw_close(c);
+    long cpu = px_cpu_ms(harness_pid(h)) - cpu_before;
+    if (cpu > 500)
+        fail_msg("Portico used %ld ms of CPU in %lld ms", cpu, (long long)ms);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin's head and 3 of its 10 body bytes, sent before it reads the request body. */
 static const struct fo_step head_then_wait[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
@@ -589,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_above_rate_not_cut),
         cmocka_unit_test(test_fast_upload_not_cut),
         cmocka_unit_test(test_origin_held_not_cut),
+        cmocka_unit_test(test_origin_held_then_taken_cut),
         cmocka_unit_test(test_response_started_cut),
         cmocka_unit_test(test_rate_off_not_cut),
         cmocka_unit_test(test_expect_gate_counted_from_100),
