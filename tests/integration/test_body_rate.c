@@ -96,8 +96,29 @@ static void cut_in_time(const char *what, int64_t ms, double due)
         fail_msg("%s: cut after %lld ms, its deadline %.0f ms", what, (long long)ms, due);
 }
 
-/* Reads the 408 of a body too slow and checks its one-line reason and close. */
-static void want_408(struct raw_conn *c, const char *rate)
+/* Checks that a 408's "arrived at R B/s (N bytes in S.T s)" adds up: R is N over S.T (within
+ * the tenth S.T is truncated to, and R's own rounding), and S.T is the time the client saw
+ * (cut_ms from its head to the answer: the measure starts once connected, a little later, and
+ * S.T drops the hundredths), when cut_ms >= 0. */
+static unsigned long long rate_adds_up(const char *text, int64_t cut_ms)
+{
+    const char *p = strstr(text, "request body arrived at ");
+    unsigned long long rate, bytes, secs, tenths;
+    if (!p || sscanf(p, "request body arrived at %llu B/s (%llu bytes in %llu.%llu s)", &rate,
+                     &bytes, &secs, &tenths) != 4 || tenths > 9)
+        fail_msg("the 408 does not say the rate: %s", text);
+    double span = (double)secs + (double)tenths / 10; /* truncated: the span is under +0.1 s */
+    if (bytes == 0 || span == 0 || (double)rate > bytes / span + 1 ||
+        (double)rate < bytes / (span + 0.1) - 1)
+        fail_msg("%llu B/s is not %llu bytes in %.1f s: %s", rate, bytes, span, text);
+    if (cut_ms >= 0 && (span * 1000 > (double)cut_ms || span * 1000 < (double)cut_ms - 300))
+        fail_msg("%.1f s is not the %lld ms the client saw: %s", span, (long long)cut_ms, text);
+    return bytes;
+}
+
+/* Reads the 408 of a body too slow and checks its one-line reason (its figures adding up, and
+ * to cut_ms when >= 0) and close; the bytes it names. */
+static unsigned long long want_408_at(struct raw_conn *c, const char *rate, int64_t cut_ms)
 {
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
@@ -106,9 +127,16 @@ static void want_408(struct raw_conn *c, const char *rate)
     snprintf(want, sizeof(want), "below client_body_min_rate = %s B/s", rate);
     if (!strstr(r.body, "request body arrived at ") || !strstr(r.body, want))
         fail_msg("the 408 does not say the rate: %s", r.body);
+    unsigned long long bytes = rate_adds_up(r.body, cut_ms);
     assert_string_equal(raw_header(&r, "Connection"), "close");
     raw_response_free(&r);
     assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    return bytes;
+}
+
+static void want_408(struct raw_conn *c, const char *rate)
+{
+    want_408_at(c, rate, -1);
 }
 
 static double admin_metric(struct harness *h, const char *name)
@@ -134,10 +162,14 @@ static void test_trickle_cut_in_time(void **state)
                                      "rate-trickle\r\nContent-Length: 1000\r\n\r\n"), 0);
     int64_t ms = trickle(c, "x", 100);
     cut_in_time("content-length", ms, due_ms(500, 100, 1));
-    want_408(c, "100");
+    want_408_at(c, "100", ms);
     raw_close(c);
     assert_true(scrape_wait(harness_port(h, "admin"), "portico_request_bodies_too_slow_total", 1,
                             PX_IO_MS) == 1);
+    /* its rest, not read, is counted as a timeout's (as client_body_timeout's), not a close */
+    assert_true(scrape_wait(harness_port(h, "admin"),
+                            "portico_request_body_discards_total{protocol=\"http1\","
+                            "result=\"timeout\"}", 1, PX_IO_MS) == 1);
     /* the next request: a new origin connection, the first one closed with the 408 */
     c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -209,6 +241,29 @@ static void test_trickle_tls(void **state)
     fake_origin_stop(o);
 }
 
+/* A body that stops (5 bytes, then silence within client_body_timeout, 5 s here) is cut when
+ * the deadline of its bytes comes (~550 ms), by the rate, with no byte after it to wake Portico. */
+static void test_stopped_body_cut_at_deadline(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o),
+                                        RATE_CONF("100", "500ms") "client_body_timeout = 5s\n");
+    struct raw_conn *c = px_connect(h);
+    int64_t start = tu_now_ms();
+    assert_int_equal(raw_send_str(c, "POST /stop HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1000\r\n\r\nxxxxx"), 0);
+    struct pollfd p = {.fd = raw_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000 - 500), 1); /* before client_body_timeout's */
+    int64_t ms = tu_now_ms() - start;
+    cut_in_time("stopped", ms, 500 + 5 * 1000.0 / 100);
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A spliced body is counted: 64 KiB sent at once once the origin connection is up (spliced,
  * socket to socket), then a trickle. Under 64k B/s and a 500 ms grace, those bytes are due a
  * second later: the cut comes at ~1.5 s, not at 0.5 s as it would were they not counted. */
@@ -231,7 +286,7 @@ static void test_spliced_counted(void **state)
     int64_t ms = trickle(c, "x", 100);
     /* 500 ms, 1 s for the block, a few ms for the trickle's bytes */
     cut_in_time("spliced", ms < 0 ? ms : ms + trickle_at - head_at, 500 + 1000 + 20);
-    want_408(c, "65536");
+    want_408_at(c, "65536", ms + trickle_at - head_at);
     raw_close(c);
     if (admin_metric(h, "portico_spliced_bytes_total") < 65536)
         fail_msg("the body was not spliced: %.0f bytes",
@@ -326,6 +381,54 @@ static void test_origin_held_not_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* The origin reads nothing for HOLD_MS (a small receive buffer: Portico's output to it stays
+ * full), then reads all and never answers. */
+#define HOLD_MS 1500
+static const struct fo_step hold_then_read[] = {FO_WAIT(HOLD_MS), FO_HOLD(), FO_END()};
+
+/* A body the origin held back past its deadline is measured again from there: once the origin
+ * takes it, a client that then sends nothing more is cut by the rate (its deadline moved with
+ * each one that came while held: grace 300 ms at 64m B/s), long before client_body_timeout
+ * (5 s); and the wait costs no CPU (a deadline in the past, never moved, would come up at
+ * every turn of the loop). */
+static void test_origin_held_then_taken_cut(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = hold_then_read,
+                                    .respond_before_body = true, .rcvbuf = 4096};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("64m", "300ms")
+                                        "client_body_timeout = 5s\n");
+    long cpu_before = px_cpu_ms(harness_pid(h));
+    struct raw_conn *c = px_connect(h);
+    static char body[4 << 20];
+    memset(body, 'h', sizeof(body));
+    char head[128];
+    snprintf(head, sizeof(head), "POST /held HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body) + 1000); /* its last 1000 bytes never come */
+    int64_t start = tu_now_ms();
+    assert_int_equal(raw_send_str(c, head), 0);
+    raw_set_send_timeout(c, 20000);
+    assert_int_equal(raw_send(c, body, sizeof(body)), 0); /* all in once the origin reads */
+    struct pollfd p = {.fd = raw_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000 - 500), 1); /* before client_body_timeout's */
+    int64_t ms = tu_now_ms() - start;
+    if (ms < HOLD_MS)
+        fail_msg("cut after %lld ms, while the origin held the body", (long long)ms);
+    /* the bytes since the measure started again: not those taken before (Portico's output
+     * and the origin's buffer held some), as if they had all come since */
+    if (want_408_at(c, "67108864", -1) >= sizeof(body))
+        fail_msg("the 408 counts the bytes from before the origin held them");
+    raw_close(c);
+    long cpu = px_cpu_ms(harness_pid(h)) - cpu_before;
+    if (cpu > 500)
+        fail_msg("Portico used %ld ms of CPU in %lld ms", cpu, (long long)ms);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin's head and 3 of its 10 body bytes, sent before it reads the request body. */
 static const struct fo_step head_then_wait[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
@@ -373,6 +476,127 @@ static void test_response_started_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* client_body_min_rate = 0 is off: a body at 10 B/s, for twice the grace, goes whole. */
+static void test_rate_off_not_cut(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("0", "200ms"));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /off HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 5\r\n\r\n"), 0);
+    assert_true(trickle(c, "x", 5) >= 0); /* 400 ms: the answer once the 5th byte is in */
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Expect: 100-continue relayed (expect = relay): the client owes its body from the origin's
+ * 100, not before; a trickle after it is cut when its deadline, counted from the 100, came. */
+static void test_expect_gate_counted_from_100(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK); /* sends 100, then reads the body */
+    assert_non_null(o);
+    struct harness *h = px_start(RATE_CONF("100", "500ms"),
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nprefix = /\nupstream = u\nexpect = relay\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /gated HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                                     "Content-Length: 1000\r\n\r\n"), 0);
+    struct raw_head hd = {0};
+    assert_int_equal(raw_read_one_head(c, &hd, PX_IO_MS), 0);
+    assert_int_equal(hd.status, 100);
+    raw_head_free(&hd);
+    int64_t ms = trickle(c, "x", 100);
+    cut_in_time("after 100 Continue", ms, due_ms(500, 100, 1));
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A fault rule that simulates an origin failure past sending (empty_response) reads the body
+ * first, as the real origin would: a trickle is cut by the rate there too, with no origin
+ * connection to hold it back. */
+static void test_fault_body_cut(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(RATE_CONF("100", "500ms"),
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[fault f]\nprefix = /f\nfailure = empty_response\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /f HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1000\r\n\r\n"), 0);
+    int64_t ms = trickle(c, "x", 100);
+    cut_in_time("simulated failure", ms, due_ms(500, 100, 1));
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The origin's scripts by request: the first (a GET) answered, the PUT that follows on the
+ * same pooled connection left unread for RESEND_AFTER_MS and then reset, its resend (on a fresh
+ * connection, its body's copy first) read and never answered. */
+#define RESEND_AFTER_MS 1000
+static const struct fo_step answer_ok[] = {FO_RESPOND_OK(), FO_END()};
+static const struct fo_step wait_then_reset[] = {FO_WAIT(RESEND_AFTER_MS), FO_RST(), FO_END()};
+static const struct fo_step read_no_answer[] = {FO_HOLD(), FO_END()};
+
+static const struct fo_step *pick_resend(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->index == 0 ? answer_ok : req->index == 1 ? wait_then_reset : read_no_answer;
+}
+
+/* A body resent on a fresh connection (its pooled one reset while it came) keeps its measure:
+ * its deadline is where its bytes since the first connection put it, not a new grace from the
+ * resend. 200 bytes with the head earn 2 s at 100 B/s, then a trickle: due ~2.8 s from the
+ * head, the resend at ~1 s (a new measure from there would cut it at ~1.6 s). */
+static void test_resend_keeps_measure(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_resend,
+                                    .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin_pooled(fake_origin_port(o), RATE_CONF("100", "500ms"));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    char head[512];
+    static char burst[201];
+    memset(burst, 'b', 200);
+    snprintf(head, sizeof(head), "PUT /resent HTTP/1.1\r\nHost: a\r\nX-Request-Id: rate-resent\r\n"
+             "Content-Length: 1000\r\n\r\n%s", burst);
+    assert_int_equal(raw_send_str(c, head), 0);
+    int64_t ms = trickle(c, "x", 100);
+    /* 201 bytes at once (the trickle's first with the burst), then 10 B/s of the 100 */
+    double due = (500 + 201 * 1000.0 / 100) / (1.0 - 10.0 / 100);
+    cut_in_time("resent", ms, due);
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    assert_int_equal(fake_origin_connections(o), 2); /* the pooled one, then the resend's */
+    assert_true(admin_metric(h, "portico_upstream_retries_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- HTTP/2 ---- */
 
 /* Two uploads on one connection (h2_frames.py slow_body): the trickling stream gets 408 and
@@ -410,11 +634,17 @@ int main(void)
         cmocka_unit_test(test_trickle_cut_in_time),
         cmocka_unit_test(test_trickle_chunked),
         cmocka_unit_test(test_trickle_tls),
+        cmocka_unit_test(test_stopped_body_cut_at_deadline),
         cmocka_unit_test(test_spliced_counted),
         cmocka_unit_test(test_above_rate_not_cut),
         cmocka_unit_test(test_fast_upload_not_cut),
         cmocka_unit_test(test_origin_held_not_cut),
+        cmocka_unit_test(test_origin_held_then_taken_cut),
         cmocka_unit_test(test_response_started_cut),
+        cmocka_unit_test(test_rate_off_not_cut),
+        cmocka_unit_test(test_expect_gate_counted_from_100),
+        cmocka_unit_test(test_fault_body_cut),
+        cmocka_unit_test(test_resend_keeps_measure),
         cmocka_unit_test(test_h2_stream_cut_sibling_completes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

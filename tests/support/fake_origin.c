@@ -1143,7 +1143,7 @@ struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
 
         setsockopt(o->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
-    if (opts->kind == FO_NO_READ) {
+    if (opts->kind == FO_NO_READ || opts->rcvbuf != 0) {
         /* Before listen(): accepted sockets inherit it, and the window is set from it. */
         int rcvbuf = opts->rcvbuf != 0 ? opts->rcvbuf : 4096;
 

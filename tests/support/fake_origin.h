@@ -110,7 +110,8 @@ struct fake_origin_opts {
      * (the kinds that read requests): a test's hook on "the head got through" */
     void (*on_head)(void *arg);
     void *on_head_arg;
-    int rcvbuf;                       /* FO_NO_READ: SO_RCVBUF, 0 means 4096 */
+    int rcvbuf;                       /* SO_RCVBUF of its connections (any kind), 0: the
+                                       * kernel's, or 4096 for FO_NO_READ */
     const char *tls_cert;             /* serve TLS with this PEM cert + key (the kinds that
                                        * read requests; not NO_READ, TLS_*, REFUSE, BLACKHOLE) */
     const char *tls_key;
