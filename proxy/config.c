@@ -1105,6 +1105,10 @@ static void validate_routes(struct cfg_loader *ld)
         r->prefix_len = strlen(r->prefix);
         r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
         r->prefix_read_len = route_prefix_read_len(r->prefix);
+        if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_min_rate"))
+            r->client_body_min_rate = cfg->client_body_min_rate;
+        if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
+            r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;

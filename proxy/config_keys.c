@@ -1268,6 +1268,9 @@ static const struct cfg_key route_keys[] = {
     KEY("early_hints_learn", set_bool, RTE(early_hints_learn)),
     NUMBER("early_hints_cache", set_uint, RTE(early_hints_cache), 1, 1000000),
     KEY("server_timing", set_bool, RTE(server_timing)),
+    /* [proxy]'s, for this route's bodies (exchange.c) */
+    NUMBER("client_body_min_rate", set_size, RTE(client_body_min_rate), 0, UINT64_C(1) << 30),
+    DURATION("client_body_rate_grace", RTE(client_body_rate_grace_ms), 1),
 };
 
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */

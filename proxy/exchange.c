@@ -463,8 +463,8 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static uint64_t rate_due(const struct exchange *ex)
 {
     uint64_t got = ex->req_body.bytes - ex->rate_base;
-    return ex->rate_from + ex->cfg->client_body_rate_grace_ms * 1000 +
-           got * 1000000 / ex->cfg->client_body_min_rate;
+    return ex->rate_from + ex->route->client_body_rate_grace_ms * 1000 +
+           got * 1000000 / ex->route->client_body_min_rate;
 }
 
 /* Whether the origin side holds body bytes it has not taken (its socket's output, a splice
@@ -486,7 +486,7 @@ static void body_too_slow(struct exchange *ex)
              "client_body_min_rate = %llu B/s",
              (unsigned long long)(span ? got * 1000000 / span : got), (unsigned long long)got,
              (unsigned long long)(span / 1000000), (unsigned long long)(span / 100000 % 10),
-             (unsigned long long)ex->cfg->client_body_min_rate);
+             (unsigned long long)ex->route->client_body_min_rate);
     char addr[PEER_ADDR_MAX];
     log_client("client %s: request %s: %s", peer_addr(ex->ds.peer, addr, sizeof(addr)),
                ex->request_id, reason);
@@ -527,7 +527,7 @@ static void rate_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void ex_body_owed(struct exchange *ex)
 {
     ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
-    if (!ex->cfg->client_body_min_rate)
+    if (!ex->route->client_body_min_rate) /* (routed: the body goes to its origin or rule) */
         return;
     if (!ex->rate_from) {
         deadline_init(&ex->rate_timer, ex->loop->clock, rate_timeout_cb, ex);

@@ -178,6 +178,9 @@ struct route_conf {
     bool early_hints_learn;
     uint64_t early_hints_cache;            /* LRU entries for learned hints */
     bool server_timing;                    /* Server-Timing on proxied responses too */
+    uint64_t client_body_min_rate;         /* [proxy]'s unless set here: 0 turns it off for the
+                                              route (a streaming upload, a long poll) */
+    uint64_t client_body_rate_grace_ms;    /* [proxy]'s unless set here */
 };
 
 /* [faults]: how the fault rules (issue 8) behave as a whole. */

@@ -497,6 +497,42 @@ static void test_rate_off_not_cut(void **state)
     fake_origin_stop(o);
 }
 
+/* A route overrides [proxy]'s rate and grace: 0 turns it off for a streaming route (a body at
+ * 10 B/s past [proxy]'s deadline goes whole), and another route's grace moves its deadline
+ * (its rate [proxy]'s). */
+static void test_route_overrides_rate(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(RATE_CONF("100", "300ms"),
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route stream]\nprefix = /stream\nupstream = u\n"
+                                 "client_body_min_rate = 0\n"
+                                 "[route rest]\nprefix = /\nupstream = u\n"
+                                 "client_body_rate_grace = 500ms\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /stream HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 6\r\n\r\n"), 0);
+    assert_true(trickle(c, "x", 6) >= 0); /* 500 ms, past [proxy]'s ~344 ms: the answer */
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /other HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1000\r\n\r\n"), 0);
+    int64_t ms = trickle(c, "x", 100);
+    cut_in_time("the route's grace", ms, due_ms(500, 100, 1));
+    want_408_at(c, "100", ms);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Expect: 100-continue relayed (expect = relay): the client owes its body from the origin's
  * 100, not before; a trickle after it is cut when its deadline, counted from the 100, came. */
 static void test_expect_gate_counted_from_100(void **state)
@@ -642,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_origin_held_then_taken_cut),
         cmocka_unit_test(test_response_started_cut),
         cmocka_unit_test(test_rate_off_not_cut),
+        cmocka_unit_test(test_route_overrides_rate),
         cmocka_unit_test(test_expect_gate_counted_from_100),
         cmocka_unit_test(test_fault_body_cut),
         cmocka_unit_test(test_resend_keeps_measure),

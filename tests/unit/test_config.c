@@ -138,6 +138,22 @@ static void test_route_defaults(void **state)
     assert_false(r->early_hints_learn);
     assert_int_equal(r->early_hints_cache, 1000);
     assert_false(r->server_timing);
+    assert_int_equal(r->client_body_min_rate, 500); /* [proxy]'s */
+    assert_int_equal(r->client_body_rate_grace_ms, 20000);
+    cfg_free(cfg);
+}
+
+/* A route takes [proxy]'s body rate and grace unless it sets its own (0: off for it alone). */
+static void test_route_body_rate(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[proxy]\nclient_body_min_rate = 2k\nclient_body_rate_grace = 5s\n" UP
+                                 "[route a]\nprefix = /a\nupstream = app\nclient_body_min_rate = 0\n"
+                                 "[route b]\nupstream = app\nclient_body_rate_grace = 1s\n");
+    assert_int_equal(cfg->routes[0].client_body_min_rate, 0);
+    assert_int_equal(cfg->routes[0].client_body_rate_grace_ms, 5000);
+    assert_int_equal(cfg->routes[1].client_body_min_rate, 2048);
+    assert_int_equal(cfg->routes[1].client_body_rate_grace_ms, 1000);
     cfg_free(cfg);
 }
 
@@ -273,6 +289,8 @@ static const struct {
     {"early_hints_cache = 5", RTF(early_hints_cache), V_U64, 5, NULL}, /* small LRU */
     {"early_hints_cache = 1000000", RTF(early_hints_cache), V_U64, 1000000, NULL}, /* upper bound */
     {"server_timing = on", RTF(server_timing), V_BOOL, 1, NULL}, /* default off */
+    {"client_body_min_rate = 0", RTF(client_body_min_rate), V_U64, 0, NULL}, /* off here */
+    {"client_body_rate_grace = 2s", RTF(client_body_rate_grace_ms), V_U64, 2000, NULL},
 };
 
 static void test_every_key(void **state)
@@ -1767,6 +1785,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_route_defaults),
+        cmocka_unit_test(test_route_body_rate),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_repeatable_keys),
         cmocka_unit_test(test_tls_pairs),
