@@ -65,6 +65,19 @@
  * simulated timeout that did not wait its timer fails on its own elapsed_ms (compare_bodies),
  * not on this. */
 #define CLOSE_MS (SANITIZED ? 200 : 100)
+/* Under valgrind (scripts/valgrind.sh) the real failure's own work runs 20-50 times slower, and
+ * so does whatever else the worker is doing: a real tls_certificate_invalid took up to 800 ms
+ * against 1-5 ms simulated, a simulated blackhole over h2c 868 ms against 258 ms real (its
+ * worker busy with the group's handshakes). A simulated timeout is still held to its timer by
+ * compare_bodies; plain and ASan runs keep CLOSE_MS. */
+#define CLOSE_VALGRIND_MS 2000
+/* CLOSE_MS, or CLOSE_VALGRIND_MS once close_for has seen a Portico under valgrind */
+static int close_ms = CLOSE_MS;
+
+static void close_for(struct harness *h)
+{
+    close_ms = px_under_valgrind(harness_pid(h)) ? CLOSE_VALGRIND_MS : CLOSE_MS;
+}
 
 /* ---- the origins: tests/support/misbehave.h, and one of this file's own ---- */
 
@@ -254,7 +267,7 @@ static void compare_server_timing(const char *name, const char *real, const char
     if (strcmp(rs, ss) != 0 || nr != ns)
         fail_msg("%s: Server-Timing \"%s\" (real) vs \"%s\" (simulated)", name, real, sim);
     for (size_t i = 0; i < nr; i++)
-        if (rd[i] - sd[i] > CLOSE_MS || sd[i] - rd[i] > CLOSE_MS)
+        if (rd[i] - sd[i] > close_ms || sd[i] - rd[i] > close_ms)
             fail_msg("%s: Server-Timing durations %s vs %s", name, real, sim);
 }
 
@@ -314,7 +327,7 @@ static void compare_bodies(const char *name, const char *real, const char *sim)
     assert_true(ra != 0 || a == b);
     assert_int_equal(tu_json_get_number(real, "elapsed_ms", &a), 0);
     assert_int_equal(tu_json_get_number(sim, "elapsed_ms", &b), 0);
-    if (a - b > CLOSE_MS || b - a > CLOSE_MS)
+    if (a - b > close_ms || b - a > close_ms)
         fail_msg("%s: elapsed_ms %.1f (real) vs %.1f (simulated)", name, a, b);
     /* a simulated timeout waits its timer (limit_ms), as the real one does */
     double limit;
@@ -415,7 +428,7 @@ static void run_case(struct harness *h, size_t i)
     print_message("  %-24s %d  real %4lld ms  simulated %4lld ms  (%+lld)\n", c->failure,
                   real.r.status, (long long)real.elapsed_ms, (long long)sim.elapsed_ms,
                   (long long)diff);
-    if (diff > CLOSE_MS || diff < -CLOSE_MS)
+    if (diff > close_ms || diff < -close_ms)
         fail_msg("%s: %lld ms (real) vs %lld ms (simulated)", c->name,
                  (long long)real.elapsed_ms, (long long)sim.elapsed_ms);
     raw_response_free(&real.r);
@@ -470,6 +483,7 @@ static void test_fidelity(void **state)
     assert_int_equal(harness_write_config(h, "%s", conf), 0);
     free(conf);
     assert_int_equal(harness_start(h), 0);
+    close_for(h);
     for (size_t i = 0; i < NCASES; i++)
         if (!only || strcmp(only, cases[i].name) == 0)
             run_case(h, i);
@@ -865,7 +879,7 @@ static void h2_compare(const char *what, const char *rule, unsigned check,
                  sim->goaway, sim->closed);
     double a = real->status ? real->head_ms : real->end_ms;
     double b = sim->status ? sim->head_ms : sim->end_ms;
-    if ((check & H2_TIME) && (a - b > CLOSE_MS || b - a > CLOSE_MS))
+    if ((check & H2_TIME) && (a - b > close_ms || b - a > close_ms))
         fail_msg("%s: %.1f ms (real) vs %.1f ms (simulated)", what, a, b);
 }
 
@@ -1156,6 +1170,7 @@ static void test_http2_fidelity(void **state)
     assert_int_equal(harness_write_config(h, "%s", conf), 0);
     free(conf);
     assert_int_equal(harness_start(h), 0);
+    close_for(h);
     static const int modes[] = {-1, FAKE_DNS_NXDOMAIN, FAKE_DNS_SILENT};
     for (size_t m = 0; m < ARRAY_SIZE(modes); m++)
         h2_run_group(h, rows, nrows, modes[m], replies, &nreplies, ARRAY_SIZE(replies));
