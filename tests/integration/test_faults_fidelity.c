@@ -12,7 +12,7 @@
  *   - the access-log line's status, failure, phase, limit, upstream, origin, attempts, reused,
  *     aborted and detail equal; fault= only on the simulated one (read once Portico has
  *     stopped: a worker writes its buffered lines once a second and when it exits);
- *   - the time from request to response within CLOSE_MS;
+ *   - the time from request to response within CLOSE_MS (printed, not compared, under valgrind);
  *   - /metrics counts each type twice; portico_upstream_connects_total moves alike for both
  *     (a simulated failure past CONNECT counts the connection a real one opened).
  *
@@ -65,6 +65,24 @@
  * simulated timeout that did not wait its timer fails on its own elapsed_ms (compare_bodies),
  * not on this. */
 #define CLOSE_MS (SANITIZED ? 200 : 100)
+/* Under valgrind (scripts/valgrind.sh) times are printed, not compared: the real failure's own
+ * work runs 20-50 times slower, and so does whatever else the worker is doing. Measured under
+ * memcheck: a real tls_certificate_invalid 410-800 ms against 1-10 ms simulated; a simulated
+ * blackhole over h2c 258-2340 ms against 258-288 ms real (the first request of its group,
+ * four groups at once). Still held there: a simulated timeout to its timer (compare_bodies),
+ * every answer to IO_MS and h2_frames.py's 5 s. */
+static bool times_compared = true;
+
+static void times_for(struct harness *h)
+{
+    times_compared = !px_under_valgrind(harness_pid(h));
+}
+
+/* Whether two times (ms) are further apart than CLOSE_MS, where times are compared. */
+static bool too_far(double a, double b)
+{
+    return times_compared && (a - b > CLOSE_MS || b - a > CLOSE_MS);
+}
 
 /* ---- the origins: tests/support/misbehave.h, and one of this file's own ---- */
 
@@ -254,7 +272,7 @@ static void compare_server_timing(const char *name, const char *real, const char
     if (strcmp(rs, ss) != 0 || nr != ns)
         fail_msg("%s: Server-Timing \"%s\" (real) vs \"%s\" (simulated)", name, real, sim);
     for (size_t i = 0; i < nr; i++)
-        if (rd[i] - sd[i] > CLOSE_MS || sd[i] - rd[i] > CLOSE_MS)
+        if (too_far(rd[i], sd[i]))
             fail_msg("%s: Server-Timing durations %s vs %s", name, real, sim);
 }
 
@@ -314,7 +332,7 @@ static void compare_bodies(const char *name, const char *real, const char *sim)
     assert_true(ra != 0 || a == b);
     assert_int_equal(tu_json_get_number(real, "elapsed_ms", &a), 0);
     assert_int_equal(tu_json_get_number(sim, "elapsed_ms", &b), 0);
-    if (a - b > CLOSE_MS || b - a > CLOSE_MS)
+    if (too_far(a, b))
         fail_msg("%s: elapsed_ms %.1f (real) vs %.1f (simulated)", name, a, b);
     /* a simulated timeout waits its timer (limit_ms), as the real one does */
     double limit;
@@ -415,7 +433,7 @@ static void run_case(struct harness *h, size_t i)
     print_message("  %-24s %d  real %4lld ms  simulated %4lld ms  (%+lld)\n", c->failure,
                   real.r.status, (long long)real.elapsed_ms, (long long)sim.elapsed_ms,
                   (long long)diff);
-    if (diff > CLOSE_MS || diff < -CLOSE_MS)
+    if (too_far((double)real.elapsed_ms, (double)sim.elapsed_ms))
         fail_msg("%s: %lld ms (real) vs %lld ms (simulated)", c->name,
                  (long long)real.elapsed_ms, (long long)sim.elapsed_ms);
     raw_response_free(&real.r);
@@ -470,6 +488,7 @@ static void test_fidelity(void **state)
     assert_int_equal(harness_write_config(h, "%s", conf), 0);
     free(conf);
     assert_int_equal(harness_start(h), 0);
+    times_for(h);
     for (size_t i = 0; i < NCASES; i++)
         if (!only || strcmp(only, cases[i].name) == 0)
             run_case(h, i);
@@ -865,7 +884,7 @@ static void h2_compare(const char *what, const char *rule, unsigned check,
                  sim->goaway, sim->closed);
     double a = real->status ? real->head_ms : real->end_ms;
     double b = sim->status ? sim->head_ms : sim->end_ms;
-    if ((check & H2_TIME) && (a - b > CLOSE_MS || b - a > CLOSE_MS))
+    if ((check & H2_TIME) && too_far(a, b))
         fail_msg("%s: %.1f ms (real) vs %.1f ms (simulated)", what, a, b);
 }
 
@@ -1156,6 +1175,7 @@ static void test_http2_fidelity(void **state)
     assert_int_equal(harness_write_config(h, "%s", conf), 0);
     free(conf);
     assert_int_equal(harness_start(h), 0);
+    times_for(h);
     static const int modes[] = {-1, FAKE_DNS_NXDOMAIN, FAKE_DNS_SILENT};
     for (size_t m = 0; m < ARRAY_SIZE(modes); m++)
         h2_run_group(h, rows, nrows, modes[m], replies, &nreplies, ARRAY_SIZE(replies));
