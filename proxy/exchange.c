@@ -467,12 +467,39 @@ static uint64_t rate_due(const struct exchange *ex)
            got * 1000000 / ex->route->client_body_min_rate;
 }
 
-/* Whether the origin side holds body bytes it has not taken (its socket's output, a splice
- * pipe), or there is no origin to take them now (a new connection being opened): then the
- * client is held back by us, as total_timeout's waiting_on_client says the other way. */
-static bool body_held_by_origin(const struct exchange *ex)
+/* The connection's bytes of request bodies so far (rate_shared's measure), 0 without any. */
+static uint64_t shared_bytes(const struct exchange *ex, unsigned *bodies)
 {
+    *bodies = 1;
+    return ex->ds.ops->request_shared ? ex->ds.ops->request_shared(ex->ds.ctx, bodies) : 0;
+}
+
+/* Whether the body is behind for want of anything the client could do: the origin side holds
+ * bytes it has not taken (its socket's output, a splice pipe), or there is no origin to take
+ * them now (a new connection being opened), or the downstream keeps the client's window shut
+ * (HTTP/2), or the client's connection kept the pace for every body it carries and gave this
+ * one's share to its siblings (HTTP/2: a client sends its streams in the order it likes). Then
+ * the client is held back, not slow, as total_timeout's waiting_on_client says the other way. */
+static bool body_held_back(const struct exchange *ex)
+{
+    if (ex->ds.ops->request_blocked && ex->ds.ops->request_blocked(ex->ds.ctx))
+        return true;
+    unsigned bodies;
+    uint64_t shared = shared_bytes(ex, &bodies) - ex->rate_shared_base;
+    uint64_t span = ex->now - ex->rate_from;
+    if (bodies > 1 && span > 0 &&
+        shared * 1000000 / span >= ex->route->client_body_min_rate * bodies)
+        return true;
     return ex->usock ? sock_pending(ex->usock) > 0 : !fault_exec_request_sink(ex);
+}
+
+/* The measure starts (again) now, from the bytes in so far. */
+static void rate_restart(struct exchange *ex)
+{
+    unsigned bodies;
+    ex->rate_from = ex->now;
+    ex->rate_base = ex->req_body.bytes;
+    ex->rate_shared_base = shared_bytes(ex, &bodies);
 }
 
 /* The body came slower than client_body_min_rate: 408, or a response already started is cut
@@ -513,9 +540,8 @@ static void rate_timeout_cb(evutil_socket_t fd, short what, void *arg)
         uint64_t due = rate_due(ex);
         if (due > ex->now) {
             deadline_set(&ex->rate_timer, due, ex->now);
-        } else if (body_held_by_origin(ex)) {
-            ex->rate_from = ex->now;
-            ex->rate_base = ex->req_body.bytes;
+        } else if (body_held_back(ex)) {
+            rate_restart(ex);
             deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
         } else {
             body_too_slow(ex);
@@ -531,8 +557,7 @@ void ex_body_owed(struct exchange *ex)
         return;
     if (!ex->rate_from) {
         deadline_init(&ex->rate_timer, ex->loop->clock, rate_timeout_cb, ex);
-        ex->rate_from = ex->now;
-        ex->rate_base = ex->req_body.bytes;
+        rate_restart(ex);
     }
     deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
 }

@@ -189,6 +189,7 @@ struct exchange {
     struct deadline rate_timer;        /* client_body_min_rate: when the body's bytes so far
                                           are due; moved only when it comes up */
     uint64_t rate_base;                /* body bytes already in at rate_from */
+    uint64_t rate_shared_base;         /* ... and its connection's, for all its bodies */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by

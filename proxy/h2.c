@@ -581,6 +581,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
             s->req_left -= MIN(len, s->req_left);
         return 0;
     }
+    h->body_in += len;
     /* Until our SETTINGS are acknowledged, a stream's window is the default 65,535, not our
      * floor: the connection's window bounds what streams hold then (999 streams held 64 MB
      * before an acknowledgement that never came), and opens once it comes. */

@@ -240,6 +240,8 @@ struct h2_conn {
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
+    uint64_t body_in;                  /* request DATA bytes taken for exchanges: the share of
+                                          client_body_min_rate (ds_request_shared) */
     size_t conn_owed;                  /* request bytes held before settings_acked, not yet
                                           given back to the connection's window */
     bool idle;                         /* h2_idle(), as last told to the owner (h2_settle) */

@@ -661,6 +661,25 @@ static void ds_request_stalled(void *ctx)
     s->body_timed_out = true;
 }
 
+/* The client has used all the window we gave it, the stream's or the connection's: what more
+ * it has waits for our WINDOW_UPDATE, which waits for the origin or the connection's budget. */
+static bool ds_request_blocked(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    return nghttp2_session_get_stream_local_window_size(s->conn->session, s->id) <= 0;
+}
+
+static uint64_t ds_request_shared(void *ctx, unsigned *bodies)
+{
+    struct h2_stream *s = ctx;
+    unsigned n = 0;
+    const struct h2_stream *t;
+    TAILQ_FOREACH(t, &s->conn->streams, link) /* at a deadline that came: not per byte */
+        n += t->ex != NULL && !t->req_eof;
+    *bodies = n;
+    return s->conn->body_in;
+}
+
 /* Keeps a record until the response's END_STREAM is written or the stream closes: bytes
  * handed to nghttp2 are not bytes sent, and a whole response still in `body` may never go. */
 static void keep(struct h2_stream *s, const struct access_record *r, int route, int upstream,
@@ -825,6 +844,8 @@ static const struct downstream_ops h2_ops = {
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
     .request_stalled = ds_request_stalled,
+    .request_blocked = ds_request_blocked,
+    .request_shared = ds_request_shared,
     .done = ds_done,
     .keep_log = ds_keep_log,
     .upgraded = ds_upgraded,

@@ -136,6 +136,16 @@ struct downstream_ops {
      * (client_body_min_rate), about to answer 408 or cut its response: its rest is not read, as
      * after the downstream's own client_body_timeout (exchange_request_timeout). */
     void (*request_stalled)(void *ds);
+    /* Optional (NULL: never): whether the client may send no more of its body now because we
+     * have not opened its flow-control window (HTTP/2: the stream's or the connection's): a
+     * body held back by us, not slow (client_body_min_rate). */
+    bool (*request_blocked)(void *ds);
+    /* Optional (NULL: a connection carries one body at a time): the request body bytes the
+     * client's connection carried so far, for all its requests, and into *bodies how many of
+     * them are still coming (HTTP/2: its streams). A client sends its streams' bodies in the
+     * order it likes: one starved by its siblings is not slow while the connection as a whole
+     * keeps client_body_min_rate per body. */
+    uint64_t (*request_shared)(void *ds, unsigned *bodies);
     /* Optional (NULL: nothing to do): the request announced a body that is not all in yet. A
      * client may hold the rest until what it sent is acknowledged (Nagle's algorithm, with the
      * body written apart from the head): the downstream acknowledges it at once, not after the

@@ -682,15 +682,17 @@ def discard(port, kind):
 
 
 def slow_body(port, grace_ms, rate):
-    """Two uploads on one connection to /delay/0: stream 1 trickles, stream 3 keeps twice RATE.
+    """Two uploads on one connection to /delay/0: stream 1 trickles, stream 3 keeps 1.5 x RATE.
 
     Two POSTs to /delay/0 (which reads the whole body) on one connection, under
     client_body_min_rate = RATE and client_body_rate_grace = GRACE_MS: stream 1 (content-length
     1000) sends a byte every 100 ms (10 B/s, below RATE): 408 and RST_STREAM once its deadline
     came, GRACE_MS plus a second per RATE bytes (cut_in_time: within 1 s of that, never before
-    it); stream 3 (content-length 4 x RATE) sends to a schedule of 2 x RATE bytes a second, so
+    it); stream 3 (content-length 4 x RATE) sends to a schedule of 1.5 x RATE bytes a second, so
     that it is above the rate whatever the pauses of this process, and ends after stream 1 was
-    cut: 200, its END_STREAM, no GOAWAY."""
+    cut: 200, its END_STREAM, no GOAWAY. Together they stay under RATE for each of the two
+    bodies: a connection that kept it for both would have excused stream 1 (a client sends its
+    streams in the order it likes)."""
     c = Conn(port)
     s1, s3 = c.st(1), c.st(3)
     len1, len3 = 1000, 4 * rate
@@ -707,7 +709,7 @@ def slow_body(port, grace_ms, rate):
             if due > 0:
                 c.send(frame(DATA, 0, 1, b"t" * due))
                 sent1 += due
-        due = min(len3, int(2 * rate * now) + 1) - sent3
+        due = min(len3, int(1.5 * rate * now) + 1) - sent3
         if due > 0:
             c.send(frame(DATA, END_STREAM if sent3 + due == len3 else 0, 3, b"f" * due))
             sent3 += due

@@ -663,6 +663,48 @@ static void test_h2_stream_cut_sibling_completes(void **state)
     px_stop(h);
 }
 
+/* 99 uploads to an origin that reads nothing beside one to an origin that reads, on one
+ * connection, the client sending on each stream in turn as its windows allow (h2_frames.py
+ * uploads): the streams late in its turn get nothing while the first take the connection's
+ * window, and were cut as too slow (41 of 99 with a grace of 2 s) though the connection carried
+ * megabytes a second. A body starved by its siblings is not slow while the connection keeps
+ * client_body_min_rate for every body it carries: none is reset. */
+static void test_h2_starved_stream_not_cut(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin *stall = fake_origin_start_kind(FO_NO_READ);
+    struct fake_origin *reader = fake_origin_start_kind(FO_OK);
+    assert_non_null(stall);
+    assert_non_null(reader);
+    char extra[1024];
+    snprintf(extra, sizeof(extra),
+             RATE_CONF("1k", "300ms") "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                      "tls_cert = %s\ntls_key = %s\n",
+             certs->server_cert, certs->server_key);
+    struct harness *h = px_start(extra,
+                                 "[upstream stall]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream read]\norigin = 127.0.0.1:%u\n"
+                                 "[route stall]\nprefix = /stall/\nupstream = stall\n"
+                                 "[route read]\nprefix = /\nupstream = read\n",
+                                 fake_origin_port(stall), fake_origin_port(reader));
+    char port[16], pid[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    snprintf(pid, sizeof(pid), "%d", (int)harness_pid(h));
+    const char *const argv[] = {PY, FRAMES, port, "uploads", pid, "norss", "99", "4194304", NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    if (!tu_contains(r.out, "stream=199 status=[200] end=True") ||
+        !tu_contains(r.out, " resets=0 goaway=None"))
+        fail_msg("wanted the read upload whole and no reset in:\n%s%s", r.out, r.err);
+    tu_cmd_result_free(&r);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
+    px_stop(h);
+    fake_origin_stop(stall);
+    fake_origin_stop(reader);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -683,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_fault_body_cut),
         cmocka_unit_test(test_resend_keeps_measure),
         cmocka_unit_test(test_h2_stream_cut_sibling_completes),
+        cmocka_unit_test(test_h2_starved_stream_not_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
