@@ -639,7 +639,8 @@ static void test_upgrade_many_sockets(void **state)
      * 526 it inherits twice and was refused (a host whose hard limit is below ~1,500 failed the
      * row, one above passed it) */
     struct rlimit tight = { .rlim_cur = 1024, .rlim_max = 1024 };
-    assert_int_equal(prlimit(harness_pid(h), RLIMIT_NOFILE, &tight, NULL), 0);
+    if (!px_under_valgrind(harness_pid(h))) /* valgrind keeps descriptors of its own above */
+        assert_int_equal(prlimit(harness_pid(h), RLIMIT_NOFILE, &tight, NULL), 0);
     long pid = upgrade(h);
     assert_true(harness_log_contains(h, "starting ") &&
                 harness_log_contains(h, " with 526 listening sockets"));
