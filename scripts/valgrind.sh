@@ -5,6 +5,11 @@
 # BUILD_DIR/portico (same pid: the harness's SIGTERM and PR_SET_PDEATHSIG reach it). A definite
 # leak or an invalid access makes that Portico exit 99, which fails the test's clean-stop check;
 # the logs are read too, so nothing is missed where a test does not check the exit code.
+# PORTICO_VALGRIND_RUNS names the binary the wrapper runs: a test that upgrades into a copy of
+# it (test_upgrade) runs the wrapper on its copy, so that what it does to the copy is what runs.
+# A child forked to exec (SIGUSR2's upgrade) is not checked (--child-silent-after-fork): one
+# whose exec failed ends with _exit, and memcheck would call "definitely lost" whatever only the
+# parent's other threads pointed to. The new process an upgrade execs runs without valgrind.
 # Prints one line per Portico process and a total; exits non-zero on any error, any definite
 # leak, a failed test, or when no process was checked at all. Logs in BUILD_DIR/valgrind/.
 set -eu
@@ -26,7 +31,8 @@ mkdir -p "$dir"
 cat >"$dir/portico" <<EOF
 #!/bin/sh
 exec valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \\
-    --log-file="$dir/vg.%p.log" "$PWD/$build/portico" "\$@"
+    --child-silent-after-fork=yes \\
+    --log-file="$dir/vg.%p.log" "\${PORTICO_VALGRIND_RUNS:-$PWD/$build/portico}" "\$@"
 EOF
 chmod +x "$dir/portico"
 
@@ -34,7 +40,8 @@ name=$(basename "$test_bin")
 echo "valgrind: $name with $build/portico under memcheck (log $dir/test.log)"
 start=$(date +%s)
 status=0
-PORTICO_BIN="$dir/portico" PORTICO_TEST_START_MS=30000 CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 10 1800 "$test_bin" \
+PORTICO_BIN="$dir/portico" PORTICO_VALGRIND_RUNS="$PWD/$build/portico" PORTICO_TEST_START_MS=30000 \
+    CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 10 1800 "$test_bin" \
     >"$dir/test.log" 2>&1 || status=$?
 echo "valgrind: $name exit $status after $(($(date +%s) - start)) s"
 

@@ -617,18 +617,20 @@ static void test_interim_synthesized(void **state)
     fake_origin_stop(echo);
 }
 
-/* A gigabyte (128 MiB under ASan) from the simulator's /bytes, checked byte by byte as it
- * arrives, never stored; Portico's memory stays flat. */
+/* A gigabyte (128 MiB under ASan or valgrind) from the simulator's /bytes, checked byte by byte
+ * as it arrives, never stored; Portico's memory stays flat. valgrind's Portico sent ~5.6 MB/s:
+ * 675 MB of the gigabyte within curl's 120 s. */
 static void test_big_download(void **state)
 {
     (void)state;
     static const char line[] = "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
     struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    uint64_t big = px_under_valgrind(harness_pid(h)) ? 128 * MiB : BIG;
     char u[256], cmd[1024];
     snprintf(cmd, sizeof(cmd), "curl -sS --http2 --max-time 120 --cacert %s %s",
              certs_get()->ca_cert, url(h, "", u, sizeof(u)));
     size_t k = strlen(cmd);
-    snprintf(cmd + k, sizeof(cmd) - k, "/bytes/%llu", (unsigned long long)BIG);
+    snprintf(cmd + k, sizeof(cmd) - k, "/bytes/%llu", (unsigned long long)big);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     /* the line over and over, 64 bytes more than a read: a read at any offset is one memcmp
@@ -647,10 +649,10 @@ static void test_big_download(void **state)
     }
     assert_int_equal(pclose(f), 0);
     assert_int_equal(bad, UINT64_MAX);
-    assert_int_equal(off, BIG);
+    assert_int_equal(off, big);
     long hwm = px_proc_kb(harness_pid(h), "VmHWM");
     print_message("HTTP/2 download of %llu MiB: portico peak RSS %ld kB\n",
-                  (unsigned long long)(BIG >> 20), hwm);
+                  (unsigned long long)(big >> 20), hwm);
     if (px_rss_is_portico(harness_pid(h)))
         assert_true(hwm > 0 && hwm < 64 * 1024);
     px_stop(h);
@@ -1610,6 +1612,10 @@ static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalle
                               fake_origin_port(stall), fake_origin_port(reader));
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
+    /* the script gives the flowing upload 20 s: under valgrind (and other Porticos' load) 4 MiB
+     * came to 2.8-4.0 MB in them, 1 MiB does */
+    if (px_under_valgrind(pid) && read_size > (1 << 20))
+        read_size = 1 << 20;
     char spid[16], n[16], size[24];
     snprintf(spid, sizeof(spid), "%d", (int)pid);
     snprintf(n, sizeof(n), "%d", stalled);
@@ -4299,7 +4305,10 @@ static void test_body_timeout_origin_held(void **state)
     assert_int_equal(tu_write_file(file, data, n), 0);
     free(data);
     snprintf(at, sizeof(at), "@%s", file);
-    const char *const argv[] = {"curl", "-sS", "--http2", "--max-time", "20", "--cacert",
+    /* valgrind's Portico took 14-17 s for the whole row alone, past 20 s beside other
+     * Porticos under valgrind (curl: (28) with 0 bytes received) */
+    const char *const argv[] = {"curl", "-sS", "--http2", "--max-time",
+                                px_under_valgrind(harness_pid(h)) ? "60" : "20", "--cacert",
                                 certs_get()->ca_cert, "--data-binary", at,
                                 url(h, "/up", u, sizeof(u)), NULL};
     so_hold_reading(o, true);

@@ -2015,11 +2015,15 @@ static void test_stop_while_fifo_log_waits(void **state)
                 nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
         }
         assert_true(waiting);
+        bool valgrind = px_under_valgrind(harness_pid(h));
         int rc = harness_stop(h);
         const struct harness_exit *e = harness_exit_info(h);
         print_message("  %s a FIFO without a reader, SIGTERM: exit %d\n", fifo_log_keys[i], rc);
         assert_false(e->sigkilled);
-        assert_true(e->signaled && e->signal == SIGTERM);
+        /* valgrind's own handlers take both stop signals the harness sends, and the pending
+         * SIGINT (the lower number) ends the wait first */
+        assert_true(e->signaled &&
+                    (e->signal == SIGTERM || (valgrind && e->signal == SIGINT)));
         harness_free(h);
     }
 }
@@ -2688,7 +2692,9 @@ static void test_logrotate_postrotate(void **state)
     snprintf(pid_file, sizeof(pid_file), "%s/portico.pid", harness_dir(h));
     char *script = postrotate_script(pid_file);
     run_postrotate(script);
-    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", IO_MS), 0);
+    /* under valgrind the process is memcheck's (comm "memcheck-amd64-"): not a Portico to it */
+    if (!px_under_valgrind(harness_pid(h)))
+        assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", IO_MS), 0);
 
     /* The same file naming a live process that is not a Portico: it must survive. */
     pid_t other = fork();
