@@ -259,6 +259,10 @@ static int check_pseudo(struct h2_request *r)
         return malformed(r, ":protocol on a method other than CONNECT");
     if (extended && (r->protocol.len == 0 || !(r->seen & BIT(H2F_AUTHORITY))))
         return malformed(r, "extended CONNECT without :protocol or :authority");
+    /* A CONNECT has no content (RFC 9110 9.3.6): its DATA is the tunnel's. Passed on, the
+     * length made the upgrade a GET with a body, the client's first frames read as that body. */
+    if (extended && r->declares_length)
+        return malformed(r, "content-length on an extended CONNECT");
     if (connect && !extended) {
         if ((r->seen & (BIT(H2F_SCHEME) | BIT(H2F_PATH))) || !(r->seen & BIT(H2F_AUTHORITY)))
             return malformed(r, "CONNECT takes :authority and neither :scheme nor :path");

@@ -61,20 +61,20 @@ static bool underscore_twin(const struct h1_field *f)
  * client's own must never pass for (RFC 9440 4), whether or not a certificate was asked for. */
 static bool client_cert_field(const struct h1_field *f)
 {
-    static const char *const names[] = {"client-cert", "client-cert-chain", "client-cert-verify"};
-    if (f->name_len < 11 || f->name_len > 18 || (f->name[0] | 0x20) != 'c')
+    /* by length: a name of another length (most) costs two compares, every request */
+    static const char client_cert[] = "client-cert", chain[] = "client-cert-chain",
+                      verify[] = "client-cert-verify";
+    size_t n = f->name_len;
+    const char *name = n == sizeof(client_cert) - 1 ? client_cert
+                       : n == sizeof(chain) - 1     ? chain
+                       : n == sizeof(verify) - 1    ? verify
+                                                    : NULL;
+    if (!name || (f->name[0] | 0x20) != 'c')
         return false;
-    for (size_t k = 0; k < ARRAY_LEN(names); k++) {
-        if (strlen(names[k]) != f->name_len)
-            continue;
-        size_t i = 0;
-        while (i < f->name_len &&
-               (f->name[i] == '_' ? '-' : (f->name[i] | 0x20)) == names[k][i])
-            i++;
-        if (i == f->name_len)
-            return true;
-    }
-    return false;
+    for (size_t i = 1; i < n; i++)
+        if ((f->name[i] == '_' ? '-' : (f->name[i] | 0x20)) != name[i])
+            return false;
+    return true;
 }
 
 /* X-Original-URL and X-Rewrite-URL (IIS's): a path other than the one Portico routed by. */

@@ -336,6 +336,28 @@ static char *chain_field(STACK_OF(X509) *chain)
     return s;
 }
 
+/* The verified chain of a resumed session, built again: OpenSSL keeps the client's certificate
+ * and verify result in a session (and a ticket), not its chain, so without this a resumed
+ * connection's origin got Client-Cert without the Client-Cert-Chain the full handshake gave it.
+ * Built from the listener's tls_client_ca and what the session still holds of the client's
+ * intermediates, under the same depth and purpose; NULL (no chain said) if it no longer
+ * verifies. Owned by the caller. */
+static STACK_OF(X509) *chain_again(SSL *ssl, X509 *leaf)
+{
+    X509_STORE_CTX *store = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain = NULL;
+    if (store &&
+        X509_STORE_CTX_init(store, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), leaf,
+                            SSL_get_peer_cert_chain(ssl)) == 1 &&
+        X509_STORE_CTX_set_default(store, "ssl_client") == 1 &&
+        X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(store), SSL_get0_param(ssl)) == 1 &&
+        X509_verify_cert(store) == 1)
+        chain = X509_STORE_CTX_get1_chain(store);
+    X509_STORE_CTX_free(store);
+    ERR_clear_error();
+    return chain;
+}
+
 struct mtls_peer *mtls_peer_new(SSL *ssl)
 {
     const struct mtls_settings *s = settings_of(ssl);
@@ -357,7 +379,9 @@ struct mtls_peer *mtls_peer_new(SSL *ssl)
         name_text(X509_get_subject_name(leaf), subject, sizeof(subject));
         p->subject = strdup(subject);
         p->cert = cert_field(leaf);
-        p->chain = chain_field(SSL_get0_verified_chain(ssl));
+        STACK_OF(X509) *again = SSL_get0_verified_chain(ssl) ? NULL : chain_again(ssl, leaf);
+        p->chain = chain_field(again ? again : SSL_get0_verified_chain(ssl));
+        sk_X509_pop_free(again, X509_free);
         if (!p->subject || !p->cert) {
             mtls_peer_free(p);
             return NULL;

@@ -16,6 +16,7 @@ MODES:
   status PATH           the answer to an extended CONNECT: status, end, body
   plain_connect         a CONNECT without :protocol
   protocol NAME         an extended CONNECT for another protocol
+  length PATH N         an extended CONNECT with content-length N, then N bytes of DATA
   reset PATH            one echo, then RST_STREAM (CANCEL) from the client
   origin_close PATH     reads until the stream ends (the origin closed)
   idle PATH             waits, sending nothing, until the stream is reset
@@ -306,6 +307,16 @@ def mode_protocol(c, name):
     say(status=c.heads.get(sid, {}).get(":status", "none"), reset=c.reset.get(sid, "none"))
 
 
+def mode_length(c, path, n):
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                              (":scheme", "https"), (":path", path), (":authority", "localhost"),
+                              ("sec-websocket-version", "13"), ("content-length", n)])
+    c.send(sid, b"x" * int(n))
+    c.wait(lambda: sid in c.ended or sid in c.reset)
+    say(status=c.heads.get(sid, {}).get(":status", "none"), reset=c.reset.get(sid, "none"))
+
+
 def mode_reset(c, path):
     sid = c.open_ws(path)
     head_line(c, sid)
@@ -426,7 +437,7 @@ MODES = {
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,
     "origin_close": mode_origin_close, "idle": mode_idle, "halfclose": mode_halfclose,
-    "noread": mode_noread,
+    "noread": mode_noread, "length": mode_length,
 }
 
 

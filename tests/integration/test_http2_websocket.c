@@ -338,6 +338,30 @@ static void test_other_connects_501(void **state)
     px_stop(h);
 }
 
+/* A CONNECT has no content (RFC 9110 9.3.6): an extended one with content-length is malformed
+ * (PROTOCOL_ERROR), where it went to the origin as a GET with that body and no Upgrade, the
+ * client's first frames read as the body. */
+static void test_content_length_malformed(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "length", "/chat", "5", NULL);
+    want(&r, "status=none");
+    want(&r, "reset=1");
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "/chat");
+    if (!tu_contains(line, "\"status\":400") ||
+        !tu_contains(line, "content-length on an extended CONNECT"))
+        fail_msg("access line: %s", line);
+    free(line);
+    harness_free(h);
+    ws_origin_stop(o);
+}
+
 /* ---- the tunnel's ends ---- */
 
 /* An origin that answers the upgrade with the right accept (computed from the head it read),
@@ -703,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_fault_rule_answers),
         cmocka_unit_test(test_wrong_accept),
         cmocka_unit_test(test_other_connects_501),
+        cmocka_unit_test(test_content_length_malformed),
         cmocka_unit_test(test_client_reset_closes_origin),
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_origin_reset_resets_stream),
