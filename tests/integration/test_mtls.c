@@ -146,7 +146,7 @@ static int visit(uint16_t port, const char *cert, const char *key, int version,
         SSL_CTX_set_min_proto_version(ctx, version);
         SSL_CTX_set_max_proto_version(ctx, version);
     }
-    if (cert && (SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM) != 1 ||
+    if (cert && (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 || /* its chain too */
                  SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)) {
         snprintf(out->why, sizeof(out->why), "cannot load %s", cert);
         goto done;
@@ -575,6 +575,32 @@ static void test_several_certificates(void **state)
     px_stop(h);
 }
 
+/* tls_verify_depth counts the intermediates between a client's certificate and the CA: a chain
+ * with one is served at depth 1, and Client-Cert-Chain holds the intermediate, then the CA. */
+static void test_depth_boundary(void **state)
+{
+    (void)state;
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+                              "tls_verify_depth = 1\n");
+    char *inter = byte_sequence(chained->intermediate_cert), *ca = byte_sequence(t.certs->ca_cert);
+    char want[8192];
+    snprintf(want, sizeof(want), "%s, %s", inter, ca);
+    struct visit v;
+    if (visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0, NULL, NULL, &v) != 0)
+        fail_msg("a chain with one intermediate at depth 1: %s", v.why);
+    assert_int_equal(v.status, 200);
+    assert_non_null(v.verify);
+    assert_string_equal(v.verify, "SUCCESS");
+    assert_non_null(v.chain);
+    assert_string_equal(v.chain, want);
+    visit_free(&v);
+    free(inter);
+    free(ca);
+    px_stop(h);
+}
+
 /* ---- reloads and load errors ---- */
 
 /* A reload naming another CA takes its clients and refuses the old CA's; a reload whose CA file
@@ -685,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_http2),
         cmocka_unit_test(test_resumption),
         cmocka_unit_test(test_several_certificates),
+        cmocka_unit_test(test_depth_boundary),
         cmocka_unit_test(test_reload_changes_ca),
         cmocka_unit_test(test_load_errors),
     };

@@ -58,10 +58,13 @@ struct test_chained_certs {
     const char *leaf_cert;        /* the leaf alone */
     const char *full_chain;       /* the leaf, then the intermediate */
     const char *key;              /* the leaf's key */
+    const char *client_chain;     /* CN portico-chained-client, clientAuth, signed by the
+                                     intermediate; then the intermediate */
+    const char *client_key;
 };
 
 /* The chained certificates of this process (in certs_get's directory), generated on first call
- * (thread-safe; two more `openssl` pairs). NULL if it failed. */
+ * (thread-safe; three more `openssl` pairs). NULL if it failed. */
 const struct test_chained_certs *certs_get_chained(void);
 
 /* Certificates for several names on one TLS listener (SNI), signed by certs_get's CA, each with
