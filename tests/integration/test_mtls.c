@@ -576,7 +576,8 @@ static void test_several_certificates(void **state)
 }
 
 /* tls_verify_depth counts the intermediates between a client's certificate and the CA: a chain
- * with one is served at depth 1, and Client-Cert-Chain holds the intermediate, then the CA. */
+ * with one is served at depth 1, Client-Cert-Chain holding the intermediate, then the CA; a
+ * chain with two is refused. */
 static void test_depth_boundary(void **state)
 {
     (void)state;
@@ -598,6 +599,12 @@ static void test_depth_boundary(void **state)
     visit_free(&v);
     free(inter);
     free(ca);
+    /* two intermediates are one too many: refused (invalid) */
+    if (visit(harness_port(h, "tls"), chained->deep_chain, chained->deep_key, 0, NULL, NULL,
+              &v) == 0 && v.status == 200)
+        fail_msg("a chain with two intermediates at depth 1 was served");
+    visit_free(&v);
+    assert_true(refusals(h, "invalid") == 1);
     px_stop(h);
 }
 
