@@ -21,6 +21,7 @@ MODES:
   idle PATH             waits, sending nothing, until the stream is reset
   halfclose PATH        END_STREAM first, then what the origin still sends
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
+  flood PATH MB         sends up to MB MiB of messages until the stream is reset
 """
 import os
 import socket
@@ -421,8 +422,20 @@ def mode_drain(c, path, fifo_dir):
     say(closed=closed, goaway=c.goaway)
 
 
+def mode_flood(c, path, mb):
+    """Sends up to mb MiB of 64 KiB messages to an origin that reads none, until the stream is
+    reset (or the window stays shut for IO_S)."""
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    sent, frame = 0, ws_frame(0x2, b"x" * 65536)
+    while sent < int(mb) << 20 and c.send(sid, frame):
+        sent += len(frame)
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    say(reset=c.reset.get(sid, "none"))
+
+
 MODES = {
-    "drain": mode_drain,
+    "drain": mode_drain, "flood": mode_flood,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,
     "origin_close": mode_origin_close, "idle": mode_idle, "halfclose": mode_halfclose,

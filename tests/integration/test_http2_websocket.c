@@ -592,6 +592,46 @@ static void test_two_accepts_refused(void **state)
     fake_origin_stop(f);
 }
 
+/* The origin's side of a stalled tunnel: reads nothing until the test is done (bounded). */
+static atomic_int sitting_done;
+
+static int sit(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    for (int i = 0; i < 3000 && !atomic_load(&sitting_done); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the test says when it is done */
+    }
+    return -1;
+}
+
+/* An origin that reads nothing while the client sends: once Portico's writes to it stalled
+ * for client_send_timeout, the stream is reset CONNECT_ERROR (RFC 9113 8.5), counted
+ * origin_stalled. */
+static void test_origin_stall_resets_stream(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    atomic_store(&sitting_done, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(sit, NULL);
+    sw.steps[2] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start("client_send_timeout = 500ms", fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "flood", "/flood", "64", NULL);
+    want(&r, "status=200");
+    want(&r, "reset=10");
+    tu_cmd_result_free(&r);
+    assert_true(
+        metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_stalled\"}", 1) == 1);
+    atomic_store(&sitting_done, 1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* The client's END_STREAM is a FIN to the origin behind its bytes; what the origin still sends
  * goes on to the client, then its close ends the stream. */
 static void test_client_half_close(void **state)
@@ -818,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_two_accepts_refused),
+        cmocka_unit_test(test_origin_stall_resets_stream),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
         cmocka_unit_test(test_cut_by_drain_deadline),
