@@ -632,6 +632,25 @@ static void test_origin_stall_resets_stream(void **state)
     fake_origin_stop(f);
 }
 
+/* More than the stream may hold, both ways: the origin is paused while the client's window is
+ * shut and read again once its DATA went (check_streams), until every echo arrived. */
+static void test_bulk_echo_resumes(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "bulk", "/bulk", "8", NULL);
+    want(&r, "status=200");
+    want(&r, "sent=128");
+    want(&r, "complete=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 /* The client's END_STREAM is a FIN to the origin behind its bytes; what the origin still sends
  * goes on to the client, then its close ends the stream. */
 static void test_client_half_close(void **state)
@@ -859,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_two_accepts_refused),
         cmocka_unit_test(test_origin_stall_resets_stream),
+        cmocka_unit_test(test_bulk_echo_resumes),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
         cmocka_unit_test(test_cut_by_drain_deadline),
