@@ -269,6 +269,7 @@ static void test_extended_connect(void **state)
     const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
     assert_true(ws_accept_matches(key, 24, " s3pPLMBiTxaQ9kYGzzhZRbK+xOo= ", 30));
     assert_false(ws_accept_matches(key, 24, "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=", 28));
+    assert_false(ws_accept_matches(key, 24, "s3pPLMBiTxaQ9kYGzzhZRbK+xOoA", 28)); /* its last */
     assert_false(ws_accept_matches(key, 24, "", 0));
     char fresh[WS_KEY_LEN + 1], other[WS_KEY_LEN + 1];
     assert_true(ws_key_new(fresh) && ws_key_new(other));
