@@ -269,9 +269,9 @@ static void expect_refusals(struct harness *h, const struct refusal_row *rows, s
     }
 }
 
-/* tls_verify_client = on: no certificate, one of a CA not in tls_client_ca, an expired one, each
- * refused in the handshake with the alert that says why, its line in the error log (which
- * client, what was wrong, the subject, the date) and its count by reason. */
+/* tls_verify_client = on: no certificate, one of a CA not in tls_client_ca, a self-signed one, an
+ * expired one, each refused in the handshake with the alert that says why, its line in the
+ * error log (which client, what was wrong, the subject, the date) and its count by reason. */
 static void test_on_refuses_bad_certificates(void **state)
 {
     (void)state;
@@ -294,6 +294,11 @@ static void test_on_refuses_bad_certificates(void **state)
          "(alert handshake_failure sent)", "no certificate"},
         {t.m->other_client_cert, t.m->other_client_key, TLS1_3_VERSION,
          SSL_R_TLSV1_ALERT_UNKNOWN_CA, "unknown_ca", unknown, "another CA's certificate"},
+        {t.certs->self_signed_cert, t.certs->self_signed_key, TLS1_3_VERSION,
+         SSL_R_TLSV1_ALERT_UNKNOWN_CA, "unknown_ca",
+         "client certificate refused: unknown CA, no issuer in tls_client_ca: CN=localhost, "
+         "issued by CN=localhost",
+         "a self-signed certificate"},
         {t.m->expired_client_cert, t.m->expired_client_key, TLS1_3_VERSION,
          SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, "expired", expired, "an expired certificate"},
         {t.m->expired_client_cert, t.m->expired_client_key, TLS1_2_VERSION,
