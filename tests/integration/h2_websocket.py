@@ -22,6 +22,8 @@ MODES:
   idle PATH             waits, sending nothing, until the stream is reset
   halfclose PATH        END_STREAM first, then what the origin still sends
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
+  flood PATH MB         sends up to MB MiB of messages until the stream is reset
+  bulk PATH MB          sends MB MiB of messages to the echo, then reads every echo
 """
 import os
 import socket
@@ -432,8 +434,34 @@ def mode_drain(c, path, fifo_dir):
     say(closed=closed, goaway=c.goaway)
 
 
+def mode_flood(c, path, mb):
+    """Sends up to mb MiB of 64 KiB messages to an origin that reads none, until the stream is
+    reset (or the window stays shut for IO_S)."""
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    sent, frame = 0, ws_frame(0x2, b"x" * 65536)
+    while sent < int(mb) << 20 and c.send(sid, frame):
+        sent += len(frame)
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    say(reset=c.reset.get(sid, "none"))
+
+
+def mode_bulk(c, path, mb):
+    """Sends mb MiB of 64 KiB messages to the echo origin, reading only while the window is
+    shut, then waits for every echo (each 65536 bytes with a 10-byte header)."""
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    n, frame = int(mb) * 16, ws_frame(0x2, b"y" * 65536)
+    sent = 0
+    while sent < n and c.send(sid, frame):
+        sent += 1
+    want = n * (65536 + 10)
+    c.wait(lambda: len(c.data.get(sid, b"")) >= want or sid in c.reset or sid in c.ended)
+    say(sent=sent, complete=len(c.data.get(sid, b"")) >= want, reset=c.reset.get(sid, "none"))
+
+
 MODES = {
-    "drain": mode_drain,
+    "drain": mode_drain, "flood": mode_flood, "bulk": mode_bulk,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,
     "origin_close": mode_origin_close, "idle": mode_idle, "halfclose": mode_halfclose,

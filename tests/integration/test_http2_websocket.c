@@ -29,6 +29,7 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "../support/websocket.h"
@@ -506,6 +507,174 @@ static void test_origin_reset_resets_stream(void **state)
     fake_origin_stop(f);
 }
 
+/* GET path on the admin listener: the body, malloc'd. */
+static char *admin_body(struct harness *h, const char *path)
+{
+    char req[128];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* /status's in_flight of the upstream's one origin. */
+static double origin_in_flight(struct harness *h)
+{
+    char *text = admin_body(h, "/status"), err[128];
+    struct tj *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    if (!doc)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(doc, "upstreams");
+    assert_true(ups && ups->n >= 1);
+    const struct tj *origins = tj_get(ups->items[0], "origins");
+    assert_true(origins && origins->n >= 1);
+    double v = -1;
+    assert_int_equal(tj_num(origins->items[0], "in_flight", &v), 0);
+    tj_free(doc);
+    return v;
+}
+
+/* A tunnel ended by our reset is counted and logged once, as the origin's error: the stream's
+ * free that follows (the client leaves) adds no client_error; its origin's in-flight place
+ * is given back. */
+static void test_reset_tunnel_counted_once(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_WAIT(100);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "origin_close", "/rst", NULL);
+    want(&r, "reset=10");
+    tu_cmd_result_free(&r);
+    uint16_t admin = harness_port(h, "admin");
+    /* the client left: its connection, and the stream with it, are gone */
+    assert_true(scrape_wait(admin, "portico_client_connections_active", 0, PX_IO_MS) == 0);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"origin_error\"}") == 1);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"client_error\"}") == 0);
+    assert_true(origin_in_flight(h) == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* A 101 with the right Sec-WebSocket-Accept and then a second, wrong one does not prove the
+ * key (the field is not a list): 502, no tunnel. */
+static const struct fo_step *pick_two_accepts(const struct fo_request_info *req, void *arg)
+{
+    struct switcher *sw = arg;
+    const char *k = strcasestr(req->head, "\r\nSec-WebSocket-Key: ");
+    char key[32] = "", accept[29] = "";
+    if (!k)
+        return plain_ok;
+    sscanf(k + 21, "%24s", key);
+    ws_accept_value(key, accept);
+    snprintf(sw->script_head, sizeof(sw->script_head),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+             "\r\n",
+             accept);
+    sw->steps[0] = (struct fo_step)FO_SEND(sw->script_head);
+    sw->steps[1] = (struct fo_step)FO_HOLD();
+    sw->steps[2] = (struct fo_step)FO_END();
+    return sw->steps;
+}
+
+static void test_two_accepts_refused(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_two_accepts,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/two", NULL);
+    want(&r, "status=502");
+    tu_cmd_result_free(&r);
+    assert_true(metric(h, "portico_tunnels_total") == 0);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "\"path\":\"/two\"");
+    if (!tu_contains(line, "Sec-WebSocket-Accept that does not match"))
+        fail_msg("access line: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(f);
+}
+
+/* The origin's side of a stalled tunnel: reads nothing until the test is done (bounded). */
+static atomic_int sitting_done;
+
+static int sit(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    for (int i = 0; i < 3000 && !atomic_load(&sitting_done); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the test says when it is done */
+    }
+    return -1;
+}
+
+/* An origin that reads nothing while the client sends: once Portico's writes to it stalled
+ * for client_send_timeout, the stream is reset CONNECT_ERROR (RFC 9113 8.5), counted
+ * origin_stalled. */
+static void test_origin_stall_resets_stream(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    atomic_store(&sitting_done, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(sit, NULL);
+    sw.steps[2] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start("client_send_timeout = 500ms", fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "flood", "/flood", "64", NULL);
+    want(&r, "status=200");
+    want(&r, "reset=10");
+    tu_cmd_result_free(&r);
+    assert_true(
+        metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_stalled\"}", 1) == 1);
+    atomic_store(&sitting_done, 1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* More than the stream may hold, both ways: the origin is paused while the client's window is
+ * shut and read again once its DATA went (check_streams), until every echo arrived. */
+static void test_bulk_echo_resumes(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "bulk", "/bulk", "8", NULL);
+    want(&r, "status=200");
+    want(&r, "sent=128");
+    want(&r, "complete=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 /* The client's END_STREAM is a FIN to the origin behind its bytes; what the origin still sends
  * goes on to the client, then its close ends the stream. */
 static void test_client_half_close(void **state)
@@ -731,6 +900,10 @@ int main(void)
         cmocka_unit_test(test_client_reset_closes_origin),
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_origin_reset_resets_stream),
+        cmocka_unit_test(test_reset_tunnel_counted_once),
+        cmocka_unit_test(test_two_accepts_refused),
+        cmocka_unit_test(test_origin_stall_resets_stream),
+        cmocka_unit_test(test_bulk_echo_resumes),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
         cmocka_unit_test(test_cut_by_drain_deadline),

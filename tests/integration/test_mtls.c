@@ -146,7 +146,7 @@ static int visit(uint16_t port, const char *cert, const char *key, int version,
         SSL_CTX_set_min_proto_version(ctx, version);
         SSL_CTX_set_max_proto_version(ctx, version);
     }
-    if (cert && (SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM) != 1 ||
+    if (cert && (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 || /* its chain too */
                  SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)) {
         snprintf(out->why, sizeof(out->why), "cannot load %s", cert);
         goto done;
@@ -269,9 +269,9 @@ static void expect_refusals(struct harness *h, const struct refusal_row *rows, s
     }
 }
 
-/* tls_verify_client = on: no certificate, one of a CA not in tls_client_ca, an expired one, each
- * refused in the handshake with the alert that says why, its line in the error log (which
- * client, what was wrong, the subject, the date) and its count by reason. */
+/* tls_verify_client = on: no certificate, one of a CA not in tls_client_ca, a self-signed one, an
+ * expired one, each refused in the handshake with the alert that says why, its line in the
+ * error log (which client, what was wrong, the subject, the date) and its count by reason. */
 static void test_on_refuses_bad_certificates(void **state)
 {
     (void)state;
@@ -294,6 +294,11 @@ static void test_on_refuses_bad_certificates(void **state)
          "(alert handshake_failure sent)", "no certificate"},
         {t.m->other_client_cert, t.m->other_client_key, TLS1_3_VERSION,
          SSL_R_TLSV1_ALERT_UNKNOWN_CA, "unknown_ca", unknown, "another CA's certificate"},
+        {t.certs->self_signed_cert, t.certs->self_signed_key, TLS1_3_VERSION,
+         SSL_R_TLSV1_ALERT_UNKNOWN_CA, "unknown_ca",
+         "client certificate refused: unknown CA, no issuer in tls_client_ca: CN=localhost, "
+         "issued by CN=localhost",
+         "a self-signed certificate"},
         {t.m->expired_client_cert, t.m->expired_client_key, TLS1_3_VERSION,
          SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, "expired", expired, "an expired certificate"},
         {t.m->expired_client_cert, t.m->expired_client_key, TLS1_2_VERSION,
@@ -581,6 +586,39 @@ static void test_several_certificates(void **state)
     px_stop(h);
 }
 
+/* tls_verify_depth counts the intermediates between a client's certificate and the CA: a chain
+ * with one is served at depth 1, Client-Cert-Chain holding the intermediate, then the CA; a
+ * chain with two is refused. */
+static void test_depth_boundary(void **state)
+{
+    (void)state;
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+                              "tls_verify_depth = 1\n");
+    char *inter = byte_sequence(chained->intermediate_cert), *ca = byte_sequence(t.certs->ca_cert);
+    char want[8192];
+    snprintf(want, sizeof(want), "%s, %s", inter, ca);
+    struct visit v;
+    if (visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0, NULL, NULL, &v) != 0)
+        fail_msg("a chain with one intermediate at depth 1: %s", v.why);
+    assert_int_equal(v.status, 200);
+    assert_non_null(v.verify);
+    assert_string_equal(v.verify, "SUCCESS");
+    assert_non_null(v.chain);
+    assert_string_equal(v.chain, want);
+    visit_free(&v);
+    free(inter);
+    free(ca);
+    /* two intermediates are one too many: refused (invalid) */
+    if (visit(harness_port(h, "tls"), chained->deep_chain, chained->deep_key, 0, NULL, NULL,
+              &v) == 0 && v.status == 200)
+        fail_msg("a chain with two intermediates at depth 1 was served");
+    visit_free(&v);
+    assert_true(refusals(h, "invalid") == 1);
+    px_stop(h);
+}
+
 /* ---- reloads and load errors ---- */
 
 /* A reload naming another CA takes its clients and refuses the old CA's; a reload whose CA file
@@ -691,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_http2),
         cmocka_unit_test(test_resumption),
         cmocka_unit_test(test_several_certificates),
+        cmocka_unit_test(test_depth_boundary),
         cmocka_unit_test(test_reload_changes_ca),
         cmocka_unit_test(test_load_errors),
     };

@@ -296,7 +296,7 @@ const struct test_dated_certs *certs_get_dated(void)
 /* ---- a chain with an intermediate CA ---- */
 
 static struct {
-    char paths[5][CERT_PATH_MAX];
+    char paths[13][CERT_PATH_MAX];
 } chained_store;
 static struct test_chained_certs chained;
 static const struct test_chained_certs *chained_result;
@@ -331,6 +331,14 @@ static void chained_generate(void)
     const struct cert_row inter = { "intermediate", "/CN=Portico Test Intermediate", "ca_ext", 0,
                                     NULL, NULL };
     const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL };
+    const struct cert_row client = { "chained-client", "/CN=portico-chained-client", "client_ext",
+                                     0, NULL, NULL };
+    const struct cert_row inter2 = { "intermediate-2", "/CN=Portico Test Intermediate 2",
+                                     "ca_ext", 0, NULL, NULL };
+    const struct cert_row deep = { "deep-client", "/CN=portico-deep-client", "client_ext", 0,
+                                   NULL, NULL };
+    char **p = (char *[]){chained_store.paths[8], chained_store.paths[9], chained_store.paths[10],
+                          chained_store.paths[11], chained_store.paths[12]};
     char *inter_pem = chained_store.paths[0], *inter_key = chained_store.paths[1];
     char *leaf_pem = chained_store.paths[2], *chain = chained_store.paths[3];
 
@@ -342,13 +350,32 @@ static void chained_generate(void)
         || make_row(&inter, conf, c->ca_cert, c->ca_key) < 0
         || make_row(&leaf, conf, inter_pem, inter_key) < 0
         || write_chain(leaf_pem, inter_pem, chain) < 0
-        || store_path(chained_store.paths[4], CERT_PATH_MAX, leaf.stem, ".key") < 0) {
+        || store_path(chained_store.paths[4], CERT_PATH_MAX, leaf.stem, ".key") < 0
+        || store_path(chained_store.paths[5], CERT_PATH_MAX, client.stem, ".pem") < 0
+        || store_path(chained_store.paths[6], CERT_PATH_MAX, client.stem, ".key") < 0
+        || store_path(chained_store.paths[7], CERT_PATH_MAX, "chained-client-full", ".pem") < 0
+        || make_row(&client, conf, inter_pem, inter_key) < 0
+        || write_chain(chained_store.paths[5], inter_pem, chained_store.paths[7]) < 0
+        /* two intermediates: deep-client, intermediate-2, intermediate */
+        || store_path(p[0], CERT_PATH_MAX, inter2.stem, ".pem") < 0
+        || store_path(p[1], CERT_PATH_MAX, inter2.stem, ".key") < 0
+        || store_path(p[2], CERT_PATH_MAX, deep.stem, ".pem") < 0
+        || store_path(p[3], CERT_PATH_MAX, deep.stem, ".key") < 0
+        || store_path(p[4], CERT_PATH_MAX, "deep-client-full", ".pem") < 0
+        || make_row(&inter2, conf, inter_pem, inter_key) < 0
+        || make_row(&deep, conf, p[0], p[1]) < 0
+        || write_chain(p[2], p[0], p[4]) < 0
+        || write_chain(p[4], inter_pem, p[4]) < 0) {
         return;
     }
     chained.intermediate_cert = inter_pem;
     chained.leaf_cert = leaf_pem;
     chained.full_chain = chain;
     chained.key = chained_store.paths[4];
+    chained.client_chain = chained_store.paths[7];
+    chained.client_key = chained_store.paths[6];
+    chained.deep_chain = p[4];
+    chained.deep_key = p[3];
     chained_result = &chained;
 }
 

@@ -22,6 +22,9 @@ struct test_certs {
     const char *wrong_name_key;
     const char *client_cert;      /* CN "portico-test-client", clientAuth; signed by the CA */
     const char *client_key;
+    const char *deep_chain;       /* CN portico-deep-client, clientAuth, signed by a second
+                                     intermediate the first signed; then both */
+    const char *deep_key;
 };
 
 /* The certificates of this process, generated on first call (thread-safe). NULL (and a message
@@ -58,10 +61,16 @@ struct test_chained_certs {
     const char *leaf_cert;        /* the leaf alone */
     const char *full_chain;       /* the leaf, then the intermediate */
     const char *key;              /* the leaf's key */
+    const char *client_chain;     /* CN portico-chained-client, clientAuth, signed by the
+                                     intermediate; then the intermediate */
+    const char *client_key;
+    const char *deep_chain;       /* CN portico-deep-client, clientAuth, signed by a second
+                                     intermediate the first signed; then both */
+    const char *deep_key;
 };
 
 /* The chained certificates of this process (in certs_get's directory), generated on first call
- * (thread-safe; two more `openssl` pairs). NULL if it failed. */
+ * (thread-safe; five more `openssl` pairs). NULL if it failed. */
 const struct test_chained_certs *certs_get_chained(void);
 
 /* Certificates for several names on one TLS listener (SNI), signed by certs_get's CA, each with

@@ -133,6 +133,10 @@ static const struct row rows[] = {
      {{":method", "CONNECT", 0}, {":protocol", "websocket", 0}, {":scheme", "https", 0},
       {":path", "/chat", 0}},
      -1, "extended CONNECT without :protocol or :authority"},
+    {"an extended CONNECT with an empty :protocol",
+     {{":method", "CONNECT", 0}, {":protocol", "", 0}, {":scheme", "https", 0},
+      {":path", "/chat", 0}, AUTH},
+     -1, "extended CONNECT without :protocol or :authority"},
     {"an extended CONNECT of another protocol is left as it is (501 is the caller's)",
      {{":method", "CONNECT", 0}, {":protocol", "bytestream", 0}, {":scheme", "https", 0},
       {":path", "/x", 0}, AUTH},
@@ -265,6 +269,7 @@ static void test_extended_connect(void **state)
     const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
     assert_true(ws_accept_matches(key, 24, " s3pPLMBiTxaQ9kYGzzhZRbK+xOo= ", 30));
     assert_false(ws_accept_matches(key, 24, "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=", 28));
+    assert_false(ws_accept_matches(key, 24, "s3pPLMBiTxaQ9kYGzzhZRbK+xOoA", 28)); /* its last */
     assert_false(ws_accept_matches(key, 24, "", 0));
     char fresh[WS_KEY_LEN + 1], other[WS_KEY_LEN + 1];
     assert_true(ws_key_new(fresh) && ws_key_new(other));
