@@ -89,6 +89,20 @@ static int64_t trickle_head(struct raw_conn *c, const char *piece, int max, stru
     return raw_read_one_head(c, hd, PX_IO_MS) == 0 ? hd->at_ms - start : -1;
 }
 
+/* Sends head, then `pieces` of piece every TICK_MS on a new connection: the body goes whole and
+ * is answered 200 (never cut). */
+static void trickle_answered(struct harness *h, const char *head, const char *piece, int pieces)
+{
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, head), 0);
+    assert_true(trickle(c, piece, pieces) >= 0); /* the answer once the last piece is in */
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
 /* Fails unless the cut came at ms within [due - CUT_EARLY_MS, due + CUT_LATE_MS]. */
 static void cut_in_time(const char *what, int64_t ms, double due)
 {
@@ -303,16 +317,9 @@ static void test_above_rate_not_cut(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("100", "1s"));
-    struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "POST /steady HTTP/1.1\r\nHost: a\r\n"
-                                     "Content-Length: 240\r\n\r\n"), 0);
-    int64_t ms = trickle(c, "xxxxxxxxxxxx", 20); /* 20 x 12 bytes over 2 s: all of it */
-    assert_true(ms >= 0);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    /* 20 x 12 bytes over 2 s: all of it */
+    trickle_answered(h, "POST /steady HTTP/1.1\r\nHost: a\r\nContent-Length: 240\r\n\r\n",
+                     "xxxxxxxxxxxx", 20);
     assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
     px_stop(h);
     fake_origin_stop(o);
@@ -483,15 +490,8 @@ static void test_rate_off_not_cut(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), RATE_CONF("0", "200ms"));
-    struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "POST /off HTTP/1.1\r\nHost: a\r\n"
-                                     "Content-Length: 5\r\n\r\n"), 0);
-    assert_true(trickle(c, "x", 5) >= 0); /* 400 ms: the answer once the 5th byte is in */
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    /* 400 ms */
+    trickle_answered(h, "POST /off HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", "x", 5);
     assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
     px_stop(h);
     fake_origin_stop(o);
@@ -512,16 +512,10 @@ static void test_route_overrides_rate(void **state)
                                  "[route rest]\nprefix = /\nupstream = u\n"
                                  "client_body_rate_grace = 500ms\n",
                                  fake_origin_port(o));
+    /* 500 ms, past [proxy]'s ~344 ms */
+    trickle_answered(h, "POST /stream HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n", "x",
+                     6);
     struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "POST /stream HTTP/1.1\r\nHost: a\r\n"
-                                     "Content-Length: 6\r\n\r\n"), 0);
-    assert_true(trickle(c, "x", 6) >= 0); /* 500 ms, past [proxy]'s ~344 ms: the answer */
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
-    c = px_connect(h);
     assert_int_equal(raw_send_str(c, "POST /other HTTP/1.1\r\nHost: a\r\n"
                                      "Content-Length: 1000\r\n\r\n"), 0);
     int64_t ms = trickle(c, "x", 100);
