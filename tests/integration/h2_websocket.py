@@ -24,6 +24,8 @@ MODES:
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
   flood PATH MB         sends up to MB MiB of messages until the stream is reset
   bulk PATH MB          sends MB MiB of messages to the echo, then reads every echo
+  remains PATH WINDOW   with a stream window of WINDOW bytes (0: the default), reads what
+                        the origin sends until the stream ends or is reset
 """
 import os
 import socket
@@ -460,7 +462,19 @@ def mode_bulk(c, path, mb):
     say(sent=sent, complete=len(c.data.get(sid, b"")) >= want, reset=c.reset.get(sid, "none"))
 
 
+def mode_remains(c, path, window):
+    if int(window):
+        c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: int(window)})
+        c.flush()
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    c.wait(lambda: sid in c.reset or sid in c.ended, 20)
+    say(received=len(c.data.get(sid, b"")), ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
 MODES = {
+    "remains": mode_remains,
     "drain": mode_drain, "flood": mode_flood, "bulk": mode_bulk,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -571,6 +573,71 @@ static void test_reset_tunnel_counted_once(void **state)
     fake_origin_stop(f);
 }
 
+/* What the origin sends before its reset (remains_burst). */
+#define REMAINS_BYTES (256 * 1024)
+
+/* The origin's side: REMAINS_BYTES, then a wait until Portico's kernel acknowledged them all
+ * (SIOCOUTQ empty): they reached Portico before the reset that follows. */
+static int remains_burst(int fd, void *arg)
+{
+    (void)arg;
+    static char chunk[16384];
+    memset(chunk, 'r', sizeof(chunk));
+    int64_t deadline = tu_now_ms() + 10000;
+    for (size_t sent = 0; sent < REMAINS_BYTES;) {
+        short ev = 0;
+        if (tu_poll_until(fd, POLLOUT, deadline, &ev) <= 0)
+            return -1;
+        size_t want = REMAINS_BYTES - sent < sizeof(chunk) ? REMAINS_BYTES - sent : sizeof(chunk);
+        ssize_t n = send(fd, chunk, want, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        sent += n > 0 ? (size_t)n : 0;
+    }
+    int queued = 1;
+    while (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling the kernel's count of unacknowledged bytes */
+    }
+    return queued == 0 ? 0 : -1;
+}
+
+/* An origin that sends its last bytes and resets: they reach the client, as they would over a
+ * direct TCP connection (and over an HTTP/1.1 tunnel), then the stream is reset CONNECT_ERROR;
+ * they were dropped with the reset whenever the client's window had not let them all go yet.
+ * With the client's window at 16 KiB that is most of them. */
+static void test_origin_reset_behind_bytes(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    char received[32];
+    snprintf(received, sizeof(received), "received=%d", REMAINS_BYTES);
+    const char *windows[] = {"16384", "0"};
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+        run_client(h, &r, "remains", "/remains", windows[i], NULL);
+        want(&r, "status=200");
+        want(&r, received);
+        want(&r, "ended=False");
+        want(&r, "reset=10");
+        tu_cmd_result_free(&r);
+    }
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 2) ==
+                2);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"client_error\"}") == 0);
+    assert_true(origin_in_flight(h) == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* A 101 with the right Sec-WebSocket-Accept and then a second, wrong one does not prove the
  * key (the field is not a list): 502, no tunnel. */
 static const struct fo_step *pick_two_accepts(const struct fo_request_info *req, void *arg)
@@ -901,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_reset_tunnel_counted_once),
+        cmocka_unit_test(test_origin_reset_behind_bytes),
         cmocka_unit_test(test_two_accepts_refused),
         cmocka_unit_test(test_origin_stall_resets_stream),
         cmocka_unit_test(test_bulk_echo_resumes),
