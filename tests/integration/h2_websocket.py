@@ -24,6 +24,11 @@ MODES:
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
   flood PATH MB         sends up to MB MiB of messages until the stream is reset
   bulk PATH MB          sends MB MiB of messages to the echo, then reads every echo
+  upload PATH MB        sends MB MiB, END_STREAM with the last; waits for the stream's end
+  slowread PATH KIB     reads KIB KiB of the origin's a window's worth every 30 ms, then
+                        END_STREAM; waits for the stream's end
+  headers_end PATH [data]  END_STREAM on the extended CONNECT's HEADERS (data: on an empty
+                        DATA right behind it); reads until the end
   remains PATH WINDOW   with a stream window of WINDOW bytes (0: the default), reads what
                         the origin sends until the stream ends or is reset
 """
@@ -122,12 +127,13 @@ class Client:
                 return cond()
         return True
 
-    def open_ws(self, path, extra=()):
+    def open_ws(self, path, extra=(), end=False):
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
                                      (":scheme", "https"), (":path", path),
                                      (":authority", "localhost"),
-                                     ("sec-websocket-version", "13")] + list(extra))
+                                     ("sec-websocket-version", "13")] + list(extra),
+                               end_stream=end)
         self.flush()
         self.wait(lambda: sid in self.heads or sid in self.reset or sid in self.ended)
         return sid
@@ -473,7 +479,51 @@ def mode_remains(c, path, window):
         reset=c.reset.get(sid, "none"))
 
 
+def mode_upload(c, path, mb):
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    sent = c.send(sid, b"u" * (int(mb) << 20), end=True)
+    c.wait(lambda: sid in c.reset or sid in c.ended, 30)
+    say(sent=sent, ended=sid in c.ended, reset=c.reset.get(sid, "none"))
+
+
+def mode_slowread(c, path, kib):
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    want = int(kib) * 1024
+    deadline = time.monotonic() + 20
+    while (len(c.data.get(sid, b"")) < want and sid not in c.reset and sid not in c.ended and
+           time.monotonic() < deadline):
+        time.sleep(0.03)  # a slow reader: one read (a window's worth at most) per 30 ms
+        c.pump(0.01)
+    say(received=len(c.data.get(sid, b"")), reset_before_end=c.reset.get(sid, "none"))
+    if sid not in c.reset:
+        c.conn.end_stream(sid)
+        c.flush()
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    say(ended=sid in c.ended, reset=c.reset.get(sid, "none"))
+
+
+def mode_headers_end(c, path, where="headers"):
+    if where == "headers":
+        sid = c.open_ws(path, end=True)
+    else:  # an empty DATA with END_STREAM in the same write as the HEADERS: before the 101
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                  (":scheme", "https"), (":path", path),
+                                  (":authority", "localhost"), ("sec-websocket-version", "13")])
+        c.conn.end_stream(sid)
+        c.flush()
+        c.wait(lambda: sid in c.heads or sid in c.reset or sid in c.ended)
+    head_line(c, sid)
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    f = c.take_frame(sid, 0.1)
+    say(frame=f[1].decode("latin-1") if f else "none", ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
 MODES = {
+    "upload": mode_upload, "slowread": mode_slowread, "headers_end": mode_headers_end,
     "remains": mode_remains,
     "drain": mode_drain, "flood": mode_flood, "bulk": mode_bulk,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,

@@ -573,6 +573,138 @@ static void test_reset_tunnel_counted_once(void **state)
     fake_origin_stop(f);
 }
 
+/* An origin that reads slowly (16 KiB a millisecond) until its EOF: what it read, and how its
+ * read ended (1: a FIN, 2: nothing within 20 s, 100 + errno: an error). */
+struct slow_reader {
+    atomic_llong got;
+    atomic_int end;
+};
+
+static int read_slowly(int fd, void *arg)
+{
+    struct slow_reader *sr = arg;
+    static char buf[16384];
+    int64_t deadline = tu_now_ms() + 20000;
+    for (int i = 0; i < 100000; i++) { /* bounded: 4 MiB is 256 reads */
+        short ev = 0;
+        if (tu_poll_until(fd, POLLIN, deadline, &ev) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            atomic_store(&sr->end, n == 0 ? 1 : 100 + errno);
+            return 0;
+        }
+        atomic_fetch_add(&sr->got, n);
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL); /* a slow reader, on purpose: Portico's output to it backs up */
+    }
+    atomic_store(&sr->end, 2);
+    return 0;
+}
+
+/* The client's END_STREAM is a FIN to the origin behind every byte the client sent, however
+ * far behind the origin reads: 4 MiB to an origin that reads slowly, END_STREAM on the last
+ * DATA; the origin reads all 4 MiB, then its EOF, and its close ends the stream. */
+static void test_fin_behind_slow_origin(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static struct slow_reader sr;
+    atomic_store(&sr.got, 0);
+    atomic_store(&sr.end, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(read_slowly, &sr);
+    sw.steps[2] = (struct fo_step)FO_CLOSE();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "upload", "/up", "4", NULL);
+    want(&r, "status=200");
+    want(&r, "sent=True");
+    want(&r, "ended=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    assert_int_equal(atomic_load(&sr.end), 1);
+    assert_int_equal(atomic_load(&sr.got), 4 << 20);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* A download the client reads more slowly than tunnel_timeout: 1 MiB, all in Portico's hands
+ * at once (the stream's share), taken by the client a window at a time for about 2 s. The
+ * client taking bytes is activity: the tunnel is not cut while they move. */
+static void test_slow_download_not_idle(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static char download[1 << 20];
+    memset(download, 'd', sizeof(download));
+    atomic_store(&sw.eof, 0);
+    sw.steps[1] = (struct fo_step)FO_SEND_N(download, sizeof(download));
+    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "slowread", "/down", "1024", NULL);
+    want(&r, "status=200");
+    want(&r, "received=1048576");
+    want(&r, "reset_before_end=none");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"idle\"}") == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* END_STREAM on the extended CONNECT's HEADERS, or on an empty DATA before the origin's 101: a
+ * tunnel the client half-closed at once (RFC 9113 8.5: END_STREAM is the TCP FIN). The origin
+ * is asked and switches as for any other; it gets its FIN right after the switch, what it sends
+ * still reaches the client, and its close ends the stream. */
+static void test_end_stream_on_headers(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    atomic_store(&sw.eof, 0);
+    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x05" "early");
+    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    const char *where[] = {"headers", "data"};
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&sw.eof, 0);
+        run_client(h, &r, "headers_end", "/half", where[i], NULL);
+        want(&r, "status=200");
+        want(&r, "frame=early");
+        want(&r, "ended=True");
+        want(&r, "reset=none");
+        tu_cmd_result_free(&r);
+        int64_t deadline = tu_now_ms() + PX_IO_MS;
+        while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
+        }
+        assert_int_equal(atomic_load(&sw.eof), 1); /* a FIN, not a reset or nothing */
+    }
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 2) ==
+                2);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* What the origin sends before its reset (remains_burst). */
 #define REMAINS_BYTES (256 * 1024)
 
@@ -969,6 +1101,9 @@ int main(void)
         cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_origin_reset_behind_bytes),
+        cmocka_unit_test(test_fin_behind_slow_origin),
+        cmocka_unit_test(test_slow_download_not_idle),
+        cmocka_unit_test(test_end_stream_on_headers),
         cmocka_unit_test(test_two_accepts_refused),
         cmocka_unit_test(test_origin_stall_resets_stream),
         cmocka_unit_test(test_bulk_echo_resumes),
