@@ -12,9 +12,9 @@
  * END_STREAM is a FIN to the origin once all it sent went, the origin's EOF an END_STREAM once
  * all it sent left as DATA; nghttp2 closes the stream once both went, and h2_stream_free frees
  * the tunnel. An origin's error resets the stream behind the bytes it sent before it
- * (pump_remains); a write stall, or tunnel_timeout, resets it at once; the
- * client's RST_STREAM closes the origin's connection. Every end is counted and logged once
- * (tunnel_report_end), with the switched exchange's access line.
+ * (pump_remains); a write stall, or tunnel_timeout, resets it at once; the client's RST_STREAM
+ * closes the origin's connection. Every end is counted and logged once (tunnel_report_end),
+ * with the switched exchange's access line.
  */
 #include "h2_int.h"
 

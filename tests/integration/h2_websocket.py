@@ -29,8 +29,9 @@ MODES:
                         END_STREAM; waits for the stream's end
   headers_end PATH [data]  END_STREAM on the extended CONNECT's HEADERS (data: on an empty
                         DATA right behind it); reads until the end
-  remains PATH WINDOW   with a stream window of WINDOW bytes (0: the default), reads what
-                        the origin sends until the stream ends or is reset
+  remains PATH WINDOW [noack]  with a stream window of WINDOW bytes (0: the default), reads
+                        what the origin sends until the stream ends or is reset (noack: giving
+                        back no window)
 """
 import os
 import socket
@@ -468,7 +469,8 @@ def mode_bulk(c, path, mb):
     say(sent=sent, complete=len(c.data.get(sid, b"")) >= want, reset=c.reset.get(sid, "none"))
 
 
-def mode_remains(c, path, window):
+def mode_remains(c, path, window, ack="ack"):
+    c.auto_ack = ack == "ack"
     if int(window):
         c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: int(window)})
         c.flush()

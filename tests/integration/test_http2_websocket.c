@@ -770,6 +770,32 @@ static void test_origin_reset_behind_bytes(void **state)
     fake_origin_stop(f);
 }
 
+/* The same with a client that gives back no window: the reset waits for it no longer than
+ * tunnel_timeout (CANCEL, counted idle), having sent what the window let go. */
+static void test_origin_reset_window_shut(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "remains", "/shut", "16384", "noack", NULL);
+    want(&r, "status=200");
+    want(&r, "received=16384");
+    want(&r, "reset=8");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"idle\"}", 1) == 1);
+    assert_true(origin_in_flight(h) == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* A 101 with the right Sec-WebSocket-Accept and then a second, wrong one does not prove the
  * key (the field is not a list): 502, no tunnel. */
 static const struct fo_step *pick_two_accepts(const struct fo_request_info *req, void *arg)
@@ -1101,6 +1127,7 @@ int main(void)
         cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_origin_reset_behind_bytes),
+        cmocka_unit_test(test_origin_reset_window_shut),
         cmocka_unit_test(test_fin_behind_slow_origin),
         cmocka_unit_test(test_slow_download_not_idle),
         cmocka_unit_test(test_end_stream_on_headers),
