@@ -29,6 +29,9 @@ MODES:
                         END_STREAM; waits for the stream's end
   headers_end PATH [data]  END_STREAM on the extended CONNECT's HEADERS (data: on an empty
                         DATA right behind it); reads until the end
+  late_ack PATH N       holds back its SETTINGS acknowledgement while it opens N WebSockets
+                        and sends the last a message as large as its window (echoed); then
+                        acknowledges and sends another
   remains PATH WINDOW [noack]  with a stream window of WINDOW bytes (0: the default), reads
                         what the origin sends until the stream ends or is reset (noack: giving
                         back no window)
@@ -58,8 +61,13 @@ class KeepOpen(h2.connection.H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 class Client:
-    def __init__(self, port):
+    def __init__(self, port, hold_ack=False):
+        self.hold_ack = hold_ack  # keep our SETTINGS acknowledgements back (acks_held)
+        self.acks_held = []
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -89,8 +97,31 @@ class Client:
 
     def flush(self):
         out = self.conn.data_to_send()
+        if out and self.hold_ack:
+            out = self.strip_acks(out)
         if out:
             self.s.sendall(out)
+
+    def strip_acks(self, out):
+        """out without its SETTINGS frames with ACK, which go to acks_held."""
+        keep, i = [], 0
+        if out.startswith(PREFACE):
+            keep.append(PREFACE)
+            i = len(PREFACE)
+        while i + 9 <= len(out):
+            end = i + 9 + int.from_bytes(out[i:i + 3], "big")
+            frame = out[i:end]
+            if frame[3] == 0x4 and frame[4] & 0x1:
+                self.acks_held.append(frame)
+            else:
+                keep.append(frame)
+            i = end
+        return b"".join(keep)
+
+    def release_acks(self):
+        self.hold_ack = False
+        self.s.sendall(b"".join(self.acks_held))
+        self.acks_held = []
 
     def pump(self, timeout):
         self.s.settimeout(max(timeout, 0.01))
@@ -524,7 +555,27 @@ def mode_headers_end(c, path, where="headers"):
         reset=c.reset.get(sid, "none"))
 
 
+def mode_late_ack(c, path, n):
+    """Our SETTINGS' INITIAL_WINDOW_SIZE (the floor) takes effect at Portico only at our
+    acknowledgement: until then its streams' windows are 65,535 where ours (python-h2 applies
+    them at once) are the floor. The last stream's window, all spent and taken by the origin,
+    must be given back once the acknowledgement went, or the client waits for ever."""
+    sids = [c.open_ws(path) for _ in range(int(n))]
+    sid = sids[-1]
+    head_line(c, sid)
+    room = c.conn.local_flow_control_window(sid)
+    m = bytes(i % 251 for i in range(room - 8))  # with its 8-byte head, the whole window
+    c.send(sid, ws_frame(0x2, m))
+    f = c.take_frame(sid)
+    say(window=room, acks_held=len(c.acks_held), echoed_before=bool(f and f[1] == m))
+    c.release_acks()
+    ok = c.send(sid, ws_frame(0x2, m))
+    f = c.take_frame(sid) if ok else None
+    say(echoed_after=bool(f and f[1] == m))
+
+
 MODES = {
+    "late_ack": mode_late_ack,
     "upload": mode_upload, "slowread": mode_slowread, "headers_end": mode_headers_end,
     "remains": mode_remains,
     "drain": mode_drain, "flood": mode_flood, "bulk": mode_bulk,
@@ -539,7 +590,7 @@ def main():
     if len(sys.argv) < 3 or sys.argv[2] not in MODES:
         sys.stderr.write(__doc__)
         sys.exit(2)
-    c = Client(int(sys.argv[1]))
+    c = Client(int(sys.argv[1]), hold_ack=sys.argv[2] == "late_ack")
     MODES[sys.argv[2]](c, *sys.argv[3:])
     try:
         c.conn.close_connection()

@@ -705,6 +705,28 @@ static void test_end_stream_on_headers(void **state)
     fake_origin_stop(f);
 }
 
+/* A client that acknowledges Portico's SETTINGS late, its WebSockets open: the acknowledgement
+ * takes every stream's window down from 65,535 to Portico's floor (RFC 9113 6.9.2), below 0 for
+ * one that spent more, and no byte of it may leave to bring it back: the tunnel streams' windows
+ * are given back then, as other streams' are. Eight WebSockets: the first ones' grants use up
+ * the connection's pool, and the last one's share is the floor. */
+static void test_late_settings_ack_regrants(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "late_ack", "/late", "8", NULL);
+    want(&r, "status=200");
+    want(&r, "acks_held=1");
+    want(&r, "echoed_before=True");
+    want(&r, "echoed_after=True");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 /* What the origin sends before its reset (remains_burst). */
 #define REMAINS_BYTES (256 * 1024)
 
@@ -1128,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_origin_reset_behind_bytes),
         cmocka_unit_test(test_origin_reset_window_shut),
+        cmocka_unit_test(test_late_settings_ack_regrants),
         cmocka_unit_test(test_fin_behind_slow_origin),
         cmocka_unit_test(test_slow_download_not_idle),
         cmocka_unit_test(test_end_stream_on_headers),
