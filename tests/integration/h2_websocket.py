@@ -32,6 +32,9 @@ MODES:
   late_ack PATH N       holds back its SETTINGS acknowledgement while it opens N WebSockets
                         and sends the last a message as large as its window (echoed); then
                         acknowledges and sends another
+  remains_go PATH DIR   gives back no window until a line comes in DIR/go; then sends a
+                        message, gives back every window and reads until the stream ends or
+                        is reset
   remains PATH WINDOW [noack]  with a stream window of WINDOW bytes (0: the default), reads
                         what the origin sends until the stream ends or is reset (noack: giving
                         back no window)
@@ -574,7 +577,33 @@ def mode_late_ack(c, path, n):
     say(echoed_after=bool(f and f[1] == m))
 
 
+def mode_remains_go(c, path, fifo_dir):
+    c.auto_ack = False
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    deadline = time.monotonic() + 20
+    line = b""
+    while b"\n" not in line and time.monotonic() < deadline:
+        c.pump(0.05)  # frames are read, no window given back
+        try:
+            line += os.read(go, 16)
+        except BlockingIOError:
+            pass
+    os.close(go)
+    c.send(sid, ws_frame(0x2, b"after"))  # a write to the origin that meets its reset
+    c.auto_ack = True
+    held = len(c.data.get(sid, b""))
+    if held:
+        c.conn.acknowledge_received_data(held, sid)
+        c.flush()
+    c.wait(lambda: sid in c.reset or sid in c.ended, 20)
+    say(go=b"\n" in line, received=len(c.data.get(sid, b"")), ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
 MODES = {
+    "remains_go": mode_remains_go,
     "late_ack": mode_late_ack,
     "upload": mode_upload, "slowread": mode_slowread, "headers_end": mode_headers_end,
     "remains": mode_remains,

@@ -1002,6 +1002,98 @@ static void fifo_go(const char *path)
     }
 }
 
+/* The origin's side of test_stalled_origin_reset: writes until Portico stops reading it (the
+ * stream full, the client giving back no window) and its kernel takes no more, notes what
+ * Portico's kernel acknowledged and what it sent, and resets. */
+struct stall_origin {
+    atomic_int done;
+    size_t written, acked, sent;
+};
+
+static int fill_then_note(int fd, void *arg)
+{
+    struct stall_origin *so = arg;
+    static char chunk[65536];
+    memset(chunk, 's', sizeof(chunk));
+    size_t total = 0;
+    short rev;
+    while (total < 64u * 1024 * 1024) {
+        ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (tu_poll_until(fd, POLLOUT, tu_now_ms() + 200, &rev) == 0)
+            break; /* stalled: nobody reads */
+    }
+    int unacked = 0, unsent = 0;
+    if (ioctl(fd, SIOCOUTQ, &unacked) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0)
+        return -1;
+    so->written = total;
+    so->acked = total - (size_t)unacked;
+    so->sent = total - (size_t)unsent;
+    /* The reset, sent now (a TCP disconnect: RST, its output dropped), before the test is told */
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    if (connect(fd, &unspec, sizeof(unspec)) != 0)
+        return -1;
+    atomic_store(&so->done, 1);
+    return -1; /* the connection is closed */
+}
+
+/* An origin that fills the way to a client that reads nothing (the stream's share in Portico,
+ * its socket's input, the kernels' buffers), then resets; the client then sends a message, a
+ * write that meets the reset before Portico read the rest, and reads again: every byte that
+ * reached Portico (all its kernel acknowledged) reaches the client, then RST_STREAM
+ * CONNECT_ERROR, as over an HTTP/1.1 tunnel (test_websocket's test_stream_then_reset). */
+static void test_stalled_origin_reset(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static struct stall_origin so;
+    atomic_store(&so.done, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(fill_then_note, &so);
+    sw.steps[2] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    char dir[256], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct side_run run = {.argv = {PY, CLIENT, port, "remains_go", "/stalled", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    int64_t deadline = tu_now_ms() + 20000;
+    while (!atomic_load(&so.done) && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the origin's thread says when it is about to reset */
+    }
+    assert_true(atomic_load(&so.done));
+    fifo_go(go);
+    pthread_join(t, NULL);
+    if (run.rc != 0)
+        fail_msg("h2_websocket.py remains_go: rc %d\n%s%s", run.rc, run.r.out, run.r.err);
+    want(&run.r, "status=200");
+    want(&run.r, "go=True");
+    want(&run.r, "reset=10");
+    const char *rx = strstr(run.r.out, "\nreceived=");
+    assert_non_null(rx);
+    size_t got = strtoull(rx + 10, NULL, 10);
+    print_message("  the origin wrote %zu bytes, %zu-%zu of them before its reset; the client "
+                  "got %zu, then RST_STREAM\n",
+                  so.written, so.acked, so.sent, got);
+    assert_true(got >= so.acked && got <= so.sent);
+    tu_cmd_result_free(&run.r);
+    tu_remove_tree(dir);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* A reload's old worker lets a WebSocket stream live for shutdown_timeout, as an HTTP/1.1
  * tunnel, then cuts it: the client has the GOAWAY, then the close; the cut is logged and
  * counted. */
@@ -1150,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_reset_tunnel_counted_once),
         cmocka_unit_test(test_origin_reset_behind_bytes),
         cmocka_unit_test(test_origin_reset_window_shut),
+        cmocka_unit_test(test_stalled_origin_reset),
         cmocka_unit_test(test_late_settings_ack_regrants),
         cmocka_unit_test(test_fin_behind_slow_origin),
         cmocka_unit_test(test_slow_download_not_idle),
