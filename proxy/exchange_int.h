@@ -75,6 +75,8 @@ struct exchange {
     enum outcome outcome;              /* changed by end() only */
     bool close_client;                 /* the client connection cannot serve another request */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
+    bool rate_limited;                 /* refused for client_rate (429): logged in route */
+    uint32_t retry_after_s;            /* Retry-After of that 429 */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
     bool total_after_body;             /* total_timeout came while the client was still sending
                                           the body: it runs anew once the body is in */
