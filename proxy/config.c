@@ -1087,8 +1087,8 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     }
 }
 
-/* A route's client_rate and its burst: [proxy]'s unless set here; a burst set where no rate
- * applies says nothing, and is refused at its line. */
+/* A route's client_rate and its burst: [proxy]'s unless set here; a burst above 0 set where no
+ * rate applies would limit nothing, and is refused at its line. */
 static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, int i)
 {
     const struct config *cfg = ld->cfg;
@@ -1098,7 +1098,7 @@ static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, in
         r->client_rate = cfg->client_rate;
     if (!burst_line)
         r->client_rate_burst = cfg->client_rate_burst;
-    if (burst_line && !r->client_rate.count)
+    if (burst_line && r->client_rate_burst && !r->client_rate.count)
         cfg_report(ld, burst_line, "client_rate_burst without client_rate (in [route %s] or "
                    "[proxy]): it would limit nothing", r->name);
 }
@@ -1237,7 +1237,7 @@ static void validate(struct cfg_loader *ld)
     for (int i = 0; i < ld->cfg->nupstreams; i++)
         validate_upstream(ld, i);
     int burst_line = cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "client_rate_burst");
-    if (burst_line && !ld->cfg->client_rate.count)
+    if (burst_line && ld->cfg->client_rate_burst && !ld->cfg->client_rate.count)
         cfg_report(ld, burst_line, "client_rate_burst without client_rate in [proxy]: it would "
                    "limit nothing");
     validate_routes(ld);

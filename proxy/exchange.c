@@ -1224,7 +1224,7 @@ __attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
     log_client("request %s: %s", ex->request_id, reason);
     metrics_rate_limited(ex->loop->metrics, ex->route_index);
     ex->rate_limited = true;
-    ex->retry_after_s = (uint32_t)((wait_ns + 999999999) / 1000000000); /* rounded up */
+    ex->retry_after_s = (uint16_t)((wait_ns + 999999999) / 1000000000); /* rounded up */
     ex_refuse(ex, HTTP_TOO_MANY_REQUESTS, reason, !relay_discard_body(ex));
     return false;
 }

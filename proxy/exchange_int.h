@@ -75,8 +75,6 @@ struct exchange {
     enum outcome outcome;              /* changed by end() only */
     bool close_client;                 /* the client connection cannot serve another request */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
-    bool rate_limited;                 /* refused for client_rate (429): logged in route */
-    uint32_t retry_after_s;            /* Retry-After of that 429 */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
     bool total_after_body;             /* total_timeout came while the client was still sending
                                           the body: it runs anew once the body is in */
@@ -170,6 +168,9 @@ struct exchange {
     unsigned interim_count;            /* how many (MAX_INTERIM, and the 100 owed past them) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
+    bool rate_limited;                 /* refused for client_rate (429): logged in route */
+    uint16_t retry_after_s;            /* Retry-After of that 429 (one interval at most: 60 s);
+                                          beside sent_100, in padding: the exchange keeps its size */
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
 
     /* failure */
