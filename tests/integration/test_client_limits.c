@@ -316,6 +316,23 @@ static void test_connections_per_client(void **state)
     px_stop(h);
 }
 
+/* A peer of trusted_proxies (an HTTP balancer) carries many clients: its connections are never
+ * counted, while its clients' requests are (client_rate keys on real_ip's client). */
+static void test_connections_trusted_proxy(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_connections_per_client = 1\n",
+                              "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    struct raw_conn *a = px_connect(h), *b = px_connect(h), *c = px_connect(h);
+    assert_int_equal(get(a, "/", "127.0.8.1", NULL), 200);
+    assert_int_equal(get(b, "/", "127.0.8.2", NULL), 200);
+    assert_int_equal(get(c, "/", "127.0.8.1", NULL), 429);
+    raw_close(a);
+    raw_close(b);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* ---- the table's bounds ---- */
 
 /* 200,000 distinct clients (trusted X-Forwarded-For, pipelined) through a table of 1,024
@@ -431,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_proxy_default_and_off),
         cmocka_unit_test(test_reload_starts_afresh),
         cmocka_unit_test(test_connections_per_client),
+        cmocka_unit_test(test_connections_trusted_proxy),
         cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_config_errors),
     };
