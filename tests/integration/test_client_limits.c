@@ -371,7 +371,10 @@ static void test_table_full(void **state)
     long rss_end = px_proc_kb(pid, "VmRSS");
     print_message("  %d clients in %lld ms; RSS %ld kB after 10,000, %ld kB after %d\n", CLIENTS,
                   (long long)(tu_now_ms() - t0), rss_warm, rss_end, CLIENTS);
-    assert_true(rss_end - rss_warm < 2048); /* 190,000 more clients: not a byte per client */
+    /* 190,000 more clients: not a byte per client (ASan's quarantine holds what the exchanges
+     * freed: no bound on RSS there) */
+    if (!SANITIZED)
+        assert_true(rss_end - rss_warm < 2048);
     free(batch);
     /* the first was evicted long ago: admitted afresh; the last is remembered */
     assert_int_equal(get(c, "/", "127.1.0.0", NULL), 200);
