@@ -1218,7 +1218,8 @@ __attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
     if (!wait_ns)
         return true;
     char who[PEER_ADDR_MAX], reason[sizeof(ex->detail)];
-    snprintf(reason, sizeof(reason), "client %s over client_rate = %llu/%c on route %s (burst %llu)",
+    snprintf(reason, sizeof(reason),
+             "client %s over client_rate = %llu/%c on route %s (burst %llu)",
              climit_key_text(&key, who, sizeof(who)), (unsigned long long)r->client_rate.count,
              r->client_rate.unit, r->name, (unsigned long long)r->client_rate_burst);
     log_client("request %s: %s", ex->request_id, reason);

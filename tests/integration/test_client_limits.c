@@ -355,7 +355,8 @@ static void test_table_full(void **state)
         size_t n = 0;
         for (int i = base; i < base + BATCH; i++)
             n += (size_t)snprintf(batch + n, cap - n,
-                                  "GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 127.%d.%d.%d\r\n\r\n",
+                                  "GET / HTTP/1.1\r\nHost: t\r\n"
+                                  "X-Forwarded-For: 127.%d.%d.%d\r\n\r\n",
                                   1 + (i >> 16), (i >> 8) & 255, i & 255);
         assert_int_equal(raw_send(c, batch, n), 0);
         for (int i = 0; i < BATCH; i++) {
