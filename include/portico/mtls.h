@@ -7,9 +7,9 @@
  *
  * Sessions: a resumed session carries the certificate and the verification result of the
  * handshake that made it (a ticket is that client's secret), and is resumed only under the same
- * settings: the session ID context mixes the mode, the depth and the CA file's bytes into the
- * served certificate's digest (mtls_session_context), so a ticket made before a reload that
- * turned verification on, or changed the CA, gets a full handshake and is verified.
+ * settings: the session ID context mixes the mode, the depth and the CA and CRL files' bytes into
+ * the served certificate's digest (mtls_session_context), so a ticket made before a reload that
+ * turned verification on, changed the CA or brought a CRL gets a full handshake and is verified.
  */
 #ifndef PORTICO_MTLS_H
 #define PORTICO_MTLS_H
