@@ -187,6 +187,7 @@ static int load_crls(SSL_CTX *ctx, const char *crl_file, struct tls_error *err)
     X509_CRL *crl = NULL;
     int n = 0, rc = -1;
     err->file = crl_file;
+    ERR_clear_error(); /* the queue's last error below is this file's */
     if (!cas || !in) {
         tls_last_error(err->text, sizeof(err->text));
         goto done;
