@@ -10,7 +10,10 @@
  * served and the origin told the verdict; with `off` nothing is asked. A client's own fields of
  * those names never reach the origin (HTTP/1.1 and HTTP/2). Sessions resume with the identity
  * they were made with, and not across a reload that changes the settings. A reload swaps the CA,
- * a bad one keeps the old; `portico -t` says each mistake at its line.
+ * a bad one keeps the old; `portico -t` says each mistake at its line. tls_client_crl refuses a
+ * revoked client (certificate_revoked) or tells the origin FAILED, and a reload's new CRL ends
+ * the sessions made before it. Under `optional` a failed certificate is logged too; a subject's
+ * controls reach no log raw and no header at all.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -657,7 +660,8 @@ static void copy_to(struct harness *h, const char *src, const char *name)
 
 /* tls_client_crl under `on`: the revoked client is refused with certificate_revoked over TLS 1.3
  * and 1.2, its line says so and names it, portico_client_cert_refusals_total{reason="revoked"}
- * counts it; a client the CRL does not list is served. */
+ * counts it; a client the CRL does not list is served. The whole chain is checked (nginx's
+ * CRL_CHECK_ALL): a chain through an intermediate CA that has no CRL is refused (invalid). */
 static void test_revoked_refused(void **state)
 {
     (void)state;
@@ -683,6 +687,16 @@ static void test_revoked_refused(void **state)
     assert_int_equal(v.status, 200);
     assert_string_equal(v.verify, "SUCCESS");
     visit_free(&v);
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    assert_int_equal(visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: unable to get certificate "
+                                         "CRL: CN=portico-chained-client, issued by CN=Portico "
+                                         "Test Intermediate (certificate 1 of the chain)",
+                                      PX_IO_MS), 0);
+    assert_true(refusals(h, "invalid") == 1);
     px_stop(h);
 }
 
