@@ -229,6 +229,37 @@ static struct config *reload_load(const char *path, int *nerrors)
     return cfg;
 }
 
+/* Several certificates served: how many, which says the pairs were all taken, and for how
+ * many sets of names when some serve one name with several key types. */
+static void certs_served(const struct config *cfg, char *buf, size_t size)
+{
+    int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0, entries = 0;
+    for (int i = 0; i < certs; i++)
+        entries += cfg->tls_pairs[i].entry == i;
+    if (certs > 1 && entries == certs)
+        snprintf(buf, size, ", %d certificates chosen by SNI", certs);
+    else if (certs > 1)
+        snprintf(buf, size, ", %d certificates for %d set%s of names, chosen by SNI and key type",
+                 certs, entries, entries == 1 ? "" : "s");
+}
+
+/* `portico -t` names each certificate served, when there are several: where, its key and its
+ * names (the operator sees which one an old client, RSA only, gets). */
+static void certs_list(const struct config *cfg, const char *path)
+{
+    int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
+    for (int i = 0; certs > 1 && i < certs; i++) {
+        const struct tls_pair_conf *p = &cfg->tls_pairs[i];
+        char more[40] = "";
+        if (p->nnames > 1)
+            snprintf(more, sizeof(more), " and %d more name%s", p->nnames - 1,
+                     p->nnames == 2 ? "" : "s");
+        printf("portico: %s:%d: tls_cert %s: %s, %s%s%s\n", path, p->cert_line, p->cert,
+               p->key_desc, p->first_name ? p->first_name : "no name", more,
+               p->entry == 0 ? " (the default)" : "");
+    }
+}
+
 /* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
  * error log, at a start and at each reload, so they are heard until someone acts. */
 static void log_warnings(const struct config *cfg)
@@ -1020,14 +1051,12 @@ int main(int argc, char **argv)
     if (test_only) {
         cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
         check_as_user(cfg);
-        /* several certificates served: how many, which says the pairs were all taken */
-        int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
-        char served[48] = "";
-        if (certs > 1)
-            snprintf(served, sizeof(served), ", %d certificates chosen by SNI", certs);
+        char served[96] = "";
+        certs_served(cfg, served, sizeof(served));
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s", served);
+        certs_list(cfg, path);
         cfg_free(cfg);
         return 0;
     }

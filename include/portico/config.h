@@ -207,6 +207,13 @@ struct tls_pair_conf {
     char *key;                             /* NULL: a tls_cert without its tls_key (refused) */
     int cert_line;                         /* where each was set, for messages */
     int key_line;
+    /* known once loaded (a `tls` listener's): */
+    int key_type;                          /* enum tls_key_type (metrics.h) */
+    char key_desc[32];                     /* "rsa 2048", "ecdsa P-256", "ed25519" */
+    int entry;                             /* the first pair of its entry: the same names
+                                              with other key types (sni.h) */
+    int nnames;                            /* the names it serves */
+    char *first_name;                      /* owned: the first of them, NULL: none */
 };
 
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for
