@@ -773,24 +773,20 @@ static void count_name(void *arg, const char *name)
 
 /* With several certificates the names decide: one chosen by its CN only, or by no name at all,
  * is said (browsers take no certificate by its CN: Chrome since version 58, in 2017). The
- * names are counted, and the first kept, for `portico -t`. */
-static void check_cert_names(struct cfg_loader *ld, void *ctx, int i)
+ * names are counted into nc, and the first kept, for `portico -t`. */
+static void check_cert_names(struct cfg_loader *ld, void *ctx, int i, struct name_count *nc)
 {
-    struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
-    struct name_count nc = {0};
+    const struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
     bool from_cn = false;
-    sni_cert_names(ctx, count_name, &nc, &from_cn);
-    p->nnames = nc.count;
-    if (nc.count > 0 && !(p->first_name = strdup(nc.first)))
-        cfg_out_of_memory(ld);
-    if (nc.count == 0 && i > 0)
+    sni_cert_names(ctx, count_name, nc, &from_cn);
+    if (nc->count == 0 && i > 0)
         cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate names no host a client can "
                                    "ask for (subjectAltName DNS, or CN): it is never chosen",
                  p->cert);
     else if (from_cn)
         cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate has no subjectAltName DNS "
                                    "name: it is chosen for its CN %s, which browsers do not "
-                                   "accept as its name", p->cert, nc.first);
+                                   "accept as its name", p->cert, nc->first);
 }
 
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
@@ -834,9 +830,12 @@ static void load_server_certs(struct cfg_loader *ld)
     struct config *cfg = ld->cfg;
     int n = cfg->ntls_pairs;
     void **ctxs = calloc((size_t)n, sizeof(*ctxs));
+    struct name_count *names = calloc((size_t)n, sizeof(*names));
     bool all = true;
-    if (!ctxs) {
+    if (!ctxs || !names) {
         cfg_out_of_memory(ld);
+        free(ctxs);
+        free(names);
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -869,7 +868,7 @@ static void load_server_certs(struct cfg_loader *ld)
         pc->entry = i;
         check_own_cert(ld, ctxs[i], &files[0], n > 1 ? pc->key_desc : NULL);
         if (n > 1)
-            check_cert_names(ld, ctxs[i], i);
+            check_cert_names(ld, ctxs[i], i, &names[i]);
     }
     unsigned char bind[MTLS_BIND_LEN];
     bool asked = cfg->tls_verify_client != MTLS_OFF;
@@ -888,9 +887,19 @@ static void load_server_certs(struct cfg_loader *ld)
             cfg_out_of_memory(ld);
         all = false;
     }
-    for (int i = 0; all && n > 1 && i < n; i++)
-        cfg->tls_pairs[i].entry = entry[i];
+    for (int i = 0; all && n > 1 && i < n; i++) {
+        struct tls_pair_conf *p = &cfg->tls_pairs[i];
+        char more[40] = "";
+        if (names[i].count > 1)
+            snprintf(more, sizeof(more), " and %d more name%s", names[i].count - 1,
+                     names[i].count == 2 ? "" : "s");
+        p->entry = entry[i];
+        p->listing = cfg_line_text(ld, p->cert_line, "tls_cert %s: %s, %s%s%s", p->cert,
+                                   p->key_desc, names[i].count ? names[i].first : "no name", more,
+                                   p->entry == 0 ? " (the default)" : "");
+    }
     free(entry);
+    free(names);
     if (all) {
         cfg->server_ssl_ctx = ctxs[0]; /* which owns the others now */
         tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
@@ -1384,7 +1393,7 @@ void cfg_free(struct config *cfg)
     for (int i = 0; i < cfg->ntls_pairs; i++) {
         free(cfg->tls_pairs[i].cert);
         free(cfg->tls_pairs[i].key);
-        free(cfg->tls_pairs[i].first_name);
+        free(cfg->tls_pairs[i].listing);
     }
     free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);

@@ -245,19 +245,11 @@ static void certs_served(const struct config *cfg, char *buf, size_t size)
 
 /* `portico -t` names each certificate served, when there are several: where, its key and its
  * names (the operator sees which one an old client, RSA only, gets). */
-static void certs_list(const struct config *cfg, const char *path)
+static void certs_list(const struct config *cfg)
 {
-    int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
-    for (int i = 0; certs > 1 && i < certs; i++) {
-        const struct tls_pair_conf *p = &cfg->tls_pairs[i];
-        char more[40] = "";
-        if (p->nnames > 1)
-            snprintf(more, sizeof(more), " and %d more name%s", p->nnames - 1,
-                     p->nnames == 2 ? "" : "s");
-        printf("portico: %s:%d: tls_cert %s: %s, %s%s%s\n", path, p->cert_line, p->cert,
-               p->key_desc, p->first_name ? p->first_name : "no name", more,
-               p->entry == 0 ? " (the default)" : "");
-    }
+    for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
+        if (cfg->tls_pairs[i].listing)
+            printf("portico: %s\n", cfg->tls_pairs[i].listing);
 }
 
 /* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
@@ -1056,7 +1048,7 @@ int main(int argc, char **argv)
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s", served);
-        certs_list(cfg, path);
+        certs_list(cfg);
         cfg_free(cfg);
         return 0;
     }

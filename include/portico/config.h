@@ -212,8 +212,8 @@ struct tls_pair_conf {
     char key_desc[32];                     /* "rsa 2048", "ecdsa P-256", "ed25519" */
     int entry;                             /* the first pair of its entry: the same names
                                               with other key types (sni.h) */
-    int nnames;                            /* the names it serves */
-    char *first_name;                      /* owned: the first of them, NULL: none */
+    char *listing;                         /* owned, with several pairs: "FILE:LINE: tls_cert
+                                              PATH: KEY, NAMES" for `portico -t` */
 };
 
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for
