@@ -43,6 +43,7 @@ struct sni_cert {
     X509 *leaf;                           /* borrowed from ctx */
     EVP_PKEY *key;                        /* borrowed from ctx */
     STACK_OF(X509) *chain;                /* borrowed from ctx; NULL: none */
+    enum tls_key_type type;               /* its key's */
     int head;                             /* the first certificate of its entry */
     int next;                             /* the next one of its entry, -1: none */
     unsigned char sid[MTLS_SID_LEN];      /* a head's: the session ID context of its entry,
@@ -362,14 +363,19 @@ static const struct {
     {"ED25519", TLS_KEY_ED25519}, {"ED448", TLS_KEY_ED448},
 };
 
+static enum tls_key_type key_type_of(EVP_PKEY *pk)
+{
+    for (size_t i = 0; pk && i < sizeof(key_types) / sizeof(key_types[0]); i++)
+        if (EVP_PKEY_is_a(pk, key_types[i].evp))
+            return key_types[i].key;
+    return TLS_KEY_OTHER;
+}
+
 enum tls_key_type sni_key_type(void *ctx, char *desc, size_t size)
 {
     X509 *x = SSL_CTX_get0_certificate(ctx);
     EVP_PKEY *pk = x ? X509_get0_pubkey(x) : NULL;
-    enum tls_key_type type = TLS_KEY_OTHER;
-    for (size_t i = 0; pk && i < sizeof(key_types) / sizeof(key_types[0]); i++)
-        if (EVP_PKEY_is_a(pk, key_types[i].evp))
-            type = key_types[i].key;
+    enum tls_key_type type = key_type_of(pk);
     if (!desc)
         return type;
     char group[64] = "";
@@ -476,9 +482,8 @@ static int join(struct sni_table *t, void **ctxs, const struct name_set *sets, i
         if (ERR_GET_REASON(e) != SSL_R_NOT_REPLACING_CERTIFICATE)
             return -1;
         int same = head; /* the one of its type, for the message */
-        enum tls_key_type type = sni_key_type(ctxs[i], NULL, 0);
         for (int m = head; m >= 0; m = t->certs[m].next)
-            if (sni_key_type(ctxs[m], NULL, 0) == type)
+            if (t->certs[m].type == c->type)
                 same = m;
         if (conflict)
             conflict(arg, sets[i].n ? sets[i].v[0] : "", same, i, true);
@@ -595,6 +600,7 @@ int sni_attach(void **ctxs, int n, bool strict, const unsigned char *bind,
         struct sni_cert *c = &t->certs[i];
         c->leaf = SSL_CTX_get0_certificate(ctxs[i]);
         c->key = SSL_CTX_get0_privatekey(ctxs[i]);
+        c->type = key_type_of(c->key);
         c->head = i;
         c->next = -1;
         bool from_cn;
