@@ -1408,6 +1408,11 @@ static void client_cb(void *arg, enum sock_event ev)
             c->mtls = mtls_peer_new(c->sock.ssl); /* once: each request tells its origin */
             c->peer.cert = c->mtls;
             client_cert_failed(c);
+            int served = sni_served(c->sock.ssl);
+            if (served >= 0)
+                metrics_tls_handshake(c->loop->metrics, served);
+            else if (SSL_session_reused(c->sock.ssl))
+                metrics_add(c->loop->metrics, M_TLS_RESUMED, 1);
         }
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);

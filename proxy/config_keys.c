@@ -140,6 +140,17 @@ void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
         cfg->nwarnings++;
 }
 
+char *cfg_line_text(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+    char text[CFG_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    format_report(ld, line, "", fmt, ap, text);
+    va_end(ap);
+    text[strcspn(text, "\n")] = '\0';
+    return cfg_copy(ld, text);
+}
+
 int cfg_out_of_memory(struct cfg_loader *ld)
 {
     if (!ld->broken)

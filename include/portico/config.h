@@ -218,6 +218,13 @@ struct tls_pair_conf {
     char *key;                             /* NULL: a tls_cert without its tls_key (refused) */
     int cert_line;                         /* where each was set, for messages */
     int key_line;
+    /* known once loaded (a `tls` listener's): */
+    int key_type;                          /* enum tls_key_type (metrics.h) */
+    char key_desc[32];                     /* "rsa 2048", "ecdsa P-256", "ed25519" */
+    int entry;                             /* the first pair of its entry: the same names
+                                              with other key types (sni.h) */
+    char *listing;                         /* owned, with several pairs: "FILE:LINE: tls_cert
+                                              PATH: KEY, NAMES" for `portico -t` */
 };
 
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for

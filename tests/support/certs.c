@@ -75,6 +75,26 @@ static const char ca_conf_fmt[] =
     "keyUsage = critical,digitalSignature\n"
     "extendedKeyUsage = serverAuth\n"
     "subjectAltName = DNS:b.sni.test\n"
+    "[sni_a1_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test\n"
+    "[rsa_server_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1\n"
+    "[rsa_sni_a_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test,DNS:WWW.A.sni.test\n"
+    "[rsa_sni_a1_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test\n"
     "[sni_cn_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
@@ -87,6 +107,20 @@ static const char ca_conf_fmt[] =
     "basicConstraints = critical,CA:FALSE\n"
     "extendedKeyUsage = clientAuth\n";
 
+/* The key of a certificate to make: EC P-256 unless said. */
+enum cert_key { KEY_P256, KEY_RSA, KEY_P384, KEY_ED25519 };
+
+/* `openssl req` arguments making each key: -newkey ALG [-pkeyopt OPT] (NULL: none). */
+static const struct {
+    const char *alg;
+    const char *opt;
+} key_args[] = {
+    [KEY_P256] = { "ec", "ec_paramgen_curve:prime256v1" },
+    [KEY_RSA] = { "rsa", "rsa_keygen_bits:2048" },
+    [KEY_P384] = { "ec", "ec_paramgen_curve:secp384r1" },
+    [KEY_ED25519] = { "ed25519", NULL },
+};
+
 /* One certificate to make: its file stem, subject, config section and how it is signed. */
 struct cert_row {
     const char *stem;    /* <stem>.pem and <stem>.key */
@@ -95,17 +129,18 @@ struct cert_row {
     int self_signed;     /* 1: `req -x509`; 0: CSR signed by the CA with `openssl ca` */
     const char *start;   /* explicit notBefore for `openssl ca`, or NULL for now */
     const char *end;     /* explicit notAfter, or NULL for 10 years */
+    enum cert_key key;   /* KEY_P256 (0) when not said */
 };
 
 static const struct cert_row rows[] = {
     /* The CA first: every other row but the self-signed one is signed by it. */
-    { "ca", "/CN=Portico Test CA", "ca_ext", 1, NULL, NULL },
-    { "server", "/CN=localhost", "server_ext", 0, NULL, NULL },
-    { "self-signed", "/CN=localhost", "server_ext", 1, NULL, NULL },
+    { "ca", "/CN=Portico Test CA", "ca_ext", 1, NULL, NULL, KEY_P256 },
+    { "server", "/CN=localhost", "server_ext", 0, NULL, NULL, KEY_P256 },
+    { "self-signed", "/CN=localhost", "server_ext", 1, NULL, NULL, KEY_P256 },
     /* Long expired, and valid for one day only, so no clock skew can make it valid. */
-    { "expired", "/CN=localhost", "server_ext", 0, "20200101000000Z", "20200102000000Z" },
-    { "wrong-name", "/CN=wrong.example", "wrong_ext", 0, NULL, NULL },
-    { "client", "/CN=portico-test-client", "client_ext", 0, NULL, NULL },
+    { "expired", "/CN=localhost", "server_ext", 0, "20200101000000Z", "20200102000000Z", KEY_P256 },
+    { "wrong-name", "/CN=wrong.example", "wrong_ext", 0, NULL, NULL, KEY_P256 },
+    { "client", "/CN=portico-test-client", "client_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static void certs_remove(void)
@@ -146,16 +181,19 @@ static int make_row(const struct cert_row *r, const char *conf, const char *ca_p
         || store_path(csr, sizeof(csr), r->stem, ".csr") < 0) {
         return -1;
     }
+    const char *alg = key_args[r->key].alg, *opt = key_args[r->key].opt;
+    /* without a -pkeyopt, "-nodes" takes its two places (given twice, as harmless as once) */
+    const char *o1 = opt ? "-pkeyopt" : "-nodes", *o2 = opt ? opt : "-nodes";
+
     if (r->self_signed) {
-        const char *const req[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", "ec",
-                                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                                    "-keyout", key, "-out", pem, "-days", "3650", "-subj",
-                                    r->subject, "-extensions", r->ext, NULL };
+        const char *const req[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", alg,
+                                    o1, o2, "-nodes", "-keyout", key, "-out", pem, "-days",
+                                    "3650", "-subj", r->subject, "-extensions", r->ext, NULL };
         return run_openssl(req);
     }
-    const char *const req[] = { "openssl", "req", "-config", conf, "-new", "-newkey", "ec",
-                                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                key, "-out", csr, "-subj", r->subject, NULL };
+    const char *const req[] = { "openssl", "req", "-config", conf, "-new", "-newkey", alg, o1,
+                                o2, "-nodes", "-keyout", key, "-out", csr, "-subj", r->subject,
+                                NULL };
     if (run_openssl(req) < 0) {
         return -1;
     }
@@ -277,7 +315,7 @@ static void dated_generate(void)
         ca_date(nb, start, sizeof(start));
         ca_date(na, end, sizeof(end));
         const struct cert_row row = { dated_rows[i].stem, "/CN=localhost", "server_ext", 0,
-                                      start, end };
+                                      start, end, KEY_P256 };
         char *pem = dated_store.paths[2 * i], *key = dated_store.paths[2 * i + 1];
 
         if (store_path(pem, CERT_PATH_MAX, row.stem, ".pem") < 0
@@ -332,14 +370,14 @@ static void chained_generate(void)
     const struct test_certs *c = certs_get();
     char conf[CERT_PATH_MAX];
     const struct cert_row inter = { "intermediate", "/CN=Portico Test Intermediate", "ca_ext", 0,
-                                    NULL, NULL };
-    const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL };
+                                    NULL, NULL, KEY_P256 };
+    const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL, KEY_P256 };
     const struct cert_row client = { "chained-client", "/CN=portico-chained-client", "client_ext",
-                                     0, NULL, NULL };
+                                     0, NULL, NULL, KEY_P256 };
     const struct cert_row inter2 = { "intermediate-2", "/CN=Portico Test Intermediate 2",
-                                     "ca_ext", 0, NULL, NULL };
+                                     "ca_ext", 0, NULL, NULL, KEY_P256 };
     const struct cert_row deep = { "deep-client", "/CN=portico-deep-client", "client_ext", 0,
-                                   NULL, NULL };
+                                   NULL, NULL, KEY_P256 };
     char **p = (char *[]){chained_store.paths[8], chained_store.paths[9], chained_store.paths[10],
                           chained_store.paths[11], chained_store.paths[12]};
     char *inter_pem = chained_store.paths[0], *inter_key = chained_store.paths[1];
@@ -391,11 +429,11 @@ const struct test_chained_certs *certs_get_chained(void)
 /* ---- several names on one listener (SNI) ---- */
 
 static const struct cert_row sni_rows[] = {
-    { "sni-a", "/CN=sni-a", "sni_a_ext", 0, NULL, NULL },
-    { "sni-wild", "/CN=sni-wild", "sni_wild_ext", 0, NULL, NULL },
-    { "sni-b", "/CN=sni-b", "sni_b_ext", 0, NULL, NULL },
-    { "sni-cn", "/CN=cn.sni.test", "sni_cn_ext", 0, NULL, NULL },
-    { "sni-a2", "/CN=sni-a2", "sni_a_ext", 0, NULL, NULL },
+    { "sni-a", "/CN=sni-a", "sni_a_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-wild", "/CN=sni-wild", "sni_wild_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-b", "/CN=sni-b", "sni_b_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-cn", "/CN=cn.sni.test", "sni_cn_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-a2", "/CN=sni-a2", "sni_a_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static struct {
@@ -435,15 +473,64 @@ const struct test_sni_certs *certs_get_sni(void)
     return sni_result;
 }
 
+/* ---- one name set, several key types ---- */
+
+static const struct cert_row dual_rows[] = {
+    { "sni-a-rsa", "/CN=sni-a-rsa", "rsa_sni_a_ext", 0, NULL, NULL, KEY_RSA },
+    { "sni-a-ed25519", "/CN=sni-a-ed25519", "sni_a_ext", 0, NULL, NULL, KEY_ED25519 },
+    { "sni-a-p384", "/CN=sni-a-p384", "sni_a_ext", 0, NULL, NULL, KEY_P384 },
+    { "sni-a1-rsa", "/CN=sni-a1-rsa", "rsa_sni_a1_ext", 0, NULL, NULL, KEY_RSA },
+    { "server-rsa", "/CN=localhost-rsa", "rsa_server_ext", 0, NULL, NULL, KEY_RSA },
+};
+
+static struct {
+    char paths[10][CERT_PATH_MAX];
+} dual_store;
+static struct test_dual_certs dual;
+static const struct test_dual_certs *dual_result;
+static pthread_once_t dual_once = PTHREAD_ONCE_INIT;
+
+static void dual_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    const char **out[] = { &dual.a_rsa_cert, &dual.a_rsa_key, &dual.a_ed25519_cert,
+                           &dual.a_ed25519_key, &dual.a_p384_cert, &dual.a_p384_key,
+                           &dual.a1_rsa_cert, &dual.a1_rsa_key, &dual.server_rsa_cert,
+                           &dual.server_rsa_key };
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(dual_rows) / sizeof(dual_rows[0]); i++) {
+        char *pem = dual_store.paths[2 * i], *key = dual_store.paths[2 * i + 1];
+
+        if (store_path(pem, CERT_PATH_MAX, dual_rows[i].stem, ".pem") < 0
+            || store_path(key, CERT_PATH_MAX, dual_rows[i].stem, ".key") < 0
+            || make_row(&dual_rows[i], conf, c->ca_cert, c->ca_key) < 0) {
+            return;
+        }
+        *out[2 * i] = pem;
+        *out[2 * i + 1] = key;
+    }
+    dual_result = &dual;
+}
+
+const struct test_dual_certs *certs_get_dual(void)
+{
+    pthread_once(&dual_once, dual_generate);
+    return dual_result;
+}
+
 /* ---- client certificates (mutual TLS) ---- */
 
 /* The other CA first: the row after it is signed by it, the rest by certs_get's CA. */
 static const struct cert_row mtls_rows[] = {
-    { "other-ca", "/CN=Portico Other CA", "ca_ext", 1, NULL, NULL },
-    { "other-client", "/CN=portico-other-client", "client_ext", 0, NULL, NULL },
+    { "other-ca", "/CN=Portico Other CA", "ca_ext", 1, NULL, NULL, KEY_P256 },
+    { "other-client", "/CN=portico-other-client", "client_ext", 0, NULL, NULL, KEY_P256 },
     { "expired-client", "/CN=portico-expired-client", "client_ext", 0, "20200101000000Z",
-      "20200102000000Z" },
-    { "client-2", "/CN=portico-test-client-2", "client_ext", 0, NULL, NULL },
+      "20200102000000Z", KEY_P256 },
+    { "client-2", "/CN=portico-test-client-2", "client_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static struct {

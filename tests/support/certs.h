@@ -1,6 +1,6 @@
 /*
- * certs.h — test certificates, made with the `openssl` CLI at test time (EC P-256 keys, so it
- * takes a few tens of milliseconds) into a temp dir of their own, once per test process, and
+ * certs.h — test certificates, made with the `openssl` CLI at test time (EC P-256 keys but
+ * where said, so it takes a few tens of milliseconds) into a temp dir of their own, once per test process, and
  * removed at exit. Every file is PEM; keys are unencrypted.
  */
 #ifndef PORTICO_CERTS_H
@@ -92,6 +92,27 @@ struct test_sni_certs {
  * sni-b.pem, sni-cn.pem, sni-a2.pem and their .key), generated on first call (thread-safe; five
  * more `openssl` pairs). NULL if it failed. */
 const struct test_sni_certs *certs_get_sni(void);
+
+/* Certificates of other key types for the names of certs_get_sni's and certs_get's (served
+ * beside them, one per key type), signed by certs_get's CA, each CN telling which one a client
+ * got. */
+struct test_dual_certs {
+    const char *a_rsa_cert;       /* CN sni-a-rsa; RSA 2048; the names of sni-a */
+    const char *a_rsa_key;
+    const char *a_ed25519_cert;   /* CN sni-a-ed25519; Ed25519; the names of sni-a */
+    const char *a_ed25519_key;
+    const char *a_p384_cert;      /* CN sni-a-p384; ECDSA P-384 (sni-a's type); its names */
+    const char *a_p384_key;
+    const char *a1_rsa_cert;      /* CN sni-a1-rsa; RSA 2048; a.sni.test only */
+    const char *a1_rsa_key;
+    const char *server_rsa_cert;  /* CN localhost-rsa; RSA 2048; server_cert's names */
+    const char *server_rsa_key;
+};
+
+/* The certificates above (in certs_get's directory: sni-a-rsa.pem, sni-a-ed25519.pem,
+ * sni-a-p384.pem, sni-a1-rsa.pem, server-rsa.pem and their .key), generated on first call
+ * (thread-safe; five more `openssl` pairs, three of them RSA). NULL if it failed. */
+const struct test_dual_certs *certs_get_dual(void);
 
 /* Client certificates for mutual TLS: one of another CA that certs_get's does not sign, one
  * expired, and a second good one (client_cert of certs_get is the first). */
