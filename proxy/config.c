@@ -824,7 +824,7 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
         return false;
     }
     if (cfg->tls_client_crl) {
-        struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path};
+        struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
         certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
     }
     return true;

@@ -617,9 +617,9 @@ static void extra_generate(void)
     ca_date(now + DAY, start, sizeof(start));
     ca_date(now + 365 * DAY, end, sizeof(end));
     const struct cert_row revoked = { "revoked-client", "/CN=portico-revoked-client",
-                                      "client_ext", 0, NULL, NULL };
+                                      "client_ext", 0, NULL, NULL, KEY_P256 };
     const struct cert_row later = { "later-client", "/CN=portico-later-client", "client_ext", 0,
-                                    start, end };
+                                    start, end, KEY_P256 };
     if (c == NULL || m == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
         return;
     }
