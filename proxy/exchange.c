@@ -96,6 +96,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/rewrite.h"
 #include "portico/route.h"
 #include "portico/route_prefix.h"
 #include "portico/sock.h"
@@ -1018,6 +1019,7 @@ static void exchange_free(struct exchange *ex)
     if (ex->replay)
         evbuffer_free(ex->replay);
     free(ex->hints);
+    free(ex->rewritten);
     exchange_release(ex->loop, ex);
 }
 
@@ -1305,6 +1307,30 @@ static bool request_body_owed(struct exchange *ex)
     return evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) < ex->info.content_length;
 }
 
+/* The route's rewrite_prefix applied to the target to forward. false when the request was
+ * refused (the rewritten path would hold a dot segment) or failed (no memory). */
+static bool rewrite(struct exchange *ex)
+{
+    const char *why = NULL;
+    int rc = rewrite_target(ex->target, ex->target_len, ex->route_path, ex->path_len,
+                            ex->route->prefix, ex->route->rewrite_prefix,
+                            ex->route->rewrite_prefix_len, &ex->rewritten, &ex->target_len, &why);
+    if (rc == 0) {
+        if (ex->rewritten)
+            ex->target = ex->rewritten;
+        else
+            ex->target_len = 1; /* "*" as it was */
+        return true;
+    }
+    if (rc < 0) {
+        ex->target_len = 0;
+        ex_fail(ex, PHASE_ROUTE, CAUSE_LOCAL, 0, "out of memory");
+        return false;
+    }
+    ex_refuse(ex, rc, why, !relay_discard_body(ex));
+    return false;
+}
+
 static void run(struct exchange *ex)
 {
     if (!admissible(ex))
@@ -1321,6 +1347,8 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
+    if (ex->route->rewrite_prefix && !rewrite(ex))
+        return;
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     /* (the method compare here: request_max_forwards is no call for other methods) */

@@ -83,8 +83,10 @@ struct exchange {
     char *head;                        /* copy of the request head, in this allocation */
     size_t head_len;
     struct h1_info info;
-    const char *target;                /* origin-form target to forward (span into head) */
+    const char *target;                /* origin-form target to forward (span into head, or
+                                          rewritten) */
     size_t target_len;
+    char *rewritten;                   /* owned: the target rewrite_prefix made, or NULL */
     const char *route_path;            /* what routes and learned hints key on (request.h) */
     size_t path_len;
     size_t path_plain;                 /* route_plain_len of route_path: for routes and faults */

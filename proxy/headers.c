@@ -475,6 +475,60 @@ tracestate_judge(struct head_buf *b, const struct h1_request *req, size_t first,
     return TS_CUT;
 }
 
+/* The value of a request_header rule, its variables expanded (header_rules.h). */
+static void rule_value(struct head_buf *b, const struct hrule *r, const struct fwd_request *fwd)
+{
+    const char *v = r->value;
+    size_t n = r->value_len;
+    for (size_t i = 0; i < n;) {
+        const char *dollar = memchr(v + i, '$', n - i);
+        size_t lit = dollar ? (size_t)(dollar - (v + i)) : n - i;
+        hb_put(b, v + i, lit);
+        i += lit;
+        if (!dollar)
+            break;
+        size_t len;
+        switch (hrule_var_at(v + i, n - i, &len)) {
+        case HRULE_VAR_CLIENT_ADDR:
+            hb_str(b, fwd->client_ip);
+            break;
+        case HRULE_VAR_REQUEST_ID:
+            hb_str(b, fwd->request_id);
+            break;
+        case HRULE_VAR_SCHEME:
+            hb_str(b, fwd->client_tls ? "https" : "http");
+            break;
+        case HRULE_VAR_HOST:
+            if (fwd->client_host)
+                hb_put(b, fwd->client_host, fwd->client_host_len);
+            break;
+        case HRULE_VAR_DOLLAR:
+        case HRULE_VAR_NONE: /* refused at load */
+            HB_LIT(b, "$");
+            break;
+        }
+        i += len;
+    }
+}
+
+/* The route's SET rules, in the file's order: apart, off the path of routes without rules. */
+static __attribute__((noinline)) void rule_lines(struct head_buf *b,
+                                                 const struct fwd_request *fwd)
+{
+    for (int i = 0; i < fwd->rules->n; i++) {
+        const struct hrule *r = &fwd->rules->rule[i];
+        if (r->op != HRULE_SET)
+            continue;
+        hb_put(b, r->name, r->name_len);
+        HB_LIT(b, ": ");
+        if (r->vars)
+            rule_value(b, r, fwd);
+        else
+            hb_put(b, r->value, r->value_len);
+        HB_LIT(b, "\r\n");
+    }
+}
+
 int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd)
 {
@@ -498,6 +552,8 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     for (size_t i = 0; i < req->nfields; i++) {
         const struct h1_field *f = &req->fields[i];
+        if (fwd->rules && hrules_names(fwd->rules, f->name, f->name_len))
+            continue; /* set below, or removed */
         switch (f->id) {
         case H1_F_HOST:
             /* End-to-end and required in HTTP/1.1: "Connection: host" cannot remove it. */
@@ -570,6 +626,8 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     if (fwd->max_forwards) /* a singleton field: once, after the client's (RFC 9110 7.6.2) */
         max_forwards_line(&b, fwd->max_forwards - 1);
+    if (fwd->rules && fwd->rules->nset)
+        rule_lines(&b, fwd);
     /* X-Forwarded-For keeps the chain the client brought and appends the address we saw. */
     HB_LIT(&b, "X-Forwarded-For: ");
     for (int i = h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0); has_xff && i >= 0;
@@ -634,14 +692,15 @@ struct e2e_seen {
 };
 
 static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, size_t max,
-                         struct e2e_seen *seen)
+                         struct e2e_seen *seen, const struct hrules *rules)
 {
     struct conn_names conn;
     conn_names_init(&conn, resp->fields, resp->nfields);
     size_t n = 0;
     for (size_t i = 0; i < resp->nfields && n < max; i++) {
         const struct h1_field *f = &resp->fields[i];
-        if (static_hop(f) || conn_names_has(&conn, f))
+        if (static_hop(f) || conn_names_has(&conn, f) ||
+            (rules && hrules_names(rules, f->name, f->name_len)))
             continue;
         seen->request_id |= f->id == H1_F_X_REQUEST_ID;
         seen->date |= f->name_len == 4 && h1_name_is(f, "date");
@@ -667,7 +726,14 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
                            struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
+    size_t sets = fwd->rules ? (size_t)fwd->rules->nset : 0;
+    size_t n = end_to_end(resp, out, max > 6 + sets ? max - 6 - sets : 0, &seen, fwd->rules);
+    for (int i = 0; sets && i < fwd->rules->n; i++) {
+        const struct hrule *r = &fwd->rules->rule[i];
+        if (r->op == HRULE_SET)
+            out[n++] = (struct h1_field){.name = r->name, .name_len = r->name_len,
+                                         .value = r->value, .value_len = r->value_len};
+    }
     put_via(&out[n++], resp);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
@@ -702,7 +768,7 @@ size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, 
     struct e2e_seen seen = {0};
     if (max == 0)
         return 0;
-    size_t n = end_to_end(resp, out, max - 1, &seen);
+    size_t n = end_to_end(resp, out, max - 1, &seen, NULL);
     put_via(&out[n++], resp);
     return n;
 }
@@ -710,7 +776,7 @@ size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, 
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen) : 0;
+    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen, NULL) : 0;
     for (size_t i = 0; i < resp->nfields && n + 2 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];
