@@ -1076,16 +1076,16 @@ static int add_header_rule(struct cfg_loader *ld, const struct cfg_key *k, struc
 {
     char why[200];
     struct hrule r;
-    if (hrule_parse(dir, op, value, &r, why, sizeof(why)) != 0) {
-        cfg_report(ld, ld->line, "%s: %s", k->name, why);
-        return -1;
+    int rc = hrule_parse(dir, op, value, &r, why, sizeof(why));
+    if (rc == 0) {
+        r.line = ld->line;
+        rc = hrules_add(rules, &r, why, sizeof(why));
     }
-    r.line = ld->line;
-    if (hrules_add(rules, &r, why, sizeof(why)) != 0) {
+    if (rc != 0 && why[0])
         cfg_report(ld, ld->line, "%s: %s", k->name, why);
-        return -1;
-    }
-    return 0;
+    else if (rc != 0) /* the one message of an allocation that failed */
+        cfg_report(ld, ld->line, "out of memory");
+    return rc;
 }
 
 static int set_request_header(struct cfg_loader *ld, const struct cfg_key *k, void *base,

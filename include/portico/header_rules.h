@@ -60,14 +60,15 @@ struct hrules {
 };
 
 /* Parses one rule's text ("Name: value" for SET, "Name" for REMOVE) into r, the strings
- * copied; 0, or -1 with a one-line reason in why (the rule then owns nothing). A name must be a
+ * copied; 0, or -1 with a one-line reason in why, empty when out of memory (the rule then owns
+ * nothing). A name must be a
  * token that Portico does not own (framing, hop-by-hop, the fields it writes itself); a value
  * holds no control byte but HTAB, and in a request only known variables. */
 int hrule_parse(enum hrule_dir dir, enum hrule_op op, const char *text, struct hrule *r,
                 char *why, size_t size);
 
 /* Adds r (from hrule_parse) to *rules, allocated on the first; 0, or -1 with why (another rule
- * of the name, too many, no memory): r is then freed. A request's Host rule goes to host. */
+ * of the name, too many; empty: no memory): r is then freed. A request's Host rule goes to host. */
 int hrules_add(struct hrules **rules, struct hrule *r, char *why, size_t size);
 
 /* Frees rules and everything they own. NULL is fine. */
