@@ -1019,7 +1019,8 @@ static void exchange_free(struct exchange *ex)
     if (ex->replay)
         evbuffer_free(ex->replay);
     free(ex->hints);
-    free(ex->rewritten);
+    if (ex->rewritten) /* (a route with rewrite_prefix: free(NULL) is a call) */
+        free(ex->rewritten);
     exchange_release(ex->loop, ex);
 }
 

@@ -102,8 +102,9 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
     return static_hop(f) || named_by_connection(f, fields, n);
 }
 
-/* The field names a message's Connection fields list, gathered once per message so that each
- * field costs a few compares, not a walk over every Connection value. Tokens that are hop-by-hop
+/* The field names a message's Connection fields list, and those its route's header rules name
+ * (header_rules.h), gathered once per message so that each field costs a few compares, not a
+ * walk over every Connection value. Tokens that are hop-by-hop
  * anyway (keep-alive, upgrade) or name no field (close) are left out: the common
  * "Connection: keep-alive" leaves nothing to compare. */
 #define CONN_NAMES_MAX 16
@@ -113,6 +114,9 @@ struct conn_names {
     size_t nfields;
     unsigned n;
     bool overflow; /* more names than fit: named[] (conn_names_mark) says */
+    bool slow;     /* overflow, or rules: conn_names_slow decides (one test on the common path,
+                      the one it had before rules: a route without them pays nothing a field) */
+    const struct hrules *rules; /* the route's rules of this message's direction, or NULL */
     struct {
         const char *name;
         size_t len;
@@ -169,12 +173,15 @@ static void conn_names_mark(struct conn_names *c)
     }
 }
 
-static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n)
+static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n,
+                            const struct hrules *rules)
 {
     c->fields = fields;
     c->nfields = n;
     c->n = 0;
     c->overflow = false;
+    c->rules = rules;
+    c->slow = rules != NULL;
     for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
          i = h1_find(fields, n, H1_F_CONNECTION, (size_t)i + 1)) {
         size_t pos = 0, elen;
@@ -191,7 +198,7 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
                 (elen == 5 && strncasecmp(e, "close", 5) == 0))
                 continue;
             if (c->n == CONN_NAMES_MAX) {
-                c->overflow = true;
+                c->overflow = c->slow = true;
                 if (n <= CONN_MARK_MAX)
                     conn_names_mark(c);
                 return;
@@ -202,12 +209,27 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
     }
 }
 
-/* Whether the message's Connection fields name f (f not hop-by-hop itself). */
-static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
+/* conn_names_has past the common case: a long Connection list, or a route's rules. */
+static __attribute__((noinline)) bool conn_names_slow(const struct conn_names *c,
+                                                      const struct h1_field *f)
 {
+    if (c->rules && hrules_names(c->rules, f->name, f->name_len))
+        return true;
     if (c->overflow) /* f is one of c->fields */
         return c->nfields <= CONN_MARK_MAX ? c->named[f - c->fields]
                                            : named_by_connection(f, c->fields, c->nfields);
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
+            return true;
+    return false;
+}
+
+/* Whether the message's Connection fields name f (f not hop-by-hop itself), or its route's
+ * rules do (rules set or remove it: the message's own go). */
+static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
+{
+    if (c->slow)
+        return conn_names_slow(c, f);
     for (unsigned i = 0; i < c->n; i++)
         if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
             return true;
@@ -533,7 +555,7 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd)
 {
     struct conn_names conn;
-    conn_names_init(&conn, req->fields, req->nfields);
+    conn_names_init(&conn, req->fields, req->nfields, fwd->rules);
     bool has_xff = false, kept_proto = false, kept_host = false;
     enum tracestate_verdict ts = TS_UNJUDGED;
     struct head_buf b;
@@ -552,8 +574,6 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     for (size_t i = 0; i < req->nfields; i++) {
         const struct h1_field *f = &req->fields[i];
-        if (fwd->rules && hrules_names(fwd->rules, f->name, f->name_len))
-            continue; /* set below, or removed */
         switch (f->id) {
         case H1_F_HOST:
             /* End-to-end and required in HTTP/1.1: "Connection: host" cannot remove it. */
@@ -695,12 +715,11 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
                          struct e2e_seen *seen, const struct hrules *rules)
 {
     struct conn_names conn;
-    conn_names_init(&conn, resp->fields, resp->nfields);
+    conn_names_init(&conn, resp->fields, resp->nfields, rules);
     size_t n = 0;
     for (size_t i = 0; i < resp->nfields && n < max; i++) {
         const struct h1_field *f = &resp->fields[i];
-        if (static_hop(f) || conn_names_has(&conn, f) ||
-            (rules && hrules_names(rules, f->name, f->name_len)))
+        if (static_hop(f) || conn_names_has(&conn, f)) /* named by Connection, or by a rule */
             continue;
         seen->request_id |= f->id == H1_F_X_REQUEST_ID;
         seen->date |= f->name_len == 4 && h1_name_is(f, "date");
