@@ -1350,6 +1350,10 @@ static void run(struct exchange *ex)
     ex->route_index = (int)(ex->route - cfg->routes);
     if (ex->route->rewrite_prefix && !rewrite(ex))
         return;
+    /* a trailer of a name the route's rules set or remove goes too (trailers.h); before the
+     * body is relayed, after its framing was known (admissible) */
+    if (ex->route->request_rules)
+        trailer_filter_rules(&ex->req_body.trailers, ex->route->request_rules);
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     /* (the method compare here: request_max_forwards is no call for other methods) */

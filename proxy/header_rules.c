@@ -260,6 +260,16 @@ void hrules_free(struct hrules *rules)
     free(rules);
 }
 
+bool hrules_names_start(const struct hrules *rules, const char *name, size_t len, bool whole)
+{
+    if (whole)
+        return hrules_names(rules, name, len);
+    for (int i = 0; i < rules->n; i++)
+        if (rules->rule[i].name_len >= len && same_name(rules->rule[i].name, name, len))
+            return true;
+    return false;
+}
+
 bool hrules_names(const struct hrules *rules, const char *name, size_t len)
 {
     for (int i = 0; i < rules->n; i++)

@@ -581,6 +581,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         max_trailers = ex->sink.trailers_max;
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked, max_trailers);
     ex->resp_body.trailers_out = ex->sink.trailers;
+    if (ex->route->response_rules) /* its names go from trailers too (trailers.h) */
+        trailer_filter_rules(&ex->resp_body.trailers, ex->route->response_rules);
     fault_exec_body_start(ex); /* truncate, throttle */
     ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);

@@ -78,6 +78,10 @@ void hrules_free(struct hrules *rules);
  * "X_User" cannot stand beside a set X-User for CGI-style servers (HTTP_X_USER). */
 bool hrules_names(const struct hrules *rules, const char *name, size_t len);
 
+/* hrules_names for a name of which only name[0..len) is known unless whole (a trailer's, held
+ * in part): a rule whose name starts so names it, as far as can be told. */
+bool hrules_names_start(const struct hrules *rules, const char *name, size_t len, bool whole);
+
 /* The variable at v[0] == '$' (n bytes left), its text's length in *len (HRULE_VAR_NONE with
  * *len 1 when none is named there). */
 enum hrule_var hrule_var_at(const char *v, size_t n, size_t *len);

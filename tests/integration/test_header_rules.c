@@ -126,6 +126,50 @@ static void test_request_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* A chunked upload's trailer section is no way around the rules: a trailer of a name a rule sets
+ * or removes goes (an application that merges trailers would take it for the head's). */
+static void test_request_trailer_rules(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, RULES_ROUTES, fake_origin_port(o));
+    static const struct {
+        const char *path;
+        const char *kept;      /* in the origin's trailers */
+        const char *dropped;   /* not; NULL: none */
+    } rows[] = {
+        {"/rules/t", "X-Other: ok", "evil"},
+        {"/plain-t", "X-User: evil", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char req[512];
+        snprintf(req, sizeof(req),
+                 "POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "2\r\nhi\r\n0\r\nX-User: evil\r\nx_user: evil2\r\nCookie: c=1\r\n"
+                 "X-Other: ok\r\n\r\n",
+                 rows[i].path);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(fake_origin_wait_requests(o, (unsigned)i + 1, PX_IO_MS), 0);
+        size_t len = 0;
+        char *all = fake_origin_request(o, (unsigned)i, &len);
+        assert_non_null(all);
+        const char *trailers = strstr(all, "\r\n0\r\n");
+        if (!trailers || !tu_contains(trailers, rows[i].kept) ||
+            (rows[i].dropped && tu_contains(trailers, rows[i].dropped)))
+            fail_msg("%s: the origin got:\n%s", rows[i].path, all);
+        free(all);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- request rules and the rewrite over HTTP/2 (names arrive lowercase) ---- */
 
 static const struct {
@@ -256,7 +300,7 @@ static const struct fo_step resp_chunked[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Powered-By: php\r\n"
             "Cache-Control: no-store\r\nX-Kept: yes\r\n"
             "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
-            "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n"),
+            "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\nX-Powered-By: trailer\r\n\r\n"),
     FO_END(),
 };
 
@@ -342,8 +386,10 @@ static void test_response_rules(void **state)
                    : strcmp(r.head.text, response_rows[i].head) != 0)
             fail_msg("%s: got\n%s", response_rows[i].why, r.head.text);
         assert_string_equal(r.body, response_rows[i].body);
-        if (r.framing == RAW_CHUNKED)
+        if (r.framing == RAW_CHUNKED) { /* a removed name goes from the trailers too */
             assert_true(tu_contains(r.trailers, "X-Sum: 11"));
+            assert_false(tu_contains(r.trailers, "X-Powered-By"));
+        }
         raw_response_free(&r);
         raw_close(c);
     }
@@ -538,6 +584,7 @@ int main(void)
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_rules),
+        cmocka_unit_test(test_request_trailer_rules),
         cmocka_unit_test(test_request_rules_http2),
         cmocka_unit_test(test_rewrite_prefix),
         cmocka_unit_test(test_response_rules),
