@@ -1348,14 +1348,14 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
-    if (ex->route->rewrite_prefix && !rewrite(ex))
-        return;
     /* a trailer of a name the route's rules set or remove goes too (trailers.h); before the
      * body is relayed, after its framing was known (admissible) */
     if (ex->route->request_rules)
         trailer_filter_rules(&ex->req_body.trailers, ex->route->request_rules);
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
+    if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */
+        return;
     /* (the method compare here: request_max_forwards is no call for other methods) */
     _Static_assert(REQUEST_MAX_FORWARDS_CAP <= INT_MAX, "max_forwards is an int");
     ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE

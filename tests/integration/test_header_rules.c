@@ -20,6 +20,7 @@
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/oom.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -284,6 +285,44 @@ static void test_rewrite_prefix(void **state)
         free(head);
     }
     assert_int_equal(fake_origin_requests(o), forwarded); /* the refused went nowhere */
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Out of memory for the rewritten target: a 500 (internal_error, as any allocation of an
+ * exchange that fails after its start), the log saying why, and the next request is served. */
+static void test_rewrite_out_of_memory(void **state)
+{
+    (void)state;
+    if (!oom_possible())
+        skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char err[256];
+    if (oom_arm("rewrite_target", 0, 0, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct harness *h = px_start(NULL, RULES_ROUTES, fake_origin_port(o));
+    oom_disarm();
+    for (int i = 0; i < 2; i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (i == 0 && (r.status != 500 || !strstr(r.body, "internal_error")))
+            fail_msg("status %d, body %s", r.status, r.body);
+        if (i == 1)
+            assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(fake_origin_requests(o), 1);
+    char *head = fake_origin_request_head(o, 0);
+    assert_true(px_starts(head, "GET /x HTTP/1.1\r\n"));
+    free(head);
+    char *line = px_log_line(h, " status=500 ");
+    if (!strstr(line, " detail=\"out of memory\"") || !strstr(line, " target=\"/api/x\" "))
+        fail_msg("wanted the detail and the client's target in %s", line);
+    free(line);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -587,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_request_trailer_rules),
         cmocka_unit_test(test_request_rules_http2),
         cmocka_unit_test(test_rewrite_prefix),
+        cmocka_unit_test_teardown(test_rewrite_out_of_memory, oom_teardown),
         cmocka_unit_test(test_response_rules),
         cmocka_unit_test(test_response_rules_http2),
         cmocka_unit_test(test_rule_refusals),
