@@ -1348,10 +1348,6 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
-    /* a trailer of a name the route's rules set or remove goes too (trailers.h); before the
-     * body is relayed, after its framing was known (admissible) */
-    if (ex->route->request_rules)
-        trailer_filter_rules(&ex->req_body.trailers, ex->route->request_rules);
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */

@@ -394,6 +394,9 @@ static void send_request(struct exchange *ex)
         fwd.host = upconn_addr(ex->uc);
         fwd.host_len = strlen(fwd.host);
     }
+    /* a trailer of a name the rules set or remove goes too (trailers.h): set before any of the
+     * body is relayed, as a store (no test: a route without rules costs nothing here) */
+    trailer_filter_rules(&ex->req_body.trailers, fwd.rules);
     if (fwd.rules && fwd.rules->host) { /* request_header = Host: ..., in the Host's place */
         fwd.host = fwd.rules->host;
         fwd.host_len = strlen(fwd.host);
@@ -581,8 +584,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         max_trailers = ex->sink.trailers_max;
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked, max_trailers);
     ex->resp_body.trailers_out = ex->sink.trailers;
-    if (ex->route->response_rules) /* its names go from trailers too (trailers.h) */
-        trailer_filter_rules(&ex->resp_body.trailers, ex->route->response_rules);
+    trailer_filter_rules(&ex->resp_body.trailers, fwd.rules); /* (trailers.h) */
     fault_exec_body_start(ex); /* truncate, throttle */
     ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);

@@ -94,6 +94,7 @@ void trailer_filter_init(struct trailer_filter *t)
     t->state = TF_NAME;
 }
 
+/* (its own function, not a field poked: the filter's fields are private) */
 void trailer_filter_rules(struct trailer_filter *t, const struct hrules *rules)
 {
     t->rules = rules;

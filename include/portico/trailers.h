@@ -36,7 +36,8 @@ void trailer_filter_init(struct trailer_filter *t);
 
 /* Drops the fields rules name as well (a route's request_header or response_header rules,
  * NULL: none): a trailer X-User would reach an application that merges trailers as if it
- * were the head's, beside or instead of the rule's. Called after trailer_filter_init. */
+ * were the head's, beside or instead of the rule's. Called after trailer_filter_init, before
+ * the first trailer byte is filtered. */
 void trailer_filter_rules(struct trailer_filter *t, const struct hrules *rules);
 
 /* Appends to out the field lines of p[0..n) that may cross and drops the others. p must be
