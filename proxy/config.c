@@ -527,6 +527,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->max_header_size = 16 * 1024;
     cfg->max_request_line = 8 * 1024;
     cfg->max_body_size = UINT64_C(1) << 30;
+    cfg->client_limit_table = 100000;
     for (int t = 0; t < TIMER_COUNT; t++)
         cfg->timers_ms[t] = timer_rows[t].def_ms;
     cfg->interim_resets_timer = true;
@@ -1086,6 +1087,22 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     }
 }
 
+/* A route's client_rate and its burst: [proxy]'s unless set here; a burst above 0 set where no
+ * rate applies would limit nothing, and is refused at its line. */
+static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, int i)
+{
+    const struct config *cfg = ld->cfg;
+    int rate_line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_rate");
+    int burst_line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_rate_burst");
+    if (!rate_line)
+        r->client_rate = cfg->client_rate;
+    if (!burst_line)
+        r->client_rate_burst = cfg->client_rate_burst;
+    if (burst_line && r->client_rate_burst && !r->client_rate.count)
+        cfg_report(ld, burst_line, "client_rate_burst without client_rate (in [route %s] or "
+                   "[proxy]): it would limit nothing", r->name);
+}
+
 static void validate_routes(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -1109,6 +1126,7 @@ static void validate_routes(struct cfg_loader *ld)
             r->client_body_min_rate = cfg->client_body_min_rate;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
+        validate_client_rate(ld, r, i);
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;
@@ -1218,6 +1236,10 @@ static void validate(struct cfg_loader *ld)
         cfg_report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to");
     for (int i = 0; i < ld->cfg->nupstreams; i++)
         validate_upstream(ld, i);
+    int burst_line = cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "client_rate_burst");
+    if (burst_line && ld->cfg->client_rate_burst && !ld->cfg->client_rate.count)
+        cfg_report(ld, burst_line, "client_rate_burst without client_rate in [proxy]: it would "
+                   "limit nothing");
     validate_routes(ld);
     validate_faults(ld);
 }

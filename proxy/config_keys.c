@@ -342,6 +342,37 @@ static int set_size(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     return 0;
 }
 
+/* A per-client request rate: "20/s", "600/m" (nginx's 20r/s, 600r/m), or "off". */
+static int set_client_rate(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                           const char *value)
+{
+    struct client_rate *r = FIELD(k, base, struct client_rate);
+    if (strcmp(value, "off") == 0) {
+        *r = (struct client_rate){0};
+        return 0;
+    }
+    const char *p = value;
+    uint64_t n = 0;
+    while (isdigit((unsigned char)*p) && n <= k->max)
+        n = n * 10 + (uint64_t)(*p++ - '0');
+    bool shaped = p > value && p[0] == '/' && (p[1] == 's' || p[1] == 'm') && p[2] == '\0';
+    if (!shaped) {
+        cfg_report(ld, ld->line,
+                   "%s: '%s' is not N/s or N/m (requests per second or minute) nor off",
+                   k->name, value);
+        return -1;
+    }
+    if (n < 1 || n > k->max) {
+        cfg_report(ld, ld->line, "%s: '%s': must be between 1 and %llu requests per %s (off "
+                   "turns it off)", k->name, value, (unsigned long long)k->max,
+                   p[1] == 's' ? "second" : "minute");
+        return -1;
+    }
+    uint64_t period_ns = p[1] == 's' ? UINT64_C(1000000000) : UINT64_C(60000000000);
+    *r = (struct client_rate){.count = n, .unit = p[1], .interval_ns = period_ns / n};
+    return 0;
+}
+
 /* A size within the key's bounds, or 0, which leaves it to the kernel (client_sndbuf,
  * origin_rcvbuf: below its minimum the kernel would raise the buffer to a floor of its own,
  * unsaid). */
@@ -1259,6 +1290,11 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
+    /* per client address, all workers together (climit.c) */
+    NUMBER("max_connections_per_client", set_uint, CFG(max_connections_per_client), 0, 1000000),
+    NUMBER("client_rate", set_client_rate, CFG(client_rate), 1, 1000000),
+    NUMBER("client_rate_burst", set_uint, CFG(client_rate_burst), 0, 1000000),
+    NUMBER("client_limit_table", set_uint, CFG(client_limit_table), 1024, 100000000),
     /* what a client that does not read can hold of the kernel's memory (listener.c) */
     NUMBER("client_sndbuf", set_kernel_size, CFG(client_sndbuf), 4096, CFG_MAX_SOCKBUF),
     /* a connection is accepted once its first bytes came (listener.c) */
@@ -1353,6 +1389,9 @@ static const struct cfg_key route_keys[] = {
     LIST("response_header", set_response_header),
     LIST("response_header_remove", set_response_header_remove),
     KEY("rewrite_prefix", set_rewrite_prefix, 0),
+    /* [proxy]'s, for this route's requests (climit.c) */
+    NUMBER("client_rate", set_client_rate, RTE(client_rate), 1, 1000000),
+    NUMBER("client_rate_burst", set_uint, RTE(client_rate_burst), 0, 1000000),
 };
 
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */

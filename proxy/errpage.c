@@ -1078,6 +1078,10 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         put_header_value(value_begin(&w), e->server_timing, false);
         FIELD_END(&w, "Server-Timing");
     }
+    if (e->retry_after_s) {
+        sink_u64(value_begin(&w), e->retry_after_s);
+        FIELD_END(&w, "Retry-After");
+    }
 }
 
 int errpage_prepare(const struct errpage *e, struct errpage_out *o)

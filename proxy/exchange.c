@@ -86,6 +86,7 @@
 #include <string.h>
 
 #include "portico/balance.h"
+#include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/errpage.h"
 #include "portico/generation.h"
@@ -680,7 +681,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
      * answers (it said keep-alive to HTTP/1.0, then closed). */
     ex->close_client |= close || !ex->info.keep_alive;
     struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = reason,
-                        .limit_ms = ex->limit_ms};
+                        .limit_ms = ex->limit_ms, .retry_after_s = ex->retry_after_s};
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
 }
@@ -842,6 +843,8 @@ static enum phase ended_in(const struct exchange *ex)
 {
     if (ex->failure != FAIL_NONE)
         return ex->fail_phase;
+    if (ex->rate_limited)
+        return PHASE_ROUTE; /* refused before an origin was asked, for its client's pace */
     return ex->outcome == OUTCOME_OPEN || ex->outcome == OUTCOME_LEFT || ex->client_stalled
                ? ex->pc.current
                : PHASE_DONE;
@@ -1201,6 +1204,35 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     return ex;
 }
 
+/* client_rate: whether the request's client (the address real_ip or the PROXY header gave, IPv6
+ * by its /64) is within its route's rate; else 429 with Retry-After, and false. Out of line: a
+ * route without a rate pays one compare for it. */
+__attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
+{
+    const struct route_conf *r = ex->route;
+    struct climit *t = ex->loop->gen->climit;
+    struct fault_addr addr;
+    struct climit_key key;
+    if (!t || ex_client_addr(ex, &addr) != 0)
+        return true; /* no address to count it by (none on a Unix socket) */
+    climit_key_addr(&addr, ex->route_index, &key);
+    uint64_t wait_ns = climit_take(t, &key, r->client_rate.interval_ns, r->client_rate_burst,
+                                   ex->now * 1000);
+    if (!wait_ns)
+        return true;
+    char who[PEER_ADDR_MAX], reason[sizeof(ex->detail)];
+    snprintf(reason, sizeof(reason),
+             "client %s over client_rate = %llu/%c on route %s (burst %llu)",
+             climit_key_text(&key, who, sizeof(who)), (unsigned long long)r->client_rate.count,
+             r->client_rate.unit, r->name, (unsigned long long)r->client_rate_burst);
+    log_client("request %s: %s", ex->request_id, reason);
+    metrics_rate_limited(ex->loop->metrics, ex->route_index);
+    ex->rate_limited = true;
+    ex->retry_after_s = (uint16_t)((wait_ns + 999999999) / 1000000000); /* rounded up */
+    ex_refuse(ex, HTTP_TOO_MANY_REQUESTS, reason, !relay_discard_body(ex));
+    return false;
+}
+
 /* Splits the request-target into what we route and forward. 0, or the status to refuse it. */
 static int parse_target(struct exchange *ex, const char **why)
 {
@@ -1348,6 +1380,8 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
+    if (ex->route->client_rate.count && !within_client_rate(ex))
+        return;
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */

@@ -170,6 +170,10 @@ struct exchange {
     unsigned interim_count;            /* how many (MAX_INTERIM, and the 100 owed past them) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
+    bool rate_limited;                 /* refused for client_rate (429): logged in route */
+    uint16_t retry_after_s;            /* Retry-After of that 429 (one interval at most: 60
+                                          s); beside sent_100, in padding: the exchange keeps
+                                          its size */
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
 
     /* failure */

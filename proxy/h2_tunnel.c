@@ -11,9 +11,10 @@
  * check_streams finds it drained (h2_tunnel_drained). A close is a half-close: the client's
  * END_STREAM is a FIN to the origin once all it sent went, the origin's EOF an END_STREAM once
  * all it sent left as DATA; nghttp2 closes the stream once both went, and h2_stream_free frees
- * the tunnel. An origin's error or write stall, or tunnel_timeout, resets the stream; the
- * client's RST_STREAM closes the origin's connection. Every end is counted and logged once
- * (tunnel_report_end), with the switched exchange's access line.
+ * the tunnel. An origin's error resets the stream behind the bytes it sent before it
+ * (pump_remains); a write stall, or tunnel_timeout, resets it at once; the client's RST_STREAM
+ * closes the origin's connection. Every end is counted and logged once (tunnel_report_end),
+ * with the switched exchange's access line.
  */
 #include "h2_int.h"
 
@@ -48,6 +49,8 @@ struct h2_tunnel {
     bool origin_shut;                  /* ... and it went */
     bool origin_closed;                /* the origin's EOF: END_STREAM behind its bytes */
     bool paused;                       /* the origin is not read: the stream holds its room */
+    bool origin_reset;                 /* the origin's error: what it sent before it still goes
+                                          to the client, then RST_STREAM (pump_remains) */
     bool ended;                        /* counted and logged (tunnel_report_end) */
     enum tunnel_end why;               /* the first side to close */
     uint64_t idle_us;                  /* tunnel_timeout */
@@ -95,11 +98,25 @@ static void end_by_reset(struct h2_tunnel *t, enum tunnel_end why, uint32_t code
 /* The client closed and everything it sent went: the origin gets its FIN. */
 static void settle(struct h2_tunnel *t)
 {
-    if (t->client_closed && !t->origin_shut && t->sock && sock_pending(t->sock) == 0 &&
+    if (t->client_closed && !t->origin_shut && t->sock && !t->origin_reset &&
+        sock_pending(t->sock) == 0 &&
         evbuffer_get_length(t->s->req_in) == 0) {
         t->origin_shut = true;
         sock_shutdown(t->sock);
     }
+}
+
+/* Moves n bytes of the origin's input into the stream's response buffer, for DATA. */
+static void take_origin(struct h2_tunnel *t, size_t n)
+{
+    struct h2_stream *s = t->s;
+    evbuffer_remove_buffer(t->sock->in, s->body, n);
+    t->bytes[1] += n;
+    metrics_add(s->conn->loop->metrics, M_TUNNEL_ORIGIN_BYTES, n);
+    t->last_us = now_us();
+    sock_consumed(t->sock);
+    h2_stream_resume(s);
+    h2_want_flush(s->conn);
 }
 
 /* The origin's bytes into the stream's response buffer, within its room; the origin is paused
@@ -111,15 +128,8 @@ static void pump_origin(struct h2_tunnel *t)
         return;
     size_t n = evbuffer_get_length(t->sock->in);
     size_t take = MIN(n, h2_stream_room(s));
-    if (take) {
-        evbuffer_remove_buffer(t->sock->in, s->body, take);
-        t->bytes[1] += take;
-        metrics_add(s->conn->loop->metrics, M_TUNNEL_ORIGIN_BYTES, take);
-        t->last_us = now_us();
-        sock_consumed(t->sock);
-        h2_stream_resume(s);
-        h2_want_flush(s->conn);
-    }
+    if (take)
+        take_origin(t, take);
     bool full = take < n || h2_stream_room(s) == 0;
     if (full) { /* check_streams calls h2_tunnel_drained once it may take more */
         if (!t->paused) {
@@ -141,7 +151,7 @@ static void pump_origin(struct h2_tunnel *t)
 static void pump_client(struct h2_tunnel *t)
 {
     struct h2_stream *s = t->s;
-    if (!t->sock) {
+    if (!t->sock || t->origin_reset) { /* nobody to take it */
         evbuffer_drain(s->req_in, SIZE_MAX);
         return;
     }
@@ -158,9 +168,38 @@ static void pump_client(struct h2_tunnel *t)
     settle(t);
 }
 
+/* After the origin's reset: what it sent before it, in its input and still in its kernel
+ * (sock_read_remains), goes into the stream as the stream takes it (check_streams calls
+ * h2_tunnel_drained), then the origin is closed; once all of it left as DATA the stream is reset
+ * (RFC 9113 8.5: CONNECT_ERROR), behind those bytes as a direct TCP connection would read them
+ * (tunnel.c does the same). A client whose window stays shut meets tunnel_timeout. */
+static void pump_remains(struct h2_tunnel *t)
+{
+    struct h2_stream *s = t->s;
+    if (t->ended)
+        return;
+    while (t->sock) {
+        size_t n = evbuffer_get_length(t->sock->in), take = MIN(n, h2_stream_room(s));
+        if (take)
+            take_origin(t, take);
+        if (take < n)
+            break; /* the stream is full */
+        if (sock_read_remains(t->sock) <= 0)
+            origin_end(t); /* all it sent is in the stream */
+    }
+    if (!t->sock && evbuffer_get_length(s->body) == 0) {
+        end_by_reset(t, TUNNEL_END_ORIGIN_ERROR, NGHTTP2_CONNECT_ERROR);
+        return;
+    }
+    s->watched = true; /* its bytes leaving bring check_streams back to us */
+    h2_stream_check(s);
+}
+
 static void origin_cb(void *arg, enum sock_event ev)
 {
     struct h2_tunnel *t = arg;
+    if (t->origin_reset)
+        return; /* nothing more of it but what pump_remains reads */
     switch (ev) {
     case SOCK_READABLE:
         pump_origin(t);
@@ -178,7 +217,10 @@ static void origin_cb(void *arg, enum sock_event ev)
         pump_origin(t);
         return;
     case SOCK_ERROR:
-        end_by_reset(t, TUNNEL_END_ORIGIN_ERROR, NGHTTP2_CONNECT_ERROR);
+        t->origin_reset = true;
+        t->why = TUNNEL_END_ORIGIN_ERROR;
+        sock_read(t->sock, false);
+        pump_remains(t);
         return;
     case SOCK_WRITE_TIMEOUT:
         end_by_reset(t, TUNNEL_END_ORIGIN_STALLED, NGHTTP2_CONNECT_ERROR);
@@ -266,6 +308,10 @@ void h2_tunnel_client_eof(struct h2_tunnel *t)
 
 void h2_tunnel_drained(struct h2_tunnel *t)
 {
+    if (t->origin_reset) {
+        pump_remains(t);
+        return;
+    }
     if (t->paused && t->sock) {
         t->paused = false;
         sock_read(t->sock, true);
@@ -281,7 +327,7 @@ void h2_tunnel_free(struct h2_tunnel *t)
     /* Both ends went (the stream closed as HTTP/2 closes it): the first to close says why. A
      * stream that closed otherwise was reset by the client, or cut with its connection. */
     bool both = t->client_closed && t->origin_closed && !s->resp_cut;
-    enum tunnel_end why = both                                    ? t->why
+    enum tunnel_end why = both || t->origin_reset                 ? t->why
                           : s->conn->loop->state == LOOP_STOPPING ? TUNNEL_END_CUT
                                                                   : TUNNEL_END_CLIENT_ERROR;
     report(t, why);

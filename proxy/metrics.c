@@ -106,6 +106,12 @@ static const char *const accept_error_names[ACCEPT_ERROR_COUNT] = {
 #undef X
 };
 
+static const char *const conn_refusal_names[CONN_REFUSAL_COUNT] = {
+#define X(id, nm) [id] = nm,
+    CONN_REFUSAL_LIST(X)
+#undef X
+};
+
 static const char *const tunnel_end_labels[TUNNEL_END_COUNT] = {
 #define X(id, label, words) [id] = label,
     TUNNEL_END_LIST(X)
@@ -233,6 +239,7 @@ struct shard {
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     _Atomic uint64_t h2_refused[H2_REFUSED_COUNT];
     _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    _Atomic uint64_t conn_refusals[CONN_REFUSAL_COUNT];
     _Atomic uint64_t discards[2][DISCARD_END_COUNT]; /* [http2][end] */
     _Atomic uint64_t discarded_bytes[2];
 
@@ -245,6 +252,7 @@ struct shard {
 
     struct hist *hist;                 /* [nupstreams * TIMING_COUNT] */
     _Atomic uint64_t *faults;          /* [nfaults * FAULT_ACTION_COUNT] */
+    _Atomic uint64_t *rate_limited;    /* [nroutes]: portico_requests_rate_limited_total */
 
     int nroutes, nupstreams, nfaults;
     char **names;                      /* routes, then upstreams, then faults (owned copies) */
@@ -287,6 +295,7 @@ static void shard_free(struct shard *s)
     free(s->requests);
     free(s->hist);
     free(s->faults);
+    free(s->rate_limited);
     free(s);
 }
 
@@ -313,7 +322,8 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
     s->requests = zalloc_lines((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
     s->hist = zalloc_lines((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
     s->faults = zalloc_lines((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
-    if (!s->names || !s->requests || !s->hist || !s->faults ||
+    s->rate_limited = zalloc_lines((size_t)s->nroutes * sizeof(*s->rate_limited));
+    if (!s->names || !s->requests || !s->hist || !s->faults || !s->rate_limited ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
                copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
@@ -341,6 +351,10 @@ struct hist_row {
     uint64_t sum_us;
 };
 
+/* A row of portico_faults_injected_total, or (action RATE_LIMITED_ROW) of
+ * portico_requests_rate_limited_total, whose fault is then the route: both are a name and a
+ * count, summed, sorted and copied alike. */
+#define RATE_LIMITED_ROW FAULT_ACTION_COUNT
 struct fault_row {
     const char *fault;
     int action;
@@ -358,6 +372,7 @@ struct totals {
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     uint64_t h2_refused[H2_REFUSED_COUNT];
     uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t conn_refusals[CONN_REFUSAL_COUNT];
     uint64_t discards[2][DISCARD_END_COUNT];
     uint64_t discarded_bytes[2];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
@@ -468,6 +483,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->h2_refused[r] += get(&s->h2_refused[r]);
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         t->accept_errors[e] += get(&s->accept_errors[e]);
+    for (int r = 0; r < CONN_REFUSAL_COUNT; r++)
+        t->conn_refusals[r] += get(&s->conn_refusals[r]);
     for (int p = 0; p < 2; p++) {
         for (int e = 0; e < DISCARD_END_COUNT; e++)
             t->discards[p][e] += get(&s->discards[p][e]);
@@ -508,6 +525,11 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
                 h->buckets[b] = get(&src->buckets[b]);
             h->sum_us = get(&src->sum_us);
         }
+    }
+    for (int r = 0; r < s->nroutes; r++) {
+        uint64_t n = get(&s->rate_limited[r]);
+        if (n)
+            add_fault(t, s->names[r], RATE_LIMITED_ROW, n);
     }
     for (int f = 0; f < s->nfaults; f++)
         for (int a = 0; a < FAULT_ACTION_COUNT; a++) {
@@ -806,6 +828,19 @@ void metrics_fault(struct metrics *m, int fault, enum fault_action action)
     if (fault < 0 || fault >= s->nfaults || (unsigned)action >= FAULT_ACTION_COUNT)
         return;
     bump(&s->faults[fault * FAULT_ACTION_COUNT + action], 1);
+}
+
+void metrics_rate_limited(struct metrics *m, int route)
+{
+    struct shard *s = shard_of(m);
+    if (route >= 0 && route < s->nroutes)
+        bump(&s->rate_limited[route], 1);
+}
+
+void metrics_conn_refused(struct metrics *m, enum conn_refusal reason)
+{
+    if ((unsigned)reason < CONN_REFUSAL_COUNT)
+        bump(&shard_of(m)->conn_refusals[reason], 1);
 }
 
 void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state state, int delta)
@@ -1339,6 +1374,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         put(out, "portico_accept_errors_total{reason=\"%s\"} %llu\n", accept_error_names[e],
             (unsigned long long)t->accept_errors[e]);
+    family(out, "portico_client_connections_refused_total", "counter",
+           "Client connections closed at once, unread and unanswered, by why "
+           "(max_connections_per_client)");
+    for (int r = 0; r < CONN_REFUSAL_COUNT; r++)
+        put(out, "portico_client_connections_refused_total{reason=\"%s\"} %llu\n",
+            conn_refusal_names[r], (unsigned long long)t->conn_refusals[r]);
     family(out, "portico_dns_tcp_lookups_total", "counter",
            "Origin names asked over TCP after a UDP answer that may have been truncated, by how "
            "it ended");
@@ -1375,9 +1416,30 @@ static bool stage_faults(struct metrics_cursor *c, struct render *out, size_t bu
                "Faults injected by fault rules, by rule and action");
     while (c->row < t->nfaults) {
         const struct fault_row *f = &t->faults[c->row++];
+        if (f->action == RATE_LIMITED_ROW)
+            continue;
         PUT_LIT(out, "portico_faults_injected_total");
         label(out, "fault", f->fault, true);
         label(out, "action", fault_action_names[f->action], false);
+        value_u64(out, f->n);
+        if (slice_full(c, t->nfaults, out, budget))
+            return false;
+    }
+    return true;
+}
+
+static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_requests_rate_limited_total", "counter",
+               "Requests refused with 429 for their client's client_rate, by route");
+    while (c->row < t->nfaults) {
+        const struct fault_row *f = &t->faults[c->row++];
+        if (f->action != RATE_LIMITED_ROW)
+            continue;
+        PUT_LIT(out, "portico_requests_rate_limited_total");
+        label(out, "route", f->fault, true);
         value_u64(out, f->n);
         if (slice_full(c, t->nfaults, out, budget))
             return false;
@@ -1409,7 +1471,8 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 /* The page, part by part, in order. */
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
-    stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_process,
+    stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
+    stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

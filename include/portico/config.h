@@ -160,6 +160,14 @@ struct upstream_conf {
     void *ssl_ctx;                         /* SSL_CTX *, built at load time when tls */
 };
 
+/* A per-client request rate (client_rate): `count` requests per second or minute, one admitted
+ * every interval_ns; count 0: off. */
+struct client_rate {
+    uint64_t count;                        /* as written: 20 of "20/s" */
+    char unit;                             /* 's' or 'm' */
+    uint64_t interval_ns;                  /* 1e9 / count, or 60e9 / count */
+};
+
 struct route_conf {
     char *name;
     int line;
@@ -188,6 +196,9 @@ struct route_conf {
     char *rewrite_prefix;                  /* what replaces the part of the path prefix
                                               matched, or NULL */
     size_t rewrite_prefix_len;
+    struct client_rate client_rate;        /* [proxy]'s unless set here (climit.h) */
+    uint64_t client_rate_burst;            /* requests above the rate at once; [proxy]'s unless
+                                              set here */
 };
 
 /* [faults]: how the fault rules (issue 8) behave as a whole. */
@@ -242,6 +253,11 @@ struct config {
     uint64_t max_request_line;
     uint64_t max_body_size;
     uint64_t max_connections;              /* client connections per worker; 0: no limit */
+    uint64_t max_connections_per_client;   /* of one client address (IPv6: its /64), all
+                                              workers together; 0: no limit (climit.h) */
+    struct client_rate client_rate;        /* the routes' default request rate per client */
+    uint64_t client_rate_burst;            /* ... and its burst */
+    uint64_t client_limit_table;           /* entries of the per-client table (climit.h) */
     uint64_t client_sndbuf;                /* SO_SNDBUF of client sockets; 0: the kernel's
                                               autotuning (listener.c) */
     bool defer_accept;                     /* TCP_DEFER_ACCEPT on the proxy listeners */

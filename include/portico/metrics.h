@@ -282,6 +282,17 @@ enum accept_error {
     ACCEPT_ERROR_COUNT
 };
 
+/* Reasons of portico_client_connections_refused_total: connections closed at their accept. */
+#define CONN_REFUSAL_LIST(X)                                                                       \
+    X(CONN_REFUSED_PER_CLIENT, "per_client") /* max_connections_per_client */
+
+enum conn_refusal {
+#define X(id, name) id,
+    CONN_REFUSAL_LIST(X)
+#undef X
+    CONN_REFUSAL_COUNT
+};
+
 /* Results of portico_config_reloads_total. */
 #define RELOAD_RESULT_LIST(X)                                                                      \
     X(RELOAD_OK, "ok")              /* the new configuration serves */                             \
@@ -382,6 +393,13 @@ void metrics_cert_refusal(struct metrics *m, enum cert_refusal reason);
 
 /* The class of a failed accept's errno, a reason of portico_accept_errors_total. */
 enum accept_error accept_error_of(int err);
+
+/* Counts one request refused for client_rate: portico_requests_rate_limited_total{route}
+ * (route: index in the labels' routes). */
+void metrics_rate_limited(struct metrics *m, int route);
+
+/* Counts one connection closed at its accept: portico_client_connections_refused_total. */
+void metrics_conn_refused(struct metrics *m, enum conn_refusal reason);
 
 /* Counts one failed accept in portico_accept_errors_total{reason}. */
 void metrics_accept_error(struct metrics *m, enum accept_error reason);

@@ -24,6 +24,20 @@ MODES:
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
   flood PATH MB         sends up to MB MiB of messages until the stream is reset
   bulk PATH MB          sends MB MiB of messages to the echo, then reads every echo
+  upload PATH MB        sends MB MiB, END_STREAM with the last; waits for the stream's end
+  slowread PATH KIB     reads KIB KiB of the origin's a window's worth every 30 ms, then
+                        END_STREAM; waits for the stream's end
+  headers_end PATH [data]  END_STREAM on the extended CONNECT's HEADERS (data: on an empty
+                        DATA right behind it); reads until the end
+  late_ack PATH N       holds back its SETTINGS acknowledgement while it opens N WebSockets
+                        and sends the last a message as large as its window (echoed); then
+                        acknowledges and sends another
+  remains_go PATH DIR   gives back no window until a line comes in DIR/go; then sends a
+                        message, gives back every window and reads until the stream ends or
+                        is reset
+  remains PATH WINDOW [noack]  with a stream window of WINDOW bytes (0: the default), reads
+                        what the origin sends until the stream ends or is reset (noack: giving
+                        back no window)
 """
 import os
 import socket
@@ -50,8 +64,13 @@ class KeepOpen(h2.connection.H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 class Client:
-    def __init__(self, port):
+    def __init__(self, port, hold_ack=False):
+        self.hold_ack = hold_ack  # keep our SETTINGS acknowledgements back (acks_held)
+        self.acks_held = []
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -81,8 +100,31 @@ class Client:
 
     def flush(self):
         out = self.conn.data_to_send()
+        if out and self.hold_ack:
+            out = self.strip_acks(out)
         if out:
             self.s.sendall(out)
+
+    def strip_acks(self, out):
+        """out without its SETTINGS frames with ACK, which go to acks_held."""
+        keep, i = [], 0
+        if out.startswith(PREFACE):
+            keep.append(PREFACE)
+            i = len(PREFACE)
+        while i + 9 <= len(out):
+            end = i + 9 + int.from_bytes(out[i:i + 3], "big")
+            frame = out[i:end]
+            if frame[3] == 0x4 and frame[4] & 0x1:
+                self.acks_held.append(frame)
+            else:
+                keep.append(frame)
+            i = end
+        return b"".join(keep)
+
+    def release_acks(self):
+        self.hold_ack = False
+        self.s.sendall(b"".join(self.acks_held))
+        self.acks_held = []
 
     def pump(self, timeout):
         self.s.settimeout(max(timeout, 0.01))
@@ -120,12 +162,13 @@ class Client:
                 return cond()
         return True
 
-    def open_ws(self, path, extra=()):
+    def open_ws(self, path, extra=(), end=False):
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
                                      (":scheme", "https"), (":path", path),
                                      (":authority", "localhost"),
-                                     ("sec-websocket-version", "13")] + list(extra))
+                                     ("sec-websocket-version", "13")] + list(extra),
+                               end_stream=end)
         self.flush()
         self.wait(lambda: sid in self.heads or sid in self.reset or sid in self.ended)
         return sid
@@ -460,7 +503,110 @@ def mode_bulk(c, path, mb):
     say(sent=sent, complete=len(c.data.get(sid, b"")) >= want, reset=c.reset.get(sid, "none"))
 
 
+def mode_remains(c, path, window, ack="ack"):
+    c.auto_ack = ack == "ack"
+    if int(window):
+        c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: int(window)})
+        c.flush()
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    c.wait(lambda: sid in c.reset or sid in c.ended, 20)
+    say(received=len(c.data.get(sid, b"")), ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
+def mode_upload(c, path, mb):
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    sent = c.send(sid, b"u" * (int(mb) << 20), end=True)
+    c.wait(lambda: sid in c.reset or sid in c.ended, 30)
+    say(sent=sent, ended=sid in c.ended, reset=c.reset.get(sid, "none"))
+
+
+def mode_slowread(c, path, kib):
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    want = int(kib) * 1024
+    deadline = time.monotonic() + 20
+    while (len(c.data.get(sid, b"")) < want and sid not in c.reset and sid not in c.ended and
+           time.monotonic() < deadline):
+        time.sleep(0.03)  # a slow reader: one read (a window's worth at most) per 30 ms
+        c.pump(0.01)
+    say(received=len(c.data.get(sid, b"")), reset_before_end=c.reset.get(sid, "none"))
+    if sid not in c.reset:
+        c.conn.end_stream(sid)
+        c.flush()
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    say(ended=sid in c.ended, reset=c.reset.get(sid, "none"))
+
+
+def mode_headers_end(c, path, where="headers"):
+    if where == "headers":
+        sid = c.open_ws(path, end=True)
+    else:  # an empty DATA with END_STREAM in the same write as the HEADERS: before the 101
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                  (":scheme", "https"), (":path", path),
+                                  (":authority", "localhost"), ("sec-websocket-version", "13")])
+        c.conn.end_stream(sid)
+        c.flush()
+        c.wait(lambda: sid in c.heads or sid in c.reset or sid in c.ended)
+    head_line(c, sid)
+    c.wait(lambda: sid in c.reset or sid in c.ended)
+    f = c.take_frame(sid, 0.1)
+    say(frame=f[1].decode("latin-1") if f else "none", ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
+def mode_late_ack(c, path, n):
+    """Our SETTINGS' INITIAL_WINDOW_SIZE (the floor) takes effect at Portico only at our
+    acknowledgement: until then its streams' windows are 65,535 where ours (python-h2 applies
+    them at once) are the floor. The last stream's window, all spent and taken by the origin,
+    must be given back once the acknowledgement went, or the client waits for ever."""
+    sids = [c.open_ws(path) for _ in range(int(n))]
+    sid = sids[-1]
+    head_line(c, sid)
+    room = c.conn.local_flow_control_window(sid)
+    m = bytes(i % 251 for i in range(room - 8))  # with its 8-byte head, the whole window
+    c.send(sid, ws_frame(0x2, m))
+    f = c.take_frame(sid)
+    say(window=room, acks_held=len(c.acks_held), echoed_before=bool(f and f[1] == m))
+    c.release_acks()
+    ok = c.send(sid, ws_frame(0x2, m))
+    f = c.take_frame(sid) if ok else None
+    say(echoed_after=bool(f and f[1] == m))
+
+
+def mode_remains_go(c, path, fifo_dir):
+    c.auto_ack = False
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    deadline = time.monotonic() + 20
+    line = b""
+    while b"\n" not in line and time.monotonic() < deadline:
+        c.pump(0.05)  # frames are read, no window given back
+        try:
+            line += os.read(go, 16)
+        except BlockingIOError:
+            pass
+    os.close(go)
+    c.send(sid, ws_frame(0x2, b"after"))  # a write to the origin that meets its reset
+    c.auto_ack = True
+    held = len(c.data.get(sid, b""))
+    if held:
+        c.conn.acknowledge_received_data(held, sid)
+        c.flush()
+    c.wait(lambda: sid in c.reset or sid in c.ended, 20)
+    say(go=b"\n" in line, received=len(c.data.get(sid, b"")), ended=sid in c.ended,
+        reset=c.reset.get(sid, "none"))
+
+
 MODES = {
+    "remains_go": mode_remains_go,
+    "late_ack": mode_late_ack,
+    "upload": mode_upload, "slowread": mode_slowread, "headers_end": mode_headers_end,
+    "remains": mode_remains,
     "drain": mode_drain, "flood": mode_flood, "bulk": mode_bulk,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,
@@ -473,7 +619,7 @@ def main():
     if len(sys.argv) < 3 or sys.argv[2] not in MODES:
         sys.stderr.write(__doc__)
         sys.exit(2)
-    c = Client(int(sys.argv[1]))
+    c = Client(int(sys.argv[1]), hold_ack=sys.argv[2] == "late_ack")
     MODES[sys.argv[2]](c, *sys.argv[3:])
     try:
         c.conn.close_connection()

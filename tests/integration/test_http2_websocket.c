@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -571,6 +573,251 @@ static void test_reset_tunnel_counted_once(void **state)
     fake_origin_stop(f);
 }
 
+/* An origin that reads slowly (16 KiB a millisecond) until its EOF: what it read, and how its
+ * read ended (1: a FIN, 2: nothing within 20 s, 100 + errno: an error). */
+struct slow_reader {
+    atomic_llong got;
+    atomic_int end;
+};
+
+static int read_slowly(int fd, void *arg)
+{
+    struct slow_reader *sr = arg;
+    static char buf[16384];
+    int64_t deadline = tu_now_ms() + 20000;
+    for (int i = 0; i < 100000; i++) { /* bounded: 4 MiB is 256 reads */
+        short ev = 0;
+        if (tu_poll_until(fd, POLLIN, deadline, &ev) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            atomic_store(&sr->end, n == 0 ? 1 : 100 + errno);
+            return 0;
+        }
+        atomic_fetch_add(&sr->got, n);
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL); /* a slow reader, on purpose: Portico's output to it backs up */
+    }
+    atomic_store(&sr->end, 2);
+    return 0;
+}
+
+/* The client's END_STREAM is a FIN to the origin behind every byte the client sent, however
+ * far behind the origin reads: 4 MiB to an origin that reads slowly, END_STREAM on the last
+ * DATA; the origin reads all 4 MiB, then its EOF, and its close ends the stream. */
+static void test_fin_behind_slow_origin(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static struct slow_reader sr;
+    atomic_store(&sr.got, 0);
+    atomic_store(&sr.end, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(read_slowly, &sr);
+    sw.steps[2] = (struct fo_step)FO_CLOSE();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "upload", "/up", "4", NULL);
+    want(&r, "status=200");
+    want(&r, "sent=True");
+    want(&r, "ended=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    assert_int_equal(atomic_load(&sr.end), 1);
+    assert_int_equal(atomic_load(&sr.got), 4 << 20);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* A download the client reads more slowly than tunnel_timeout: 1 MiB, all in Portico's hands
+ * at once (the stream's share), taken by the client a window at a time for about 2 s. The
+ * client taking bytes is activity: the tunnel is not cut while they move. */
+static void test_slow_download_not_idle(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static char download[1 << 20];
+    memset(download, 'd', sizeof(download));
+    atomic_store(&sw.eof, 0);
+    sw.steps[1] = (struct fo_step)FO_SEND_N(download, sizeof(download));
+    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "slowread", "/down", "1024", NULL);
+    want(&r, "status=200");
+    want(&r, "received=1048576");
+    want(&r, "reset_before_end=none");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"idle\"}") == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* END_STREAM on the extended CONNECT's HEADERS, or on an empty DATA before the origin's 101: a
+ * tunnel the client half-closed at once (RFC 9113 8.5: END_STREAM is the TCP FIN). The origin
+ * is asked and switches as for any other; it gets its FIN right after the switch, what it sends
+ * still reaches the client, and its close ends the stream. */
+static void test_end_stream_on_headers(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    atomic_store(&sw.eof, 0);
+    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x05" "early");
+    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    const char *where[] = {"headers", "data"};
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&sw.eof, 0);
+        run_client(h, &r, "headers_end", "/half", where[i], NULL);
+        want(&r, "status=200");
+        want(&r, "frame=early");
+        want(&r, "ended=True");
+        want(&r, "reset=none");
+        tu_cmd_result_free(&r);
+        int64_t deadline = tu_now_ms() + PX_IO_MS;
+        while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
+        }
+        assert_int_equal(atomic_load(&sw.eof), 1); /* a FIN, not a reset or nothing */
+    }
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 2) ==
+                2);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* A client that acknowledges Portico's SETTINGS late, its WebSockets open: the acknowledgement
+ * takes every stream's window down from 65,535 to Portico's floor (RFC 9113 6.9.2), below 0 for
+ * one that spent more, and no byte of it may leave to bring it back: the tunnel streams' windows
+ * are given back then, as other streams' are. Eight WebSockets: the first ones' grants use up
+ * the connection's pool, and the last one's share is the floor. */
+static void test_late_settings_ack_regrants(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "late_ack", "/late", "8", NULL);
+    want(&r, "status=200");
+    want(&r, "acks_held=1");
+    want(&r, "echoed_before=True");
+    want(&r, "echoed_after=True");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* What the origin sends before its reset (remains_burst). */
+#define REMAINS_BYTES (256 * 1024)
+
+/* The origin's side: REMAINS_BYTES, then a wait until Portico's kernel acknowledged them all
+ * (SIOCOUTQ empty): they reached Portico before the reset that follows. */
+static int remains_burst(int fd, void *arg)
+{
+    (void)arg;
+    static char chunk[16384];
+    memset(chunk, 'r', sizeof(chunk));
+    int64_t deadline = tu_now_ms() + 10000;
+    for (size_t sent = 0; sent < REMAINS_BYTES;) {
+        short ev = 0;
+        if (tu_poll_until(fd, POLLOUT, deadline, &ev) <= 0)
+            return -1;
+        size_t want = REMAINS_BYTES - sent < sizeof(chunk) ? REMAINS_BYTES - sent : sizeof(chunk);
+        ssize_t n = send(fd, chunk, want, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        sent += n > 0 ? (size_t)n : 0;
+    }
+    int queued = 1;
+    while (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling the kernel's count of unacknowledged bytes */
+    }
+    return queued == 0 ? 0 : -1;
+}
+
+/* An origin that sends its last bytes and resets: they reach the client, as they would over a
+ * direct TCP connection (and over an HTTP/1.1 tunnel), then the stream is reset CONNECT_ERROR;
+ * they were dropped with the reset whenever the client's window had not let them all go yet.
+ * With the client's window at 16 KiB that is most of them. */
+static void test_origin_reset_behind_bytes(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    char received[32];
+    snprintf(received, sizeof(received), "received=%d", REMAINS_BYTES);
+    const char *windows[] = {"16384", "0"};
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+        run_client(h, &r, "remains", "/remains", windows[i], NULL);
+        want(&r, "status=200");
+        want(&r, received);
+        want(&r, "ended=False");
+        want(&r, "reset=10");
+        tu_cmd_result_free(&r);
+    }
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 2) ==
+                2);
+    assert_true(metric(h, "portico_tunnels_closed_total{reason=\"client_error\"}") == 0);
+    assert_true(origin_in_flight(h) == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* The same with a client that gives back no window: the reset waits for it no longer than
+ * tunnel_timeout (CANCEL, counted idle), having sent what the window let go. */
+static void test_origin_reset_window_shut(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "remains", "/shut", "16384", "noack", NULL);
+    want(&r, "status=200");
+    want(&r, "received=16384");
+    want(&r, "reset=8");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"idle\"}", 1) == 1);
+    assert_true(origin_in_flight(h) == 0);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* A 101 with the right Sec-WebSocket-Accept and then a second, wrong one does not prove the
  * key (the field is not a list): 502, no tunnel. */
 static const struct fo_step *pick_two_accepts(const struct fo_request_info *req, void *arg)
@@ -755,6 +1002,98 @@ static void fifo_go(const char *path)
     }
 }
 
+/* The origin's side of test_stalled_origin_reset: writes until Portico stops reading it (the
+ * stream full, the client giving back no window) and its kernel takes no more, notes what
+ * Portico's kernel acknowledged and what it sent, and resets. */
+struct stall_origin {
+    atomic_int done;
+    size_t written, acked, sent;
+};
+
+static int fill_then_note(int fd, void *arg)
+{
+    struct stall_origin *so = arg;
+    static char chunk[65536];
+    memset(chunk, 's', sizeof(chunk));
+    size_t total = 0;
+    short rev;
+    while (total < 64u * 1024 * 1024) {
+        ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (tu_poll_until(fd, POLLOUT, tu_now_ms() + 200, &rev) == 0)
+            break; /* stalled: nobody reads */
+    }
+    int unacked = 0, unsent = 0;
+    if (ioctl(fd, SIOCOUTQ, &unacked) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0)
+        return -1;
+    so->written = total;
+    so->acked = total - (size_t)unacked;
+    so->sent = total - (size_t)unsent;
+    /* The reset, sent now (a TCP disconnect: RST, its output dropped), before the test is told */
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    if (connect(fd, &unspec, sizeof(unspec)) != 0)
+        return -1;
+    atomic_store(&so->done, 1);
+    return -1; /* the connection is closed */
+}
+
+/* An origin that fills the way to a client that reads nothing (the stream's share in Portico,
+ * its socket's input, the kernels' buffers), then resets; the client then sends a message, a
+ * write that meets the reset before Portico read the rest, and reads again: every byte that
+ * reached Portico (all its kernel acknowledged) reaches the client, then RST_STREAM
+ * CONNECT_ERROR, as over an HTTP/1.1 tunnel (test_websocket's test_stream_then_reset). */
+static void test_stalled_origin_reset(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    static struct stall_origin so;
+    atomic_store(&so.done, 0);
+    sw.steps[1] = (struct fo_step)FO_CALL(fill_then_note, &so);
+    sw.steps[2] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    char dir[256], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct side_run run = {.argv = {PY, CLIENT, port, "remains_go", "/stalled", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    int64_t deadline = tu_now_ms() + 20000;
+    while (!atomic_load(&so.done) && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the origin's thread says when it is about to reset */
+    }
+    assert_true(atomic_load(&so.done));
+    fifo_go(go);
+    pthread_join(t, NULL);
+    if (run.rc != 0)
+        fail_msg("h2_websocket.py remains_go: rc %d\n%s%s", run.rc, run.r.out, run.r.err);
+    want(&run.r, "status=200");
+    want(&run.r, "go=True");
+    want(&run.r, "reset=10");
+    const char *rx = strstr(run.r.out, "\nreceived=");
+    assert_non_null(rx);
+    size_t got = strtoull(rx + 10, NULL, 10);
+    print_message("  the origin wrote %zu bytes, %zu-%zu of them before its reset; the client "
+                  "got %zu, then RST_STREAM\n",
+                  so.written, so.acked, so.sent, got);
+    assert_true(got >= so.acked && got <= so.sent);
+    tu_cmd_result_free(&run.r);
+    tu_remove_tree(dir);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* A reload's old worker lets a WebSocket stream live for shutdown_timeout, as an HTTP/1.1
  * tunnel, then cuts it: the client has the GOAWAY, then the close; the cut is logged and
  * counted. */
@@ -901,6 +1240,13 @@ int main(void)
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_reset_tunnel_counted_once),
+        cmocka_unit_test(test_origin_reset_behind_bytes),
+        cmocka_unit_test(test_origin_reset_window_shut),
+        cmocka_unit_test(test_stalled_origin_reset),
+        cmocka_unit_test(test_late_settings_ack_regrants),
+        cmocka_unit_test(test_fin_behind_slow_origin),
+        cmocka_unit_test(test_slow_download_not_idle),
+        cmocka_unit_test(test_end_stream_on_headers),
         cmocka_unit_test(test_two_accepts_refused),
         cmocka_unit_test(test_origin_stall_resets_stream),
         cmocka_unit_test(test_bulk_echo_resumes),

@@ -989,6 +989,7 @@ static void test_metric_types_and_labels(void **state)
         metrics_interim(m, 103, (enum interim_direction)d);
     for (int a = 0; a < FAULT_ACTION_COUNT; a++)
         metrics_fault(m, 0, (enum fault_action)a);
+    metrics_rate_limited(m, 0);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1};
