@@ -790,18 +790,26 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     }
     const struct named_file ca[] = {
         {"tls_client_ca", cfg->tls_client_ca, cfg_key_line(lines, CFG_SEC_PROXY, "tls_client_ca")},
+        {"tls_client_crl", cfg->tls_client_crl,
+         cfg_key_line(lines, CFG_SEC_PROXY, "tls_client_crl")},
     };
-    if (!files_readable(ld, ca, ARRAY_LEN(ca)))
+    size_t nfiles = cfg->tls_client_crl ? 2 : 1;
+    if (!files_readable(ld, ca, nfiles))
         return false;
     struct tls_error e = {0};
-    if (mtls_bind(cfg->tls_verify_client, cfg->tls_verify_depth, cfg->tls_client_ca, bind) != 0) {
+    if (mtls_bind(cfg->tls_verify_client, cfg->tls_verify_depth, cfg->tls_client_ca,
+                  cfg->tls_client_crl, bind) != 0) {
         cfg_report(ld, ca[0].line, "tls_client_ca: %s: %s", cfg->tls_client_ca, strerror(errno));
         return false;
     }
-    if (mtls_apply(ctx, cfg->tls_verify_client, cfg->tls_client_ca, cfg->tls_verify_depth, bind,
-                   &e) != 0) {
-        report_tls_error(ld, &e, ca, ARRAY_LEN(ca), ca[0].line, "tls_client_ca");
+    if (mtls_apply(ctx, cfg->tls_verify_client, cfg->tls_client_ca, cfg->tls_client_crl,
+                   cfg->tls_verify_depth, bind, &e) != 0) {
+        report_tls_error(ld, &e, ca, nfiles, ca[0].line, "tls_client_ca");
         return false;
+    }
+    if (cfg->tls_client_crl) {
+        struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path};
+        certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
     }
     return true;
 }
@@ -967,7 +975,8 @@ static void validate_proxy(struct cfg_loader *ld)
                              "serves HTTPS with tls_cert and tls_key)", halves[h].key);
         }
         static const char *const tls_only[] = {"tls_strict_sni", "tls_verify_client",
-                                               "tls_client_ca", "tls_verify_depth"};
+                                               "tls_client_ca", "tls_client_crl",
+                                               "tls_verify_depth"};
         for (size_t k = 0; k < ARRAY_LEN(tls_only); k++) {
             int line = cfg_key_line(lines, CFG_SEC_PROXY, tls_only[k]);
             if (line)
@@ -975,7 +984,8 @@ static void validate_proxy(struct cfg_loader *ld)
         }
     }
     if (any_tls_listen && cfg->tls_verify_client == MTLS_OFF) {
-        static const char *const asked_only[] = {"tls_client_ca", "tls_verify_depth"};
+        static const char *const asked_only[] = {"tls_client_ca", "tls_client_crl",
+                                                 "tls_verify_depth"};
         for (size_t k = 0; k < ARRAY_LEN(asked_only); k++) {
             int line = cfg_key_line(lines, CFG_SEC_PROXY, asked_only[k]);
             if (line)
@@ -1381,6 +1391,7 @@ void cfg_free(struct config *cfg)
     free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);
     free(cfg->tls_client_ca);
+    free(cfg->tls_client_crl);
     free(cfg->error_page_dir);
     free(cfg->access_log);
     free(cfg->error_log);

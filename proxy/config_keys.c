@@ -1312,6 +1312,7 @@ static const struct cfg_key proxy_keys[] = {
     /* client certificates (mutual TLS, mtls.h): asked, or required, chaining to tls_client_ca */
     NAMED("tls_verify_client", set_enum, CFG(tls_verify_client), mtls_mode_names),
     KEY("tls_client_ca", set_path, CFG(tls_client_ca)),
+    KEY("tls_client_crl", set_path, CFG(tls_client_crl)),
     NUMBER("tls_verify_depth", set_int, CFG(tls_verify_depth), 1, 32),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
     {"tls_ticket_rotation", set_long_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,

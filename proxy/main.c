@@ -633,8 +633,10 @@ static void user_warnings(const struct config *cfg, say_fn *say)
         warn_unreadable(cfg, say, "tls_cert", cfg->tls_pairs[i].cert);
         warn_unreadable(cfg, say, "tls_key", cfg->tls_pairs[i].key);
     }
-    if (cfg->tls_verify_client) /* read again by each reload, as the user */
+    if (cfg->tls_verify_client) { /* read again by each reload, as the user */
         warn_unreadable(cfg, say, "tls_client_ca", cfg->tls_client_ca);
+        warn_unreadable(cfg, say, "tls_client_crl", cfg->tls_client_crl);
+    }
     warn_unreadable(cfg, say, "error_page_dir", cfg->error_page_dir);
     for (int i = 0; i < cfg->nupstreams; i++) {
         const struct upstream_conf *u = &cfg->upstreams[i];

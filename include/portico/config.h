@@ -274,6 +274,7 @@ struct config {
     int tls_verify_client;                 /* enum mtls_mode: client certificates asked
                                               (optional) or required (on), mtls.h */
     char *tls_client_ca;                   /* the CAs clients' certificates chain to */
+    char *tls_client_crl;                  /* their CRLs (NULL: revocation not checked) */
     int tls_verify_depth;                  /* intermediate CAs at most above the client's */
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls`: the first pair's,
                                               choosing the others by SNI (sni.h) */

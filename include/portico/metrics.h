@@ -209,6 +209,7 @@ enum pp_error {
     X(CERT_REFUSED_UNKNOWN_CA, "unknown_ca", "unknown CA")                                        \
     X(CERT_REFUSED_EXPIRED, "expired", "expired")                                                 \
     X(CERT_REFUSED_NOT_YET_VALID, "not_yet_valid", "not yet valid")                               \
+    X(CERT_REFUSED_REVOKED, "revoked", "revoked")                                                 \
     X(CERT_REFUSED_INVALID, "invalid", "invalid")
 
 enum cert_refusal {

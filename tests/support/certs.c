@@ -82,6 +82,9 @@ static const char ca_conf_fmt[] =
     "[client_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = clientAuth\n"
+    "[self_client_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
     "extendedKeyUsage = clientAuth\n";
 
 /* One certificate to make: its file stem, subject, config section and how it is signed. */
@@ -481,4 +484,99 @@ const struct test_mtls_certs *certs_get_mtls(void)
 {
     pthread_once(&mtls_once, mtls_generate);
     return mtls_result;
+}
+
+/* ---- revocation, odd dates and odd names (mutual TLS) ---- */
+
+/* The subject of the odd client: a line feed that would begin a forged log line, SOH, DEL, the
+ * C1 control CSI (U+009B, a terminal's escape) and UTF-8 that is no control. */
+static const char odd_subject[] = "/CN=portico-odd\nINFO forged line\x01\x7f\xc2\x9b/O=Caf\xc3\xa9";
+
+static struct {
+    char paths[14][CERT_PATH_MAX];
+} extra_store;
+static struct test_mtls_extra_certs extra;
+static const struct test_mtls_extra_certs *extra_result;
+static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
+
+/* `openssl ca -gencrl` of the CA ca_pem/ca_key into out: valid a week, or between the given
+ * dates (NULL: now). What it lists is what the shared database says is revoked by then. */
+static int make_crl(const char *conf, const char *ca_pem, const char *ca_key, const char *out,
+                    const char *last, const char *next)
+{
+    if (last != NULL) {
+        const char *const argv[] = { "openssl", "ca", "-config", conf, "-gencrl", "-cert",
+                                     ca_pem, "-keyfile", ca_key, "-crl_lastupdate", last,
+                                     "-crl_nextupdate", next, "-out", out, NULL };
+        return run_openssl(argv);
+    }
+    const char *const argv[] = { "openssl", "ca", "-config", conf, "-gencrl", "-cert", ca_pem,
+                                 "-keyfile", ca_key, "-crldays", "7", "-out", out, NULL };
+    return run_openssl(argv);
+}
+
+static void extra_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    const struct test_mtls_certs *m = certs_get_mtls();
+    char conf[CERT_PATH_MAX], start[32], end[32];
+    char **p = (char *[]){ extra_store.paths[0], extra_store.paths[1], extra_store.paths[2],
+                           extra_store.paths[3], extra_store.paths[4], extra_store.paths[5],
+                           extra_store.paths[6], extra_store.paths[7], extra_store.paths[8],
+                           extra_store.paths[9], extra_store.paths[10], extra_store.paths[11],
+                           extra_store.paths[12], extra_store.paths[13] };
+    long long now = (long long)time(NULL);
+
+    ca_date(now + DAY, start, sizeof(start));
+    ca_date(now + 365 * DAY, end, sizeof(end));
+    const struct cert_row revoked = { "revoked-client", "/CN=portico-revoked-client",
+                                      "client_ext", 0, NULL, NULL };
+    const struct cert_row later = { "later-client", "/CN=portico-later-client", "client_ext", 0,
+                                    start, end };
+    if (c == NULL || m == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    static const struct {
+        const char *stem, *ext;
+    } names[] = { { "revoked-client", ".pem" }, { "revoked-client", ".key" },
+                  { "later-client", ".pem" },   { "later-client", ".key" },
+                  { "odd-client", ".pem" },     { "odd-client", ".key" },
+                  { "crl-empty", ".pem" },      { "crl", ".pem" },
+                  { "crl-expired", ".pem" },    { "crl-other", ".pem" },
+                  { "odd-ca", ".pem" } };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (store_path(p[i], CERT_PATH_MAX, names[i].stem, names[i].ext) < 0) {
+            return;
+        }
+    }
+    const char *const odd[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", "ec",
+                                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                p[5], "-out", p[4], "-days", "3650", "-utf8", "-subj",
+                                odd_subject, "-extensions", "self_client_ext", NULL };
+    const char *const revoke[] = { "openssl", "ca", "-config", conf, "-revoke", p[0], "-cert",
+                                   c->ca_cert, "-keyfile", c->ca_key, NULL };
+    if (make_row(&revoked, conf, c->ca_cert, c->ca_key) < 0
+        || make_row(&later, conf, c->ca_cert, c->ca_key) < 0 || run_openssl(odd) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[6], NULL, NULL) < 0
+        || run_openssl(revoke) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[7], NULL, NULL) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[8], "20200101000000Z", "20200102000000Z") < 0
+        || make_crl(conf, m->other_ca_cert, m->other_ca_key, p[9], NULL, NULL) < 0
+        || write_chain(c->ca_cert, p[4], p[10]) < 0) {
+        return;
+    }
+    extra = (struct test_mtls_extra_certs){
+        .revoked_client_cert = p[0], .revoked_client_key = p[1],
+        .later_client_cert = p[2], .later_client_key = p[3],
+        .odd_client_cert = p[4], .odd_client_key = p[5],
+        .crl_empty = p[6], .crl = p[7], .crl_expired = p[8], .crl_other = p[9],
+        .ca_and_odd = p[10],
+    };
+    extra_result = &extra;
+}
+
+const struct test_mtls_extra_certs *certs_get_mtls_extra(void)
+{
+    pthread_once(&extra_once, extra_generate);
+    return extra_result;
 }

@@ -112,4 +112,30 @@ struct test_mtls_certs {
  * (thread-safe; four more `openssl` pairs). NULL if it failed. */
 const struct test_mtls_certs *certs_get_mtls(void);
 
+/* More for mutual TLS: revocation (a client certs_get's CA revoked, and that CA's CRLs), a client
+ * not yet valid, and a self-signed client whose subject holds controls and UTF-8. */
+struct test_mtls_extra_certs {
+    const char *revoked_client_cert; /* CN portico-revoked-client, clientAuth; certs_get's CA;
+                                      * revoked by it (listed in crl, crl_expired, crl_other) */
+    const char *revoked_client_key;
+    const char *later_client_cert;   /* CN portico-later-client, clientAuth; certs_get's CA;
+                                      * valid from a day after it was made */
+    const char *later_client_key;
+    const char *odd_client_cert;     /* self-signed, clientAuth, CA:FALSE; subject
+                                      * "CN=portico-odd\nINFO forged line\1\177\302\233,
+                                      * O=Caf\303\251" (a line feed, SOH, DEL, the C1 CSI,
+                                      * UTF-8 "é") */
+    const char *odd_client_key;
+    const char *crl_empty;           /* certs_get's CA's CRL made before the revocation: empty */
+    const char *crl;                 /* certs_get's CA's CRL listing revoked_client, a week */
+    const char *crl_expired;         /* the same, valid only 2020-01-01..2020-01-02 */
+    const char *crl_other;           /* a CRL of certs_mtls's other CA */
+    const char *ca_and_odd;          /* certs_get's CA, then odd_client: a tls_client_ca that
+                                      * trusts the odd client itself */
+};
+
+/* The certificates and CRLs above (in certs_get's directory), generated on first call
+ * (thread-safe; three more `openssl` pairs and four CRLs). NULL if it failed. */
+const struct test_mtls_extra_certs *certs_get_mtls_extra(void);
+
 #endif
