@@ -1416,6 +1416,9 @@ void cfg_free(struct config *cfg)
         free(r->upstream_name);
         for (int h = 0; h < r->nhints; h++)
             free(r->early_hints[h]);
+        hrules_free(r->request_rules);
+        hrules_free(r->response_rules);
+        free(r->rewrite_prefix);
     }
     free(cfg->upstreams);
     free(cfg->routes);

@@ -19,6 +19,7 @@
 #include "portico/fault.h"
 #include "portico/hints.h"
 #include "portico/mtls.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/util.h"
 
@@ -1109,6 +1110,81 @@ static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
+/* ---- header rules and the path rewrite ---- */
+
+/* One header rule of a route (header_rules.h parses and judges it), kept in the file's order. */
+static int add_header_rule(struct cfg_loader *ld, const struct cfg_key *k, struct hrules **rules,
+                           enum hrule_dir dir, enum hrule_op op, const char *value)
+{
+    char why[200];
+    struct hrule r;
+    int rc = hrule_parse(dir, op, value, &r, why, sizeof(why));
+    if (rc == 0) {
+        r.line = ld->line;
+        rc = hrules_add(rules, &r, why, sizeof(why));
+    }
+    if (rc != 0 && why[0])
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+    else if (rc != 0) /* the one message of an allocation that failed */
+        cfg_report(ld, ld->line, "out of memory");
+    return rc;
+}
+
+static int set_request_header(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                              const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->request_rules, HRULE_REQUEST, HRULE_SET, value);
+}
+
+static int set_request_header_remove(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                                     const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->request_rules, HRULE_REQUEST, HRULE_REMOVE, value);
+}
+
+static int set_response_header(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                               const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->response_rules, HRULE_RESPONSE, HRULE_SET, value);
+}
+
+static int set_response_header_remove(struct cfg_loader *ld, const struct cfg_key *k,
+                                      void *base, const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->response_rules, HRULE_RESPONSE, HRULE_REMOVE, value);
+}
+
+/* What replaces the matched prefix: a path as prefix takes one, with no query, no fragment and
+ * no dot segment of its own (the joint with the rest of the path is checked per request). */
+static int set_rewrite_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                              const char *value)
+{
+    struct route_conf *r = base;
+    if (value[0] != '/') {
+        cfg_report(ld, ld->line, "%s: '%s' must start with '/'", k->name, value);
+        return -1;
+    }
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#') {
+            cfg_report(ld, ld->line, "%s: '%s' holds a blank, a control, a non-ASCII byte, '?' "
+                                     "or '#': a path only", k->name, value);
+            return -1;
+        }
+    }
+    if (request_has_dot_segment(value, strlen(value))) {
+        cfg_report(ld, ld->line, "%s: '%s' holds a dot segment ('.' or '..')", k->name, value);
+        return -1;
+    }
+    if (store_string(&r->rewrite_prefix, cfg_copy(ld, value)) != 0)
+        return -1;
+    r->rewrite_prefix_len = strlen(value);
+    return 0;
+}
+
 /* ---- fault rules (issue 8) ---- */
 
 /* A Bearer token (RFC 6750 b64token): letters, digits and -._~+/ with '=' only at the end. */
@@ -1319,6 +1395,12 @@ static const struct cfg_key route_keys[] = {
     /* [proxy]'s, for this route's bodies (exchange.c) */
     NUMBER("client_body_min_rate", set_size, RTE(client_body_min_rate), 0, UINT64_C(1) << 30),
     DURATION("client_body_rate_grace", RTE(client_body_rate_grace_ms), 1),
+    /* header rules and the path rewrite (header_rules.h, rewrite.h) */
+    LIST("request_header", set_request_header),
+    LIST("request_header_remove", set_request_header_remove),
+    LIST("response_header", set_response_header),
+    LIST("response_header_remove", set_response_header_remove),
+    KEY("rewrite_prefix", set_rewrite_prefix, 0),
     /* [proxy]'s, for this route's requests (climit.c) */
     NUMBER("client_rate", set_client_rate, RTE(client_rate), 1, 1000000),
     NUMBER("client_rate_burst", set_uint, RTE(client_rate_burst), 0, 1000000),

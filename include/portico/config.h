@@ -21,6 +21,7 @@
 #include "portico/config_limits.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
+#include "portico/header_rules.h"
 #include "portico/log.h"
 
 #define CFG_MAX_LISTEN 16
@@ -189,6 +190,12 @@ struct route_conf {
     uint64_t client_body_min_rate;         /* [proxy]'s unless set here: 0 turns it off for the
                                               route (a streaming upload, a long poll) */
     uint64_t client_body_rate_grace_ms;    /* [proxy]'s unless set here */
+    struct hrules *request_rules;          /* owned: request_header(_remove), or NULL (none:
+                                              the common route costs one test a field) */
+    struct hrules *response_rules;         /* owned: response_header(_remove), or NULL */
+    char *rewrite_prefix;                  /* what replaces the part of the path prefix
+                                              matched, or NULL */
+    size_t rewrite_prefix_len;
     struct client_rate client_rate;        /* [proxy]'s unless set here (climit.h) */
     uint64_t client_rate_burst;            /* requests above the rate at once; [proxy]'s unless
                                               set here */
