@@ -398,6 +398,8 @@ void clients_close_all(struct loop *l)
  * reader arrived as 155,432 and ECONNRESET. */
 static bool answer_unsent(const struct client *c)
 {
+    if (sock_all_left(&c->sock)) /* a small answer (an error, a small body): nothing to ask */
+        return false;
     int unsent = 0;
     return ioctl(c->sock.fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0;
 }
