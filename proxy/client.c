@@ -45,10 +45,12 @@
 
 #include "portico/admin.h"
 #include "portico/admin_faults.h"
+#include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/generation.h"
 #include "portico/h1out.h"
 #include "portico/h2.h"
 #include "portico/headers.h"
@@ -144,6 +146,8 @@ struct client {
     uint64_t discard_owed;             /* ... as many as there were at the answer (CS_DISCARD) */
     bool body_timed_out;               /* its exchange was told of client_body_timeout: the rest
                                           its 408 closes on is counted timeout, not closed */
+    struct climit_key climit_key;      /* its client in the generation's table ... */
+    bool climit_counted;               /* ... counted there (max_connections_per_client) */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
     struct event *stream_next;         /* CS_STREAM: the next slice, on the loop's next turn */
     bool stream_close;                 /* CS_STREAM: the connection closes after the page */
@@ -331,6 +335,8 @@ static void client_close(struct client *c, const char *why)
     stream_end(c);
     sock_close(&c->sock);
     mtls_peer_free(c->mtls);
+    if (c->climit_counted)
+        climit_conn_close(l->gen->climit, &c->climit_key);
     TAILQ_REMOVE(&l->clients, c, link);
     if (c->kind == CLIENT_ADMIN)
         l->admin_conns--;
@@ -392,6 +398,8 @@ void clients_close_all(struct loop *l)
  * reader arrived as 155,432 and ECONNRESET. */
 static bool answer_unsent(const struct client *c)
 {
+    if (sock_all_left(&c->sock)) /* a small answer (an error, a small body): nothing to ask */
+        return false;
     int unsent = 0;
     return ioctl(c->sock.fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0;
 }
@@ -1379,6 +1387,16 @@ static bool alpn_h2(const struct client *c)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
+/* Under tls_verify_client = optional a certificate that failed verification is served and only
+ * the origin was told: the operator is told too, as a refusal under `on` is (a full handshake
+ * only; a resumption repeats the origin's FAILED, not the line). */
+static void client_cert_failed(struct client *c)
+{
+    char buf[1024], addr[PEER_ADDR_MAX];
+    if (mtls_failed(c->sock.ssl, buf, sizeof(buf)))
+        log_client("client %s: %s", peer_addr(&c->peer, addr, sizeof(addr)), buf);
+}
+
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
@@ -1391,6 +1409,12 @@ static void client_cb(void *arg, enum sock_event ev)
             tls_watch_first_record(c->sock.ssl, NULL);
             c->mtls = mtls_peer_new(c->sock.ssl); /* once: each request tells its origin */
             c->peer.cert = c->mtls;
+            client_cert_failed(c);
+            int served = sni_served(c->sock.ssl);
+            if (served >= 0)
+                metrics_tls_handshake(c->loop->metrics, served);
+            else if (SSL_session_reused(c->sock.ssl))
+                metrics_add(c->loop->metrics, M_TLS_RESUMED, 1);
         }
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);
@@ -1550,6 +1574,34 @@ static void make_room(struct loop *l)
     }
 }
 
+/* max_connections_per_client: the new connection's client (with proxy_protocol, its header's
+ * source) is counted, all workers together; one over the limit is closed at once, nothing read
+ * and nothing sent, as HAProxy's `tcp-request connection reject`: an answer (nginx's 503) needs
+ * a request read first, which is what the limit is there to spare. A peer of trusted_proxies
+ * carries many clients and is never counted. 1: counted in *key; 0: refused; -1: not counted.
+ * Out of line: without the key an accept pays one compare. */
+__attribute__((noinline)) static int per_client_admit(struct loop *l, const struct sockaddr *sa,
+                                                      struct climit_key *key)
+{
+    const struct config *cfg = l->cfg;
+    struct fault_addr addr;
+    if (!l->gen->climit || climit_sockaddr_addr(sa, &addr) != 0 ||
+        fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &addr))
+        return -1;
+    climit_key_addr(&addr, CLIMIT_SCOPE_CONN, key);
+    int rc = climit_conn_open(l->gen->climit, key, cfg->max_connections_per_client,
+                              event_now_us() * 1000);
+    if (rc == 0) {
+        char who[PEER_ADDR_MAX];
+        metrics_conn_refused(l->metrics, CONN_REFUSED_PER_CLIENT);
+        log_client("client %s: connection closed at its accept: it holds "
+                   "max_connections_per_client = %llu already",
+                   climit_key_text(key, who, sizeof(who)),
+                   (unsigned long long)cfg->max_connections_per_client);
+    }
+    return rc;
+}
+
 /* client_new and client_new_at: inlined in each, so that an accept without a PROXY header runs
  * the code it ran before there was one (no call more, the same register allocation). */
 static inline __attribute__((always_inline)) struct client *
@@ -1557,11 +1609,20 @@ client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum cl
             bool deferred, uint64_t accepted_us)
 {
     const struct config *cfg = l->cfg;
+    struct climit_key key;
+    int counted = -1;
+    if (cfg->max_connections_per_client && kind != CLIENT_ADMIN &&
+        (counted = per_client_admit(l, sa, &key)) == 0) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
     struct client *c = zalloc(sizeof(*c));
     SSL *ssl = tls && c ? SSL_new(cfg->server_ssl_ctx) : NULL;
     if (!c || (tls && !ssl)) {
         free(c);
         evutil_closesocket(fd);
+        if (counted == 1)
+            climit_conn_close(l->gen->climit, &key);
         return NULL;
     }
     if (ssl) {
@@ -1572,7 +1633,13 @@ client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum cl
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
     if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
         free(c);
+        if (counted == 1)
+            climit_conn_close(l->gen->climit, &key);
         return NULL;
+    }
+    if (counted == 1) {
+        c->climit_key = key;
+        c->climit_counted = true;
     }
     c->loop = l;
     c->kind = kind;

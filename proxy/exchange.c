@@ -86,6 +86,7 @@
 #include <string.h>
 
 #include "portico/balance.h"
+#include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/errpage.h"
 #include "portico/generation.h"
@@ -96,6 +97,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/rewrite.h"
 #include "portico/route.h"
 #include "portico/route_prefix.h"
 #include "portico/sock.h"
@@ -682,7 +684,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
      * answers (it said keep-alive to HTTP/1.0, then closed). */
     ex->close_client |= close || !ex->info.keep_alive;
     struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = reason,
-                        .limit_ms = ex->limit_ms};
+                        .limit_ms = ex->limit_ms, .retry_after_s = ex->retry_after_s};
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
 }
@@ -844,6 +846,8 @@ static enum phase ended_in(const struct exchange *ex)
 {
     if (ex->failure != FAIL_NONE)
         return ex->fail_phase;
+    if (ex->rate_limited)
+        return PHASE_ROUTE; /* refused before an origin was asked, for its client's pace */
     return ex->outcome == OUTCOME_OPEN || ex->outcome == OUTCOME_LEFT || ex->client_stalled
                ? ex->pc.current
                : PHASE_DONE;
@@ -1021,6 +1025,8 @@ static void exchange_free(struct exchange *ex)
     if (ex->replay)
         evbuffer_free(ex->replay);
     free(ex->hints);
+    if (ex->rewritten) /* (a route with rewrite_prefix: free(NULL) is a call) */
+        free(ex->rewritten);
     exchange_release(ex->loop, ex);
 }
 
@@ -1201,6 +1207,35 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     return ex;
 }
 
+/* client_rate: whether the request's client (the address real_ip or the PROXY header gave, IPv6
+ * by its /64) is within its route's rate; else 429 with Retry-After, and false. Out of line: a
+ * route without a rate pays one compare for it. */
+__attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
+{
+    const struct route_conf *r = ex->route;
+    struct climit *t = ex->loop->gen->climit;
+    struct fault_addr addr;
+    struct climit_key key;
+    if (!t || ex_client_addr(ex, &addr) != 0)
+        return true; /* no address to count it by (none on a Unix socket) */
+    climit_key_addr(&addr, ex->route_index, &key);
+    uint64_t wait_ns = climit_take(t, &key, r->client_rate.interval_ns, r->client_rate_burst,
+                                   ex->now * 1000);
+    if (!wait_ns)
+        return true;
+    char who[PEER_ADDR_MAX], reason[sizeof(ex->detail)];
+    snprintf(reason, sizeof(reason),
+             "client %s over client_rate = %llu/%c on route %s (burst %llu)",
+             climit_key_text(&key, who, sizeof(who)), (unsigned long long)r->client_rate.count,
+             r->client_rate.unit, r->name, (unsigned long long)r->client_rate_burst);
+    log_client("request %s: %s", ex->request_id, reason);
+    metrics_rate_limited(ex->loop->metrics, ex->route_index);
+    ex->rate_limited = true;
+    ex->retry_after_s = (uint16_t)((wait_ns + 999999999) / 1000000000); /* rounded up */
+    ex_refuse(ex, HTTP_TOO_MANY_REQUESTS, reason, !relay_discard_body(ex));
+    return false;
+}
+
 /* Splits the request-target into what we route and forward. 0, or the status to refuse it. */
 static int parse_target(struct exchange *ex, const char **why)
 {
@@ -1308,6 +1343,30 @@ static bool request_body_owed(struct exchange *ex)
     return evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) < ex->info.content_length;
 }
 
+/* The route's rewrite_prefix applied to the target to forward. false when the request was
+ * refused (the rewritten path would hold a dot segment) or failed (no memory). */
+static bool rewrite(struct exchange *ex)
+{
+    const char *why = NULL;
+    int rc = rewrite_target(ex->target, ex->target_len, ex->route_path, ex->path_len,
+                            ex->route->prefix, ex->route->rewrite_prefix,
+                            ex->route->rewrite_prefix_len, &ex->rewritten, &ex->target_len, &why);
+    if (rc == 0) {
+        if (ex->rewritten)
+            ex->target = ex->rewritten;
+        else
+            ex->target_len = 1; /* "*" as it was */
+        return true;
+    }
+    if (rc < 0) {
+        ex->target_len = 0;
+        ex_fail(ex, PHASE_ROUTE, CAUSE_LOCAL, 0, "out of memory");
+        return false;
+    }
+    ex_refuse(ex, rc, why, !relay_discard_body(ex));
+    return false;
+}
+
 static void run(struct exchange *ex)
 {
     if (!admissible(ex))
@@ -1324,8 +1383,12 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
+    if (ex->route->client_rate.count && !within_client_rate(ex))
+        return;
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
+    if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */
+        return;
     /* (the method compare here: request_max_forwards is no call for other methods) */
     _Static_assert(REQUEST_MAX_FORWARDS_CAP <= INT_MAX, "max_forwards is an int");
     ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE

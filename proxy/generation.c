@@ -7,10 +7,23 @@
 #include <string.h>
 
 #include "portico/balance.h"
+#include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/fault_table.h"
 #include "portico/hints.h"
 #include "portico/util.h"
+
+/* Whether a per-client limit is set anywhere: without one no table is made, and nothing is
+ * counted. */
+static bool generation_limits_clients(const struct config *cfg)
+{
+    if (cfg->max_connections_per_client)
+        return true;
+    for (int i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].client_rate.count)
+            return true;
+    return false;
+}
 
 void generation_free(struct generation *g)
 {
@@ -24,6 +37,7 @@ void generation_free(struct generation *g)
     free(g->balancers);
     free(g->hints);
     fault_table_free(g->faults);
+    climit_free(g->climit);
     cfg_free((struct config *)(uintptr_t)cfg); /* ours: const only for the workers */
     free(g);
 }
@@ -42,6 +56,8 @@ struct generation *generation_new(struct config *cfg, unsigned number)
     g->hints = calloc((size_t)cfg->nroutes + 1, sizeof(*g->hints));
     g->faults = fault_table_new(cfg, now_us() / 1000);
     if (!g->balancers || !g->hints || !g->faults)
+        goto fail;
+    if (generation_limits_clients(cfg) && !(g->climit = climit_new(cfg->client_limit_table)))
         goto fail;
     for (int i = 0; i < cfg->nupstreams; i++)
         if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])))

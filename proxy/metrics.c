@@ -79,6 +79,12 @@ static const char *const fault_action_names[FAULT_ACTION_COUNT] = {
 #undef X
 };
 
+static const char *const tls_key_names[TLS_KEY_COUNT] = {
+#define X(id, nm) [id] = nm,
+    TLS_KEY_LIST(X)
+#undef X
+};
+
 static const char *const reload_result_names[RELOAD_RESULT_COUNT] = {
 #define X(id, nm) [id] = nm,
     RELOAD_RESULT_LIST(X)
@@ -103,6 +109,12 @@ static const char *const discard_protocols[2] = {"http1", "http2"};
 static const char *const accept_error_names[ACCEPT_ERROR_COUNT] = {
 #define X(id, nm) [id] = nm,
     ACCEPT_ERROR_LIST(X)
+#undef X
+};
+
+static const char *const conn_refusal_names[CONN_REFUSAL_COUNT] = {
+#define X(id, nm) [id] = nm,
+    CONN_REFUSAL_LIST(X)
 #undef X
 };
 
@@ -176,6 +188,11 @@ const char *fault_action_name(enum fault_action a)
     return NAME_OF(fault_action_names, FAULT_ACTION_COUNT, a);
 }
 
+const char *tls_key_name(enum tls_key_type k)
+{
+    return NAME_OF(tls_key_names, TLS_KEY_COUNT, k);
+}
+
 const char *reload_result_name(enum reload_result r)
 {
     return NAME_OF(reload_result_names, RELOAD_RESULT_COUNT, r);
@@ -233,6 +250,7 @@ struct shard {
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     _Atomic uint64_t h2_refused[H2_REFUSED_COUNT];
     _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    _Atomic uint64_t conn_refusals[CONN_REFUSAL_COUNT];
     _Atomic uint64_t discards[2][DISCARD_END_COUNT]; /* [http2][end] */
     _Atomic uint64_t discarded_bytes[2];
 
@@ -245,9 +263,13 @@ struct shard {
 
     struct hist *hist;                 /* [nupstreams * TIMING_COUNT] */
     _Atomic uint64_t *faults;          /* [nfaults * FAULT_ACTION_COUNT] */
+    _Atomic uint64_t *handshakes;      /* [nserved]: full handshakes per certificate served */
+    uint8_t *served_key;               /* [nserved]: enum tls_key_type */
+    _Atomic uint64_t *rate_limited;    /* [nroutes]: portico_requests_rate_limited_total */
 
-    int nroutes, nupstreams, nfaults;
-    char **names;                      /* routes, then upstreams, then faults (owned copies) */
+    int nroutes, nupstreams, nfaults, nserved;
+    char **names;                      /* routes, then upstreams, then faults, then the served
+                                          files (owned copies) */
 };
 
 static struct shard *shard_of(struct metrics *m)
@@ -281,12 +303,15 @@ static void shard_free(struct shard *s)
     if (!s)
         return;
     if (s->names)
-        for (int i = 0; i < s->nroutes + s->nupstreams + s->nfaults; i++)
+        for (int i = 0; i < s->nroutes + s->nupstreams + s->nfaults + s->nserved; i++)
             free(s->names[i]);
     free(s->names);
     free(s->requests);
     free(s->hist);
     free(s->faults);
+    free(s->handshakes);
+    free(s->served_key);
+    free(s->rate_limited);
     free(s);
 }
 
@@ -307,18 +332,32 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
         s->nroutes = MAX(l->nroutes, 0);
         s->nupstreams = MAX(l->nupstreams, 0);
         s->nfaults = MAX(l->nfaults, 0);
+        s->nserved = MAX(l->nserved, 0);
     }
-    int nnames = s->nroutes + s->nupstreams + s->nfaults;
+    int nnames = s->nroutes + s->nupstreams + s->nfaults + s->nserved;
     s->names = calloc((size_t)nnames + 1, sizeof(*s->names));
     s->requests = zalloc_lines((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
     s->hist = zalloc_lines((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
     s->faults = zalloc_lines((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
-    if (!s->names || !s->requests || !s->hist || !s->faults ||
+    s->handshakes = zalloc_lines((size_t)s->nserved * sizeof(*s->handshakes));
+    s->served_key = calloc((size_t)s->nserved + 1, sizeof(*s->served_key));
+    s->rate_limited = zalloc_lines((size_t)s->nroutes * sizeof(*s->rate_limited));
+    if (!s->names || !s->requests || !s->hist || !s->faults || !s->handshakes || !s->served_key ||
+        !s->rate_limited ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
                copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
         shard_free(s);
         return NULL;
+    }
+    char **files = s->names + s->nroutes + s->nupstreams + s->nfaults;
+    for (int i = 0; i < s->nserved; i++) {
+        s->served_key[i] = (uint8_t)((unsigned)l->served[i].key < TLS_KEY_COUNT ? l->served[i].key
+                                                                                : TLS_KEY_OTHER);
+        if (!(files[i] = strdup(l->served[i].file ? l->served[i].file : ""))) {
+            shard_free(s);
+            return NULL;
+        }
     }
     return s;
 }
@@ -341,9 +380,19 @@ struct hist_row {
     uint64_t sum_us;
 };
 
+/* A row of portico_faults_injected_total, or (action RATE_LIMITED_ROW) of
+ * portico_requests_rate_limited_total, whose fault is then the route: both are a name and a
+ * count, summed, sorted and copied alike. */
+#define RATE_LIMITED_ROW FAULT_ACTION_COUNT
 struct fault_row {
     const char *fault;
     int action;
+    uint64_t n;
+};
+
+struct served_row {
+    const char *file;
+    int key;                           /* enum tls_key_type */
     uint64_t n;
 };
 
@@ -358,6 +407,7 @@ struct totals {
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     uint64_t h2_refused[H2_REFUSED_COUNT];
     uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t conn_refusals[CONN_REFUSAL_COUNT];
     uint64_t discards[2][DISCARD_END_COUNT];
     uint64_t discarded_bytes[2];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
@@ -367,6 +417,8 @@ struct totals {
     size_t nhist, caphist;
     struct fault_row *faults;
     size_t nfaults, capfaults;
+    struct served_row *served;
+    size_t nserved, capserved;
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -443,6 +495,19 @@ static void add_fault(struct totals *t, const char *fault, int action, uint64_t 
         rows[t->nfaults++] = (struct fault_row){name, action, n};
 }
 
+static void add_served(struct totals *t, const char *file, int key, uint64_t n)
+{
+    struct served_row *rows = reserve(t->served, &t->capserved, t->nserved, sizeof(*rows));
+    if (!rows) {
+        t->oom = true;
+        return;
+    }
+    t->served = rows; /* at once: a grown array freed the old one */
+    const char *name = row_name(t, file);
+    if (name)
+        rows[t->nserved++] = (struct served_row){name, key, n};
+}
+
 static const char *route_label(const struct shard *s, int route)
 {
     return route == 0 ? "" : s->names[route - 1];
@@ -468,6 +533,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->h2_refused[r] += get(&s->h2_refused[r]);
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         t->accept_errors[e] += get(&s->accept_errors[e]);
+    for (int r = 0; r < CONN_REFUSAL_COUNT; r++)
+        t->conn_refusals[r] += get(&s->conn_refusals[r]);
     for (int p = 0; p < 2; p++) {
         for (int e = 0; e < DISCARD_END_COUNT; e++)
             t->discards[p][e] += get(&s->discards[p][e]);
@@ -509,12 +576,23 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             h->sum_us = get(&src->sum_us);
         }
     }
+    for (int r = 0; r < s->nroutes; r++) {
+        uint64_t n = get(&s->rate_limited[r]);
+        if (n)
+            add_fault(t, s->names[r], RATE_LIMITED_ROW, n);
+    }
     for (int f = 0; f < s->nfaults; f++)
         for (int a = 0; a < FAULT_ACTION_COUNT; a++) {
             uint64_t n = get(&s->faults[f * FAULT_ACTION_COUNT + a]);
             if (n)
                 add_fault(t, s->names[s->nroutes + s->nupstreams + f], a, n);
         }
+    for (int i = 0; i < s->nserved; i++) {
+        uint64_t n = get(&s->handshakes[i]);
+        if (n)
+            add_served(t, s->names[s->nroutes + s->nupstreams + s->nfaults + i], s->served_key[i],
+                       n);
+    }
 }
 
 static int cmp_req(const void *a, const void *b)
@@ -542,6 +620,13 @@ static int cmp_fault(const void *a, const void *b)
     const struct fault_row *x = a, *y = b;
     int c = strcmp(x->fault, y->fault);
     return c ? c : (x->action > y->action) - (x->action < y->action);
+}
+
+static int cmp_served(const void *a, const void *b)
+{
+    const struct served_row *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : (x->key > y->key) - (x->key < y->key);
 }
 
 static void sort(void *rows, size_t n, size_t size, int (*cmp)(const void *, const void *))
@@ -595,6 +680,17 @@ static void totals_merge(struct totals *t)
         }
     }
     t->nfaults = n;
+    n = 0;
+    sort(t->served, t->nserved, sizeof(*t->served), cmp_served);
+    for (size_t i = 0; i < t->nserved; i++) {
+        if (n && cmp_served(&t->served[n - 1], &t->served[i]) == 0) {
+            t->served[n - 1].n += t->served[i].n;
+            drop_name(t, t->served[i].file);
+        } else {
+            t->served[n++] = t->served[i];
+        }
+    }
+    t->nserved = n;
 }
 
 static void totals_free(struct totals *t)
@@ -605,9 +701,12 @@ static void totals_free(struct totals *t)
         drop_name(t, t->hist[i].upstream);
     for (size_t i = 0; i < t->nfaults; i++)
         drop_name(t, t->faults[i].fault);
+    for (size_t i = 0; i < t->nserved; i++)
+        drop_name(t, t->served[i].file);
     free(t->req);
     free(t->hist);
     free(t->faults);
+    free(t->served);
     bool owns = t->owns;
     memset(t, 0, sizeof(*t));
     t->owns = owns;
@@ -619,9 +718,9 @@ static int totals_borrow(struct totals *dst, const struct totals *src)
     *dst = *src;
     dst->owns = false;
     dst->oom = false; /* rows the retired totals lost are lost: no reason to fail every scrape */
-    dst->req = NULL, dst->hist = NULL, dst->faults = NULL;
-    dst->nreq = dst->nhist = dst->nfaults = 0;
-    dst->capreq = dst->caphist = dst->capfaults = 0;
+    dst->req = NULL, dst->hist = NULL, dst->faults = NULL, dst->served = NULL;
+    dst->nreq = dst->nhist = dst->nfaults = dst->nserved = 0;
+    dst->capreq = dst->caphist = dst->capfaults = dst->capserved = 0;
     for (size_t i = 0; i < src->nreq; i++)
         add_req(dst, src->req[i].route, src->req[i].code, src->req[i].failure, src->req[i].n);
     for (size_t i = 0; i < src->nhist; i++) {
@@ -631,6 +730,8 @@ static int totals_borrow(struct totals *dst, const struct totals *src)
     }
     for (size_t i = 0; i < src->nfaults; i++)
         add_fault(dst, src->faults[i].fault, src->faults[i].action, src->faults[i].n);
+    for (size_t i = 0; i < src->nserved; i++)
+        add_served(dst, src->served[i].file, src->served[i].key, src->served[i].n);
     return dst->oom ? -1 : 0;
 }
 
@@ -808,6 +909,26 @@ void metrics_fault(struct metrics *m, int fault, enum fault_action action)
     bump(&s->faults[fault * FAULT_ACTION_COUNT + action], 1);
 }
 
+void metrics_tls_handshake(struct metrics *m, int served)
+{
+    struct shard *s = shard_of(m);
+    if (served >= 0 && served < s->nserved)
+        bump(&s->handshakes[served], 1);
+}
+
+void metrics_rate_limited(struct metrics *m, int route)
+{
+    struct shard *s = shard_of(m);
+    if (route >= 0 && route < s->nroutes)
+        bump(&s->rate_limited[route], 1);
+}
+
+void metrics_conn_refused(struct metrics *m, enum conn_refusal reason)
+{
+    if ((unsigned)reason < CONN_REFUSAL_COUNT)
+        bump(&shard_of(m)->conn_refusals[reason], 1);
+}
+
 void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state state, int delta)
 {
     if ((unsigned)side >= CONN_SIDE_COUNT || (unsigned)state >= CONN_STATE_COUNT)
@@ -886,7 +1007,9 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
                names_own(t->hist, t->nhist, sizeof(*t->hist),
                          offsetof(struct hist_row, upstream), NULL) +
                names_own(t->faults, t->nfaults, sizeof(*t->faults),
-                         offsetof(struct fault_row, fault), NULL);
+                         offsetof(struct fault_row, fault), NULL) +
+               names_own(t->served, t->nserved, sizeof(*t->served),
+                         offsetof(struct served_row, file), NULL);
     size_t norigins = sc ? sc->norigins : 0;
     for (size_t i = 0; i < norigins; i++)
         n += strlen(sc->origins[i].upstream ? sc->origins[i].upstream : "") +
@@ -903,6 +1026,7 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     names_own(t->req, t->nreq, sizeof(*t->req), offsetof(struct req_row, route), &p);
     names_own(t->hist, t->nhist, sizeof(*t->hist), offsetof(struct hist_row, upstream), &p);
     names_own(t->faults, t->nfaults, sizeof(*t->faults), offsetof(struct fault_row, fault), &p);
+    names_own(t->served, t->nserved, sizeof(*t->served), offsetof(struct served_row, file), &p);
     for (size_t i = 0; i < norigins; i++) {
         const char *texts[2] = {sc->origins[i].upstream ? sc->origins[i].upstream : "",
                                 sc->origins[i].origin ? sc->origins[i].origin : ""};
@@ -1339,6 +1463,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         put(out, "portico_accept_errors_total{reason=\"%s\"} %llu\n", accept_error_names[e],
             (unsigned long long)t->accept_errors[e]);
+    family(out, "portico_client_connections_refused_total", "counter",
+           "Client connections closed at once, unread and unanswered, by why "
+           "(max_connections_per_client)");
+    for (int r = 0; r < CONN_REFUSAL_COUNT; r++)
+        put(out, "portico_client_connections_refused_total{reason=\"%s\"} %llu\n",
+            conn_refusal_names[r], (unsigned long long)t->conn_refusals[r]);
     family(out, "portico_dns_tcp_lookups_total", "counter",
            "Origin names asked over TCP after a UDP answer that may have been truncated, by how "
            "it ended");
@@ -1375,9 +1505,49 @@ static bool stage_faults(struct metrics_cursor *c, struct render *out, size_t bu
                "Faults injected by fault rules, by rule and action");
     while (c->row < t->nfaults) {
         const struct fault_row *f = &t->faults[c->row++];
+        if (f->action == RATE_LIMITED_ROW)
+            continue;
         PUT_LIT(out, "portico_faults_injected_total");
         label(out, "fault", f->fault, true);
         label(out, "action", fault_action_names[f->action], false);
+        value_u64(out, f->n);
+        if (slice_full(c, t->nfaults, out, budget))
+            return false;
+    }
+    return true;
+}
+
+static bool stage_handshakes(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_tls_handshakes_total", "counter",
+               "Full client TLS handshakes by the certificate sent (tls_cert file) and its key "
+               "type; resumptions send none (portico_client_tls_resumed_total)");
+    while (c->row < t->nserved) {
+        const struct served_row *r = &t->served[c->row++];
+        PUT_LIT(out, "portico_tls_handshakes_total");
+        label(out, "file", r->file, true);
+        label(out, "key", tls_key_name((enum tls_key_type)r->key), false);
+        value_u64(out, r->n);
+        if (slice_full(c, t->nserved, out, budget))
+            return false;
+    }
+    return true;
+}
+
+static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_requests_rate_limited_total", "counter",
+               "Requests refused with 429 for their client's client_rate, by route");
+    while (c->row < t->nfaults) {
+        const struct fault_row *f = &t->faults[c->row++];
+        if (f->action != RATE_LIMITED_ROW)
+            continue;
+        PUT_LIT(out, "portico_requests_rate_limited_total");
+        label(out, "route", f->fault, true);
         value_u64(out, f->n);
         if (slice_full(c, t->nfaults, out, budget))
             return false;
@@ -1409,7 +1579,8 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 /* The page, part by part, in order. */
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
-    stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_process,
+    stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
+    stage_handshakes, stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

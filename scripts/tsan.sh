@@ -10,7 +10,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-build/tsan}
 # Either may be set empty (TSAN_UNIT= runs no unit test).
-: "${TSAN_UNIT=test_evmem test_hints test_log test_metrics test_recent test_sim test_ticket}"
+: "${TSAN_UNIT=test_climit test_evmem test_hints test_log test_metrics test_recent test_sim test_ticket}"
 : "${TSAN_TESTS=test_reload test_lifecycle test_admin test_faults_admin test_diag test_balance
 test_status_page test_limits test_http2}"
 logs=$dir/tsan-logs

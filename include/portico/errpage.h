@@ -45,6 +45,7 @@ struct errpage {
                                    tls_alert_received, with its number and name (RFC 9209) */
     uint8_t tls_alert;          /* that alert's number (116) */
     const char *page_dir;       /* error_page_dir: NNN.html overrides the built-in HTML, or NULL */
+    uint64_t retry_after_s;     /* Retry-After in seconds (a 429 of client_rate); 0: none */
     enum errpage_detail detail; /* MINIMAL: origin, upstream and reason are left out (upstream
                                    failures; a client error's reason is the client's own) */
 };

@@ -17,6 +17,7 @@ struct config;
 struct balancer;
 struct hint_cache;
 struct fault_table;
+struct climit;
 
 struct generation {
     const struct config *cfg;          /* owned: freed with the generation */
@@ -24,6 +25,9 @@ struct generation {
     struct balancer **balancers;       /* one per upstream */
     struct hint_cache **hints;         /* one per route; NULL where the route does not learn */
     struct fault_table *faults;        /* the fault rules and their shared state */
+    struct climit *climit;             /* per-client counts (client_rate,
+                                          max_connections_per_client); NULL when no limit is
+                                          set. A reload starts a new one (climit.h) */
     _Atomic bool retired;              /* a reload replaced it (its workers drain): a change to
                                           its fault rules would act on no new request */
 };

@@ -408,7 +408,7 @@ static int validate(const char *text)
 static const char *const routes[] = {"api", "web"};
 static const char *const upstreams[] = {"app", "static"};
 static const char *const faults[] = {"slow-checkout"};
-static const struct metrics_labels labels = {routes, 2, upstreams, 2, faults, 1};
+static const struct metrics_labels labels = {routes, 2, upstreams, 2, faults, 1, NULL, 0};
 
 static void request(struct metrics *m, int route, int upstream, int status, enum failure_type f,
                     const struct timings *t)
@@ -558,7 +558,7 @@ static void test_generations_and_retire(void **state)
     (void)state;
     const char *const r1[] = {"a", "b"}, *const r2[] = {"b", "c"};
     const char *const u1[] = {"x"}, *const u2[] = {"y", "x"};
-    struct metrics_labels l1 = {r1, 2, u1, 1, NULL, 0}, l2 = {r2, 2, u2, 2, NULL, 0};
+    struct metrics_labels l1 = {r1, 2, u1, 1, NULL, 0, NULL, 0}, l2 = {r2, 2, u2, 2, NULL, 0, NULL, 0};
     struct metrics *g1 = metrics_shard_create(&l1), *g1b = metrics_shard_create(&l1);
     struct metrics *g2 = metrics_shard_create(&l2);
     assert_non_null(g1);
@@ -575,6 +575,13 @@ static void test_generations_and_retire(void **state)
     metrics_add(g2, M_CONNECTIONS, 1);
     metrics_conn_add(g1, CONN_CLIENT, CONN_IDLE, 2);
     metrics_conn_add(g2, CONN_CLIENT, CONN_IDLE, 1);
+    metrics_rate_limited(g1, 1);  /* b */
+    metrics_rate_limited(g2, 0);  /* b in generation 2: one series */
+    metrics_rate_limited(g2, 1);  /* c */
+    metrics_rate_limited(g2, 2);  /* no such route: not counted */
+    static const char *const want_limited =
+        "portico_requests_rate_limited_total{route=\"b\"} 2\n"
+        "portico_requests_rate_limited_total{route=\"c\"} 1\n";
     static const char *const want_req =
         "portico_requests_total{route=\"a\",code=\"200\",failure=\"\"} 1\n"
         "portico_requests_total{route=\"b\",code=\"200\",failure=\"\"} 3\n"
@@ -586,6 +593,8 @@ static void test_generations_and_retire(void **state)
     assert_true(sample(before, SEND_COUNT("y")) == 1);
     assert_true(sample(before, "portico_client_connections_total") == 5);
     assert_true(sample(before, "portico_connections{side=\"client\",state=\"idle\"}") == 3);
+    assert_family(before, "portico_requests_rate_limited_total", want_limited);
+    assert_null(strstr(before, "portico_faults_injected_total{")); /* its rows share the list */
     free(before);
     metrics_shard_retire(g1);
     metrics_shard_retire(g1b);
@@ -596,6 +605,7 @@ static void test_generations_and_retire(void **state)
     assert_true(sample(after, SEND_COUNT("x")) == 3);
     assert_true(sample(after, "portico_client_connections_total") == 5);
     assert_true(sample(after, "portico_connections{side=\"client\",state=\"idle\"}") == 1);
+    assert_family(after, "portico_requests_rate_limited_total", want_limited);
     free(after);
     /* retired totals keep adding up with later shards of the same names */
     struct metrics *g3 = metrics_shard_create(&l1);
@@ -644,7 +654,7 @@ static void test_escaping(void **state)
     const char *const r[] = {"a\"b", "back\\slash", "new\nline"};
     const char *const u[] = {"u\"1"};
     const char *const f[] = {"f\\\"\n"};
-    struct metrics_labels l = {r, 3, u, 1, f, 1};
+    struct metrics_labels l = {r, 3, u, 1, f, 1, NULL, 0};
     struct metrics *m = metrics_shard_create(&l);
     struct timings t = {0};
     timings_set(&t, TIMING_DNS, 5);
@@ -816,7 +826,8 @@ static void test_empty(void **state)
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT + CERT_REFUSAL_COUNT +
                                          DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT +
-                                         2 * DISCARD_END_COUNT + 2 + H2_REFUSED_COUNT + 1);
+                                         2 * DISCARD_END_COUNT + 2 + H2_REFUSED_COUNT + 1 +
+                                         CONN_REFUSAL_COUNT);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));

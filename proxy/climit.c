@@ -1,0 +1,243 @@
+/*
+ * climit.c — per-client limits in one bounded table. See climit.h.
+ *
+ * Shared by the workers of a generation (threads): nginx's one shared zone, not HAProxy's or a
+ * per-worker table with the limit divided, which would let a client that spreads its
+ * connections over the workers (SO_REUSEPORT hashes each to one) have the limit once per
+ * worker, and refuse one that does not too early. Sets of CLIMIT_WAYS entries under striped
+ * locks keep the lock held for one set's walk; a full set gives up its least recent entry
+ * that holds no connection (a count dropped would let a client open more).
+ */
+#include "portico/climit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "portico/util.h"
+
+#define CLIMIT_LOCKS 256 /* stripes: at most this many sets are walked at once */
+
+struct entry {
+    struct climit_key key;
+    uint32_t conns;                    /* its open connections (scope CLIMIT_SCOPE_CONN) */
+    uint64_t tat_ns;                   /* GCRA's theoretical arrival time of the next request */
+    uint64_t used_ns;                  /* last touched; 0: a free entry */
+};
+
+/* One lock per cache line: stripes taken by different workers share none. */
+struct stripe {
+    pthread_mutex_t lock;
+    char pad[64 - sizeof(pthread_mutex_t) % 64];
+};
+
+struct climit {
+    struct entry *entries;             /* [nsets * CLIMIT_WAYS] */
+    uint64_t nsets;
+    uint64_t seed;                     /* hashes differ per table: no set chosen from afar */
+    _Atomic uint64_t evictions;
+    struct stripe locks[CLIMIT_LOCKS];
+};
+
+struct climit *climit_new(uint64_t entries)
+{
+    struct climit *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->nsets = (entries + CLIMIT_WAYS - 1) / CLIMIT_WAYS;
+    if (t->nsets == 0)
+        t->nsets = 1;
+    /* calloc: untouched sets cost no resident memory until clients come */
+    t->entries = calloc(t->nsets * CLIMIT_WAYS, sizeof(*t->entries));
+    if (!t->entries) {
+        free(t);
+        return NULL;
+    }
+    t->seed = now_us() ^ (uint64_t)(uintptr_t)t;
+    for (int i = 0; i < CLIMIT_LOCKS; i++)
+        pthread_mutex_init(&t->locks[i].lock, NULL);
+    atomic_init(&t->evictions, 0);
+    return t;
+}
+
+void climit_free(struct climit *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < CLIMIT_LOCKS; i++)
+        pthread_mutex_destroy(&t->locks[i].lock);
+    free(t->entries);
+    free(t);
+}
+
+void climit_key_addr(const struct fault_addr *a, int32_t scope, struct climit_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->scope = scope;
+    if (a->v6) {
+        memcpy(k->addr, a->bytes, 8); /* its /64 */
+        return;
+    }
+    k->addr[10] = 0xff; /* ::ffff:a.b.c.d: never equal to an IPv6 /64 */
+    k->addr[11] = 0xff;
+    memcpy(k->addr + 12, a->bytes, 4);
+}
+
+int climit_sockaddr_addr(const struct sockaddr *sa, struct fault_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET) {
+        memcpy(out->bytes, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family != AF_INET6)
+        return -1;
+    const uint8_t *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(b, mapped, 12) == 0) { /* an IPv4 client on a dual-stack socket */
+        memcpy(out->bytes, b + 12, 4);
+    } else {
+        memcpy(out->bytes, b, 16);
+        out->v6 = true;
+    }
+    return 0;
+}
+
+const char *climit_key_text(const struct climit_key *k, char *buf, size_t size)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char text[INET6_ADDRSTRLEN];
+    if (memcmp(k->addr, mapped, 12) == 0) {
+        inet_ntop(AF_INET, k->addr + 12, text, sizeof(text));
+        snprintf(buf, size, "%s", text);
+    } else {
+        inet_ntop(AF_INET6, k->addr, text, sizeof(text));
+        snprintf(buf, size, "%s/64", text);
+    }
+    return buf;
+}
+
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+
+static uint64_t set_of(const struct climit *t, const struct climit_key *k)
+{
+    uint64_t w0, w1;
+    memcpy(&w0, k->addr, 8);
+    memcpy(&w1, k->addr + 8, 8);
+    uint64_t h = mix(w0 ^ t->seed);
+    h = mix(h ^ w1);
+    h = mix(h ^ (uint64_t)(uint32_t)k->scope);
+    return h % t->nsets;
+}
+
+static bool key_eq(const struct climit_key *a, const struct climit_key *b)
+{
+    return a->scope == b->scope && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* k's entry in its set (locked by the caller): found, else a free one, else the least recent
+ * that holds no connection, given to k (tat 0, no connection). NULL when every entry holds
+ * connections, or (create false) when k has none. */
+static struct entry *entry_of(struct climit *t, struct entry *set, const struct climit_key *k,
+                              bool create)
+{
+    struct entry *free_one = NULL, *oldest = NULL;
+    for (int w = 0; w < CLIMIT_WAYS; w++) {
+        struct entry *e = &set[w];
+        if (e->used_ns == 0) {
+            if (!free_one)
+                free_one = e;
+            continue;
+        }
+        if (key_eq(&e->key, k))
+            return e;
+        if (e->conns == 0 && (!oldest || e->used_ns < oldest->used_ns))
+            oldest = e;
+    }
+    if (!create)
+        return NULL;
+    struct entry *e = free_one ? free_one : oldest;
+    if (!e)
+        return NULL;
+    if (!free_one)
+        atomic_fetch_add_explicit(&t->evictions, 1, memory_order_relaxed);
+    *e = (struct entry){.key = *k};
+    return e;
+}
+
+static pthread_mutex_t *lock_of(struct climit *t, uint64_t set)
+{
+    return &t->locks[set % CLIMIT_LOCKS].lock;
+}
+
+uint64_t climit_take(struct climit *t, const struct climit_key *k, uint64_t interval_ns,
+                     uint64_t burst, uint64_t now_ns)
+{
+    uint64_t s = set_of(t, k), wait = 0;
+    pthread_mutex_t *lock = lock_of(t, s);
+    pthread_mutex_lock(lock);
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true);
+    if (e) {
+        e->used_ns = now_ns ? now_ns : 1;
+        uint64_t tat = e->tat_ns > now_ns ? e->tat_ns : now_ns;
+        uint64_t tolerance = burst * interval_ns;
+        if (tat - now_ns > tolerance)
+            wait = tat - now_ns - tolerance;
+        else
+            e->tat_ns = tat + interval_ns;
+    }
+    pthread_mutex_unlock(lock);
+    return wait;
+}
+
+int climit_conn_open(struct climit *t, const struct climit_key *k, uint64_t max,
+                     uint64_t now_ns)
+{
+    uint64_t s = set_of(t, k);
+    pthread_mutex_t *lock = lock_of(t, s);
+    int rc = -1;
+    pthread_mutex_lock(lock);
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true);
+    if (e) {
+        e->used_ns = now_ns ? now_ns : 1;
+        rc = e->conns >= max ? 0 : 1;
+        if (rc == 1)
+            e->conns++;
+    }
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+void climit_conn_close(struct climit *t, const struct climit_key *k)
+{
+    uint64_t s = set_of(t, k);
+    pthread_mutex_t *lock = lock_of(t, s);
+    pthread_mutex_lock(lock);
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, false);
+    if (e && e->conns > 0) /* held: a counted entry is never evicted */
+        e->conns--;
+    pthread_mutex_unlock(lock);
+}
+
+uint64_t climit_capacity(const struct climit *t)
+{
+    return t->nsets * CLIMIT_WAYS;
+}
+
+uint64_t climit_evictions(const struct climit *t)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->evictions,
+                                memory_order_relaxed);
+}

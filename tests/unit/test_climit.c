@@ -1,0 +1,232 @@
+/*
+ * test_climit.c — the per-client table (climit.c) with time passed in: the rate's arithmetic
+ * (burst + 1 at once, one per interval after, the wait of a refusal, refusals not counted),
+ * keys (IPv6 by its /64, IPv4 whole and apart from IPv6, route scopes apart), connection
+ * counts, eviction (the least recent of a full set; never an entry holding connections; a set
+ * of connections only admits uncounted), and threads counting in one table.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "portico/climit.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MS UINT64_C(1000000) /* ns */
+
+static struct climit_key key_of(const char *text, int32_t scope)
+{
+    struct fault_addr a;
+    assert_int_equal(fault_addr_parse(text, &a), 0);
+    struct climit_key k;
+    climit_key_addr(&a, scope, &k);
+    return k;
+}
+
+/* 20/s (50 ms apart), burst 2: three at t=0, the fourth waits 50 ms; one every 50 ms after. Each
+ * row is one request at `at` ms; want: 0 admitted, else the wait in ms. */
+static void test_rate(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t at, want;
+        const char *why;
+    } rows[] = {
+        {1000, 0, "first"},
+        {1000, 0, "burst 1"},
+        {1000, 0, "burst 2"},
+        {1000, 50, "over: one interval to wait"},
+        {1010, 40, "over, 10 ms on: 40 more (the refusal was not counted)"},
+        {1050, 0, "one interval after: admitted"},
+        {1050, 50, "and the next waits again"},
+        {1200, 0, "150 ms on: three intervals given back"},
+        {1200, 0, ""},
+        {1200, 0, ""},
+        {1200, 50, "at most burst + 1 at once"},
+        {5000, 0, "long idle: the bucket is full, no more"},
+        {5000, 0, ""},
+        {5000, 0, ""},
+        {5000, 50, ""},
+    };
+    struct climit *t = climit_new(1024);
+    assert_non_null(t);
+    struct climit_key k = key_of("127.0.0.1", 0);
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        uint64_t wait = climit_take(t, &k, 50 * MS, 2, rows[i].at * MS);
+        if (wait != rows[i].want * MS)
+            fail_msg("row %zu (%s): wait %llu ns, want %llu ms", i, rows[i].why,
+                     (unsigned long long)wait, (unsigned long long)rows[i].want);
+    }
+    climit_free(t);
+}
+
+/* Keys: an IPv6 client is its /64, an IPv4 one its address, and neither meets the other; each
+ * route counts apart. Burst 0: one each, the second of a key refused. */
+static void test_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *addr;
+        int32_t scope;
+        bool admitted;
+        const char *why;
+    } rows[] = {
+        {"2001:db8:1:2::1", 0, true, "first of its /64"},
+        {"2001:db8:1:2:ffff::9", 0, false, "same /64"},
+        {"2001:db8:1:3::1", 0, true, "next /64"},
+        {"2001:db8:1:2::1", 1, true, "another route"},
+        {"127.0.0.1", 0, true, "IPv4"},
+        {"127.0.0.2", 0, true, "another IPv4 address"},
+        {"::ffff:127.0.0.1", 0, false, "mapped: the same IPv4 client"},
+        {"::", 0, true, "::/64 is not an IPv4 client"},
+    };
+    struct climit *t = climit_new(1024);
+    assert_non_null(t);
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct climit_key k = key_of(rows[i].addr, rows[i].scope);
+        bool admitted = climit_take(t, &k, 1000 * MS, 0, 1) == 0;
+        if (admitted != rows[i].admitted)
+            fail_msg("row %zu (%s): admitted %d", i, rows[i].why, admitted);
+    }
+    char buf[64];
+    struct climit_key k = key_of("2001:db8:1:2::1", 0);
+    assert_string_equal(climit_key_text(&k, buf, sizeof(buf)), "2001:db8:1:2::/64");
+    k = key_of("127.0.0.1", 0);
+    assert_string_equal(climit_key_text(&k, buf, sizeof(buf)), "127.0.0.1");
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "::ffff:127.0.0.9", &sa6.sin6_addr);
+    struct fault_addr a;
+    assert_int_equal(climit_sockaddr_addr((struct sockaddr *)&sa6, &a), 0);
+    assert_false(a.v6);
+    struct sockaddr sa_unix = {.sa_family = AF_UNIX};
+    assert_int_equal(climit_sockaddr_addr(&sa_unix, &a), -1);
+    climit_free(t);
+}
+
+/* Connections: counted to max, refused past it, a close frees a place. */
+static void test_connections(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(1024);
+    assert_non_null(t);
+    struct climit_key k = key_of("127.0.0.1", CLIMIT_SCOPE_CONN);
+    assert_int_equal(climit_conn_open(t, &k, 2, 1), 1);
+    assert_int_equal(climit_conn_open(t, &k, 2, 2), 1);
+    assert_int_equal(climit_conn_open(t, &k, 2, 3), 0);
+    climit_conn_close(t, &k);
+    assert_int_equal(climit_conn_open(t, &k, 2, 4), 1);
+    assert_int_equal(climit_conn_open(t, &k, 2, 5), 0);
+    /* the rate of the same address is another entry */
+    struct climit_key r = key_of("127.0.0.1", 0);
+    assert_int_equal(climit_take(t, &r, 1000 * MS, 0, 6), 0);
+    climit_free(t);
+}
+
+/* A table of one set (8 entries): a ninth client takes the least recent entry's place; entries
+ * holding connections are never taken; a set of connections only lets a client through
+ * uncounted. */
+static void test_eviction(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    assert_int_equal(climit_capacity(t), CLIMIT_WAYS);
+    char addr[32];
+    struct climit_key k[CLIMIT_WAYS + 1];
+    for (int i = 0; i <= CLIMIT_WAYS; i++) {
+        snprintf(addr, sizeof(addr), "127.0.1.%d", i);
+        k[i] = key_of(addr, 0);
+    }
+    for (int i = 0; i < CLIMIT_WAYS; i++) /* each takes its one request: the next is refused */
+        assert_int_equal(climit_take(t, &k[i], 1000 * MS, 0, (uint64_t)(10 + i)), 0);
+    assert_true(climit_take(t, &k[0], 1000 * MS, 0, 20) > 0); /* 0 is now the most recent */
+    assert_int_equal(climit_evictions(t), 0);
+    /* a ninth client: 1 is the least recent and goes */
+    assert_int_equal(climit_take(t, &k[CLIMIT_WAYS], 1000 * MS, 0, 30), 0);
+    assert_int_equal(climit_evictions(t), 1);
+    assert_int_equal(climit_take(t, &k[1], 1000 * MS, 0, 31), 0); /* afresh (2 gave way) */
+    assert_true(climit_take(t, &k[0], 1000 * MS, 0, 32) > 0);     /* still counted */
+    climit_free(t);
+
+    /* connections hold their entries */
+    t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    struct climit_key c[CLIMIT_WAYS + 1];
+    for (int i = 0; i <= CLIMIT_WAYS; i++) {
+        snprintf(addr, sizeof(addr), "127.0.2.%d", i);
+        c[i] = key_of(addr, CLIMIT_SCOPE_CONN);
+    }
+    for (int i = 0; i < CLIMIT_WAYS; i++)
+        assert_int_equal(climit_conn_open(t, &c[i], 1, (uint64_t)(10 + i)), 1);
+    assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 30), -1); /* uncounted */
+    assert_int_equal(climit_take(t, &k[0], 1000 * MS, 0, 31), 0);       /* uncounted too */
+    assert_int_equal(climit_take(t, &k[0], 1000 * MS, 0, 32), 0);
+    assert_int_equal(climit_conn_open(t, &c[0], 1, 33), 0); /* still counted: refused */
+    climit_conn_close(t, &c[3]);                             /* 3 closes: its entry may go */
+    assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 34), 1);
+    assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 35), 0);
+    climit_free(t);
+}
+
+/* Threads counting one client's connections in one table: every open is matched by a close,
+ * at most `max` held at once, and nothing is left over. */
+#define THREADS 4
+#define ROUNDS 20000
+struct worker_arg {
+    struct climit *t;
+    unsigned refused;
+};
+
+static void *worker(void *p)
+{
+    struct worker_arg *w = p;
+    struct climit_key k = key_of("127.0.0.1", CLIMIT_SCOPE_CONN);
+    for (unsigned i = 0; i < ROUNDS; i++) {
+        int rc = climit_conn_open(w->t, &k, THREADS - 1, i + 1);
+        if (rc == 1)
+            climit_conn_close(w->t, &k);
+        else
+            w->refused++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(1024);
+    assert_non_null(t);
+    pthread_t th[THREADS];
+    struct worker_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (struct worker_arg){t, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    /* all closed: max opens at once go through again */
+    struct climit_key k = key_of("127.0.0.1", CLIMIT_SCOPE_CONN);
+    for (int i = 0; i < THREADS - 1; i++)
+        assert_int_equal(climit_conn_open(t, &k, THREADS - 1, 1), 1);
+    assert_int_equal(climit_conn_open(t, &k, THREADS - 1, 1), 0);
+    climit_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rate),        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_connections), cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
