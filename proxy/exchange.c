@@ -643,11 +643,14 @@ static void answer_final_recipient(struct exchange *ex)
         {"Allow", 5, trace ? allow_no_trace : allow_all,
          trace ? sizeof(allow_no_trace) - 1 : sizeof(allow_all) - 1, H1_F_OTHER},
         {"Content-Type", 12, "text/plain; charset=utf-8", 25, H1_F_OTHER},
+        /* as on every answer of Portico's with content (errpage.c); no browser sends TRACE, so
+         * no script or stylesheet fetch meets it */
+        {"X-Content-Type-Options", 22, "nosniff", 7, H1_F_OTHER},
     };
     size_t body = trace ? sizeof(why_not) - 1 : 0;
-    /* OPTIONS has no content, so no Content-Type: the last field is left out */
+    /* OPTIONS has no content, so no Content-Type and no nosniff: the last two are left out */
     struct resp_head head = {.status = trace ? HTTP_METHOD_NOT_ALLOWED : HTTP_OK,
-                             .fields = fields, .nfields = ARRAY_LEN(fields) - !trace,
+                             .fields = fields, .nfields = ARRAY_LEN(fields) - (trace ? 0 : 2),
                              .framing = H1_BODY_LENGTH, .content_length = body,
                              .close = ex->close_client};
     if (ex_client_gone(ex))
