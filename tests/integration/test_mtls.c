@@ -913,6 +913,56 @@ static void test_subject_escaped_in_log(void **state)
     }
 }
 
+/* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
+ * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
+ * four bytes kept. Written here: the odd client's subject comes from a command line that takes
+ * no US. */
+static void test_subject_control_bounds(void **state)
+{
+    (void)state;
+    static const unsigned char cn[] = "a\x1f" "b c\xc2\x9f" "d\xc2\xa0" "e\xe2\x82\xac"
+                                      "f\xf0\x9f\x98\x80" "g";
+    static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
+                               "f\xf0\x9f\x98\x80" "g";
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    snprintf(cert, sizeof(cert), "%s/bounds.pem", harness_dir(h));
+    snprintf(key, sizeof(key), "%s/bounds.key", harness_dir(h));
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    assert_true(pk && x && name);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING, cn,
+                                                (int)sizeof(cn) - 1, -1, 0), 1);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    assert_int_equal(X509_set_pubkey(x, pk), 1);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    FILE *f = fopen(cert, "w"), *g = fopen(key, "w");
+    assert_true(f && g);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    assert_int_equal(PEM_write_PrivateKey(g, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    fclose(g);
+    X509_NAME_free(name);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
 /* The CertificateRequest names the CAs of tls_client_ca (what a client holding several
  * certificates picks by): openssl s_client says "Acceptable client certificate CA names". */
 static void test_ca_names_sent(void **state)
@@ -1108,6 +1158,7 @@ int main(void)
         cmocka_unit_test(test_subject_escaped_in_log),
         cmocka_unit_test(test_ca_names_sent),
         cmocka_unit_test(test_reload_same_path_ca),
+        cmocka_unit_test(test_subject_control_bounds),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
