@@ -439,6 +439,46 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* Routes count apart: a client over its rate on one route is admitted on another that has a
+ * rate of its own (each route is its own key in the table). */
+static void test_routes_count_apart(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[route a]\nprefix = /a\nupstream = s\nclient_rate = 1/m\n"
+                                    "[route b]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(get(c, "/a", NULL, NULL), 404); /* the sim's answer: admitted */
+    assert_int_equal(get(c, "/a", NULL, NULL), 429);
+    assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* Retry-After is the wait rounded up to whole seconds, and a whole wait is not rounded further:
+ * two streams read at once (one clock reading) with 1/m and no burst, the second waits exactly
+ * one interval: 60, not 61. */
+static void test_retry_after_whole_interval(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                              "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
+                              "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    char port[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    const char *const argv[] = {"/usr/bin/python3", "tests/integration/h2_frames.py", port,
+                                "heads", "/,/", NULL};
+    struct tu_cmd_result res = {0};
+    if (tu_run_command(argv, 20000, &res) != 0)
+        fail_msg("h2_frames.py: %s%s", res.out, res.err);
+    print_message("%s", res.out);
+    assert_int_equal(count_of(res.out, "status=[200]"), 1);
+    assert_int_equal(count_of(res.out, "status=[429]"), 1);
+    assert_int_equal(count_of(res.out, "retry_after=60\n"), 1);
+    tu_cmd_result_free(&res);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -455,6 +495,8 @@ int main(void)
         cmocka_unit_test(test_connections_trusted_proxy),
         cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_routes_count_apart),
+        cmocka_unit_test(test_retry_after_whole_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
