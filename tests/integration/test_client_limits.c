@@ -479,6 +479,21 @@ static void test_retry_after_whole_interval(void **state)
     px_stop(h);
 }
 
+/* [proxy]'s client_rate_burst is every route's too, with its client_rate: a route setting
+ * neither admits the burst + 1 at once. */
+static void test_proxy_burst_inherited(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_rate = 1/m\nclient_rate_burst = 2\n",
+                              "[route rest]\nprefix = /\nupstream = s\n");
+    struct raw_conn *c = px_connect(h);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -497,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_routes_count_apart),
         cmocka_unit_test(test_retry_after_whole_interval),
+        cmocka_unit_test(test_proxy_burst_inherited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
