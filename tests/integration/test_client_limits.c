@@ -494,6 +494,30 @@ static void test_proxy_burst_inherited(void **state)
     px_stop(h);
 }
 
+/* The unit is one letter and the value ends there: "20/sec" is refused at its line, not read
+ * as 20/s. */
+static void test_rate_unit_whole(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"                            /* 1 */
+                                          "listen = 127.0.0.1:{{port:listen}}\n" /* 2 */
+                                          "client_rate = 20/sec\n"               /* 3 */
+                                          "[upstream s]\norigin = sim\n"),
+                     0);
+    struct tu_cmd_result res = {0};
+    assert_int_equal(harness_check_config(h, &res), 1);
+    char line[1200];
+    snprintf(line, sizeof(line), "%s:3: client_rate: '20/sec' is not N/s or N/m",
+             harness_config_path(h));
+    if (!tu_contains(res.err, line))
+        fail_msg("no '%s' in:\n%s", line, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -513,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_routes_count_apart),
         cmocka_unit_test(test_retry_after_whole_interval),
         cmocka_unit_test(test_proxy_burst_inherited),
+        cmocka_unit_test(test_rate_unit_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
