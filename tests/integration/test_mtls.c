@@ -700,6 +700,76 @@ static void test_revoked_refused(void **state)
     px_stop(h);
 }
 
+/* Every CA of the chain below the root is checked too (CRL_CHECK_ALL), not the leaf alone: with
+ * the intermediate trusted and its CRL loaded (listing nothing), the chained client is still
+ * refused, for the intermediate has no CRL of the root to be checked against. */
+static void test_crl_checks_the_intermediate(void **state)
+{
+    (void)state;
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char key_path[512], path[512];
+    snprintf(key_path, sizeof(key_path), "%s", chained->intermediate_cert);
+    char *dot = strrchr(key_path, '.');
+    assert_non_null(dot);
+    snprintf(dot, sizeof(key_path) - (size_t)(dot - key_path), ".key"); /* certs.c's naming */
+    FILE *f = fopen(chained->intermediate_cert, "r"), *g = fopen(key_path, "r");
+    assert_true(f && g);
+    X509 *inter = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(inter && key);
+    X509_CRL *crl = X509_CRL_new();
+    assert_non_null(crl);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(inter)), 1);
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, 7 * 86400);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    snprintf(path, sizeof(path), "%s/inter-crl.pem", harness_dir(h));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    /* tls_client_ca: the root, then the intermediate (the CRL's issuer must be one of them) */
+    size_t n1, n2;
+    char *root = tu_read_file(t.certs->ca_cert, &n1);
+    char *mid = tu_read_file(chained->intermediate_cert, &n2);
+    assert_true(root && mid);
+    snprintf(path, sizeof(path), "%s/root-and-inter.pem", harness_dir(h));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(root, 1, n1, f), n1);
+    assert_int_equal(fwrite(mid, 1, n2, f), n2);
+    fclose(f);
+    free(root);
+    free(mid);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+    X509_free(inter);
+    EVP_PKEY_free(key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/root-and-inter.pem\n"
+                                     "tls_client_crl = {{dir}}/inter-crl.pem\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct visit v;
+    assert_int_equal(visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: unable to get certificate "
+                                         "CRL: CN=Portico Test Intermediate, issued by CN=Portico "
+                                         "Test CA (certificate 2 of the chain)",
+                                      PX_IO_MS), 0);
+    px_stop(h);
+}
+
 /* Under `optional` a revoked client is served and the origin told FAILED:certificate revoked
  * (nginx's words), without Client-Cert; the error log says it too, as a refusal under `on` is
  * said, and so for another CA's client. */
@@ -1159,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_ca_names_sent),
         cmocka_unit_test(test_reload_same_path_ca),
         cmocka_unit_test(test_subject_control_bounds),
+        cmocka_unit_test(test_crl_checks_the_intermediate),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
