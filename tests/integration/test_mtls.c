@@ -700,6 +700,27 @@ static void test_revoked_refused(void **state)
     px_stop(h);
 }
 
+/* A CRL listing nothing, issued as `issuer` and signed by key, valid from an hour ago for a
+ * week, into path. */
+static void write_crl(const char *path, const X509_NAME *issuer, EVP_PKEY *key)
+{
+    X509_CRL *crl = X509_CRL_new();
+    assert_non_null(crl);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, issuer), 1);
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, 7 * 86400);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+}
+
 /* Every CA of the chain below the root is checked too (CRL_CHECK_ALL), not the leaf alone: with
  * the intermediate trusted and its CRL loaded (listing nothing), the chained client is still
  * refused, for the intermediate has no CRL of the root to be checked against. */
@@ -722,19 +743,8 @@ static void test_crl_checks_the_intermediate(void **state)
     fclose(f);
     fclose(g);
     assert_true(inter && key);
-    X509_CRL *crl = X509_CRL_new();
-    assert_non_null(crl);
-    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
-    assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(inter)), 1);
-    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, 7 * 86400);
-    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
-    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
-    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
     snprintf(path, sizeof(path), "%s/inter-crl.pem", harness_dir(h));
-    f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
-    fclose(f);
+    write_crl(path, X509_get_subject_name(inter), key);
     /* tls_client_ca: the root, then the intermediate (the CRL's issuer must be one of them) */
     size_t n1, n2;
     char *root = tu_read_file(t.certs->ca_cert, &n1);
@@ -748,9 +758,6 @@ static void test_crl_checks_the_intermediate(void **state)
     fclose(f);
     free(root);
     free(mid);
-    ASN1_TIME_free(last);
-    ASN1_TIME_free(next);
-    X509_CRL_free(crl);
     X509_free(inter);
     EVP_PKEY_free(key);
     assert_int_equal(write_config(h, "tls_verify_client = on\n"
@@ -768,6 +775,58 @@ static void test_crl_checks_the_intermediate(void **state)
                                          "Test CA (certificate 2 of the chain)",
                                       PX_IO_MS), 0);
     px_stop(h);
+}
+
+/* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
+ * by the CA's key under another name, and one under the CA's name signed by another key, are
+ * each refused at load. */
+static void test_crl_issuer_and_signature_checked(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL), *other = EVP_EC_gen("P-256");
+    fclose(f);
+    fclose(g);
+    X509_NAME *stranger = X509_NAME_new();
+    assert_true(ca && ca_key && other && stranger);
+    assert_int_equal(X509_NAME_add_entry_by_txt(stranger, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"Not The CA", -1, -1, 0),
+                     1);
+    const struct {
+        const X509_NAME *issuer;
+        EVP_PKEY *key;
+        const char *said;
+    } rows[] = {
+        {stranger, ca_key, "CRL 1 (issuer CN=Not The CA): its issuer is no CA of tls_client_ca"},
+        {X509_get_subject_name(ca), other, "CRL 1 (issuer CN=Portico Test CA): its issuer is no "
+                                           "CA of tls_client_ca (or did not sign it)"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+        write_crl(path, rows[i].issuer, rows[i].key);
+        assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                         "tls_client_ca = {{certs}}/ca.pem\n"
+                                         "tls_client_crl = {{dir}}/crl.pem\n"),
+                         0);
+        struct tu_cmd_result res;
+        int rc = harness_check_config(h, &res);
+        bool said = tu_contains(res.err, rows[i].said);
+        print_message("  rc %d: %s", rc, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+        assert_int_equal(rc, 1);
+        if (!said)
+            fail_msg("row %zu: no \"%s\"", i, rows[i].said);
+    }
+    X509_NAME_free(stranger);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other);
 }
 
 /* Under `optional` a revoked client is served and the origin told FAILED:certificate revoked
@@ -1230,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_reload_same_path_ca),
         cmocka_unit_test(test_subject_control_bounds),
         cmocka_unit_test(test_crl_checks_the_intermediate),
+        cmocka_unit_test(test_crl_issuer_and_signature_checked),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
