@@ -1042,27 +1042,20 @@ static void test_subject_escaped_in_log(void **state)
     }
 }
 
-/* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
- * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
- * four bytes kept. Written here: the odd client's subject comes from a command line that takes
- * no US. */
-static void test_subject_control_bounds(void **state)
+/* A self-signed certificate (and its key) whose subject is one CN of the UTF8String bytes cn,
+ * stored as they are (a type, not MBSTRING_UTF8: no check of length or form), into the
+ * harness's directory as stem.pem and stem.key. */
+static void write_raw_subject(struct harness *h, const char *stem, const unsigned char *cn,
+                              int len, char *cert, char *key, size_t size)
 {
-    (void)state;
-    static const unsigned char cn[] = "a\x1f" "b c\xc2\x9f" "d\xc2\xa0" "e\xe2\x82\xac"
-                                      "f\xf0\x9f\x98\x80" "g";
-    static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
-                               "f\xf0\x9f\x98\x80" "g";
-    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
-    char cert[512], key[512];
-    snprintf(cert, sizeof(cert), "%s/bounds.pem", harness_dir(h));
-    snprintf(key, sizeof(key), "%s/bounds.key", harness_dir(h));
+    snprintf(cert, size, "%s/%s.pem", harness_dir(h), stem);
+    snprintf(key, size, "%s/%s.key", harness_dir(h), stem);
     EVP_PKEY *pk = EVP_EC_gen("P-256");
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
     assert_true(pk && x && name);
-    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING, cn,
-                                                (int)sizeof(cn) - 1, -1, 0), 1);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING, cn, len, -1, 0),
+                     1);
     assert_int_equal(X509_set_version(x, 2), 1);
     ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
     X509_gmtime_adj(X509_getm_notBefore(x), -3600);
@@ -1080,11 +1073,56 @@ static void test_subject_control_bounds(void **state)
     X509_NAME_free(name);
     X509_free(x);
     EVP_PKEY_free(pk);
+}
+
+/* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
+ * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
+ * four bytes kept. Written here: the odd client's subject comes from a command line that takes
+ * no US. */
+static void test_subject_control_bounds(void **state)
+{
+    (void)state;
+    static const unsigned char cn[] = "a\x1f" "b c\xc2\x9f" "d\xc2\xa0" "e\xe2\x82\xac"
+                                      "f\xf0\x9f\x98\x80" "g";
+    static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
+                               "f\xf0\x9f\x98\x80" "g";
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "bounds", cn, (int)sizeof(cn) - 1, cert, key, sizeof(cert));
     struct visit v;
     visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
     visit_free(&v);
     char line[512];
     snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
+/* A subject longer than the line gives it is cut before a character, never within one, and
+ * within its room: "CN=x" then 100 two-byte characters keeps 77 of them (4 + 154 bytes, the
+ * 78th would fill the last byte the terminator needs). */
+static void test_subject_cut_at_a_character(void **state)
+{
+    (void)state;
+    unsigned char cn[1 + 200];
+    char kept[4 + 154 + 1] = "CN=x";
+    cn[0] = 'x';
+    for (int i = 0; i < 100; i++)
+        memcpy(cn + 1 + 2 * i, "\xc3\xa9", 2);
+    for (int i = 0; i < 77; i++)
+        memcpy(kept + 4 + 2 * i, "\xc3\xa9", 2);
+    kept[sizeof(kept) - 1] = '\0';
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "long", cn, (int)sizeof(cn), cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", kept, kept);
     if (harness_wait_log(h, line, PX_IO_MS) != 0) {
         char *err = harness_stderr(h);
         fail_msg("no line \"%s\" in:\n%s", line, err);
@@ -1288,6 +1326,7 @@ int main(void)
         cmocka_unit_test(test_ca_names_sent),
         cmocka_unit_test(test_reload_same_path_ca),
         cmocka_unit_test(test_subject_control_bounds),
+        cmocka_unit_test(test_subject_cut_at_a_character),
         cmocka_unit_test(test_crl_checks_the_intermediate),
         cmocka_unit_test(test_crl_issuer_and_signature_checked),
     };
