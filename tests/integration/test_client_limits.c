@@ -5,7 +5,9 @@
  * IPv6 by its /64; HTTP/2 streams counted as requests; a route without a rate untouched; a
  * reload starts afresh), max_connections_per_client (closed at the accept, nothing sent,
  * counted; with the PROXY protocol the header's source is the client), the table bounded under
- * 200,000 distinct clients (trusted X-Forwarded-For), and the keys' errors at FILE:LINE.
+ * 200,000 distinct clients (trusted X-Forwarded-For), and the keys' errors at FILE:LINE; then
+ * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, and a unit of
+ * one letter.
  */
 #include <errno.h>
 #include <poll.h>

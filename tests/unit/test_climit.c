@@ -3,7 +3,8 @@
  * (burst + 1 at once, one per interval after, the wait of a refusal, refusals not counted),
  * keys (IPv6 by its /64, IPv4 whole and apart from IPv6, route scopes apart), connection
  * counts, eviction (the least recent of a full set; never an entry holding connections; a set
- * of connections only admits uncounted), and threads counting in one table.
+ * of connections only admits uncounted), threads counting in one table, scopes apart within one
+ * set, and the capacity rounded up to whole sets.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
