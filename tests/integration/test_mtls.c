@@ -829,6 +829,45 @@ static void test_crl_issuer_and_signature_checked(void **state)
     EVP_PKEY_free(other);
 }
 
+/* A CRL file whose good CRL is followed by a broken one is refused at load (the OpenSSL error
+ * said), not taken for its good part: the end of the file is the only failure that ends it. */
+static void test_crl_broken_after_good(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(ca && ca_key);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+    write_crl(path, X509_get_subject_name(ca), ca_key);
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n", f);
+    fclose(f);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{certs}}/ca.pem\n"
+                                     "tls_client_crl = {{dir}}/crl.pem\n"),
+                     0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d: %s", rc, res.err);
+    char said[600];
+    snprintf(said, sizeof(said), "tls_client_crl: %s: ", path);
+    bool named = tu_contains(res.err, said);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    assert_int_equal(rc, 1);
+    assert_true(named);
+}
+
 /* Under `optional` a revoked client is served and the origin told FAILED:certificate revoked
  * (nginx's words), without Client-Cert; the error log says it too, as a refusal under `on` is
  * said, and so for another CA's client. */
@@ -1329,6 +1368,7 @@ int main(void)
         cmocka_unit_test(test_subject_cut_at_a_character),
         cmocka_unit_test(test_crl_checks_the_intermediate),
         cmocka_unit_test(test_crl_issuer_and_signature_checked),
+        cmocka_unit_test(test_crl_broken_after_good),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
