@@ -250,6 +250,9 @@ static void certs_list(const struct config *cfg)
     for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
         if (cfg->tls_pairs[i].listing)
             printf("portico: %s\n", cfg->tls_pairs[i].listing);
+    for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
+        if (cfg->tls_pairs[i].ocsp_listing)
+            printf("portico: %s\n", cfg->tls_pairs[i].ocsp_listing);
 }
 
 /* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
