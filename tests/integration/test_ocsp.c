@@ -61,11 +61,12 @@ static void write_chain(const char *cert, const char *name)
     assert_int_equal(system(cmd), 0);
 }
 
-/* `openssl ocsp` answering for cert from the CA's index into dir/name, valid a week. */
-static void openssl_response(const char *cert, const char *name)
+/* `openssl ocsp` answering for cert from the CA's index into dir/name, valid a week, its CertID
+ * hashed with `digest` ("-sha1", OpenSSL's default, or "-sha256"). */
+static void openssl_response_md(const char *cert, const char *name, const char *digest)
 {
     char index[512], out[512];
-    const char *argv[] = {"openssl", "ocsp", "-index", in_dir(index, sizeof(index), "index.txt"),
+    const char *argv[] = {"openssl", "ocsp", digest, "-index", in_dir(index, sizeof(index), "index.txt"),
                           "-rsigner", t.certs->ca_cert, "-rkey", t.certs->ca_key, "-CA",
                           t.certs->ca_cert, "-issuer", t.certs->ca_cert, "-cert", cert,
                           "-respout", in_dir(out, sizeof(out), name), "-ndays", "7", NULL};
@@ -75,6 +76,11 @@ static void openssl_response(const char *cert, const char *name)
         print_message("openssl ocsp: %s%s\n", res.out, res.err);
     tu_cmd_result_free(&res);
     assert_int_equal(rc, 0);
+}
+
+static void openssl_response(const char *cert, const char *name)
+{
+    openssl_response_md(cert, name, "-sha1");
 }
 
 static X509 *read_cert(const char *path)
@@ -148,6 +154,7 @@ static int setup(void **state)
     openssl_response(t.dual->a_rsa_cert, "sni-a-rsa.ocsp");
     openssl_response(b, "sni-b.ocsp");
     openssl_response(t.extra->revoked_client_cert, "revoked.ocsp");
+    openssl_response_md(t.certs->server_cert, "server-sha256.ocsp", "-sha256");
     api_response(t.certs->server_cert, -10 * 86400, -3 * 86400, false, "server-expired.ocsp");
     api_response(t.certs->server_cert, 0, 0, true, "server-trylater.ocsp");
     return 0;
@@ -508,6 +515,21 @@ static void test_check_lists_staples(void **state)
     assert_true(ago);
 }
 
+/* A CertID hashed with SHA-256 (a responder may answer under the hash the request used) is
+ * matched under that hash, and stapled. */
+static void test_certid_sha256(void **state)
+{
+    (void)state;
+    struct harness *h = start_with("tls_cert = {{certs}}/ocsp-server.pem\n"
+                                   "tls_key = {{certs}}/server.key\n"
+                                   "tls_ocsp_response = {{certs}}/server-sha256.ocsp\n");
+    static const struct want rows[] = {
+        {"localhost", OFFER_ALL, true, "localhost", V_OCSP_CERTSTATUS_GOOD},
+    };
+    expect(harness_port(h, "tls"), rows, 1);
+    px_stop(h);
+}
+
 /* An out-of-date response is not stapled: a client asking gets none. A reload after the file
  * was replaced with a current one (what a cron job running `openssl ocsp` does) staples it. */
 static void test_expired_then_reload_refreshes(void **state)
@@ -555,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_revoked_stapled_and_warned),
         cmocka_unit_test(test_load_refusals),
         cmocka_unit_test(test_check_lists_staples),
+        cmocka_unit_test(test_certid_sha256),
         cmocka_unit_test(test_expired_then_reload_refreshes),
     };
     tu_ignore_sigpipe();
