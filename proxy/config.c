@@ -1078,7 +1078,9 @@ static void validate_proxy(struct cfg_loader *ld)
             const struct {
                 const char *key;
                 int line;
-            } halves[] = {{"tls_cert", p->cert_line}, {"tls_key", p->key_line}};
+            } halves[] = {{"tls_cert", p->cert_line},
+                          {"tls_key", p->key_line},
+                          {"tls_ocsp_response", p->ocsp_line}};
             for (size_t h = 0; h < ARRAY_LEN(halves); h++)
                 if (halves[h].line)
                     cfg_warn(ld, halves[h].line,

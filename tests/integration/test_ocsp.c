@@ -515,6 +515,31 @@ static void test_check_lists_staples(void **state)
     assert_true(ago);
 }
 
+/* Without a `listen ... tls` the staple is not read, and `portico -t` says so at its line. */
+static void test_unused_without_tls_listen(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    struct tu_cmd_result res;
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\n"
+                                             "listen = 127.0.0.1:{{free_port:l}}\n"
+                                             "tls_cert = {{certs}}/ocsp-server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "tls_ocsp_response = {{certs}}/none.ocsp\n"
+                                             "[upstream app]\n"
+                                             "origin = sim\n"),
+                     0);
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d\n%s%s", rc, res.out, res.err);
+    bool said = tu_contains(res.err, "portico.ini:5: warning: tls_ocsp_response: not used, no "
+                                     "listen line has tls");
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    assert_int_equal(rc, 0);
+    assert_true(said);
+}
+
 /* A CertID hashed with SHA-256 (a responder may answer under the hash the request used) is
  * matched under that hash, and stapled. */
 static void test_certid_sha256(void **state)
@@ -577,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_revoked_stapled_and_warned),
         cmocka_unit_test(test_load_refusals),
         cmocka_unit_test(test_check_lists_staples),
+        cmocka_unit_test(test_unused_without_tls_listen),
         cmocka_unit_test(test_certid_sha256),
         cmocka_unit_test(test_expired_then_reload_refreshes),
     };
