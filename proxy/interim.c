@@ -125,13 +125,13 @@ void interim_early_hints(struct exchange *ex)
         send_interim(ex, HTTP_EARLY_HINTS, fields, n, INTERIM_SYNTHESIZED);
 }
 
-void interim_learn(struct exchange *ex, const struct h1_response *resp)
+void interim_learn(struct exchange *ex, const struct h1_field *fields, size_t nfields)
 {
     struct hint_cache *cache = hint_cache_of(ex);
     if (!cache || !ex->host || !is_get(ex))
         return;
     char links[HINT_MAX_BYTES];
-    size_t n = hint_collect(resp->fields, resp->nfields, links, sizeof(links));
+    size_t n = hint_collect(fields, nfields, links, sizeof(links));
     char host[256];
     size_t host_len = hint_host(ex, host, sizeof(host));
     if (host_len)

@@ -446,6 +446,60 @@ static void test_response_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* Learned early hints are the Link fields the client got: a Link the route's rules remove is
+ * not sent back as a 103 to the next client (it was learned from the origin's own head). */
+static const struct fo_step resp_link[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            "Link: </internal.css>; rel=preload; as=style\r\n\r\nok"),
+    FO_END(),
+};
+
+static const struct fo_step *pick_link(const struct fo_request_info *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    return resp_link;
+}
+
+static void test_learned_hints_after_rules(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_link};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route plain]\nprefix = /\nupstream = u\n"
+                                 "early_hints_learn = on\n"
+                                 "[route rules]\nprefix = /rules/\nupstream = u\n"
+                                 "early_hints_learn = on\nresponse_header_remove = Link\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *path;
+        size_t hints; /* 103s the second request gets */
+    } rows[] = {{"/rules/page", 0}, {"/page", 1}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        for (int round = 0; round < 2; round++) {
+            char req[256];
+            snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", rows[i].path);
+            struct raw_conn *c = px_connect(h);
+            struct raw_response r;
+            assert_int_equal(raw_send_str(c, req), 0);
+            assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+            assert_int_equal(r.status, 200);
+            if (round == 1 && r.ninterim != rows[i].hints)
+                fail_msg("%s: %zu 103s, not %zu", rows[i].path, r.ninterim, rows[i].hints);
+            if (i == 0 && tu_contains(r.head.text, "internal.css"))
+                fail_msg("%s: the removed Link reached the client:\n%s", rows[i].path,
+                         r.head.text);
+            raw_response_free(&r);
+            raw_close(c);
+        }
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The response rules over HTTP/2: one cache-control, the origin's x-powered-by gone. */
 static void test_response_rules_http2(void **state)
 {
@@ -629,6 +683,7 @@ int main(void)
         cmocka_unit_test_teardown(test_rewrite_out_of_memory, oom_teardown),
         cmocka_unit_test(test_response_rules),
         cmocka_unit_test(test_response_rules_http2),
+        cmocka_unit_test(test_learned_hints_after_rules),
         cmocka_unit_test(test_rule_refusals),
         cmocka_unit_test(test_reload_changes_rules),
     };
