@@ -241,7 +241,8 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
         return opens_gate;
     }
     struct h1_field fields[H1_MAX_FIELDS + 1]; /* the origin's, then Via */
-    size_t n = hdr_interim_fields(resp, fields, ARRAY_LEN(fields));
+    /* a field a response rule names goes from it too (an X-Powered-By, a Link it removes) */
+    size_t n = hdr_interim_fields(resp, ex->route->response_rules, fields, ARRAY_LEN(fields));
     /* The rewritten Link values of a 103, as large as the origin's (up to max_header_size): a
      * buffer of fixed size cut off the links past it, never to be sent. */
     char *links = NULL;

@@ -607,7 +607,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
         .reason = resp->reason,
         .reason_len = resp->reason_len,
         .fields = fields,
-        .nfields = hdr_upgrade_fields(resp, fields, HDR_MAX_FIELDS),
+        .nfields = hdr_upgrade_fields(resp, ex->route->response_rules, fields, HDR_MAX_FIELDS),
     };
     /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
