@@ -570,6 +570,44 @@ static void test_interim_after_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* A prefix and a rewrite_prefix that end differently in '/' load with a warning that shows the
+ * joint; alike, none. */
+static void test_rewrite_joint_warning(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys;
+        const char *warning; /* NULL: none */
+    } rows[] = {
+        {"prefix = /api/\nrewrite_prefix = /v1",
+         "warning: [route r]: rewrite_prefix = /v1 and prefix = /api/ end differently in '/': "
+         "/api/x goes to the origin as /v1x (end both with '/' or neither)"},
+        {"prefix = /api\nrewrite_prefix = /", "/api/x goes to the origin as //x"},
+        {"prefix = /api/\nrewrite_prefix = /", NULL},
+        {"prefix = /api\nrewrite_prefix = /v1", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "[upstream u]\norigin = sim\n"
+                                              "[route r]\n%s\nupstream = u\n",
+                                              rows[i].keys),
+                         0);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 0);
+        char line[512]; /* at the line of rewrite_prefix */
+        snprintf(line, sizeof(line), "%s:7: warning: [route r]: rewrite_prefix",
+                 harness_config_path(h));
+        if (rows[i].warning ? !tu_contains(res.err, line) || !tu_contains(res.err, rows[i].warning)
+                            : tu_contains(res.err, "rewrite_prefix"))
+            fail_msg("%s: stderr:\n%s", rows[i].keys, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
 /* The response rules over HTTP/2: one cache-control, the origin's x-powered-by gone. */
 static void test_response_rules_http2(void **state)
 {
@@ -756,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_learned_hints_after_rules),
         cmocka_unit_test(test_interim_after_rules),
         cmocka_unit_test(test_rule_refusals),
+        cmocka_unit_test(test_rewrite_joint_warning),
         cmocka_unit_test(test_reload_changes_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
