@@ -1226,6 +1226,26 @@ static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, in
                    "[proxy]): it would limit nothing", r->name);
 }
 
+
+/* A prefix and a rewrite_prefix of which one ends in '/' and the other not join into "/v1x"
+ * (prefix = /api/, rewrite_prefix = /v1) or "//x": sent as written, as nginx does, but
+ * rarely what was meant (README, Header rules and path rewrites). */
+static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    if (!r->rewrite_prefix || r->prefix_len == 0 || r->rewrite_prefix_len == 0)
+        return;
+    bool prefix_slash = r->prefix[r->prefix_len - 1] == '/';
+    bool rewrite_slash = r->rewrite_prefix[r->rewrite_prefix_len - 1] == '/';
+    if (prefix_slash == rewrite_slash)
+        return;
+    int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "rewrite_prefix");
+    const char *rest = prefix_slash ? "x" : "/x";
+    cfg_warn(ld, line ? line : r->line,
+             "[route %s]: rewrite_prefix = %s and prefix = %s end differently in '/': "
+             "%s%s goes to the origin as %s%s (end both with '/' or neither)",
+             r->name, r->rewrite_prefix, r->prefix, r->prefix, rest, r->rewrite_prefix, rest);
+}
+
 static void validate_routes(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -1250,6 +1270,7 @@ static void validate_routes(struct cfg_loader *ld)
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         validate_client_rate(ld, r, i);
+        warn_rewrite_joint(ld, r, i);
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;
