@@ -44,6 +44,7 @@ struct climit {
     uint64_t nsets;
     uint64_t seed;                     /* hashes differ per table: no set chosen from afar */
     _Atomic uint64_t evictions;
+    _Atomic uint64_t connections;      /* counted now, all clients: /metrics shows it */
     struct stripe locks[CLIMIT_LOCKS];
 };
 
@@ -65,6 +66,7 @@ struct climit *climit_new(uint64_t entries)
     for (int i = 0; i < CLIMIT_LOCKS; i++)
         pthread_mutex_init(&t->locks[i].lock, NULL);
     atomic_init(&t->evictions, 0);
+    atomic_init(&t->connections, 0);
     return t;
 }
 
@@ -234,8 +236,10 @@ int climit_conn_open(struct climit *t, const struct climit_key *k, uint64_t max,
     if (e) {
         e->used_ns = now_ns ? now_ns : 1;
         rc = e->conns >= max ? 0 : 1;
-        if (rc == 1)
+        if (rc == 1) {
             e->conns++;
+            atomic_fetch_add_explicit(&t->connections, 1, memory_order_relaxed);
+        }
     }
     pthread_mutex_unlock(lock);
     return rc;
@@ -247,8 +251,10 @@ void climit_conn_close(struct climit *t, const struct climit_key *k)
     pthread_mutex_t *lock = lock_of(t, s);
     pthread_mutex_lock(lock);
     struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, false, 0);
-    if (e && e->conns > 0) /* held: a counted entry is never evicted */
+    if (e && e->conns > 0) { /* held: a counted entry is never evicted */
         e->conns--;
+        atomic_fetch_sub_explicit(&t->connections, 1, memory_order_relaxed);
+    }
     pthread_mutex_unlock(lock);
 }
 
@@ -260,5 +266,11 @@ uint64_t climit_capacity(const struct climit *t)
 uint64_t climit_evictions(const struct climit *t)
 {
     return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->evictions,
+                                memory_order_relaxed);
+}
+
+uint64_t climit_connections(const struct climit *t)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->connections,
                                 memory_order_relaxed);
 }

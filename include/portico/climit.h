@@ -67,4 +67,7 @@ void climit_conn_close(struct climit *t, const struct climit_key *k);
 uint64_t climit_capacity(const struct climit *t);
 uint64_t climit_evictions(const struct climit *t);
 
+/* Connections counted now (climit_conn_open's 1s not yet closed): 0 once every client went. */
+uint64_t climit_connections(const struct climit *t);
+
 #endif

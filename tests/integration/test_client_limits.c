@@ -316,6 +316,90 @@ static void test_connections_per_client(void **state)
     px_stop(h);
 }
 
+/* Two workers (SO_REUSEPORT spreads the connections): one client's 40 connections, 8 served
+ * whichever worker took them, and portico_client_limit_connections reads 8; then every way a
+ * counted connection ends gives its count back, to 0: the client's close, a TLS handshake that
+ * fails, client_header_timeout, a PROXY header's client closing. */
+static void test_connections_counted_back_to_zero(void **state)
+{
+    (void)state;
+    enum { MAX = 8, OPEN = 40 };
+    static const char gauge[] = "portico_client_limit_connections";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                          "listen = 127.0.0.1:{{port:pp}} proxy_protocol\n"
+                                          "tls_cert = {{certs}}/server.pem\n"
+                                          "tls_key = {{certs}}/server.key\n"
+                                          "workers = 2\naccess_log = off\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "client_header_timeout = 200ms\n"
+                                          "max_connections_per_client = 8\n"
+                                          "[upstream s]\norigin = sim\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t admin = harness_port(h, "admin"), port = harness_port(h, "listen");
+    assert_true(scrape_metric(admin, "portico_client_limit_table_entries", PX_IO_MS) >= 1024);
+
+    /* the client's close */
+    struct raw_conn *c[OPEN];
+    int served = 0;
+    for (int i = 0; i < OPEN; i++) {
+        c[i] = raw_connect(port, PX_IO_MS);
+        assert_non_null(c[i]);
+    }
+    for (int i = 0; i < OPEN; i++) {
+        struct raw_response r;
+        raw_send_str(c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); /* refused: may fail */
+        if (raw_read_response(c[i], &r, PX_IO_MS) == 0 && r.status == 200)
+            served++;
+        raw_response_free(&r);
+    }
+    assert_int_equal(served, MAX);
+    assert_true(scrape_wait(admin, gauge, MAX, PX_IO_MS) == MAX);
+    for (int i = 0; i < OPEN; i++)
+        raw_close(c[i]);
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+
+    /* a TLS handshake that fails (a request where the ClientHello should be), and
+     * client_header_timeout (nothing sent): Portico closes them */
+    uint16_t tls = harness_port(h, "tls");
+    for (int i = 0; i < MAX; i++) {
+        c[i] = raw_connect(i % 2 ? tls : port, PX_IO_MS);
+        assert_non_null(c[i]);
+        if (i % 2)
+            assert_int_equal(raw_send_str(c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    for (int i = 0; i < MAX; i++) {
+        assert_int_equal(raw_wait_closed(c[i], PX_IO_MS), 1);
+        raw_close(c[i]);
+    }
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+
+    /* through the PROXY protocol: counted by its header's source, given back at its close */
+    uint16_t pp = harness_port(h, "pp");
+    for (int i = 0; i < MAX; i++) {
+        c[i] = raw_connect(pp, PX_IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "PROXY TCP4 127.0.9.9 127.0.0.1 4000 80\r\n"
+                                            "GET / HTTP/1.1\r\nHost: t\r\n\r\n"),
+                         0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c[i], &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    assert_true(scrape_wait(admin, gauge, MAX, PX_IO_MS) == MAX);
+    for (int i = 0; i < MAX; i++)
+        raw_close(c[i]);
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* A peer of trusted_proxies (an HTTP balancer) carries many clients: its connections are never
  * counted, while its clients' requests are (client_rate keys on real_ip's client). */
 static void test_connections_trusted_proxy(void **state)
@@ -498,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_reload_starts_afresh),
         cmocka_unit_test(test_connections_per_client),
         cmocka_unit_test(test_connections_trusted_proxy),
+        cmocka_unit_test(test_connections_counted_back_to_zero),
         cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_flood_keeps_held_client),
         cmocka_unit_test(test_config_errors),
