@@ -103,6 +103,36 @@ static void test_burst_then_429(void **state)
     px_stop(h);
 }
 
+/* error_detail = minimal: the 429 keeps its reason about the client (its address, the rate, the
+ * burst) but not the route's name, which is the configuration's; the access line (its route
+ * field) and the error log keep it. */
+static void test_429_minimal_detail(void **state)
+{
+    (void)state;
+    struct harness *h = start("error_detail = minimal\n",
+                              "[route internal-billing]\nprefix = /\nupstream = s\n"
+                              "client_rate = 1/m\n");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(get(c, "/", NULL, NULL), 200);
+    struct raw_response r;
+    assert_int_equal(get(c, "/", NULL, &r), 429);
+    if (strstr(r.body, "internal-billing") ||
+        !strstr(r.body, "client 127.0.0.1 over client_rate = 1/m (burst 0)"))
+        fail_msg("429 body under error_detail = minimal: %s", r.body);
+    assert_string_equal(raw_header(&r, "Retry-After"), "60");
+    raw_response_free(&r);
+    char *line = px_log_line(h, "status=429");
+    assert_true(strstr(line, "route=internal-billing") != NULL);
+    free(line);
+    assert_int_equal(harness_wait_file(h, "error.log",
+                                       "client 127.0.0.1 over client_rate = 1/m on route "
+                                       "internal-billing (burst 0)",
+                                       PX_IO_MS),
+                     0);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* 20/s without a burst: one admitted every 50 ms. A request sent one interval after the one
  * refused is admitted: the limiter's clock (CLOCK_MONOTONIC, read when Portico handles the
  * request) is the test's, so no margin is needed (its last admission came before that refusal
@@ -574,6 +604,7 @@ int main(void)
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_429),
+        cmocka_unit_test(test_429_minimal_detail),
         cmocka_unit_test(test_refill_after_interval),
         cmocka_unit_test(test_clients_apart),
         cmocka_unit_test(test_http2_streams),
