@@ -3,8 +3,9 @@
  * nginx's limit_req with nodelay) and a connection count (max_connections_per_client, as
  * HAProxy's `tcp-request connection reject` on a stick table's conn_cur). One fixed-size table
  * per configuration generation, shared by its worker threads: sets of CLIMIT_WAYS entries, each
- * set under one of a few striped locks, the least recent entry of a full set evicted, so memory
- * is bounded whatever the number of distinct clients, and one request costs one set's lookup.
+ * set under one of a few striped locks, of a full set the entry that owes the fewest requests
+ * evicted (the least recent of those), so memory is bounded whatever the number of distinct
+ * clients, and one request costs one set's lookup.
  */
 #ifndef PORTICO_CLIMIT_H
 #define PORTICO_CLIMIT_H

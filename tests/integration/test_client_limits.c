@@ -3,9 +3,11 @@
  * burst, then 429 with Retry-After and the reason, in the access line, the error log and
  * portico_requests_rate_limited_total; the refill after one interval; clients counted apart,
  * IPv6 by its /64; HTTP/2 streams counted as requests; a route without a rate untouched; a
- * reload starts afresh), max_connections_per_client (closed at the accept, nothing sent,
- * counted; with the PROXY protocol the header's source is the client), the table bounded under
- * 200,000 distinct clients (trusted X-Forwarded-For), and the keys' errors at FILE:LINE.
+ * reload starts afresh; error_detail = minimal leaves the route's name out),
+ * max_connections_per_client (closed at the accept, nothing sent, counted; with the PROXY
+ * protocol the header's source is the client; two workers count together and every close gives
+ * its count back), the table bounded under 200,000 distinct clients (trusted X-Forwarded-For)
+ * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE.
  */
 #include <errno.h>
 #include <poll.h>
