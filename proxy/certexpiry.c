@@ -175,3 +175,33 @@ void certexpiry_check_trusted(void *ctx, int64_t now, int max, certexpiry_warn_f
     }
     sk_X509_pop_free(all, X509_free);
 }
+
+void certexpiry_check_crls(void *ctx, int64_t now, certexpiry_warn_fn *warn, void *arg)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_OBJECT) *objs = store ? X509_STORE_get0_objects(store) : NULL;
+    char text[512], when[48], span[48], issuer[200];
+    for (int i = 0; objs && i < sk_X509_OBJECT_num(objs); i++) {
+        const X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        int64_t last, next;
+        if (!crl || asn1_unix(X509_CRL_get0_lastUpdate(crl), &last) != 0)
+            continue;
+        if (!X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer)))
+            snprintf(issuer, sizeof(issuer), "?");
+        if (now < last) {
+            certexpiry_format_time(last, when, sizeof(when));
+            snprintf(text, sizeof(text), "the CRL of %s is not yet valid: issued for %s; until "
+                                         "then every client certificate of that CA is refused",
+                     issuer, when);
+            warn(arg, text);
+        } else if (asn1_unix(X509_CRL_get0_nextUpdate(crl), &next) == 0 && now > next) {
+            certexpiry_format_time(next, when, sizeof(when));
+            certexpiry_format_span(now - next, span, sizeof(span));
+            snprintf(text, sizeof(text), "the CRL of %s expired on %s (%s ago, its nextUpdate): "
+                                         "every client certificate of that CA is refused (CRL "
+                                         "has expired) until a newer CRL is loaded",
+                     issuer, when, span);
+            warn(arg, text);
+        }
+    }
+}

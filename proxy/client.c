@@ -398,6 +398,8 @@ void clients_close_all(struct loop *l)
  * reader arrived as 155,432 and ECONNRESET. */
 static bool answer_unsent(const struct client *c)
 {
+    if (sock_all_left(&c->sock)) /* a small answer (an error, a small body): nothing to ask */
+        return false;
     int unsent = 0;
     return ioctl(c->sock.fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0;
 }
@@ -1385,6 +1387,16 @@ static bool alpn_h2(const struct client *c)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
+/* Under tls_verify_client = optional a certificate that failed verification is served and only
+ * the origin was told: the operator is told too, as a refusal under `on` is (a full handshake
+ * only; a resumption repeats the origin's FAILED, not the line). */
+static void client_cert_failed(struct client *c)
+{
+    char buf[1024], addr[PEER_ADDR_MAX];
+    if (mtls_failed(c->sock.ssl, buf, sizeof(buf)))
+        log_client("client %s: %s", peer_addr(&c->peer, addr, sizeof(addr)), buf);
+}
+
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
@@ -1397,6 +1409,12 @@ static void client_cb(void *arg, enum sock_event ev)
             tls_watch_first_record(c->sock.ssl, NULL);
             c->mtls = mtls_peer_new(c->sock.ssl); /* once: each request tells its origin */
             c->peer.cert = c->mtls;
+            client_cert_failed(c);
+            int served = sni_served(c->sock.ssl);
+            if (served >= 0)
+                metrics_tls_handshake(c->loop->metrics, served);
+            else if (SSL_session_reused(c->sock.ssl))
+                metrics_add(c->loop->metrics, M_TLS_RESUMED, 1);
         }
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);

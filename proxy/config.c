@@ -35,6 +35,7 @@
 #include "portico/errpage.h"
 #include "portico/log.h"
 #include "portico/mtls.h"
+#include "portico/ocsp.h"
 #include "portico/privileges.h"
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
@@ -687,12 +688,16 @@ struct key_origin {
     int line;
     const char *key;
     const char *path;
+    const char *kind;                     /* "ecdsa P-256": which of several it is, or NULL */
 };
 
 static void warn_cert(void *arg, const char *text)
 {
     const struct key_origin *o = arg;
-    cfg_warn(o->ld, o->line, "%s: %s: %s", o->key, o->path, text);
+    if (o->kind)
+        cfg_warn(o->ld, o->line, "%s: %s (%s): %s", o->key, o->path, o->kind, text);
+    else
+        cfg_warn(o->ld, o->line, "%s: %s: %s", o->key, o->path, text);
 }
 
 /* The same for warnings that name their file themselves (error_page_dir's pages). */
@@ -703,11 +708,13 @@ static void warn_key(void *arg, const char *text)
 }
 
 /* A served or presented certificate (tls_cert, client_cert) of a context just built: its dates
- * warned about, and its notAfter kept for the metric, once per file. */
-static void check_own_cert(struct cfg_loader *ld, void *ctx, const struct named_file *f)
+ * warned about (kind, when not NULL, says which of several certificates it is), and its notAfter
+ * kept for the metric, once per file. */
+static void check_own_cert(struct cfg_loader *ld, void *ctx, const struct named_file *f,
+                           const char *kind)
 {
     struct config *cfg = ld->cfg;
-    struct key_origin o = {ld, f->line, f->key, f->path};
+    struct key_origin o = {ld, f->line, f->key, f->path, kind};
     int64_t not_after;
     if (certexpiry_check_own(ctx, (int64_t)time(NULL), &not_after, warn_cert, &o) != 0)
         return;
@@ -731,15 +738,25 @@ struct cert_conflicts {
     int count;
 };
 
-/* Two certificates claim one name: said at the line of the second, naming the first's. */
-static void report_conflict(void *arg, const char *name, int first, int second)
+/* Two certificates claim one name: said at the line of the second, naming the first's. Of
+ * the same names, they conflict by their key type; else by the names, which overlap. */
+static void report_conflict(void *arg, const char *name, int first, int second, bool same_key)
 {
     struct cert_conflicts *cc = arg;
     const struct tls_pair_conf *a = &cc->ld->cfg->tls_pairs[first];
     const struct tls_pair_conf *b = &cc->ld->cfg->tls_pairs[second];
-    cfg_report(cc->ld, b->cert_line,
-               "tls_cert: %s: claims %s, which the tls_cert of line %d (%s) claims too: a name "
-               "is served by one certificate", b->cert, name, a->cert_line, a->cert);
+    if (same_key)
+        cfg_report(cc->ld, b->cert_line,
+                   "tls_cert: %s: claims %s, which the tls_cert of line %d (%s) claims too, "
+                   "with a key of the same type (%s, and %s there): the same names take one "
+                   "certificate of each key type (rsa, ecdsa, ed25519 ...)",
+                   b->cert, name[0] ? name : "no name", a->cert_line, a->cert, b->key_desc,
+                   a->key_desc);
+    else
+        cfg_report(cc->ld, b->cert_line,
+                   "tls_cert: %s: claims %s, which the tls_cert of line %d (%s) claims too: a "
+                   "name is served by one certificate, or by one of each key type that all name "
+                   "exactly the same", b->cert, name, a->cert_line, a->cert);
     cc->count++;
 }
 
@@ -757,21 +774,85 @@ static void count_name(void *arg, const char *name)
 }
 
 /* With several certificates the names decide: one chosen by its CN only, or by no name at all,
- * is said (browsers take no certificate by its CN: Chrome since version 58, in 2017). */
-static void check_cert_names(struct cfg_loader *ld, void *ctx, int i)
+ * is said (browsers take no certificate by its CN: Chrome since version 58, in 2017). The
+ * names are counted into nc, and the first kept, for `portico -t`. */
+static void check_cert_names(struct cfg_loader *ld, void *ctx, int i, struct name_count *nc)
 {
     const struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
-    struct name_count nc = {0};
     bool from_cn = false;
-    sni_cert_names(ctx, count_name, &nc, &from_cn);
-    if (nc.count == 0 && i > 0)
+    sni_cert_names(ctx, count_name, nc, &from_cn);
+    if (nc->count == 0 && i > 0)
         cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate names no host a client can "
                                    "ask for (subjectAltName DNS, or CN): it is never chosen",
                  p->cert);
     else if (from_cn)
         cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate has no subjectAltName DNS "
                                    "name: it is chosen for its CN %s, which browsers do not "
-                                   "accept as its name", p->cert, nc.first);
+                                   "accept as its name", p->cert, nc->first);
+}
+
+/* What a staple's response says of its certificate, in its warning and in `portico -t`. */
+static const char *const ocsp_status_words[] = {
+    [OCSP_CERT_GOOD] = "good",
+    [OCSP_CERT_REVOKED] = "REVOKED",
+    [OCSP_CERT_UNKNOWN] = "unknown to its responder",
+};
+
+/* A staple's dates in words into buf: "until ..." with its nextUpdate. */
+static void staple_until(const struct ocsp_staple_info *info, char *buf, size_t size)
+{
+    char when[32];
+    certexpiry_format_time(info->next_update, when, sizeof(when));
+    if (info->next_update)
+        snprintf(buf, size, "until %s", when);
+    else
+        snprintf(buf, size, "with no nextUpdate (always current)");
+}
+
+/* The tls_ocsp_response of pair i, read and checked against its context's certificate: a file
+ * not a response, or one for another certificate, refused at its line; one out of date warned
+ * about and not stapled (strict clients refuse a stale staple, where none is fine); one
+ * expiring within a day, or of a revoked certificate, warned about. false after a refusal. */
+static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kind)
+{
+    struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
+    const struct named_file file[] = {{"tls_ocsp_response", p->ocsp, p->ocsp_line}};
+    if (!files_readable(ld, file, 1))
+        return false;
+    struct ocsp_staple_info info;
+    char err[256], until[80], when[32], span[32], of[64] = "";
+    int64_t now = (int64_t)time(NULL);
+    if (ocsp_staple_load(ctx, p->ocsp, now, &info, err, sizeof(err)) != 0) {
+        cfg_report(ld, p->ocsp_line, "tls_ocsp_response: %s: %s", p->ocsp, err);
+        return false;
+    }
+    if (kind)
+        snprintf(of, sizeof(of), " (%s)", kind);
+    staple_until(&info, until, sizeof(until));
+    if (!info.stapled && info.next_update && info.next_update < now) {
+        certexpiry_format_time(info.next_update, when, sizeof(when));
+        certexpiry_format_span(now - info.next_update, span, sizeof(span));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expired on %s (%s "
+                                   "ago, its nextUpdate): not stapled; fetch a new response and "
+                                   "reload", p->ocsp, p->cert, of, when, span);
+    } else if (!info.stapled) {
+        certexpiry_format_time(info.this_update, when, sizeof(when));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s is not yet valid "
+                                   "(thisUpdate %s): not stapled", p->ocsp, p->cert, of, when);
+    } else if (info.next_update && info.next_update - now <= 86400) {
+        certexpiry_format_span(info.next_update - now, span, sizeof(span));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expires in %s "
+                                   "(%s): fetch a new response and reload", p->ocsp, p->cert, of,
+                 span, until);
+    }
+    if (info.status != OCSP_CERT_GOOD)
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: says the certificate %s%s is %s",
+                 p->ocsp, p->cert, of, ocsp_status_words[info.status]);
+    p->ocsp_listing = cfg_line_text(ld, p->ocsp_line, "tls_ocsp_response %s: %s for %s%s, %s, %s",
+                                    p->ocsp, info.stapled ? "stapled" : "NOT stapled", p->cert,
+                                    of, ocsp_status_words[info.status],
+                                    info.stapled ? until : "out of date");
+    return true;
 }
 
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
@@ -790,18 +871,26 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     }
     const struct named_file ca[] = {
         {"tls_client_ca", cfg->tls_client_ca, cfg_key_line(lines, CFG_SEC_PROXY, "tls_client_ca")},
+        {"tls_client_crl", cfg->tls_client_crl,
+         cfg_key_line(lines, CFG_SEC_PROXY, "tls_client_crl")},
     };
-    if (!files_readable(ld, ca, ARRAY_LEN(ca)))
+    size_t nfiles = cfg->tls_client_crl ? 2 : 1;
+    if (!files_readable(ld, ca, nfiles))
         return false;
     struct tls_error e = {0};
-    if (mtls_bind(cfg->tls_verify_client, cfg->tls_verify_depth, cfg->tls_client_ca, bind) != 0) {
+    if (mtls_bind(cfg->tls_verify_client, cfg->tls_verify_depth, cfg->tls_client_ca,
+                  cfg->tls_client_crl, bind) != 0) {
         cfg_report(ld, ca[0].line, "tls_client_ca: %s: %s", cfg->tls_client_ca, strerror(errno));
         return false;
     }
-    if (mtls_apply(ctx, cfg->tls_verify_client, cfg->tls_client_ca, cfg->tls_verify_depth, bind,
-                   &e) != 0) {
-        report_tls_error(ld, &e, ca, ARRAY_LEN(ca), ca[0].line, "tls_client_ca");
+    if (mtls_apply(ctx, cfg->tls_verify_client, cfg->tls_client_ca, cfg->tls_client_crl,
+                   cfg->tls_verify_depth, bind, &e) != 0) {
+        report_tls_error(ld, &e, ca, nfiles, ca[0].line, "tls_client_ca");
         return false;
+    }
+    if (cfg->tls_client_crl) {
+        struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
+        certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
     }
     return true;
 }
@@ -815,9 +904,12 @@ static void load_server_certs(struct cfg_loader *ld)
     struct config *cfg = ld->cfg;
     int n = cfg->ntls_pairs;
     void **ctxs = calloc((size_t)n, sizeof(*ctxs));
-    bool all = true;
-    if (!ctxs) {
+    struct name_count *names = calloc((size_t)n, sizeof(*names));
+    bool all = true, stapled = false;
+    if (!ctxs || !names) {
         cfg_out_of_memory(ld);
+        free(ctxs);
+        free(names);
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -845,24 +937,51 @@ static void load_server_certs(struct cfg_loader *ld)
             all = false;
             continue;
         }
-        check_own_cert(ld, ctxs[i], &files[0]);
+        struct tls_pair_conf *pc = &cfg->tls_pairs[i];
+        pc->key_type = (int)sni_key_type(ctxs[i], pc->key_desc, sizeof(pc->key_desc));
+        pc->entry = i;
+        check_own_cert(ld, ctxs[i], &files[0], n > 1 ? pc->key_desc : NULL);
+        if (pc->ocsp && !load_staple(ld, ctxs[i], i, n > 1 ? pc->key_desc : NULL))
+            all = false;
+        stapled |= pc->ocsp != NULL;
         if (n > 1)
-            check_cert_names(ld, ctxs[i], i);
+            check_cert_names(ld, ctxs[i], i, &names[i]);
     }
     unsigned char bind[MTLS_BIND_LEN];
     bool asked = cfg->tls_verify_client != MTLS_OFF;
     if (all && asked && !ask_client_certs(ld, ctxs[0], bind))
         all = false;
     struct cert_conflicts cc = {ld, 0};
+    int *entry = calloc((size_t)n, sizeof(*entry));
+    if (!entry) {
+        cfg_out_of_memory(ld);
+        all = false;
+    }
     if (all && (n > 1 || cfg->tls_strict_sni) &&
-        sni_attach(ctxs, n, cfg->tls_strict_sni, asked ? bind : NULL, report_conflict, &cc) != 0) {
+        sni_attach(ctxs, n, cfg->tls_strict_sni, asked ? bind : NULL, report_conflict, &cc,
+                   entry) != 0) {
         if (cc.count == 0)
             cfg_out_of_memory(ld);
         all = false;
     }
+    for (int i = 0; all && n > 1 && i < n; i++) {
+        struct tls_pair_conf *p = &cfg->tls_pairs[i];
+        char more[40] = "";
+        if (names[i].count > 1)
+            snprintf(more, sizeof(more), " and %d more name%s", names[i].count - 1,
+                     names[i].count == 2 ? "" : "s");
+        p->entry = entry[i];
+        p->listing = cfg_line_text(ld, p->cert_line, "tls_cert %s: %s, %s%s%s", p->cert,
+                                   p->key_desc, names[i].count ? names[i].first : "no name", more,
+                                   p->entry == 0 ? " (the default)" : "");
+    }
+    free(entry);
+    free(names);
     if (all) {
         cfg->server_ssl_ctx = ctxs[0]; /* which owns the others now */
         tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
+        if (stapled)
+            ocsp_serve(cfg->server_ssl_ctx);
         ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
     } else {
         for (int i = 0; i < n; i++)
@@ -959,7 +1078,9 @@ static void validate_proxy(struct cfg_loader *ld)
             const struct {
                 const char *key;
                 int line;
-            } halves[] = {{"tls_cert", p->cert_line}, {"tls_key", p->key_line}};
+            } halves[] = {{"tls_cert", p->cert_line},
+                          {"tls_key", p->key_line},
+                          {"tls_ocsp_response", p->ocsp_line}};
             for (size_t h = 0; h < ARRAY_LEN(halves); h++)
                 if (halves[h].line)
                     cfg_warn(ld, halves[h].line,
@@ -967,7 +1088,8 @@ static void validate_proxy(struct cfg_loader *ld)
                              "serves HTTPS with tls_cert and tls_key)", halves[h].key);
         }
         static const char *const tls_only[] = {"tls_strict_sni", "tls_verify_client",
-                                               "tls_client_ca", "tls_verify_depth"};
+                                               "tls_client_ca", "tls_client_crl",
+                                               "tls_verify_depth"};
         for (size_t k = 0; k < ARRAY_LEN(tls_only); k++) {
             int line = cfg_key_line(lines, CFG_SEC_PROXY, tls_only[k]);
             if (line)
@@ -975,7 +1097,8 @@ static void validate_proxy(struct cfg_loader *ld)
         }
     }
     if (any_tls_listen && cfg->tls_verify_client == MTLS_OFF) {
-        static const char *const asked_only[] = {"tls_client_ca", "tls_verify_depth"};
+        static const char *const asked_only[] = {"tls_client_ca", "tls_client_crl",
+                                                 "tls_verify_depth"};
         for (size_t k = 0; k < ARRAY_LEN(asked_only); k++) {
             int line = cfg_key_line(lines, CFG_SEC_PROXY, asked_only[k]);
             if (line)
@@ -995,7 +1118,7 @@ static void validate_proxy(struct cfg_loader *ld)
         check_file(ld, page_dir, "error_page_dir", cfg->error_page_dir, FILE_DIR) == 0) {
         /* the pages are read at each response, and a placeholder they do not know is sent as
          * it is: said now, at the key's line, of the pages there now */
-        struct key_origin o = {ld, page_dir, "error_page_dir", NULL};
+        struct key_origin o = {ld, page_dir, "error_page_dir", NULL, NULL};
         errpage_check_pages(cfg->error_page_dir, warn_key, &o);
     }
     check_log(ld, "access_log", cfg->access_log);
@@ -1078,9 +1201,9 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                   tls_client_ctx(up->verify, up->ca_file, up->client_cert, up->client_key, &e)))
             report_tls_error(ld, &e, files, ARRAY_LEN(files), up->line, what);
         if (up->ssl_ctx && up->client_cert)
-            check_own_cert(ld, up->ssl_ctx, &files[1]);
+            check_own_cert(ld, up->ssl_ctx, &files[1], NULL);
         if (up->ssl_ctx && files[0].path) {
-            struct key_origin o = {ld, files[0].line, files[0].key, files[0].path};
+            struct key_origin o = {ld, files[0].line, files[0].key, files[0].path, NULL};
             certexpiry_check_trusted(up->ssl_ctx, (int64_t)time(NULL), MAX_CA_WARNINGS, warn_cert,
                                      &o);
         }
@@ -1101,6 +1224,26 @@ static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, in
     if (burst_line && r->client_rate_burst && !r->client_rate.count)
         cfg_report(ld, burst_line, "client_rate_burst without client_rate (in [route %s] or "
                    "[proxy]): it would limit nothing", r->name);
+}
+
+
+/* A prefix and a rewrite_prefix of which one ends in '/' and the other not join into "/v1x"
+ * (prefix = /api/, rewrite_prefix = /v1) or "//x": sent as written, as nginx does, but
+ * rarely what was meant (README, Header rules and path rewrites). */
+static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    if (!r->rewrite_prefix || r->prefix_len == 0 || r->rewrite_prefix_len == 0)
+        return;
+    bool prefix_slash = r->prefix[r->prefix_len - 1] == '/';
+    bool rewrite_slash = r->rewrite_prefix[r->rewrite_prefix_len - 1] == '/';
+    if (prefix_slash == rewrite_slash)
+        return;
+    int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "rewrite_prefix");
+    const char *rest = prefix_slash ? "x" : "/x";
+    cfg_warn(ld, line ? line : r->line,
+             "[route %s]: rewrite_prefix = %s and prefix = %s end differently in '/': "
+             "%s%s goes to the origin as %s%s (end both with '/' or neither)",
+             r->name, r->rewrite_prefix, r->prefix, r->prefix, rest, r->rewrite_prefix, rest);
 }
 
 static void validate_routes(struct cfg_loader *ld)
@@ -1127,6 +1270,7 @@ static void validate_routes(struct cfg_loader *ld)
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         validate_client_rate(ld, r, i);
+        warn_rewrite_joint(ld, r, i);
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;
@@ -1365,6 +1509,9 @@ void cfg_free(struct config *cfg)
         free(r->upstream_name);
         for (int h = 0; h < r->nhints; h++)
             free(r->early_hints[h]);
+        hrules_free(r->request_rules);
+        hrules_free(r->response_rules);
+        free(r->rewrite_prefix);
     }
     free(cfg->upstreams);
     free(cfg->routes);
@@ -1374,10 +1521,14 @@ void cfg_free(struct config *cfg)
     for (int i = 0; i < cfg->ntls_pairs; i++) {
         free(cfg->tls_pairs[i].cert);
         free(cfg->tls_pairs[i].key);
+        free(cfg->tls_pairs[i].listing);
+        free(cfg->tls_pairs[i].ocsp);
+        free(cfg->tls_pairs[i].ocsp_listing);
     }
     free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);
     free(cfg->tls_client_ca);
+    free(cfg->tls_client_crl);
     free(cfg->error_page_dir);
     free(cfg->access_log);
     free(cfg->error_log);

@@ -115,6 +115,11 @@ void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
 void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* "NAME:LINE: message" (escaped as cfg_report escapes), a copy the caller frees, for a line
+ * said later (`portico -t`'s list of certificates); NULL after reporting out of memory. */
+char *cfg_line_text(struct cfg_loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A duration as the largest unit that writes it whole ("168h", "1500ms"), into buf. */
 const char *cfg_duration_text(uint64_t ms, char *buf, size_t size);
 

@@ -19,6 +19,7 @@
 #include "portico/fault.h"
 #include "portico/hints.h"
 #include "portico/mtls.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/util.h"
 
@@ -138,6 +139,17 @@ void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
     cfg->warnings = w;
     if ((w[cfg->nwarnings] = cfg_copy(ld, text)))
         cfg->nwarnings++;
+}
+
+char *cfg_line_text(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+    char text[CFG_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    format_report(ld, line, "", fmt, ap, text);
+    va_end(ap);
+    text[strcspn(text, "\n")] = '\0';
+    return cfg_copy(ld, text);
 }
 
 int cfg_out_of_memory(struct cfg_loader *ld)
@@ -534,6 +546,37 @@ static int set_tls_half(struct cfg_loader *ld, const struct cfg_key *k, void *ba
         return -1;
     *(is_key ? &pair->key : &pair->cert) = path;
     *(is_key ? &pair->key_line : &pair->cert_line) = ld->line;
+    return 0;
+}
+
+/* tls_ocsp_response: the staple of the tls_cert written last above it (the pairs of tls_cert
+ * and tls_key go by rank, but a staple is optional: by rank, one certificate without one would
+ * shift every later file onto the wrong certificate). One per tls_cert. */
+static int set_tls_ocsp(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    struct config *cfg = base;
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty path", k->name);
+        return -1;
+    }
+    if (ld->tls_certs_seen == 0) {
+        cfg_report(ld, ld->line, "%s: no tls_cert above it: it staples the tls_cert written last "
+                                 "before it", k->name);
+        return -1;
+    }
+    struct tls_pair_conf *pair = &cfg->tls_pairs[ld->tls_certs_seen - 1];
+    if (pair->ocsp) {
+        cfg_report(ld, ld->line, "%s: the tls_cert of line %d (%s) has one already, at line %d: "
+                                 "one response per certificate", k->name, pair->cert_line,
+                   pair->cert, pair->ocsp_line);
+        return -1;
+    }
+    char *path = resolve_path(ld, value);
+    if (!path)
+        return -1;
+    pair->ocsp = path;
+    pair->ocsp_line = ld->line;
     return 0;
 }
 
@@ -1098,6 +1141,81 @@ static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
+/* ---- header rules and the path rewrite ---- */
+
+/* One header rule of a route (header_rules.h parses and judges it), kept in the file's order. */
+static int add_header_rule(struct cfg_loader *ld, const struct cfg_key *k, struct hrules **rules,
+                           enum hrule_dir dir, enum hrule_op op, const char *value)
+{
+    char why[200];
+    struct hrule r;
+    int rc = hrule_parse(dir, op, value, &r, why, sizeof(why));
+    if (rc == 0) {
+        r.line = ld->line;
+        rc = hrules_add(rules, &r, why, sizeof(why));
+    }
+    if (rc != 0 && why[0])
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+    else if (rc != 0) /* the one message of an allocation that failed */
+        cfg_report(ld, ld->line, "out of memory");
+    return rc;
+}
+
+static int set_request_header(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                              const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->request_rules, HRULE_REQUEST, HRULE_SET, value);
+}
+
+static int set_request_header_remove(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                                     const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->request_rules, HRULE_REQUEST, HRULE_REMOVE, value);
+}
+
+static int set_response_header(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                               const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->response_rules, HRULE_RESPONSE, HRULE_SET, value);
+}
+
+static int set_response_header_remove(struct cfg_loader *ld, const struct cfg_key *k,
+                                      void *base, const char *value)
+{
+    struct route_conf *r = base;
+    return add_header_rule(ld, k, &r->response_rules, HRULE_RESPONSE, HRULE_REMOVE, value);
+}
+
+/* What replaces the matched prefix: a path as prefix takes one, with no query, no fragment and
+ * no dot segment of its own (the joint with the rest of the path is checked per request). */
+static int set_rewrite_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                              const char *value)
+{
+    struct route_conf *r = base;
+    if (value[0] != '/') {
+        cfg_report(ld, ld->line, "%s: '%s' must start with '/'", k->name, value);
+        return -1;
+    }
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#') {
+            cfg_report(ld, ld->line, "%s: '%s' holds a blank, a control, a non-ASCII byte, '?' "
+                                     "or '#': a path only", k->name, value);
+            return -1;
+        }
+    }
+    if (request_has_dot_segment(value, strlen(value))) {
+        cfg_report(ld, ld->line, "%s: '%s' holds a dot segment ('.' or '..')", k->name, value);
+        return -1;
+    }
+    if (store_string(&r->rewrite_prefix, cfg_copy(ld, value)) != 0)
+        return -1;
+    r->rewrite_prefix_len = strlen(value);
+    return 0;
+}
+
 /* ---- fault rules (issue 8) ---- */
 
 /* A Bearer token (RFC 6750 b64token): letters, digits and -._~+/ with '=' only at the end. */
@@ -1232,10 +1350,13 @@ static const struct cfg_key proxy_keys[] = {
     /* repeatable: the Nth tls_cert goes with the Nth tls_key, one pair per certificate */
     LIST("tls_cert", set_tls_half),
     LIST("tls_key", set_tls_half),
+    /* repeatable: the OCSP response stapled for the tls_cert written last above it (ocsp.h) */
+    LIST("tls_ocsp_response", set_tls_ocsp),
     KEY("tls_strict_sni", set_bool, CFG(tls_strict_sni)),
     /* client certificates (mutual TLS, mtls.h): asked, or required, chaining to tls_client_ca */
     NAMED("tls_verify_client", set_enum, CFG(tls_verify_client), mtls_mode_names),
     KEY("tls_client_ca", set_path, CFG(tls_client_ca)),
+    KEY("tls_client_crl", set_path, CFG(tls_client_crl)),
     NUMBER("tls_verify_depth", set_int, CFG(tls_verify_depth), 1, 32),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
     {"tls_ticket_rotation", set_long_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
@@ -1307,6 +1428,12 @@ static const struct cfg_key route_keys[] = {
     /* [proxy]'s, for this route's bodies (exchange.c) */
     NUMBER("client_body_min_rate", set_size, RTE(client_body_min_rate), 0, UINT64_C(1) << 30),
     DURATION("client_body_rate_grace", RTE(client_body_rate_grace_ms), 1),
+    /* header rules and the path rewrite (header_rules.h, rewrite.h) */
+    LIST("request_header", set_request_header),
+    LIST("request_header_remove", set_request_header_remove),
+    LIST("response_header", set_response_header),
+    LIST("response_header_remove", set_response_header_remove),
+    KEY("rewrite_prefix", set_rewrite_prefix, 0),
     /* [proxy]'s, for this route's requests (climit.c) */
     NUMBER("client_rate", set_client_rate, RTE(client_rate), 1, 1000000),
     NUMBER("client_rate_burst", set_uint, RTE(client_rate_burst), 0, 1000000),

@@ -970,7 +970,7 @@ static const char *const nosniff_blocking_dests[] = {
 /* Whether the request is a browser's fetch of a script or a stylesheet (its Sec-Fetch-Dest). */
 static bool fetches_script_or_style(const struct errpage *e)
 {
-    int i = e->fields != NULL ? h1_find_field(e->fields, e->nfields, "sec-fetch-dest", 0) : -1;
+    int i = e->fields != NULL ? h1_find(e->fields, e->nfields, H1_F_SEC_FETCH_DEST, 0) : -1;
     if (i < 0)
         return false;
     for (size_t d = 0; d < ARRAY_LEN(nosniff_blocking_dests); d++)

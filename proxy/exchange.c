@@ -97,6 +97,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/rewrite.h"
 #include "portico/route.h"
 #include "portico/route_prefix.h"
 #include "portico/sock.h"
@@ -642,11 +643,14 @@ static void answer_final_recipient(struct exchange *ex)
         {"Allow", 5, trace ? allow_no_trace : allow_all,
          trace ? sizeof(allow_no_trace) - 1 : sizeof(allow_all) - 1, H1_F_OTHER},
         {"Content-Type", 12, "text/plain; charset=utf-8", 25, H1_F_OTHER},
+        /* as on every answer of Portico's with content (errpage.c); no browser sends TRACE, so
+         * no script or stylesheet fetch meets it */
+        {"X-Content-Type-Options", 22, "nosniff", 7, H1_F_OTHER},
     };
     size_t body = trace ? sizeof(why_not) - 1 : 0;
-    /* OPTIONS has no content, so no Content-Type: the last field is left out */
+    /* OPTIONS has no content, so no Content-Type and no nosniff: the last two are left out */
     struct resp_head head = {.status = trace ? HTTP_METHOD_NOT_ALLOWED : HTTP_OK,
-                             .fields = fields, .nfields = ARRAY_LEN(fields) - !trace,
+                             .fields = fields, .nfields = ARRAY_LEN(fields) - (trace ? 0 : 2),
                              .framing = H1_BODY_LENGTH, .content_length = body,
                              .close = ex->close_client};
     if (ex_client_gone(ex))
@@ -1021,6 +1025,8 @@ static void exchange_free(struct exchange *ex)
     if (ex->replay)
         evbuffer_free(ex->replay);
     free(ex->hints);
+    if (ex->rewritten) /* (a route with rewrite_prefix: free(NULL) is a call) */
+        free(ex->rewritten);
     exchange_release(ex->loop, ex);
 }
 
@@ -1344,6 +1350,30 @@ static bool request_body_owed(struct exchange *ex)
     return evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) < ex->info.content_length;
 }
 
+/* The route's rewrite_prefix applied to the target to forward. false when the request was
+ * refused (the rewritten path would hold a dot segment) or failed (no memory). */
+static bool rewrite(struct exchange *ex)
+{
+    const char *why = NULL;
+    int rc = rewrite_target(ex->target, ex->target_len, ex->route_path, ex->path_len,
+                            ex->route->prefix, ex->route->rewrite_prefix,
+                            ex->route->rewrite_prefix_len, &ex->rewritten, &ex->target_len, &why);
+    if (rc == 0) {
+        if (ex->rewritten)
+            ex->target = ex->rewritten;
+        else
+            ex->target_len = 1; /* "*" as it was */
+        return true;
+    }
+    if (rc < 0) {
+        ex->target_len = 0;
+        ex_fail(ex, PHASE_ROUTE, CAUSE_LOCAL, 0, "out of memory");
+        return false;
+    }
+    ex_refuse(ex, rc, why, !relay_discard_body(ex));
+    return false;
+}
+
 static void run(struct exchange *ex)
 {
     if (!admissible(ex))
@@ -1364,6 +1394,8 @@ static void run(struct exchange *ex)
         return;
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
+    if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */
+        return;
     /* (the method compare here: request_max_forwards is no call for other methods) */
     _Static_assert(REQUEST_MAX_FORWARDS_CAP <= INT_MAX, "max_forwards is an int");
     ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE

@@ -102,8 +102,9 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
     return static_hop(f) || named_by_connection(f, fields, n);
 }
 
-/* The field names a message's Connection fields list, gathered once per message so that each
- * field costs a few compares, not a walk over every Connection value. Tokens that are hop-by-hop
+/* The field names a message's Connection fields list, and those its route's header rules name
+ * (header_rules.h), gathered once per message so that each field costs a few compares, not a
+ * walk over every Connection value. Tokens that are hop-by-hop
  * anyway (keep-alive, upgrade) or name no field (close) are left out: the common
  * "Connection: keep-alive" leaves nothing to compare. */
 #define CONN_NAMES_MAX 16
@@ -113,6 +114,9 @@ struct conn_names {
     size_t nfields;
     unsigned n;
     bool overflow; /* more names than fit: named[] (conn_names_mark) says */
+    bool slow;     /* overflow, or rules: conn_names_slow decides (one test on the common path,
+                      the one it had before rules: a route without them pays nothing a field) */
+    const struct hrules *rules; /* the route's rules of this message's direction, or NULL */
     struct {
         const char *name;
         size_t len;
@@ -169,12 +173,15 @@ static void conn_names_mark(struct conn_names *c)
     }
 }
 
-static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n)
+static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n,
+                            const struct hrules *rules)
 {
     c->fields = fields;
     c->nfields = n;
     c->n = 0;
     c->overflow = false;
+    c->rules = rules;
+    c->slow = rules != NULL;
     for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
          i = h1_find(fields, n, H1_F_CONNECTION, (size_t)i + 1)) {
         size_t pos = 0, elen;
@@ -191,7 +198,7 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
                 (elen == 5 && strncasecmp(e, "close", 5) == 0))
                 continue;
             if (c->n == CONN_NAMES_MAX) {
-                c->overflow = true;
+                c->overflow = c->slow = true;
                 if (n <= CONN_MARK_MAX)
                     conn_names_mark(c);
                 return;
@@ -202,12 +209,27 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
     }
 }
 
-/* Whether the message's Connection fields name f (f not hop-by-hop itself). */
-static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
+/* conn_names_has past the common case: a long Connection list, or a route's rules. */
+static __attribute__((noinline)) bool conn_names_slow(const struct conn_names *c,
+                                                      const struct h1_field *f)
 {
+    if (c->rules && hrules_names(c->rules, f->name, f->name_len))
+        return true;
     if (c->overflow) /* f is one of c->fields */
         return c->nfields <= CONN_MARK_MAX ? c->named[f - c->fields]
                                            : named_by_connection(f, c->fields, c->nfields);
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
+            return true;
+    return false;
+}
+
+/* Whether the message's Connection fields name f (f not hop-by-hop itself), or its route's
+ * rules do (rules set or remove it: the message's own go). */
+static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
+{
+    if (c->slow)
+        return conn_names_slow(c, f);
     for (unsigned i = 0; i < c->n; i++)
         if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
             return true;
@@ -475,11 +497,65 @@ tracestate_judge(struct head_buf *b, const struct h1_request *req, size_t first,
     return TS_CUT;
 }
 
+/* The value of a request_header rule, its variables expanded (header_rules.h). */
+static void rule_value(struct head_buf *b, const struct hrule *r, const struct fwd_request *fwd)
+{
+    const char *v = r->value;
+    size_t n = r->value_len;
+    for (size_t i = 0; i < n;) {
+        const char *dollar = memchr(v + i, '$', n - i);
+        size_t lit = dollar ? (size_t)(dollar - (v + i)) : n - i;
+        hb_put(b, v + i, lit);
+        i += lit;
+        if (!dollar)
+            break;
+        size_t len;
+        switch (hrule_var_at(v + i, n - i, &len)) {
+        case HRULE_VAR_CLIENT_ADDR:
+            hb_str(b, fwd->client_ip);
+            break;
+        case HRULE_VAR_REQUEST_ID:
+            hb_str(b, fwd->request_id);
+            break;
+        case HRULE_VAR_SCHEME:
+            hb_str(b, fwd->client_tls ? "https" : "http");
+            break;
+        case HRULE_VAR_HOST:
+            if (fwd->client_host)
+                hb_put(b, fwd->client_host, fwd->client_host_len);
+            break;
+        case HRULE_VAR_DOLLAR:
+        case HRULE_VAR_NONE: /* refused at load */
+            HB_LIT(b, "$");
+            break;
+        }
+        i += len;
+    }
+}
+
+/* The route's SET rules, in the file's order: apart, off the path of routes without rules. */
+static __attribute__((noinline)) void rule_lines(struct head_buf *b,
+                                                 const struct fwd_request *fwd)
+{
+    for (int i = 0; i < fwd->rules->n; i++) {
+        const struct hrule *r = &fwd->rules->rule[i];
+        if (r->op != HRULE_SET)
+            continue;
+        hb_put(b, r->name, r->name_len);
+        HB_LIT(b, ": ");
+        if (r->vars)
+            rule_value(b, r, fwd);
+        else
+            hb_put(b, r->value, r->value_len);
+        HB_LIT(b, "\r\n");
+    }
+}
+
 int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd)
 {
     struct conn_names conn;
-    conn_names_init(&conn, req->fields, req->nfields);
+    conn_names_init(&conn, req->fields, req->nfields, fwd->rules);
     bool has_xff = false, kept_proto = false, kept_host = false;
     enum tracestate_verdict ts = TS_UNJUDGED;
     struct head_buf b;
@@ -570,6 +646,8 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     if (fwd->max_forwards) /* a singleton field: once, after the client's (RFC 9110 7.6.2) */
         max_forwards_line(&b, fwd->max_forwards - 1);
+    if (fwd->rules && fwd->rules->nset)
+        rule_lines(&b, fwd);
     /* X-Forwarded-For keeps the chain the client brought and appends the address we saw. */
     HB_LIT(&b, "X-Forwarded-For: ");
     for (int i = h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0); has_xff && i >= 0;
@@ -634,14 +712,14 @@ struct e2e_seen {
 };
 
 static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, size_t max,
-                         struct e2e_seen *seen)
+                         struct e2e_seen *seen, const struct hrules *rules)
 {
     struct conn_names conn;
-    conn_names_init(&conn, resp->fields, resp->nfields);
+    conn_names_init(&conn, resp->fields, resp->nfields, rules);
     size_t n = 0;
     for (size_t i = 0; i < resp->nfields && n < max; i++) {
         const struct h1_field *f = &resp->fields[i];
-        if (static_hop(f) || conn_names_has(&conn, f))
+        if (static_hop(f) || conn_names_has(&conn, f)) /* named by Connection, or by a rule */
             continue;
         seen->request_id |= f->id == H1_F_X_REQUEST_ID;
         seen->date |= f->name_len == 4 && h1_name_is(f, "date");
@@ -667,7 +745,14 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
                            struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
+    size_t sets = fwd->rules ? (size_t)fwd->rules->nset : 0;
+    size_t n = end_to_end(resp, out, max > 6 + sets ? max - 6 - sets : 0, &seen, fwd->rules);
+    for (int i = 0; sets && i < fwd->rules->n; i++) {
+        const struct hrule *r = &fwd->rules->rule[i];
+        if (r->op == HRULE_SET)
+            out[n++] = (struct h1_field){.name = r->name, .name_len = r->name_len,
+                                         .value = r->value, .value_len = r->value_len};
+    }
     put_via(&out[n++], resp);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
@@ -697,20 +782,22 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
     return n;
 }
 
-size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
+size_t hdr_interim_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
     if (max == 0)
         return 0;
-    size_t n = end_to_end(resp, out, max - 1, &seen);
+    size_t n = end_to_end(resp, out, max - 1, &seen, rules);
     put_via(&out[n++], resp);
     return n;
 }
 
-size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
+size_t hdr_upgrade_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen) : 0;
+    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen, rules) : 0;
     for (size_t i = 0; i < resp->nfields && n + 2 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];

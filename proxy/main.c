@@ -229,6 +229,32 @@ static struct config *reload_load(const char *path, int *nerrors)
     return cfg;
 }
 
+/* Several certificates served: how many, which says the pairs were all taken, and for how
+ * many sets of names when some serve one name with several key types. */
+static void certs_served(const struct config *cfg, char *buf, size_t size)
+{
+    int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0, entries = 0;
+    for (int i = 0; i < certs; i++)
+        entries += cfg->tls_pairs[i].entry == i;
+    if (certs > 1 && entries == certs)
+        snprintf(buf, size, ", %d certificates chosen by SNI", certs);
+    else if (certs > 1)
+        snprintf(buf, size, ", %d certificates for %d set%s of names, chosen by SNI and key type",
+                 certs, entries, entries == 1 ? "" : "s");
+}
+
+/* `portico -t` names each certificate served, when there are several: where, its key and its
+ * names (the operator sees which one an old client, RSA only, gets). */
+static void certs_list(const struct config *cfg)
+{
+    for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
+        if (cfg->tls_pairs[i].listing)
+            printf("portico: %s\n", cfg->tls_pairs[i].listing);
+    for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
+        if (cfg->tls_pairs[i].ocsp_listing)
+            printf("portico: %s\n", cfg->tls_pairs[i].ocsp_listing);
+}
+
 /* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
  * error log, at a start and at each reload, so they are heard until someone acts. */
 static void log_warnings(const struct config *cfg)
@@ -632,9 +658,13 @@ static void user_warnings(const struct config *cfg, say_fn *say)
     for (int i = 0; i < cfg->ntls_pairs; i++) {
         warn_unreadable(cfg, say, "tls_cert", cfg->tls_pairs[i].cert);
         warn_unreadable(cfg, say, "tls_key", cfg->tls_pairs[i].key);
+        /* the staple a reload reads again, after a cron job replaced it */
+        warn_unreadable(cfg, say, "tls_ocsp_response", cfg->tls_pairs[i].ocsp);
     }
-    if (cfg->tls_verify_client) /* read again by each reload, as the user */
+    if (cfg->tls_verify_client) { /* read again by each reload, as the user */
         warn_unreadable(cfg, say, "tls_client_ca", cfg->tls_client_ca);
+        warn_unreadable(cfg, say, "tls_client_crl", cfg->tls_client_crl);
+    }
     warn_unreadable(cfg, say, "error_page_dir", cfg->error_page_dir);
     for (int i = 0; i < cfg->nupstreams; i++) {
         const struct upstream_conf *u = &cfg->upstreams[i];
@@ -1020,14 +1050,12 @@ int main(int argc, char **argv)
     if (test_only) {
         cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
         check_as_user(cfg);
-        /* several certificates served: how many, which says the pairs were all taken */
-        int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
-        char served[48] = "";
-        if (certs > 1)
-            snprintf(served, sizeof(served), ", %d certificates chosen by SNI", certs);
+        char served[96] = "";
+        certs_served(cfg, served, sizeof(served));
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s", served);
+        certs_list(cfg);
         cfg_free(cfg);
         return 0;
     }

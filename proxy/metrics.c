@@ -79,6 +79,12 @@ static const char *const fault_action_names[FAULT_ACTION_COUNT] = {
 #undef X
 };
 
+static const char *const tls_key_names[TLS_KEY_COUNT] = {
+#define X(id, nm) [id] = nm,
+    TLS_KEY_LIST(X)
+#undef X
+};
+
 static const char *const reload_result_names[RELOAD_RESULT_COUNT] = {
 #define X(id, nm) [id] = nm,
     RELOAD_RESULT_LIST(X)
@@ -182,6 +188,11 @@ const char *fault_action_name(enum fault_action a)
     return NAME_OF(fault_action_names, FAULT_ACTION_COUNT, a);
 }
 
+const char *tls_key_name(enum tls_key_type k)
+{
+    return NAME_OF(tls_key_names, TLS_KEY_COUNT, k);
+}
+
 const char *reload_result_name(enum reload_result r)
 {
     return NAME_OF(reload_result_names, RELOAD_RESULT_COUNT, r);
@@ -252,10 +263,13 @@ struct shard {
 
     struct hist *hist;                 /* [nupstreams * TIMING_COUNT] */
     _Atomic uint64_t *faults;          /* [nfaults * FAULT_ACTION_COUNT] */
+    _Atomic uint64_t *handshakes;      /* [nserved]: full handshakes per certificate served */
+    uint8_t *served_key;               /* [nserved]: enum tls_key_type */
     _Atomic uint64_t *rate_limited;    /* [nroutes]: portico_requests_rate_limited_total */
 
-    int nroutes, nupstreams, nfaults;
-    char **names;                      /* routes, then upstreams, then faults (owned copies) */
+    int nroutes, nupstreams, nfaults, nserved;
+    char **names;                      /* routes, then upstreams, then faults, then the served
+                                          files (owned copies) */
 };
 
 static struct shard *shard_of(struct metrics *m)
@@ -289,12 +303,14 @@ static void shard_free(struct shard *s)
     if (!s)
         return;
     if (s->names)
-        for (int i = 0; i < s->nroutes + s->nupstreams + s->nfaults; i++)
+        for (int i = 0; i < s->nroutes + s->nupstreams + s->nfaults + s->nserved; i++)
             free(s->names[i]);
     free(s->names);
     free(s->requests);
     free(s->hist);
     free(s->faults);
+    free(s->handshakes);
+    free(s->served_key);
     free(s->rate_limited);
     free(s);
 }
@@ -316,19 +332,32 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
         s->nroutes = MAX(l->nroutes, 0);
         s->nupstreams = MAX(l->nupstreams, 0);
         s->nfaults = MAX(l->nfaults, 0);
+        s->nserved = MAX(l->nserved, 0);
     }
-    int nnames = s->nroutes + s->nupstreams + s->nfaults;
+    int nnames = s->nroutes + s->nupstreams + s->nfaults + s->nserved;
     s->names = calloc((size_t)nnames + 1, sizeof(*s->names));
     s->requests = zalloc_lines((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
     s->hist = zalloc_lines((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
     s->faults = zalloc_lines((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
+    s->handshakes = zalloc_lines((size_t)s->nserved * sizeof(*s->handshakes));
+    s->served_key = calloc((size_t)s->nserved + 1, sizeof(*s->served_key));
     s->rate_limited = zalloc_lines((size_t)s->nroutes * sizeof(*s->rate_limited));
-    if (!s->names || !s->requests || !s->hist || !s->faults || !s->rate_limited ||
+    if (!s->names || !s->requests || !s->hist || !s->faults || !s->handshakes || !s->served_key ||
+        !s->rate_limited ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
                copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
         shard_free(s);
         return NULL;
+    }
+    char **files = s->names + s->nroutes + s->nupstreams + s->nfaults;
+    for (int i = 0; i < s->nserved; i++) {
+        s->served_key[i] = (uint8_t)((unsigned)l->served[i].key < TLS_KEY_COUNT ? l->served[i].key
+                                                                                : TLS_KEY_OTHER);
+        if (!(files[i] = strdup(l->served[i].file ? l->served[i].file : ""))) {
+            shard_free(s);
+            return NULL;
+        }
     }
     return s;
 }
@@ -361,6 +390,12 @@ struct fault_row {
     uint64_t n;
 };
 
+struct served_row {
+    const char *file;
+    int key;                           /* enum tls_key_type */
+    uint64_t n;
+};
+
 struct totals {
     bool owns;                         /* row names are strdup'd (the retired totals) */
     bool oom;                          /* a row could not be added */
@@ -382,6 +417,8 @@ struct totals {
     size_t nhist, caphist;
     struct fault_row *faults;
     size_t nfaults, capfaults;
+    struct served_row *served;
+    size_t nserved, capserved;
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -456,6 +493,19 @@ static void add_fault(struct totals *t, const char *fault, int action, uint64_t 
     const char *name = row_name(t, fault);
     if (name)
         rows[t->nfaults++] = (struct fault_row){name, action, n};
+}
+
+static void add_served(struct totals *t, const char *file, int key, uint64_t n)
+{
+    struct served_row *rows = reserve(t->served, &t->capserved, t->nserved, sizeof(*rows));
+    if (!rows) {
+        t->oom = true;
+        return;
+    }
+    t->served = rows; /* at once: a grown array freed the old one */
+    const char *name = row_name(t, file);
+    if (name)
+        rows[t->nserved++] = (struct served_row){name, key, n};
 }
 
 static const char *route_label(const struct shard *s, int route)
@@ -537,6 +587,12 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             if (n)
                 add_fault(t, s->names[s->nroutes + s->nupstreams + f], a, n);
         }
+    for (int i = 0; i < s->nserved; i++) {
+        uint64_t n = get(&s->handshakes[i]);
+        if (n)
+            add_served(t, s->names[s->nroutes + s->nupstreams + s->nfaults + i], s->served_key[i],
+                       n);
+    }
 }
 
 static int cmp_req(const void *a, const void *b)
@@ -564,6 +620,13 @@ static int cmp_fault(const void *a, const void *b)
     const struct fault_row *x = a, *y = b;
     int c = strcmp(x->fault, y->fault);
     return c ? c : (x->action > y->action) - (x->action < y->action);
+}
+
+static int cmp_served(const void *a, const void *b)
+{
+    const struct served_row *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : (x->key > y->key) - (x->key < y->key);
 }
 
 static void sort(void *rows, size_t n, size_t size, int (*cmp)(const void *, const void *))
@@ -617,6 +680,17 @@ static void totals_merge(struct totals *t)
         }
     }
     t->nfaults = n;
+    n = 0;
+    sort(t->served, t->nserved, sizeof(*t->served), cmp_served);
+    for (size_t i = 0; i < t->nserved; i++) {
+        if (n && cmp_served(&t->served[n - 1], &t->served[i]) == 0) {
+            t->served[n - 1].n += t->served[i].n;
+            drop_name(t, t->served[i].file);
+        } else {
+            t->served[n++] = t->served[i];
+        }
+    }
+    t->nserved = n;
 }
 
 static void totals_free(struct totals *t)
@@ -627,9 +701,12 @@ static void totals_free(struct totals *t)
         drop_name(t, t->hist[i].upstream);
     for (size_t i = 0; i < t->nfaults; i++)
         drop_name(t, t->faults[i].fault);
+    for (size_t i = 0; i < t->nserved; i++)
+        drop_name(t, t->served[i].file);
     free(t->req);
     free(t->hist);
     free(t->faults);
+    free(t->served);
     bool owns = t->owns;
     memset(t, 0, sizeof(*t));
     t->owns = owns;
@@ -641,9 +718,9 @@ static int totals_borrow(struct totals *dst, const struct totals *src)
     *dst = *src;
     dst->owns = false;
     dst->oom = false; /* rows the retired totals lost are lost: no reason to fail every scrape */
-    dst->req = NULL, dst->hist = NULL, dst->faults = NULL;
-    dst->nreq = dst->nhist = dst->nfaults = 0;
-    dst->capreq = dst->caphist = dst->capfaults = 0;
+    dst->req = NULL, dst->hist = NULL, dst->faults = NULL, dst->served = NULL;
+    dst->nreq = dst->nhist = dst->nfaults = dst->nserved = 0;
+    dst->capreq = dst->caphist = dst->capfaults = dst->capserved = 0;
     for (size_t i = 0; i < src->nreq; i++)
         add_req(dst, src->req[i].route, src->req[i].code, src->req[i].failure, src->req[i].n);
     for (size_t i = 0; i < src->nhist; i++) {
@@ -653,6 +730,8 @@ static int totals_borrow(struct totals *dst, const struct totals *src)
     }
     for (size_t i = 0; i < src->nfaults; i++)
         add_fault(dst, src->faults[i].fault, src->faults[i].action, src->faults[i].n);
+    for (size_t i = 0; i < src->nserved; i++)
+        add_served(dst, src->served[i].file, src->served[i].key, src->served[i].n);
     return dst->oom ? -1 : 0;
 }
 
@@ -830,6 +909,13 @@ void metrics_fault(struct metrics *m, int fault, enum fault_action action)
     bump(&s->faults[fault * FAULT_ACTION_COUNT + action], 1);
 }
 
+void metrics_tls_handshake(struct metrics *m, int served)
+{
+    struct shard *s = shard_of(m);
+    if (served >= 0 && served < s->nserved)
+        bump(&s->handshakes[served], 1);
+}
+
 void metrics_rate_limited(struct metrics *m, int route)
 {
     struct shard *s = shard_of(m);
@@ -922,7 +1008,9 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
                names_own(t->hist, t->nhist, sizeof(*t->hist),
                          offsetof(struct hist_row, upstream), NULL) +
                names_own(t->faults, t->nfaults, sizeof(*t->faults),
-                         offsetof(struct fault_row, fault), NULL);
+                         offsetof(struct fault_row, fault), NULL) +
+               names_own(t->served, t->nserved, sizeof(*t->served),
+                         offsetof(struct served_row, file), NULL);
     size_t norigins = sc ? sc->norigins : 0;
     for (size_t i = 0; i < norigins; i++)
         n += strlen(sc->origins[i].upstream ? sc->origins[i].upstream : "") +
@@ -939,6 +1027,7 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     names_own(t->req, t->nreq, sizeof(*t->req), offsetof(struct req_row, route), &p);
     names_own(t->hist, t->nhist, sizeof(*t->hist), offsetof(struct hist_row, upstream), &p);
     names_own(t->faults, t->nfaults, sizeof(*t->faults), offsetof(struct fault_row, fault), &p);
+    names_own(t->served, t->nserved, sizeof(*t->served), offsetof(struct served_row, file), &p);
     for (size_t i = 0; i < norigins; i++) {
         const char *texts[2] = {sc->origins[i].upstream ? sc->origins[i].upstream : "",
                                 sc->origins[i].origin ? sc->origins[i].origin : ""};
@@ -1434,6 +1523,25 @@ static bool stage_faults(struct metrics_cursor *c, struct render *out, size_t bu
     return true;
 }
 
+static bool stage_handshakes(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_tls_handshakes_total", "counter",
+               "Full client TLS handshakes by the certificate sent (tls_cert file) and its key "
+               "type; resumptions send none (portico_client_tls_resumed_total)");
+    while (c->row < t->nserved) {
+        const struct served_row *r = &t->served[c->row++];
+        PUT_LIT(out, "portico_tls_handshakes_total");
+        label(out, "file", r->file, true);
+        label(out, "key", tls_key_name((enum tls_key_type)r->key), false);
+        value_u64(out, r->n);
+        if (slice_full(c, t->nserved, out, budget))
+            return false;
+    }
+    return true;
+}
+
 static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, size_t budget)
 {
     const struct totals *t = &c->t;
@@ -1496,7 +1604,7 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
     stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
-    stage_client_limit, stage_process,
+    stage_client_limit, stage_handshakes, stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

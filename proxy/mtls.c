@@ -78,28 +78,39 @@ const char *mtls_mode_name(enum mtls_mode mode)
 
 /* ---- sessions ---- */
 
-int mtls_bind(enum mtls_mode mode, int depth, const char *ca_file,
+/* The bytes of path into md. 0, or -1 (errno when it cannot be read). */
+static int digest_file(EVP_MD_CTX *md, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char buf[4096];
+    size_t n;
+    int rc = f ? 0 : -1;
+    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        if (EVP_DigestUpdate(md, buf, n) != 1)
+            rc = -1;
+    if (f && ferror(f))
+        rc = -1;
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+int mtls_bind(enum mtls_mode mode, int depth, const char *ca_file, const char *crl_file,
               unsigned char bind[MTLS_BIND_LEN])
 {
     int rc = -1;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    FILE *f = fopen(ca_file, "rb");
-    unsigned char head[2 * sizeof(int)], buf[4096];
+    unsigned char head[3 * sizeof(int)];
+    int crl = crl_file != NULL; /* no CRL and an empty one differ */
     memcpy(head, &mode, sizeof(int));
     memcpy(head + sizeof(int), &depth, sizeof(int));
-    if (!md || !f || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(md, head, sizeof(head)) != 1)
-        goto done;
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        if (EVP_DigestUpdate(md, buf, n) != 1)
-            goto done;
+    memcpy(head + 2 * sizeof(int), &crl, sizeof(int));
     unsigned len = 0;
-    if (!ferror(f) && EVP_DigestFinal_ex(md, bind, &len) == 1 && len == MTLS_BIND_LEN)
+    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(md, head, sizeof(head)) == 1 && digest_file(md, ca_file) == 0 &&
+        (!crl_file || digest_file(md, crl_file) == 0) &&
+        EVP_DigestFinal_ex(md, bind, &len) == 1 && len == MTLS_BIND_LEN)
         rc = 0;
-done:
-    if (f)
-        fclose(f);
     EVP_MD_CTX_free(md);
     return rc;
 }
@@ -148,8 +159,76 @@ static int client_verify(int ok, X509_STORE_CTX *store)
     return s && s->mode == MTLS_OPTIONAL ? 1 : ok;
 }
 
-int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
-               const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err)
+/* The CA of the store that issued crl and whose key signed it; NULL for none. */
+static X509 *crl_issuer(STACK_OF(X509) *cas, X509_CRL *crl)
+{
+    for (int i = 0; i < sk_X509_num(cas); i++) {
+        X509 *ca = sk_X509_value(cas, i);
+        EVP_PKEY *key = X509_get0_pubkey(ca);
+        if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 && key &&
+            X509_CRL_verify(crl, key) == 1)
+            return ca;
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+static void name_text(const X509_NAME *name, char *buf, size_t size);
+
+/* The CRLs of crl_file into ctx's store, each issued and signed by one of its CAs (a CRL of
+ * another CA would never be consulted: a mistake said at load, not a client refused later), and
+ * every certificate of a client's chain checked against them (nginx's ssl_crl: CRL_CHECK and
+ * CRL_CHECK_ALL, so each CA of the chain needs its CRL). 0, or -1 with err filled. */
+static int load_crls(SSL_CTX *ctx, const char *crl_file, struct tls_error *err)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509) *cas = X509_STORE_get1_all_certs(store);
+    BIO *in = BIO_new_file(crl_file, "r");
+    X509_CRL *crl = NULL;
+    int n = 0, rc = -1;
+    err->file = crl_file;
+    ERR_clear_error(); /* the queue's last error below is this file's */
+    if (!cas || !in) {
+        tls_last_error(err->text, sizeof(err->text));
+        goto done;
+    }
+    while ((crl = PEM_read_bio_X509_CRL(in, NULL, NULL, NULL))) {
+        n++;
+        if (!crl_issuer(cas, crl)) {
+            char issuer[160];
+            name_text(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+            snprintf(err->text, sizeof(err->text),
+                     "CRL %d (issuer %s): its issuer is no CA of tls_client_ca (or did not sign "
+                     "it)", n, issuer);
+            goto done;
+        }
+        if (X509_STORE_add_crl(store, crl) != 1) {
+            tls_last_error(err->text, sizeof(err->text));
+            goto done;
+        }
+        X509_CRL_free(crl);
+        crl = NULL;
+    }
+    /* the end of the file reads as "no start line"; anything else is a CRL that is broken */
+    unsigned long e = ERR_peek_last_error();
+    bool end = !e || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+    if (n == 0 && end)
+        snprintf(err->text, sizeof(err->text),
+                 "holds no CRL in PEM form (-----BEGIN X509 CRL-----)");
+    else if (!end)
+        tls_last_error(err->text, sizeof(err->text));
+    else if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) == 1)
+        rc = 0;
+done:
+    X509_CRL_free(crl);
+    BIO_free(in);
+    sk_X509_pop_free(cas, X509_free);
+    ERR_clear_error();
+    return rc;
+}
+
+int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, const char *crl_file,
+               int depth, const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err)
 {
     pthread_once(&index_once, index_init);
     if (mode == MTLS_OFF)
@@ -188,6 +267,8 @@ int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
         return -1;
     }
     SSL_CTX_set_client_CA_list(ctx, names);
+    if (crl_file && load_crls(ctx, crl_file, err) != 0)
+        return -1;
     SSL_CTX_set_verify_depth(ctx, depth);
     int verify = SSL_VERIFY_PEER | (mode == MTLS_ON ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
     SSL_CTX_set_verify(ctx, verify, client_verify);
@@ -199,14 +280,50 @@ int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
     return 0;
 }
 
-/* A name as RFC 2253 writes it ("CN=client,O=Example"), UTF-8 left as it is, into buf. */
+/* The length of the UTF-8 character at s (n bytes) that may be written as it is: 0 for a C0 or C1
+ * control, DEL or a byte of no valid sequence (RFC 3629). */
+static size_t printable_utf8(const unsigned char *s, size_t n)
+{
+    if (s[0] >= 0x20 && s[0] < 0x7f)
+        return 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || len > n || (s[0] == 0xc2 && s[1] < 0xa0) || s[0] > 0xf4)
+        return 0;                       /* C1 controls are U+0080..U+009F: C2 80..C2 9F */
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((len == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (len == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (len == 4 && s[0] == 0xf0 && s[1] < 0x90) || (len == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;                       /* overlong, surrogate, past U+10FFFF */
+    return len;
+}
+
+/* A name as RFC 2253 writes it ("CN=client,O=Example") into buf, for the error log and the
+ * access log: UTF-8 kept, every control (C0, DEL, C1) and any byte of no UTF-8 character written
+ * \xNN as the log writes a client's bytes (sni.c), so that no subject forges a line or drives a
+ * terminal. OpenSSL's own escape of controls (\0A) is off: one form for the whole log. */
 static void name_text(const X509_NAME *name, char *buf, size_t size)
 {
+    char raw[512];
     BIO *bio = BIO_new(BIO_s_mem());
-    int n = bio ? X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) : -1;
-    int got = n >= 0 ? BIO_read(bio, buf, (int)size - 1) : -1;
+    unsigned long flags = XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~ASN1_STRFLGS_ESC_CTRL;
+    int n = bio ? X509_NAME_print_ex(bio, name, 0, flags) : -1;
+    int got = n >= 0 ? BIO_read(bio, raw, (int)sizeof(raw)) : -1;
     BIO_free(bio);
-    buf[got > 0 ? got : 0] = '\0';
+    size_t at = 0;
+    for (size_t i = 0; got > 0 && i < (size_t)got;) {
+        const unsigned char *s = (const unsigned char *)raw + i;
+        size_t len = printable_utf8(s, (size_t)got - i);
+        if (len ? at + len >= size : at + 4 >= size)
+            break;                      /* cut before a character, never within one */
+        if (len)
+            memcpy(buf + at, s, len);
+        else
+            snprintf(buf + at, 5, "\\x%02x", s[0]);
+        at += len ? len : 4;
+        i += len ? len : 1;
+    }
+    buf[at] = '\0';
 }
 
 /* ---- refusals ---- */
@@ -234,9 +351,36 @@ static enum cert_refusal refusal_of(int error)
         return CERT_REFUSED_EXPIRED;
     case X509_V_ERR_CERT_NOT_YET_VALID:
         return CERT_REFUSED_NOT_YET_VALID;
+    case X509_V_ERR_CERT_REVOKED:
+        return CERT_REFUSED_REVOKED;
     default:
         return CERT_REFUSED_INVALID;
     }
+}
+
+/* What was wrong with the first certificate that failed, which it is and who issued it:
+ * "expired on DATE: SUBJECT, issued by ISSUER (certificate 1 of the chain)". */
+static void failure_text(const struct mtls_failure *f, char *buf, size_t size)
+{
+    enum cert_refusal reason = refusal_of(f->error);
+    char subject[160], issuer[160], date[32], what[96];
+    name_text(X509_get_subject_name(f->cert), subject, sizeof(subject));
+    name_text(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
+    if (reason == CERT_REFUSED_EXPIRED) {
+        format_time(X509_get0_notAfter(f->cert), date, sizeof(date));
+        snprintf(what, sizeof(what), "expired on %s", date);
+    } else if (reason == CERT_REFUSED_NOT_YET_VALID) {
+        format_time(X509_get0_notBefore(f->cert), date, sizeof(date));
+        snprintf(what, sizeof(what), "not valid before %s", date);
+    } else if (reason == CERT_REFUSED_UNKNOWN_CA) {
+        snprintf(what, sizeof(what), "unknown CA, no issuer in tls_client_ca");
+    } else if (reason == CERT_REFUSED_REVOKED) {
+        snprintf(what, sizeof(what), "revoked (a CRL of tls_client_crl lists it)");
+    } else {
+        snprintf(what, sizeof(what), "%s", X509_verify_cert_error_string(f->error));
+    }
+    snprintf(buf, size, "%s: %s, issued by %s (certificate %d of the chain)", what, subject,
+             issuer, f->depth + 1);
 }
 
 bool mtls_refused(SSL *ssl, unsigned long ssl_err, enum cert_refusal *reason, char *buf,
@@ -259,22 +403,22 @@ bool mtls_refused(SSL *ssl, unsigned long ssl_err, enum cert_refusal *reason, ch
     if (ERR_GET_REASON(ssl_err) != SSL_R_CERTIFICATE_VERIFY_FAILED || !f)
         return false;
     *reason = refusal_of(f->error);
-    char subject[160], issuer[160], date[32], what[96];
-    name_text(X509_get_subject_name(f->cert), subject, sizeof(subject));
-    name_text(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
-    if (*reason == CERT_REFUSED_EXPIRED) {
-        format_time(X509_get0_notAfter(f->cert), date, sizeof(date));
-        snprintf(what, sizeof(what), "expired on %s", date);
-    } else if (*reason == CERT_REFUSED_NOT_YET_VALID) {
-        format_time(X509_get0_notBefore(f->cert), date, sizeof(date));
-        snprintf(what, sizeof(what), "not valid before %s", date);
-    } else if (*reason == CERT_REFUSED_UNKNOWN_CA) {
-        snprintf(what, sizeof(what), "unknown CA, no issuer in tls_client_ca");
-    } else {
-        snprintf(what, sizeof(what), "%s", X509_verify_cert_error_string(f->error));
-    }
-    snprintf(buf, size, "client certificate refused: %s: %s, issued by %s (certificate %d of "
-                        "the chain)%s", what, subject, issuer, f->depth + 1, sent);
+    char what[512];
+    failure_text(f, what, sizeof(what));
+    snprintf(buf, size, "client certificate refused: %s%s", what, sent);
+    return true;
+}
+
+bool mtls_failed(SSL *ssl, char *buf, size_t size)
+{
+    const struct mtls_settings *s = settings_of(ssl);
+    const struct mtls_failure *f = failure_index < 0 ? NULL : SSL_get_ex_data(ssl, failure_index);
+    if (!s || s->mode != MTLS_OPTIONAL || !f)
+        return false;
+    char what[512];
+    failure_text(f, what, sizeof(what));
+    snprintf(buf, size, "client certificate failed verification, served (tls_verify_client is "
+                        "optional; the origin is told FAILED): %s", what);
     return true;
 }
 

@@ -231,9 +231,12 @@ bool pidfile_removable(const char *path)
     const char *dir = dirname(copy); /* "." for a bare name: the working directory */
     struct stat ds, fs;
     bool ok = true;
-    /* unlink(2) in a sticky directory also needs the file or the directory to be ours */
+    /* unlink(2) in a sticky directory also needs the file or the directory to be ours; a file
+     * not there yet (`portico -t` before the first start) will be the start's, written as root
+     * before the switch */
+    uid_t owner = lstat(path, &fs) == 0 ? fs.st_uid : 0;
     if (stat(dir, &ds) == 0 && (ds.st_mode & S_ISVTX) && ds.st_uid != geteuid() &&
-        lstat(path, &fs) == 0 && fs.st_uid != geteuid())
+        owner != geteuid())
         ok = false;
     free(copy);
     return ok;

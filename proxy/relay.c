@@ -385,12 +385,20 @@ static void send_request(struct exchange *ex)
         .client_cert_verify = ex->ds.peer->cert ? ex->ds.peer->cert->verify : NULL,
         /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
         .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
+        .rules = ex->route->request_rules,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
         fwd.host_len = ex->host_len;
     } else if (!ex->host) {
         fwd.host = upconn_addr(ex->uc);
+        fwd.host_len = strlen(fwd.host);
+    }
+    /* a trailer of a name the rules set or remove goes too (trailers.h): set before any of the
+     * body is relayed, as a store (no test: a route without rules costs nothing here) */
+    trailer_filter_rules(&ex->req_body.trailers, fwd.rules);
+    if (fwd.rules && fwd.rules->host) { /* request_header = Host: ..., in the Host's place */
+        fwd.host = fwd.rules->host;
         fwd.host_len = strlen(fwd.host);
     }
     ex_phase(ex, PHASE_SEND);
@@ -536,6 +544,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
         .server_timing = ex->route->server_timing ? timing : NULL,
         .date = http_date_now(),
+        .rules = ex->route->response_rules,
     };
     struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {
@@ -568,13 +577,14 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     ex->status = ex->upstream_status = resp->status;
     if (ex->uc && connection_auth(resp))
         upconn_make_private(ex->uc, ex->ds.peer->conn_id);
-    if (resp->status == HTTP_OK)
-        interim_learn(ex, resp);
+    if (resp->status == HTTP_OK) /* the Link fields the client got: a rule removed or set */
+        interim_learn(ex, head.fields, head.nfields);
     size_t max_trailers = (size_t)ex->cfg->max_header_size;
     if (ex->sink.trailers_max && ex->sink.trailers_max < max_trailers)
         max_trailers = ex->sink.trailers_max;
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked, max_trailers);
     ex->resp_body.trailers_out = ex->sink.trailers;
+    trailer_filter_rules(&ex->resp_body.trailers, fwd.rules); /* (trailers.h) */
     fault_exec_body_start(ex); /* truncate, throttle */
     ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);
@@ -597,7 +607,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
         .reason = resp->reason,
         .reason_len = resp->reason_len,
         .fields = fields,
-        .nfields = hdr_upgrade_fields(resp, fields, HDR_MAX_FIELDS),
+        .nfields = hdr_upgrade_fields(resp, ex->route->response_rules, fields, HDR_MAX_FIELDS),
     };
     /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */

@@ -23,7 +23,7 @@ size_t request_separator_at(const char *p, size_t n, size_t i)
 /* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too
  * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"), and with a path parameter
  * ("/api/..;/admin": Tomcat and other servlet containers strip ";..." and go up). */
-static bool has_dot_segment(const char *p, size_t n)
+bool request_has_dot_segment(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         size_t sep = request_separator_at(p, n, i);
@@ -114,7 +114,7 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         t->route = "/";
         t->route_len = 1;
     }
-    if (has_dot_segment(t->route, t->route_len)) {
+    if (request_has_dot_segment(t->route, t->route_len)) {
         *why = "dot segments in the path are not accepted";
         return HTTP_BAD_REQUEST;
     }

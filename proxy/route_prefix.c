@@ -55,6 +55,15 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
     return true;
 }
 
+size_t route_prefix_raw_len(const char *path, size_t path_len, const char *prefix)
+{
+    struct path_reader in = {path, path_len, 0}, want = {prefix, strlen(prefix), 0};
+    for (int c; (c = path_next(&want)) >= 0;)
+        if (path_next(&in) != c)
+            return 0;
+    return in.i;
+}
+
 size_t route_prefix_read_len(const char *prefix)
 {
     struct path_reader r = {prefix, strlen(prefix), 0};

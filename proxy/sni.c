@@ -3,17 +3,23 @@
  *
  * Each certificate/key pair is loaded into a server context of its own (tls_server_ctx, with
  * every check of a single pair), and the first one, the default, is the context connections
- * are made from. Its ClientHello callback (which OpenSSL runs before it looks at a session to
- * resume or at ALPN) puts the chosen pair's certificate, chain and key on the connection and
- * sets the connection's session ID context to that certificate's digest: a session is resumed
- * only under the certificate it was made with (another name's ticket gets a full handshake, as
- * RFC 8446 4.6.1 asks of a client that the server cannot count on). The connection never
- * changes context (no SSL_set_SSL_CTX): ALPN, the ticket callback, the options and the info
- * callback stay the default context's, so no setting can be forgotten on the others.
+ * are made from. Pairs of the same names and other key types join the entry of the first of
+ * them (its "head"): the default context takes its entry's certificates beside its own, so a
+ * connection starts with all of them. Its ClientHello callback (which OpenSSL runs before it
+ * looks at a session to resume or at ALPN) puts the chosen entry's certificates, chains and
+ * keys on the connection, one per key type, for OpenSSL to pick from by the client's
+ * signature_algorithms (and TLS 1.2 cipher suites) as nginx leaves it to, and sets the
+ * connection's session ID context to the entry's digest: a session is resumed only under the
+ * entry it was made with (another name's ticket gets a full handshake, as RFC 8446 4.6.1 asks
+ * of a client that the server cannot count on). The connection never changes context (no
+ * SSL_set_SSL_CTX): ALPN, the ticket callback, the options and the info callback stay the
+ * default context's, so no setting can be forgotten on the others.
  */
 #include "portico/sni.h"
 
 #include <ctype.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -25,10 +31,10 @@
 
 #include "portico/mtls.h"
 
-/* One name and the certificate that serves it. */
+/* One name and the entry that serves it. */
 struct sni_name {
     char *name;                           /* owned, lowercase; a wildcard's without its "*." */
-    int cert;                             /* index into certs */
+    int cert;                             /* index into certs: the entry's head */
 };
 
 /* One certificate as a connection takes it. */
@@ -37,8 +43,12 @@ struct sni_cert {
     X509 *leaf;                           /* borrowed from ctx */
     EVP_PKEY *key;                        /* borrowed from ctx */
     STACK_OF(X509) *chain;                /* borrowed from ctx; NULL: none */
-    unsigned char sid[MTLS_SID_LEN];      /* session ID context: the leaf's digest, with
-                                             the client certificate settings (mtls.h) */
+    enum tls_key_type type;               /* its key's */
+    int head;                             /* the first certificate of its entry */
+    int next;                             /* the next one of its entry, -1: none */
+    unsigned char sid[MTLS_SID_LEN];      /* a head's: the session ID context of its entry,
+                                             the digests of its leaves with the client
+                                             certificate settings (mtls.h) */
 };
 
 struct sni_table {
@@ -299,9 +309,9 @@ static int refuse(SSL *ssl, enum hello_sni got, const char *key, int *alert)
     return SSL_CLIENT_HELLO_ERROR;
 }
 
-/* OpenSSL's ClientHello callback of the default context: the chosen certificate goes on the
- * connection, in place of the default one (cleared first: a default of another key type would
- * stay beside it, and OpenSSL could send either). */
+/* OpenSSL's ClientHello callback of the default context: the chosen entry's certificates go
+ * on the connection, in place of the default ones (cleared first: a default of a key type the
+ * entry has not would stay beside them, and OpenSSL could send it). */
 static int choose_cert(SSL *ssl, int *alert, void *arg)
 {
     const struct sni_table *t = arg;
@@ -312,17 +322,210 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
         return refuse(ssl, got, key, alert);
     if (cert == 0) /* the context's own, set at SSL_new */
         return SSL_CLIENT_HELLO_SUCCESS;
-    const struct sni_cert *c = &t->certs[cert];
     SSL_certs_clear(ssl);
-    if (SSL_use_cert_and_key(ssl, c->leaf, c->key, c->chain, 1) != 1 ||
-        SSL_set_session_id_context(ssl, c->sid, sizeof(c->sid)) != 1) {
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_CLIENT_HELLO_ERROR;
+    for (int i = cert; i >= 0; i = t->certs[i].next) {
+        const struct sni_cert *c = &t->certs[i];
+        if (SSL_use_cert_and_key(ssl, c->leaf, c->key, c->chain, 1) != 1)
+            goto internal;
     }
+    if (SSL_set_session_id_context(ssl, t->certs[cert].sid, sizeof(t->certs[cert].sid)) != 1)
+        goto internal;
     return SSL_CLIENT_HELLO_SUCCESS;
+internal:
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+}
+
+int sni_served(const SSL *ssl)
+{
+    X509 *x = SSL_get_certificate(ssl);
+    if (!x || SSL_session_reused(ssl))
+        return -1;
+    const struct sni_table *t =
+        table_index < 0 ? NULL : SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), table_index);
+    if (!t)
+        return 0;
+    /* after a full handshake OpenSSL's current certificate is the one it chose to send */
+    for (int i = 0; i < t->ncerts; i++)
+        if (t->certs[i].leaf == x)
+            return i;
+    return -1;
+}
+
+/* ---- key types ---- */
+
+/* OpenSSL's key type names and the slot each is kept in. */
+static const struct {
+    const char *evp;                      /* EVP_PKEY_is_a's name */
+    enum tls_key_type key;
+} key_types[] = {
+    {"RSA", TLS_KEY_RSA},         {"RSA-PSS", TLS_KEY_RSA_PSS}, {"EC", TLS_KEY_ECDSA},
+    {"ED25519", TLS_KEY_ED25519}, {"ED448", TLS_KEY_ED448},
+};
+
+static enum tls_key_type key_type_of(EVP_PKEY *pk)
+{
+    for (size_t i = 0; pk && i < sizeof(key_types) / sizeof(key_types[0]); i++)
+        if (EVP_PKEY_is_a(pk, key_types[i].evp))
+            return key_types[i].key;
+    return TLS_KEY_OTHER;
+}
+
+enum tls_key_type sni_key_type(void *ctx, char *desc, size_t size)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    EVP_PKEY *pk = x ? X509_get0_pubkey(x) : NULL;
+    enum tls_key_type type = key_type_of(pk);
+    if (!desc)
+        return type;
+    char group[64] = "";
+    size_t glen = 0;
+    const char *nist = NULL;
+    if (type == TLS_KEY_ECDSA && EVP_PKEY_get_group_name(pk, group, sizeof(group), &glen) == 1)
+        nist = EC_curve_nid2nist(OBJ_txt2nid(group)); /* "P-256" for prime256v1 */
+    if (type == TLS_KEY_ECDSA)
+        snprintf(desc, size, "ecdsa %s", nist ? nist : group[0] ? group : "?");
+    else if (type == TLS_KEY_RSA || type == TLS_KEY_RSA_PSS)
+        snprintf(desc, size, "%s %d", tls_key_name(type), EVP_PKEY_get_bits(pk));
+    else
+        snprintf(desc, size, "%s", pk ? tls_key_name(type) : "no key");
+    return type;
 }
 
 /* ---- building the table ---- */
+
+/* The names one certificate serves, sorted, each once: the certificates of one entry have the
+ * same. */
+struct name_set {
+    char **v;                             /* owned, lowercase ("*.w.test" for a wildcard) */
+    size_t n, cap;
+    bool oom;
+};
+
+static void set_add(void *arg, const char *name)
+{
+    struct name_set *s = arg;
+    if (s->n == s->cap) {
+        size_t want = s->cap ? 2 * s->cap : 8;
+        char **grown = realloc(s->v, want * sizeof(*s->v));
+        if (!grown) {
+            s->oom = true;
+            return;
+        }
+        s->v = grown, s->cap = want;
+    }
+    if (!(s->v[s->n] = strdup(name)))
+        s->oom = true;
+    else
+        s->n++;
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void set_settle(struct name_set *s)
+{
+    size_t kept = 0;
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), by_text);
+    for (size_t i = 0; i < s->n; i++) {
+        if (kept && strcmp(s->v[kept - 1], s->v[i]) == 0)
+            free(s->v[i]);
+        else
+            s->v[kept++] = s->v[i];
+    }
+    s->n = kept;
+}
+
+static bool set_equal(const struct name_set *a, const struct name_set *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return false;
+    return true;
+}
+
+static void sets_free(struct name_set *sets, int n)
+{
+    for (int i = 0; sets && i < n; i++) {
+        for (size_t k = 0; k < sets[i].n; k++)
+            free(sets[i].v[k]);
+        free(sets[i].v);
+    }
+    free(sets);
+}
+
+/* The entry certificate i joins: the first before it of the same names (a certificate without
+ * any joins the default only, the one such a certificate is served as), or -1 for its own. */
+static int entry_of(const struct sni_table *t, const struct name_set *sets, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (t->certs[j].head == j && set_equal(&sets[j], &sets[i]) && (sets[i].n > 0 || j == 0))
+            return j;
+    return -1;
+}
+
+/* Certificate i into the entry of head, whose context takes it beside the others, each in the
+ * slot of its key type (the default's context is what connections start from; the others' are
+ * where OpenSSL says whether a slot is taken). 0; 1 when the slot is taken (told); -1. */
+static int join(struct sni_table *t, void **ctxs, const struct name_set *sets, int head, int i,
+                sni_conflict_fn *conflict, void *arg)
+{
+    struct sni_cert *c = &t->certs[i];
+    if (SSL_CTX_use_cert_and_key(ctxs[head], c->leaf, c->key, c->chain, 0) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        ERR_clear_error();
+        if (ERR_GET_REASON(e) != SSL_R_NOT_REPLACING_CERTIFICATE)
+            return -1;
+        int same = head; /* the one of its type, for the message */
+        for (int m = head; m >= 0; m = t->certs[m].next)
+            if (t->certs[m].type == c->type)
+                same = m;
+        if (conflict)
+            conflict(arg, sets[i].n ? sets[i].v[0] : "", same, i, true);
+        c->head = -1; /* in no entry: its names are not told again as claimed twice */
+        return 1;
+    }
+    int last = head;
+    while (t->certs[last].next >= 0)
+        last = t->certs[last].next;
+    t->certs[last].next = i;
+    c->head = head;
+    return 0;
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+    return memcmp(a, b, MTLS_SID_LEN);
+}
+
+#define ENTRY_KEYS_MAX 16 /* certificates of one entry: more than OpenSSL has slots */
+
+/* The session ID context of the entry of head: its one certificate's as before entries had
+ * several (a reload to this version keeps tickets good), else a digest of its certificates'
+ * in a fixed order (the order of their lines changes nothing). 0, or -1. */
+static int entry_sid(struct sni_table *t, int head, const unsigned char *bind)
+{
+    unsigned char sids[ENTRY_KEYS_MAX][MTLS_SID_LEN];
+    int n = 0;
+    for (int m = head; m >= 0 && n < ENTRY_KEYS_MAX; m = t->certs[m].next)
+        if (mtls_session_context(t->certs[m].leaf, bind, sids[n++]) != 0)
+            return -1;
+    if (n == 1) {
+        memcpy(t->certs[head].sid, sids[0], MTLS_SID_LEN);
+        return 0;
+    }
+    qsort(sids, (size_t)n, MTLS_SID_LEN, by_bytes);
+    unsigned len = 0;
+    return EVP_Digest(sids, (size_t)n * MTLS_SID_LEN, t->certs[head].sid, &len, EVP_sha256(),
+                      NULL) == 1 && len == MTLS_SID_LEN
+               ? 0
+               : -1;
+}
 
 struct collect {
     struct sni_table *t;
@@ -373,7 +576,7 @@ static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_confli
             char name[SNI_NAME_MAX + 3];
             snprintf(name, sizeof(name), "%s%s", prefix, v[i].name);
             if (conflict)
-                conflict(arg, name, first->cert, v[i].cert);
+                conflict(arg, name, first->cert, v[i].cert, false);
             ok = false;
         }
         free(v[i].name);
@@ -383,28 +586,54 @@ static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_confli
 }
 
 int sni_attach(void **ctxs, int n, bool strict, const unsigned char *bind,
-               sni_conflict_fn *conflict, void *arg)
+               sni_conflict_fn *conflict, void *arg, int *entry)
 {
     pthread_once(&table_once, table_index_init);
     struct sni_table *t = calloc(1, sizeof(*t));
-    if (!t || table_index < 0 || !(t->certs = calloc((size_t)n, sizeof(*t->certs))))
+    struct name_set *sets = calloc((size_t)n, sizeof(*sets));
+    bool unique = true;
+    if (!t || !sets || table_index < 0 || !(t->certs = calloc((size_t)n, sizeof(*t->certs))))
         goto fail;
     t->strict = strict;
+    /* each context's own certificate, read before any takes another one beside it */
     for (int i = 0; i < n; i++) {
         struct sni_cert *c = &t->certs[i];
         c->leaf = SSL_CTX_get0_certificate(ctxs[i]);
         c->key = SSL_CTX_get0_privatekey(ctxs[i]);
-        if (!c->leaf || !c->key || SSL_CTX_get0_chain_certs(ctxs[i], &c->chain) != 1 ||
-            mtls_session_context(c->leaf, bind, c->sid) != 0)
+        c->type = key_type_of(c->key);
+        c->head = i;
+        c->next = -1;
+        bool from_cn;
+        if (!c->leaf || !c->key || SSL_CTX_get0_chain_certs(ctxs[i], &c->chain) != 1)
+            goto fail;
+        sni_cert_names(ctxs[i], set_add, &sets[i], &from_cn);
+        if (sets[i].oom)
+            goto fail;
+        set_settle(&sets[i]);
+    }
+    for (int i = 1; i < n; i++) {
+        int head = entry_of(t, sets, i);
+        int rc = head < 0 ? 0 : join(t, ctxs, sets, head, i, conflict, arg);
+        if (rc < 0)
+            goto fail;
+        unique &= rc == 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (t->certs[i].head != i)
+            continue;
+        if (entry_sid(t, i, bind) != 0)
             goto fail;
         struct collect col = {t, i};
-        bool from_cn;
-        sni_cert_names(ctxs[i], keep_name, &col, &from_cn);
+        for (size_t k = 0; k < sets[i].n; k++)
+            keep_name(&col, sets[i].v[k]);
     }
-    bool unique = settle(t->exact, &t->nexact, "", conflict, arg);
+    unique &= settle(t->exact, &t->nexact, "", conflict, arg);
     unique &= settle(t->wild, &t->nwild, "*.", conflict, arg);
     if (!unique || t->oom || SSL_CTX_set_ex_data(ctxs[0], table_index, t) != 1)
         goto fail;
+    sets_free(sets, n);
+    for (int i = 0; entry && i < n; i++)
+        entry[i] = t->certs[i].head;
     /* from here the default context owns the table, and the table the other contexts */
     t->ncerts = n;
     for (int i = 1; i < n; i++)
@@ -413,6 +642,7 @@ int sni_attach(void **ctxs, int n, bool strict, const unsigned char *bind,
     SSL_CTX_set_session_id_context(ctxs[0], t->certs[0].sid, sizeof(t->certs[0].sid));
     return 0;
 fail:
+    sets_free(sets, n);
     table_free(t); /* ncerts is 0: no context freed */
     return -1;
 }

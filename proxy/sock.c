@@ -363,6 +363,18 @@ static void read_buffered(struct sock *s)
 
 /* ---- writing ---- */
 
+/* Counts bytes the kernel took, for sock_all_left (saturated: a long connection's count stays
+ * past the bound). */
+static void count_sent(struct sock *s, size_t n)
+{
+    s->sent = n < UINT32_MAX - s->sent ? s->sent + (uint32_t)n : UINT32_MAX;
+}
+
+bool sock_all_left(const struct sock *s)
+{
+    return s->sent <= SOCK_FIRST_FLIGHT && !s->ssl;
+}
+
 /* Writes what fits of up to WRITE_MAX bytes of out, drained as sent: send for one span (the
  * usual small response head and body), sendmsg for several. */
 static ssize_t send_some(struct sock *s)
@@ -385,8 +397,10 @@ static ssize_t send_some(struct sock *s)
         struct msghdr m = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
         n = sendmsg(s->fd, &m, MSG_NOSIGNAL);
     }
-    if (n > 0)
+    if (n > 0) {
         evbuffer_drain(s->out, (size_t)n);
+        count_sent(s, (size_t)n);
+    }
     return n;
 }
 
@@ -406,6 +420,7 @@ static int pipe_out(struct sock *s)
         ssize_t n = splice(p->rd, NULL, s->fd, NULL, p->len, SPLICE_FLAGS);
         if (n > 0) {
             p->len -= (size_t)n;
+            count_sent(s, (size_t)n);
             s->write_since = event_now_us();
             s->flags |= SF_WROTE;
             continue;

@@ -94,6 +94,12 @@ void trailer_filter_init(struct trailer_filter *t)
     t->state = TF_NAME;
 }
 
+/* (its own function, not a field poked: the filter's fields are private) */
+void trailer_filter_rules(struct trailer_filter *t, const struct hrules *rules)
+{
+    t->rules = rules;
+}
+
 int trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct evbuffer *out)
 {
     while (n > 0) {
@@ -108,7 +114,10 @@ int trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct
             if (!colon && t->held < TRAILER_NAME_HOLD)
                 return 0; /* the name goes on in the next run */
             /* The whole name, or as much as it takes to judge it. */
-            t->state = trailer_field_allowed(t->name, t->held) ? TF_PASS : TF_DROP;
+            bool whole = colon && take == name_bytes;
+            bool allowed = trailer_field_allowed(t->name, t->held) &&
+                           !(t->rules && hrules_names_start(t->rules, t->name, t->held, whole));
+            t->state = allowed ? TF_PASS : TF_DROP;
             if (t->state == TF_PASS && evbuffer_add(out, t->name, t->held) != 0)
                 return -1;
             t->held = 0;

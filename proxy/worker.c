@@ -306,6 +306,16 @@ static struct metrics *shard_for(const struct config *cfg)
     for (int i = 0; i < cfg->nupstreams; i++)
         names[cfg->nroutes + i] = cfg->upstreams[i].name;
     const char **faults = names + cfg->nroutes + cfg->nupstreams;
+    /* the certificates served, by their index in the configuration (sni_served's) */
+    int nserved = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
+    struct metrics_served *served = calloc((size_t)nserved + 1, sizeof(*served));
+    if (!served) {
+        free(names);
+        return NULL;
+    }
+    for (int i = 0; i < nserved; i++)
+        served[i] = (struct metrics_served){cfg->tls_pairs[i].cert,
+                                            (enum tls_key_type)cfg->tls_pairs[i].key_type};
     struct metrics_labels labels = {
         .routes = names,
         .nroutes = cfg->nroutes,
@@ -313,9 +323,12 @@ static struct metrics *shard_for(const struct config *cfg)
         .nupstreams = cfg->nupstreams,
         .faults = faults,
         .nfaults = fault_table_labels(cfg, faults, nfaults),
+        .served = served,
+        .nserved = nserved,
     };
     struct metrics *m = metrics_shard_create(&labels);
     free(names); /* the shard copied them */
+    free(served);
     return m;
 }
 

@@ -67,4 +67,9 @@ int certexpiry_check_own(void *ctx, int64_t now, int64_t *not_after, certexpiry_
 void certexpiry_check_trusted(void *ctx, int64_t now, int max, certexpiry_warn_fn *warn,
                               void *arg);
 
+/* The CRLs of a server SSL_CTX's store (tls_client_crl): each one past its nextUpdate, under
+ * which OpenSSL refuses every client certificate it covers ("CRL has expired"), or not yet
+ * valid (lastUpdate to come: "CRL is not yet valid"), is warned about by its issuer. */
+void certexpiry_check_crls(void *ctx, int64_t now, certexpiry_warn_fn *warn, void *arg);
+
 #endif

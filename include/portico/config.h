@@ -21,6 +21,7 @@
 #include "portico/config_limits.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
+#include "portico/header_rules.h"
 #include "portico/log.h"
 
 #define CFG_MAX_LISTEN 16
@@ -189,6 +190,12 @@ struct route_conf {
     uint64_t client_body_min_rate;         /* [proxy]'s unless set here: 0 turns it off for the
                                               route (a streaming upload, a long poll) */
     uint64_t client_body_rate_grace_ms;    /* [proxy]'s unless set here */
+    struct hrules *request_rules;          /* owned: request_header(_remove), or NULL (none:
+                                              the common route costs one test a field) */
+    struct hrules *response_rules;         /* owned: response_header(_remove), or NULL */
+    char *rewrite_prefix;                  /* what replaces the part of the path prefix
+                                              matched, or NULL */
+    size_t rewrite_prefix_len;
     struct client_rate client_rate;        /* [proxy]'s unless set here (climit.h) */
     uint64_t client_rate_burst;            /* requests above the rate at once; [proxy]'s unless
                                               set here */
@@ -218,6 +225,17 @@ struct tls_pair_conf {
     char *key;                             /* NULL: a tls_cert without its tls_key (refused) */
     int cert_line;                         /* where each was set, for messages */
     int key_line;
+    /* known once loaded (a `tls` listener's): */
+    int key_type;                          /* enum tls_key_type (metrics.h) */
+    char key_desc[32];                     /* "rsa 2048", "ecdsa P-256", "ed25519" */
+    int entry;                             /* the first pair of its entry: the same names
+                                              with other key types (sni.h) */
+    char *listing;                         /* owned, with several pairs: "FILE:LINE: tls_cert
+                                              PATH: KEY, NAMES" for `portico -t` */
+    char *ocsp;                            /* tls_ocsp_response of this tls_cert, or NULL */
+    int ocsp_line;
+    char *ocsp_listing;                    /* owned: "FILE:LINE: tls_ocsp_response PATH:
+                                              stapled ... until ..." for `portico -t` */
 };
 
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for
@@ -267,6 +285,7 @@ struct config {
     int tls_verify_client;                 /* enum mtls_mode: client certificates asked
                                               (optional) or required (on), mtls.h */
     char *tls_client_ca;                   /* the CAs clients' certificates chain to */
+    char *tls_client_crl;                  /* their CRLs (NULL: revocation not checked) */
     int tls_verify_depth;                  /* intermediate CAs at most above the client's */
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls`: the first pair's,
                                               choosing the others by SNI (sni.h) */

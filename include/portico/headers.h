@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "portico/header_rules.h"
 #include "portico/http1.h"
 
 struct evbuffer;
@@ -52,6 +53,9 @@ struct fwd_request {
     const char *client_cert_chain; /* Client-Cert-Chain, or NULL */
     const char *client_cert_verify; /* Client-Cert-Verify, or NULL (none asked) */
     uint64_t content_length;
+    const struct hrules *rules;  /* the route's request_header rules, or NULL: the client's
+                                    fields they name go, their SET fields follow the client's
+                                    (the Host rule is host, above) */
 };
 
 /* Appends the request head for the origin to out, all or nothing: -1 when there was no memory
@@ -105,25 +109,31 @@ struct fwd_response {
     const char *proxy_status;    /* NULL, or a Proxy-Status value to add */
     const char *server_timing;   /* NULL, or a Server-Timing value to add */
     const char *date;            /* NULL, or a Date value to add when the origin sent none */
+    const struct hrules *rules;  /* the route's response_header rules, or NULL: the origin's
+                                    fields they name go, their SET fields follow the origin's */
 };
 
 /* Room for the fields of any forwarded response: the origin's and the ones Portico adds. */
-#define HDR_MAX_FIELDS (H1_MAX_FIELDS + 8)
+#define HDR_MAX_FIELDS (H1_MAX_FIELDS + 8 + HRULE_MAX)
 
-/* The fields of an origin response to forward: its end-to-end fields in order (hop-by-hop ones
- * and framing dropped), then Via, Date, X-Request-Id, Proxy-Status and Server-Timing as fwd
+/* The fields of an origin response to forward: its end-to-end fields in order (hop-by-hop ones,
+ * framing and those fwd's rules name dropped), then the rules' SET fields, Via, Date, X-Request-Id, Proxy-Status and Server-Timing as fwd
  * says.
  * Spans borrow from resp and fwd. Returns how many were written to out (at most max). */
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);
 
 /* The end-to-end fields of an interim (1xx) response, in order, then Via: out has room for
- * H1_MAX_FIELDS + 1, or the last of them gives way to it. Returns how many (at most max). */
-size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+ * H1_MAX_FIELDS + 1, or the last of them gives way to it. The fields the route's response rules
+ * (or NULL) name go, as from trailers; the rules add none. Returns how many (at most max). */
+size_t hdr_interim_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max);
 
-/* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade
- * fields, Via and Connection: upgrade. Returns how many (at most max). */
-size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+/* The fields of a 101 Switching Protocols to forward: the end-to-end ones (but those the route's
+ * response rules, or NULL, name), the origin's Upgrade fields, Via and Connection: upgrade.
+ * Returns how many (at most max). */
+size_t hdr_upgrade_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max);
 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the
  * framing of the wire (LENGTH: Content-Length; CHUNKED: Transfer-Encoding: chunked; CLOSE and

@@ -32,6 +32,8 @@ struct evbuffer;
     X(M_CONNECTIONS, "portico_client_connections_total", "Client connections accepted")           \
     X(M_TLS_HANDSHAKE_FAILURES, "portico_client_tls_handshake_failures_total",                    \
       "Client TLS handshakes that failed")                                                         \
+    X(M_TLS_RESUMED, "portico_client_tls_resumed_total",                                           \
+      "Client TLS handshakes that resumed a session (no certificate sent)")                       \
     X(M_REQUESTS, "portico_requests_started_total",                                                \
       "Requests whose head was received (portico_requests_total counts them when they end)")      \
     X(M_CLIENT_ABORTS, "portico_client_aborts_total",                                              \
@@ -209,6 +211,7 @@ enum pp_error {
     X(CERT_REFUSED_UNKNOWN_CA, "unknown_ca", "unknown CA")                                        \
     X(CERT_REFUSED_EXPIRED, "expired", "expired")                                                 \
     X(CERT_REFUSED_NOT_YET_VALID, "not_yet_valid", "not yet valid")                               \
+    X(CERT_REFUSED_REVOKED, "revoked", "revoked")                                                 \
     X(CERT_REFUSED_INVALID, "invalid", "invalid")
 
 enum cert_refusal {
@@ -216,6 +219,24 @@ enum cert_refusal {
     CERT_REFUSAL_LIST(X)
 #undef X
     CERT_REFUSAL_COUNT
+};
+
+/* The key type of a certificate served on a `tls` listener, for
+ * portico_tls_handshakes_total{file,key}: one per slot OpenSSL keeps a certificate in (sni.h
+ * serves one of each for the same names, chosen by what the client offers). */
+#define TLS_KEY_LIST(X)                                                                            \
+    X(TLS_KEY_RSA, "rsa")                                                                          \
+    X(TLS_KEY_RSA_PSS, "rsa_pss")     /* an RSA-PSS key (id-RSASSA-PSS), signing PSS only */      \
+    X(TLS_KEY_ECDSA, "ecdsa")         /* any curve: P-256, P-384 ... are one slot */             \
+    X(TLS_KEY_ED25519, "ed25519")                                                                  \
+    X(TLS_KEY_ED448, "ed448")                                                                      \
+    X(TLS_KEY_OTHER, "other")         /* DSA, GOST ... */
+
+enum tls_key_type {
+#define X(id, name) id,
+    TLS_KEY_LIST(X)
+#undef X
+    TLS_KEY_COUNT
 };
 
 /* How a lookup over TCP of an origin name ended, for portico_dns_tcp_lookups_total{result}
@@ -311,6 +332,12 @@ struct metrics {
     _Atomic uint64_t counters[METRIC_COUNT];
 };
 
+/* A certificate a `tls` listener serves, a series of portico_tls_handshakes_total. */
+struct metrics_served {
+    const char *file;                          /* as configured (tls_cert) */
+    enum tls_key_type key;
+};
+
 /* The names a shard's series are labelled with, from its configuration. Indices into these
  * arrays are what the writers pass; the strings are copied. */
 struct metrics_labels {
@@ -320,6 +347,8 @@ struct metrics_labels {
     int nupstreams;
     const char *const *faults;                 /* fault rule names */
     int nfaults;
+    const struct metrics_served *served;       /* the tls_cert files, in configuration order */
+    int nserved;
 };
 
 /* One finished exchange, for portico_requests_total and the phase histograms. */
@@ -420,6 +449,11 @@ void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);
  * stream's, else an HTTP/1.x connection's. */
 void metrics_discard_end(struct metrics *m, bool http2, enum discard_end end, uint64_t bytes);
 
+/* Counts one full client TLS handshake that sent certificate `served` (index in
+ * labels->served) in portico_tls_handshakes_total{file,key}; -1 (none: a resumption, or no
+ * certificate known) counts nothing. */
+void metrics_tls_handshake(struct metrics *m, int served);
+
 /* Counts one injected fault of rule `fault` (index in labels->faults). */
 void metrics_fault(struct metrics *m, int fault, enum fault_action action);
 
@@ -472,6 +506,7 @@ const char *conn_side_name(enum conn_side s);
 const char *conn_state_name(enum conn_state s);
 const char *fault_action_name(enum fault_action a);
 const char *reload_result_name(enum reload_result r);
+const char *tls_key_name(enum tls_key_type k);
 /* What a tunnel's end is called in the log ("client closed", "idle for tunnel_timeout"). */
 const char *tunnel_end_words(enum tunnel_end e);
 

@@ -7,9 +7,9 @@
  *
  * Sessions: a resumed session carries the certificate and the verification result of the
  * handshake that made it (a ticket is that client's secret), and is resumed only under the same
- * settings: the session ID context mixes the mode, the depth and the CA file's bytes into the
- * served certificate's digest (mtls_session_context), so a ticket made before a reload that
- * turned verification on, or changed the CA, gets a full handshake and is verified.
+ * settings: the session ID context mixes the mode, the depth and the CA and CRL files' bytes into
+ * the served certificate's digest (mtls_session_context), so a ticket made before a reload that
+ * turned verification on, changed the CA or brought a CRL gets a full handshake and is verified.
  */
 #ifndef PORTICO_MTLS_H
 #define PORTICO_MTLS_H
@@ -41,9 +41,9 @@ const char *mtls_mode_name(enum mtls_mode mode);
 #define MTLS_BIND_LEN 32  /* bytes of the settings' digest (SHA-256) */
 #define MTLS_SID_LEN 32   /* bytes of a session ID context (SHA-256) */
 
-/* The settings as a session ID context binds them: mode, depth, the CA file's bytes. 0, or -1
- * when the file cannot be read (errno). */
-int mtls_bind(enum mtls_mode mode, int depth, const char *ca_file,
+/* The settings as a session ID context binds them: mode, depth, the CA file's bytes and the CRL
+ * file's (crl_file NULL: none). 0, or -1 when a file cannot be read (errno). */
+int mtls_bind(enum mtls_mode mode, int depth, const char *ca_file, const char *crl_file,
               unsigned char bind[MTLS_BIND_LEN]);
 
 /* The session ID context of a served certificate: its digest, with bind (NULL: none, no client
@@ -52,12 +52,13 @@ int mtls_session_context(struct x509_st *leaf, const unsigned char *bind,
                          unsigned char sid[MTLS_SID_LEN]);
 
 /* Makes a server context (tls_server_ctx's, the default of sni.h) ask for client certificates
- * chaining to ca_file through at most depth intermediate CAs, refusing the handshake
- * without a good one when mode is MTLS_ON; sets its session ID context (bind: mtls_bind's).
- * MTLS_OFF changes nothing. 0, or -1 with err filled (the CA file unreadable, holding no
- * certificate). */
-int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
-               const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err);
+ * chaining to ca_file through at most depth intermediate CAs, none of the chain revoked by a CRL
+ * of crl_file (NULL: no revocation checked; else every CA of a chain needs its CRL), refusing
+ * the handshake without a good one when mode is MTLS_ON; sets its session ID context (bind:
+ * mtls_bind's). MTLS_OFF changes nothing. 0, or -1 with err filled (a file unreadable, the CA
+ * file holding no certificate, the CRL file no CRL or one no CA of ca_file issued). */
+int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, const char *crl_file,
+               int depth, const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err);
 
 /* After a failed handshake: true when the client certificate is why (its absence under `on`, or
  * its verification), with the reason for the metric and a line for the error log into buf
@@ -65,6 +66,10 @@ int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
  * connection's first OpenSSL error. */
 bool mtls_refused(struct ssl_st *ssl, unsigned long ssl_err, enum cert_refusal *reason,
                   char *buf, size_t size);
+
+/* After a full handshake under `optional` whose client certificate failed verification (served
+ * all the same): true, with a line for the error log into buf, of the words mtls_refused uses. */
+bool mtls_failed(struct ssl_st *ssl, char *buf, size_t size);
 
 /* What a served connection's client proved, computed once after its handshake: the fields the
  * origin gets and the subject the access log says. */

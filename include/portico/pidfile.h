@@ -35,7 +35,8 @@ int pidfile_remove(const char *path);
 /* Whether this process may remove path from its directory (write and search permission there,
  * and in a sticky directory such as /tmp, ownership of the file or of the directory). Asked
  * once privileges are dropped: a pid file the user cannot remove outlives the process, naming
- * a pid the system will reuse. True when it cannot tell. */
+ * a pid the system will reuse. A file not there yet is taken for root's, as the start writes it
+ * before the switch. True when it cannot tell. */
 bool pidfile_removable(const char *path);
 
 #endif

@@ -34,6 +34,10 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
  * for one. */
 size_t request_separator_at(const char *p, size_t n, size_t i);
 
+/* Whether a path (n bytes, no query) holds a dot segment, "." or "..", '%2e'-encoded too, ended
+ * by a separator (request_separator_at), ';', '?' or the end: what request_target refuses. */
+bool request_has_dot_segment(const char *p, size_t n);
+
 /* Via entries of ours beyond which a request is going round in a loop (508). */
 #define REQUEST_MAX_HOPS 8
 

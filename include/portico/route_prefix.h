@@ -17,6 +17,11 @@
  */
 bool route_prefix_matches(const char *path, size_t path_len, const char *prefix);
 
+/* How many bytes of path route_prefix_matches read to match prefix (0 when it does not): the
+ * raw span the prefix stands for, "//api//" or "/%61pi%2F" for "/api/" (a run of separators is
+ * read whole). */
+size_t route_prefix_raw_len(const char *path, size_t path_len, const char *prefix);
+
 /* How far p (n bytes) reads as itself when normalised so: up to its first escape, backslash or
  * run of slashes. A prefix that reads as itself whole (route_conf.prefix_plain) is compared
  * with memcmp over a path that does so as far. */

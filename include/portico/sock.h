@@ -77,6 +77,7 @@ struct sock {
     sock_cb *cb;                       /* borrowed */
     void *arg;
     unsigned flags;                    /* SF_* (sock.c) */
+    uint32_t sent;                     /* bytes handed to the kernel, saturated (sock_all_left) */
     size_t read_limit;                 /* stop reading while the input holds this much */
     uint64_t read_timeout_us;          /* 0: none */
     uint64_t write_timeout_us;         /* 0: none */
@@ -217,6 +218,14 @@ bool sock_peer_closed(const struct sock *s);
 
 /* Bytes queued in the output (its pipe included) and not yet written. */
 size_t sock_pending(const struct sock *s);
+
+/* Whether every byte handed to the kernel surely left it without asking it (SIOCOUTQNSD): at
+ * most SOCK_FIRST_FLIGHT in the connection's whole life on a plain socket. TCP sends that much at
+ * once (client sockets have TCP_NODELAY from their listener: no Nagle; 10 initial segments of
+ * Linux's smallest MSS, 48 bytes; a peer's first window is larger), so no close() can strand
+ * it. Over TLS: false (not counted). */
+#define SOCK_FIRST_FLIGHT 480u
+bool sock_all_left(const struct sock *s);
 
 /* Ends our direction: close_notify over TLS, then shutdown(SHUT_WR). Reading goes on. */
 void sock_shutdown(struct sock *s);

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "portico/header_rules.h"
+
 struct evbuffer;
 
 /* Bytes of a field name held until the field can be judged: more than every refused name, so a
@@ -25,10 +27,18 @@ struct trailer_filter {
     int state;                     /* private: where in a field line the next byte falls */
     size_t held;                   /* private: bytes of the name in name[] */
     char name[TRAILER_NAME_HOLD];  /* private: the start of the name being read */
+    const struct hrules *rules;    /* borrowed: the route's header rules of this direction,
+                                      whose names are dropped too (trailer_filter_rules) */
 };
 
 /* Prepares a filter for one trailer section (a zeroed filter is prepared too). */
 void trailer_filter_init(struct trailer_filter *t);
+
+/* Drops the fields rules name as well (a route's request_header or response_header rules,
+ * NULL: none): a trailer X-User would reach an application that merges trailers as if it
+ * were the head's, beside or instead of the rule's. Called after trailer_filter_init, before
+ * the first trailer byte is filtered. */
+void trailer_filter_rules(struct trailer_filter *t, const struct hrules *rules);
 
 /* Appends to out the field lines of p[0..n) that may cross and drops the others. p must be
  * trailer bytes as chunked_parse returns them (CHUNKED_TRAILER: valid field lines, no final

@@ -7,7 +7,9 @@
  * max_connections_per_client (closed at the accept, nothing sent, counted; with the PROXY
  * protocol the header's source is the client; two workers count together and every close gives
  * its count back), the table bounded under 200,000 distinct clients (trusted X-Forwarded-For)
- * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE.
+ * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE; then
+ * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, and a unit of
+ * one letter.
  */
 #include <errno.h>
 #include <poll.h>
@@ -600,6 +602,85 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* Routes count apart: a client over its rate on one route is admitted on another that has a
+ * rate of its own (each route is its own key in the table). */
+static void test_routes_count_apart(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[route a]\nprefix = /a\nupstream = s\nclient_rate = 1/m\n"
+                                    "[route b]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(get(c, "/a", NULL, NULL), 404); /* the sim's answer: admitted */
+    assert_int_equal(get(c, "/a", NULL, NULL), 429);
+    assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* Retry-After is the wait rounded up to whole seconds, and a whole wait is not rounded further:
+ * two streams read at once (one clock reading) with 1/m and no burst, the second waits exactly
+ * one interval: 60, not 61. */
+static void test_retry_after_whole_interval(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                              "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
+                              "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    char port[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    const char *const argv[] = {"/usr/bin/python3", "tests/integration/h2_frames.py", port,
+                                "heads", "/,/", NULL};
+    struct tu_cmd_result res = {0};
+    if (tu_run_command(argv, 20000, &res) != 0)
+        fail_msg("h2_frames.py: %s%s", res.out, res.err);
+    print_message("%s", res.out);
+    assert_int_equal(count_of(res.out, "status=[200]"), 1);
+    assert_int_equal(count_of(res.out, "status=[429]"), 1);
+    assert_int_equal(count_of(res.out, "retry_after=60\n"), 1);
+    tu_cmd_result_free(&res);
+    px_stop(h);
+}
+
+/* [proxy]'s client_rate_burst is every route's too, with its client_rate: a route setting
+ * neither admits the burst + 1 at once. */
+static void test_proxy_burst_inherited(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_rate = 1/m\nclient_rate_burst = 2\n",
+                              "[route rest]\nprefix = /\nupstream = s\n");
+    struct raw_conn *c = px_connect(h);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* The unit is one letter and the value ends there: "20/sec" is refused at its line, not read
+ * as 20/s. */
+static void test_rate_unit_whole(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"                            /* 1 */
+                                          "listen = 127.0.0.1:{{port:listen}}\n" /* 2 */
+                                          "client_rate = 20/sec\n"               /* 3 */
+                                          "[upstream s]\norigin = sim\n"),
+                     0);
+    struct tu_cmd_result res = {0};
+    assert_int_equal(harness_check_config(h, &res), 1);
+    char line[1200];
+    snprintf(line, sizeof(line), "%s:3: client_rate: '20/sec' is not N/s or N/m",
+             harness_config_path(h));
+    if (!tu_contains(res.err, line))
+        fail_msg("no '%s' in:\n%s", line, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -619,6 +700,10 @@ int main(void)
         cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_flood_keeps_held_client),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_routes_count_apart),
+        cmocka_unit_test(test_retry_after_whole_interval),
+        cmocka_unit_test(test_proxy_burst_inherited),
+        cmocka_unit_test(test_rate_unit_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

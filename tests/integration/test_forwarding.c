@@ -2104,7 +2104,13 @@ static void test_max_forwards_zero(void **state)
         else
             assert_null(type);
         assert_int_equal(r.body_len, strlen(row->body));
-        assert_null(raw_header(&r, "Via")); /* Portico's own answer */
+        /* Portico's own answer: no Via, and nosniff with content as its other answers have */
+        assert_null(raw_header(&r, "Via"));
+        const char *nosniff = raw_header(&r, "X-Content-Type-Options");
+        if (row->body[0] != '\0')
+            assert_true(nosniff && strcmp(nosniff, "nosniff") == 0);
+        else
+            assert_null(nosniff);
         const char *conn = raw_header(&r, "Connection");
         if (row->connection)
             assert_string_equal(conn, row->connection);

@@ -216,12 +216,14 @@ static void test_max_forwards_zero(void **state)
     assert_int_equal(curl(h, "--http2", "/t?q", trace, &r), 0);
     assert_true(tu_contains(r.err, "< HTTP/2 405"));
     assert_true(tu_contains(r.err, "< allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
+    assert_true(tu_contains(r.err, "< x-content-type-options: nosniff"));
     assert_string_equal(r.out, "TRACE ends here (Max-Forwards: 0): Portico echoes no request\n");
     tu_cmd_result_free(&r);
     const char *const options[] = {"-X", "OPTIONS", "-H", "Max-Forwards: 0", NULL};
     assert_int_equal(curl(h, "--http2", "/o", options, &r), 0);
     assert_true(tu_contains(r.err, "< HTTP/2 200"));
     assert_true(tu_contains(r.err, "< allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"));
+    assert_false(tu_contains(r.err, "x-content-type-options")); /* no content */
     assert_string_equal(r.out, "");
     tu_cmd_result_free(&r);
     assert_int_equal(fake_origin_requests(o), 0);

@@ -2632,6 +2632,33 @@ static void test_user_reload_root_pid_dir(void **state)
     fake_origin_stop(o);
 }
 
+/* A pid file in a sticky directory not the user's (/tmp): the start writes it as root, and the
+ * user cannot remove it at the stop. `portico -t` run as root before the first start says so as
+ * the start does: the binary before the fix saw no file there yet and said nothing. */
+static void test_check_user_sticky_pid_dir(void **state)
+{
+    (void)state;
+    TU_SKIP_UNLESS_ROOT();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(chmod(harness_dir(h), 01777), 0); /* root's, sticky, as /tmp */
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = off\n"
+                                          "pid_file = portico.pid\n"
+                                          "user = nobody\n"
+                                          "[upstream u]\norigin = sim\n"),
+                     0);
+    struct tu_cmd_result res;
+    assert_int_equal(harness_check_config(h, &res), 0);
+    if (!tu_contains(res.err, ":0: warning: pid_file ") ||
+        !tu_contains(res.err, "user nobody cannot remove it from its directory"))
+        fail_msg("portico -t does not say the pid file will stay:\n%s", res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 /* The postrotate script of packaging/portico.logrotate, its pid file path replaced by
  * pid_file; malloc'd. */
 static char *postrotate_script(const char *pid_file)
@@ -2957,6 +2984,7 @@ int main(void)
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_user_unreadable_files_warned),
         cmocka_unit_test(test_user_reload_root_pid_dir),
+        cmocka_unit_test(test_check_user_sticky_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
         cmocka_unit_test(test_logrotate_postrotate),

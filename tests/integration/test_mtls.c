@@ -10,7 +10,10 @@
  * served and the origin told the verdict; with `off` nothing is asked. A client's own fields of
  * those names never reach the origin (HTTP/1.1 and HTTP/2). Sessions resume with the identity
  * they were made with, and not across a reload that changes the settings. A reload swaps the CA,
- * a bad one keeps the old; `portico -t` says each mistake at its line.
+ * a bad one keeps the old; `portico -t` says each mistake at its line. tls_client_crl refuses a
+ * revoked client (certificate_revoked) or tells the origin FAILED, and a reload's new CRL ends
+ * the sessions made before it. Under `optional` a failed certificate is logged too; a subject's
+ * controls reach no log raw and no header at all.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -269,14 +272,35 @@ static void expect_refusals(struct harness *h, const struct refusal_row *rows, s
     }
 }
 
+/* "not valid before DATE: SUBJECT, ..." of a PEM file's certificate, as the refusal says it. */
+static void not_before_text(const char *pem, const char *subject, char *buf, size_t size)
+{
+    FILE *f = fopen(pem, "r");
+    assert_non_null(f);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(x);
+    struct tm tm;
+    char date[32];
+    assert_int_equal(ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm), 1);
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    X509_free(x);
+    snprintf(buf, size, "client certificate refused: not valid before %s: %s, issued by CN=Portico "
+                        "Test CA (certificate 1 of the chain) (alert bad_certificate sent)",
+             date, subject);
+}
+
 /* tls_verify_client = on: no certificate, one of a CA not in tls_client_ca, a self-signed one, an
- * expired one, each refused in the handshake with the alert that says why, its line in the
+ * expired one, one not yet valid, each refused in the handshake with the alert that says why, its line in the
  * error log (which client, what was wrong, the subject, the date) and its count by reason. */
 static void test_on_refuses_bad_certificates(void **state)
 {
     (void)state;
     struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
-    char expired[256], unknown[256];
+    char expired[256], unknown[256], later[256];
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    not_before_text(x->later_client_cert, "CN=portico-later-client", later, sizeof(later));
     snprintf(expired, sizeof(expired),
              "TLS handshake failed: client certificate refused: expired on 2020-01-02 00:00:00 "
              "UTC: CN=portico-expired-client, issued by CN=Portico Test CA (certificate 1 of "
@@ -303,6 +327,8 @@ static void test_on_refuses_bad_certificates(void **state)
          SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, "expired", expired, "an expired certificate"},
         {t.m->expired_client_cert, t.m->expired_client_key, TLS1_2_VERSION,
          SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, "expired", expired, "an expired certificate"},
+        {x->later_client_cert, x->later_client_key, TLS1_3_VERSION,
+         SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, "not_yet_valid", later, "a certificate not yet valid"},
     };
     expect_refusals(h, rows, ARRAY_SIZE(rows));
     /* the line names the client */
@@ -619,6 +645,588 @@ static void test_depth_boundary(void **state)
     px_stop(h);
 }
 
+/* ---- revocation (tls_client_crl) ---- */
+
+/* A copy of file src at name in h's directory. */
+static void copy_to(struct harness *h, const char *src, const char *name)
+{
+    size_t len = 0;
+    char *text = tu_read_file(src, &len), path[512];
+    assert_non_null(text);
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    assert_int_equal(tu_write_file(path, text, len), 0);
+    free(text);
+}
+
+/* tls_client_crl under `on`: the revoked client is refused with certificate_revoked over TLS 1.3
+ * and 1.2, its line says so and names it, portico_client_cert_refusals_total{reason="revoked"}
+ * counts it; a client the CRL does not list is served. The whole chain is checked (nginx's
+ * CRL_CHECK_ALL): a chain through an intermediate CA that has no CRL is refused (invalid). */
+static void test_revoked_refused(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+                              "tls_client_crl = {{certs}}/crl.pem\n");
+    const char *said = "TLS handshake failed: client certificate refused: revoked (a CRL of "
+                       "tls_client_crl lists it): CN=portico-revoked-client, issued by "
+                       "CN=Portico Test CA (certificate 1 of the chain) (alert certificate_revoked "
+                       "sent)";
+    const struct refusal_row rows[] = {
+        {x->revoked_client_cert, x->revoked_client_key, TLS1_3_VERSION,
+         SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED, "revoked", said, "a revoked certificate"},
+        {x->revoked_client_cert, x->revoked_client_key, TLS1_2_VERSION,
+         SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED, "revoked", said, "a revoked certificate"},
+    };
+    expect_refusals(h, rows, ARRAY_SIZE(rows));
+    struct visit v;
+    if (visit(harness_port(h, "tls"), t.certs->client_cert, t.certs->client_key, 0, NULL, NULL,
+              &v) != 0)
+        fail_msg("a certificate the CRL does not list: %s", v.why);
+    assert_int_equal(v.status, 200);
+    assert_string_equal(v.verify, "SUCCESS");
+    visit_free(&v);
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    assert_int_equal(visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: unable to get certificate "
+                                         "CRL: CN=portico-chained-client, issued by CN=Portico "
+                                         "Test Intermediate (certificate 1 of the chain)",
+                                      PX_IO_MS), 0);
+    assert_true(refusals(h, "invalid") == 1);
+    px_stop(h);
+}
+
+/* A CRL listing nothing, issued as `issuer` and signed by key, valid from an hour ago for a
+ * week, into path. */
+static void write_crl(const char *path, const X509_NAME *issuer, EVP_PKEY *key)
+{
+    X509_CRL *crl = X509_CRL_new();
+    assert_non_null(crl);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, issuer), 1);
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, 7 * 86400);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+}
+
+/* Every CA of the chain below the root is checked too (CRL_CHECK_ALL), not the leaf alone: with
+ * the intermediate trusted and its CRL loaded (listing nothing), the chained client is still
+ * refused, for the intermediate has no CRL of the root to be checked against. */
+static void test_crl_checks_the_intermediate(void **state)
+{
+    (void)state;
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char key_path[512], path[512];
+    snprintf(key_path, sizeof(key_path), "%s", chained->intermediate_cert);
+    char *dot = strrchr(key_path, '.');
+    assert_non_null(dot);
+    snprintf(dot, sizeof(key_path) - (size_t)(dot - key_path), ".key"); /* certs.c's naming */
+    FILE *f = fopen(chained->intermediate_cert, "r"), *g = fopen(key_path, "r");
+    assert_true(f && g);
+    X509 *inter = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(inter && key);
+    snprintf(path, sizeof(path), "%s/inter-crl.pem", harness_dir(h));
+    write_crl(path, X509_get_subject_name(inter), key);
+    /* tls_client_ca: the root, then the intermediate (the CRL's issuer must be one of them) */
+    size_t n1, n2;
+    char *root = tu_read_file(t.certs->ca_cert, &n1);
+    char *mid = tu_read_file(chained->intermediate_cert, &n2);
+    assert_true(root && mid);
+    snprintf(path, sizeof(path), "%s/root-and-inter.pem", harness_dir(h));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(root, 1, n1, f), n1);
+    assert_int_equal(fwrite(mid, 1, n2, f), n2);
+    fclose(f);
+    free(root);
+    free(mid);
+    X509_free(inter);
+    EVP_PKEY_free(key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/root-and-inter.pem\n"
+                                     "tls_client_crl = {{dir}}/inter-crl.pem\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct visit v;
+    assert_int_equal(visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: unable to get certificate "
+                                         "CRL: CN=Portico Test Intermediate, issued by CN=Portico "
+                                         "Test CA (certificate 2 of the chain)",
+                                      PX_IO_MS), 0);
+    px_stop(h);
+}
+
+/* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
+ * by the CA's key under another name, and one under the CA's name signed by another key, are
+ * each refused at load. */
+static void test_crl_issuer_and_signature_checked(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL), *other = EVP_EC_gen("P-256");
+    fclose(f);
+    fclose(g);
+    X509_NAME *stranger = X509_NAME_new();
+    assert_true(ca && ca_key && other && stranger);
+    assert_int_equal(X509_NAME_add_entry_by_txt(stranger, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"Not The CA", -1, -1, 0),
+                     1);
+    const struct {
+        const X509_NAME *issuer;
+        EVP_PKEY *key;
+        const char *said;
+    } rows[] = {
+        {stranger, ca_key, "CRL 1 (issuer CN=Not The CA): its issuer is no CA of tls_client_ca"},
+        {X509_get_subject_name(ca), other, "CRL 1 (issuer CN=Portico Test CA): its issuer is no "
+                                           "CA of tls_client_ca (or did not sign it)"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+        write_crl(path, rows[i].issuer, rows[i].key);
+        assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                         "tls_client_ca = {{certs}}/ca.pem\n"
+                                         "tls_client_crl = {{dir}}/crl.pem\n"),
+                         0);
+        struct tu_cmd_result res;
+        int rc = harness_check_config(h, &res);
+        bool said = tu_contains(res.err, rows[i].said);
+        print_message("  rc %d: %s", rc, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+        assert_int_equal(rc, 1);
+        if (!said)
+            fail_msg("row %zu: no \"%s\"", i, rows[i].said);
+    }
+    X509_NAME_free(stranger);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other);
+}
+
+/* A CRL file whose good CRL is followed by a broken one is refused at load (the OpenSSL error
+ * said), not taken for its good part: the end of the file is the only failure that ends it. */
+static void test_crl_broken_after_good(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(ca && ca_key);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+    write_crl(path, X509_get_subject_name(ca), ca_key);
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n", f);
+    fclose(f);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{certs}}/ca.pem\n"
+                                     "tls_client_crl = {{dir}}/crl.pem\n"),
+                     0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d: %s", rc, res.err);
+    char said[600];
+    snprintf(said, sizeof(said), "tls_client_crl: %s: ", path);
+    bool named = tu_contains(res.err, said);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    assert_int_equal(rc, 1);
+    assert_true(named);
+}
+
+/* Under `optional` a revoked client is served and the origin told FAILED:certificate revoked
+ * (nginx's words), without Client-Cert; the error log says it too, as a refusal under `on` is
+ * said, and so for another CA's client. */
+static void test_optional_failures_logged(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    struct harness *h = start("tls_verify_client = optional\ntls_client_ca = {{certs}}/ca.pem\n"
+                              "tls_client_crl = {{certs}}/crl.pem\n");
+    const struct {
+        const char *cert, *key, *verify, *said;
+    } rows[] = {
+        {x->revoked_client_cert, x->revoked_client_key, "FAILED:certificate revoked",
+         "client certificate failed verification, served (tls_verify_client is optional; the "
+         "origin is told FAILED): revoked (a CRL of tls_client_crl lists it): "
+         "CN=portico-revoked-client, issued by CN=Portico Test CA (certificate 1 of the chain)"},
+        {t.m->other_client_cert, t.m->other_client_key,
+         "FAILED:unable to get local issuer certificate",
+         "client certificate failed verification, served (tls_verify_client is optional; the "
+         "origin is told FAILED): unknown CA, no issuer in tls_client_ca: "
+         "CN=portico-other-client, issued by CN=Portico Other CA (certificate 1 of the chain)"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct visit v;
+        if (visit(harness_port(h, "tls"), rows[i].cert, rows[i].key, 0, NULL, NULL, &v) != 0)
+            fail_msg("%s", v.why);
+        print_message("  %s\n", v.verify);
+        assert_int_equal(v.status, 200);
+        assert_non_null(v.verify);
+        assert_string_equal(v.verify, rows[i].verify);
+        assert_null(v.cert);
+        visit_free(&v);
+        if (harness_wait_log(h, rows[i].said, PX_IO_MS) != 0)
+            fail_msg("no line \"%s\"", rows[i].said);
+    }
+    px_stop(h);
+}
+
+/* A reload reads the CRL again, at the same path: the client it now lists is refused, and the
+ * session it made before (TLS 1.2 and 1.3) is not resumed past the new CRL, with or without its
+ * certificate. A reload whose CRL file holds no CRL is refused at its line and the running CRL
+ * goes on. */
+static void test_crl_reload(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    copy_to(h, x->crl_empty, "clients.crl");
+    const char *conf = "tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+                       "tls_client_crl = {{dir}}/clients.crl\n";
+    assert_int_equal(write_config(h, conf), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "tls");
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    SSL_SESSION *sess[2] = {NULL, NULL};
+    struct visit v;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(visit(port, x->revoked_client_cert, x->revoked_client_key, versions[i],
+                               &sess[i], NULL, &v), 0);
+        assert_string_equal(v.verify, "SUCCESS");
+        visit_free(&v);
+        /* it resumes before the reload: what follows is the CRL's doing */
+        assert_int_equal(visit(port, NULL, NULL, versions[i], &sess[i], NULL, &v), 0);
+        assert_int_equal(v.reused, 1);
+        visit_free(&v);
+    }
+    copy_to(h, x->crl, "clients.crl");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (size_t i = 0; i < 2; i++) {
+        int rc = visit(port, NULL, NULL, versions[i], &sess[i], NULL, &v);
+        print_message("  TLS 1.%zu old session, no certificate: %s\n", i + 2,
+                      rc == 0 ? "served" : v.why);
+        assert_int_equal(rc, -1);
+        visit_free(&v);
+        rc = visit(port, x->revoked_client_cert, x->revoked_client_key, versions[i], &sess[i],
+                   NULL, &v);
+        print_message("  TLS 1.%zu old session, its certificate: %s\n", i + 2,
+                      rc == 0 ? "served" : v.why);
+        assert_int_equal(rc, -1);
+        assert_int_equal(ERR_GET_REASON(v.err), SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED);
+        visit_free(&v);
+        SSL_SESSION_free(sess[i]);
+    }
+    /* not a CRL: refused at line 10, the listed client still refused, the others served */
+    copy_to(h, t.certs->ca_cert, "clients.crl");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", PX_IO_MS),
+                     0);
+    assert_true(harness_log_contains(h, "portico.ini:10: tls_client_crl: "));
+    assert_true(harness_log_contains(h, "holds no CRL in PEM form (-----BEGIN X509 CRL-----)"));
+    assert_int_equal(visit(port, x->revoked_client_cert, x->revoked_client_key, 0, NULL, NULL,
+                           &v), -1);
+    visit_free(&v);
+    assert_int_equal(visit(port, t.certs->client_cert, t.certs->client_key, 0, NULL, NULL, &v),
+                     0);
+    visit_free(&v);
+    px_stop(h);
+}
+
+/* A CRL past its nextUpdate: loaded with a warning at its line, and, as OpenSSL (and nginx)
+ * judge, every client of that CA refused ("CRL has expired", counted invalid). */
+static void test_crl_expired(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+                              "tls_client_crl = {{certs}}/crl-expired.pem\n");
+    assert_int_equal(harness_wait_log(h, "portico.ini:10: warning: tls_client_crl: ", PX_IO_MS),
+                     0);
+    assert_true(harness_log_contains(h, "the CRL of /CN=Portico Test CA expired on 2020-01-02 "
+                                        "00:00:00 UTC"));
+    struct visit v;
+    assert_int_equal(visit(harness_port(h, "tls"), t.certs->client_cert, t.certs->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: CRL has expired: "
+                                         "CN=portico-test-client", PX_IO_MS), 0);
+    assert_true(refusals(h, "invalid") == 1);
+    px_stop(h);
+}
+
+/* ---- odd certificates ---- */
+
+/* The first control byte of s but CR and LF: C0, DEL, or the lead byte of a UTF-8 C1 control
+ * (C2 80..C2 9F); 0 for none. */
+static unsigned char control_in(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    for (; *s; s++)
+        if ((*s < 0x20 && *s != '\r' && *s != '\n') || *s == 0x7f ||
+            (*s == 0xc2 && s[1] >= 0x80 && s[1] < 0xa0))
+            return *s;
+    return 0;
+}
+
+/* A self-signed client certificate that tls_client_ca lists itself is a verified chain of one:
+ * served, Client-Cert its DER, no Client-Cert-Chain (nothing above it). Its subject holds a line
+ * feed, SOH, DEL, the C1 control CSI and UTF-8: the access log has the UTF-8 and each control as
+ * \xNN, and nothing of the subject reaches the origin's head. */
+static void test_self_signed_listed(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    struct harness *h = start("tls_verify_client = on\n"
+                              "tls_client_ca = {{certs}}/odd-ca.pem\n");
+    char *leaf = byte_sequence(x->odd_client_cert);
+    struct visit v;
+    if (visit(harness_port(h, "tls"), x->odd_client_cert, x->odd_client_key, 0, NULL, NULL, &v) !=
+        0)
+        fail_msg("%s", v.why);
+    print_message("  verify %s, chain %s\n", v.verify, v.chain ? v.chain : "(none)");
+    assert_int_equal(v.status, 200);
+    assert_string_equal(v.verify, "SUCCESS");
+    assert_non_null(v.cert);
+    assert_string_equal(v.cert, leaf);
+    assert_null(v.chain);
+    assert_non_null(v.head);
+    if (control_in(v.head) || strstr(v.head, "forged") || strstr(v.head, "Caf"))
+        fail_msg("the origin got a control byte or the subject:\n%s", v.head);
+    visit_free(&v);
+    free(leaf);
+    char *line = harness_file_line(h, "access.log",
+                                   "\"client_subject\":\"O=Caf\xc3\xa9,CN=portico-odd\\\\x0aINFO "
+                                   "forged line\\\\x01\\\\x7f\\\\xc2\\\\x9b\"",
+                                   PX_IO_MS);
+    if (!line)
+        fail_msg("no access-log line with the subject escaped");
+    free(line);
+    px_stop(h);
+}
+
+/* The odd subject in the error log: refused under `on` (its CA not listed), and failed under
+ * `optional`, each line with the subject's controls as \xNN and no line begun by it. */
+static void test_subject_escaped_in_log(void **state)
+{
+    (void)state;
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    static const char *const modes[] = {"on", "optional"};
+    for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+        char extra[128];
+        snprintf(extra, sizeof(extra), "tls_verify_client = %s\ntls_client_ca = {{certs}}/ca.pem\n",
+                 modes[i]);
+        struct harness *h = start(extra);
+        struct visit v;
+        visit(harness_port(h, "tls"), x->odd_client_cert, x->odd_client_key, 0, NULL, NULL, &v);
+        visit_free(&v);
+        const char *said = "unknown CA, no issuer in tls_client_ca: O=Caf\xc3\xa9,CN=portico-odd"
+                           "\\x0aINFO forged line\\x01\\x7f\\xc2\\x9b, issued by "
+                           "O=Caf\xc3\xa9,CN=portico-odd\\x0aINFO forged line\\x01\\x7f\\xc2\\x9b "
+                           "(certificate 1 of the chain)";
+        if (harness_wait_log(h, said, PX_IO_MS) != 0)
+            fail_msg("%s: no line \"%s\"", modes[i], said);
+        char *logs[] = {harness_stdout(h), harness_stderr(h)}; /* the error log is either */
+        for (size_t l = 0; l < ARRAY_SIZE(logs); l++) {
+            print_message("  %s: %zu bytes of log\n", modes[i], strlen(logs[l]));
+            unsigned char bad = control_in(logs[l]);
+            if (bad)
+                fail_msg("%s: a control byte 0x%02x in the error log", modes[i], bad);
+            assert_null(strstr(logs[l], "\nINFO forged"));
+            free(logs[l]);
+        }
+        px_stop(h);
+    }
+}
+
+/* A self-signed certificate (and its key) whose subject is one CN of the UTF8String bytes cn,
+ * stored as they are (a type, not MBSTRING_UTF8: no check of length or form), into the
+ * harness's directory as stem.pem and stem.key. */
+static void write_raw_subject(struct harness *h, const char *stem, const unsigned char *cn,
+                              int len, char *cert, char *key, size_t size)
+{
+    snprintf(cert, size, "%s/%s.pem", harness_dir(h), stem);
+    snprintf(key, size, "%s/%s.key", harness_dir(h), stem);
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    assert_true(pk && x && name);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING, cn, len, -1, 0),
+                     1);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    assert_int_equal(X509_set_pubkey(x, pk), 1);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    FILE *f = fopen(cert, "w"), *g = fopen(key, "w");
+    assert_true(f && g);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    assert_int_equal(PEM_write_PrivateKey(g, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    fclose(g);
+    X509_NAME_free(name);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+/* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
+ * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
+ * four bytes kept. Written here: the odd client's subject comes from a command line that takes
+ * no US. */
+static void test_subject_control_bounds(void **state)
+{
+    (void)state;
+    static const unsigned char cn[] = "a\x1f" "b c\xc2\x9f" "d\xc2\xa0" "e\xe2\x82\xac"
+                                      "f\xf0\x9f\x98\x80" "g";
+    static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
+                               "f\xf0\x9f\x98\x80" "g";
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "bounds", cn, (int)sizeof(cn) - 1, cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
+/* A subject longer than the line gives it is cut before a character, never within one, and
+ * within its room: "CN=x" then 100 two-byte characters keeps 77 of them (4 + 154 bytes, the
+ * 78th would fill the last byte the terminator needs). */
+static void test_subject_cut_at_a_character(void **state)
+{
+    (void)state;
+    unsigned char cn[1 + 200];
+    char kept[4 + 154 + 1] = "CN=x";
+    cn[0] = 'x';
+    for (int i = 0; i < 100; i++)
+        memcpy(cn + 1 + 2 * i, "\xc3\xa9", 2);
+    for (int i = 0; i < 77; i++)
+        memcpy(kept + 4 + 2 * i, "\xc3\xa9", 2);
+    kept[sizeof(kept) - 1] = '\0';
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "long", cn, (int)sizeof(cn), cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", kept, kept);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
+/* The CertificateRequest names the CAs of tls_client_ca (what a client holding several
+ * certificates picks by): openssl s_client says "Acceptable client certificate CA names". */
+static void test_ca_names_sent(void **state)
+{
+    (void)state;
+    struct harness *h = start("tls_verify_client = optional\ntls_client_ca = {{certs}}/ca.pem\n");
+    char to[32];
+    snprintf(to, sizeof(to), "127.0.0.1:%u", harness_port(h, "tls"));
+    const char *const argv[] = {"openssl", "s_client", "-connect", to, "-cert",
+                                t.certs->client_cert, "-key", t.certs->client_key, NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(argv, 20000, &res);
+    const char *names = strstr(res.out, "Acceptable client certificate CA names");
+    print_message("  rc %d: %.80s\n", rc, names ? names : "(no CA names)");
+    bool ok = names && strncmp(names, "Acceptable client certificate CA names\nCN = Portico Test "
+                                      "CA\n", 58) == 0;
+    tu_cmd_result_free(&res);
+    if (!ok)
+        fail_msg("the CA of tls_client_ca not named in the CertificateRequest");
+    px_stop(h);
+}
+
+/* A reload that finds another CA in the same tls_client_ca file (the path unchanged): a session
+ * made under the old CA, offered without a certificate, is not resumed but refused in a full
+ * handshake (TLS 1.2 and 1.3). */
+static void test_reload_same_path_ca(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    copy_to(h, t.certs->ca_cert, "clients-ca.pem");
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/clients-ca.pem\n"), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "tls");
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    SSL_SESSION *sess[2] = {NULL, NULL};
+    struct visit v;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(visit(port, t.certs->client_cert, t.certs->client_key, versions[i],
+                               &sess[i], NULL, &v), 0);
+        visit_free(&v);
+    }
+    copy_to(h, t.m->other_ca_cert, "clients-ca.pem");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (size_t i = 0; i < 2; i++) {
+        int rc = visit(port, NULL, NULL, versions[i], &sess[i], NULL, &v);
+        print_message("  TLS 1.%zu old session: %s (reused %d)\n", i + 2,
+                      rc == 0 ? "served" : v.why, v.reused);
+        assert_int_equal(rc, -1);
+        visit_free(&v);
+        SSL_SESSION_free(sess[i]);
+    }
+    px_stop(h);
+}
+
 /* ---- reloads and load errors ---- */
 
 /* A reload naming another CA takes its clients and refuses the old CA's; a reload whose CA file
@@ -686,7 +1294,23 @@ static void test_load_errors(void **state)
          "portico.ini:8: warning: tls_client_ca: not used, tls_verify_client is off"},
         {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n", false, 0,
          "portico.ini:8: warning: tls_verify_client: not used, no listen line has tls"},
+        /* tls_client_crl */
+        {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+         "tls_client_crl = {{dir}}/missing.crl\n", true, 1, "portico.ini:10: tls_client_crl: "},
+        {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+         "tls_client_crl = {{certs}}/ca.pem\n", true, 1,
+         "/ca.pem: holds no CRL in PEM form (-----BEGIN X509 CRL-----)"},
+        {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+         "tls_client_crl = {{certs}}/crl-other.pem\n", true, 1,
+         "/crl-other.pem: CRL 1 (issuer CN=Portico Other CA): its issuer is no CA of "
+         "tls_client_ca (or did not sign it)"},
+        {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n"
+         "tls_client_crl = {{certs}}/crl-expired.pem\n", true, 0,
+         "/crl-expired.pem: the CRL of /CN=Portico Test CA expired on 2020-01-02 00:00:00 UTC"},
+        {"tls_client_crl = {{certs}}/crl.pem\n", true, 0,
+         "portico.ini:8: warning: tls_client_crl: not used, tls_verify_client is off"},
     };
+    assert_non_null(certs_get_mtls_extra());
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct harness *h = harness_new();
         assert_non_null(h);
@@ -732,6 +1356,19 @@ int main(void)
         cmocka_unit_test(test_depth_boundary),
         cmocka_unit_test(test_reload_changes_ca),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_revoked_refused),
+        cmocka_unit_test(test_optional_failures_logged),
+        cmocka_unit_test(test_crl_reload),
+        cmocka_unit_test(test_crl_expired),
+        cmocka_unit_test(test_self_signed_listed),
+        cmocka_unit_test(test_subject_escaped_in_log),
+        cmocka_unit_test(test_ca_names_sent),
+        cmocka_unit_test(test_reload_same_path_ca),
+        cmocka_unit_test(test_subject_control_bounds),
+        cmocka_unit_test(test_subject_cut_at_a_character),
+        cmocka_unit_test(test_crl_checks_the_intermediate),
+        cmocka_unit_test(test_crl_issuer_and_signature_checked),
+        cmocka_unit_test(test_crl_broken_after_good),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -75,6 +75,26 @@ static const char ca_conf_fmt[] =
     "keyUsage = critical,digitalSignature\n"
     "extendedKeyUsage = serverAuth\n"
     "subjectAltName = DNS:b.sni.test\n"
+    "[sni_a1_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test\n"
+    "[rsa_server_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1\n"
+    "[rsa_sni_a_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test,DNS:WWW.A.sni.test\n"
+    "[rsa_sni_a1_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test\n"
     "[sni_cn_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
@@ -82,7 +102,24 @@ static const char ca_conf_fmt[] =
     "[client_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = clientAuth\n"
+    "[self_client_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
     "extendedKeyUsage = clientAuth\n";
+
+/* The key of a certificate to make: EC P-256 unless said. */
+enum cert_key { KEY_P256, KEY_RSA, KEY_P384, KEY_ED25519 };
+
+/* `openssl req` arguments making each key: -newkey ALG [-pkeyopt OPT] (NULL: none). */
+static const struct {
+    const char *alg;
+    const char *opt;
+} key_args[] = {
+    [KEY_P256] = { "ec", "ec_paramgen_curve:prime256v1" },
+    [KEY_RSA] = { "rsa", "rsa_keygen_bits:2048" },
+    [KEY_P384] = { "ec", "ec_paramgen_curve:secp384r1" },
+    [KEY_ED25519] = { "ed25519", NULL },
+};
 
 /* One certificate to make: its file stem, subject, config section and how it is signed. */
 struct cert_row {
@@ -92,17 +129,18 @@ struct cert_row {
     int self_signed;     /* 1: `req -x509`; 0: CSR signed by the CA with `openssl ca` */
     const char *start;   /* explicit notBefore for `openssl ca`, or NULL for now */
     const char *end;     /* explicit notAfter, or NULL for 10 years */
+    enum cert_key key;   /* KEY_P256 (0) when not said */
 };
 
 static const struct cert_row rows[] = {
     /* The CA first: every other row but the self-signed one is signed by it. */
-    { "ca", "/CN=Portico Test CA", "ca_ext", 1, NULL, NULL },
-    { "server", "/CN=localhost", "server_ext", 0, NULL, NULL },
-    { "self-signed", "/CN=localhost", "server_ext", 1, NULL, NULL },
+    { "ca", "/CN=Portico Test CA", "ca_ext", 1, NULL, NULL, KEY_P256 },
+    { "server", "/CN=localhost", "server_ext", 0, NULL, NULL, KEY_P256 },
+    { "self-signed", "/CN=localhost", "server_ext", 1, NULL, NULL, KEY_P256 },
     /* Long expired, and valid for one day only, so no clock skew can make it valid. */
-    { "expired", "/CN=localhost", "server_ext", 0, "20200101000000Z", "20200102000000Z" },
-    { "wrong-name", "/CN=wrong.example", "wrong_ext", 0, NULL, NULL },
-    { "client", "/CN=portico-test-client", "client_ext", 0, NULL, NULL },
+    { "expired", "/CN=localhost", "server_ext", 0, "20200101000000Z", "20200102000000Z", KEY_P256 },
+    { "wrong-name", "/CN=wrong.example", "wrong_ext", 0, NULL, NULL, KEY_P256 },
+    { "client", "/CN=portico-test-client", "client_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static void certs_remove(void)
@@ -143,16 +181,19 @@ static int make_row(const struct cert_row *r, const char *conf, const char *ca_p
         || store_path(csr, sizeof(csr), r->stem, ".csr") < 0) {
         return -1;
     }
+    const char *alg = key_args[r->key].alg, *opt = key_args[r->key].opt;
+    /* without a -pkeyopt, "-nodes" takes its two places (given twice, as harmless as once) */
+    const char *o1 = opt ? "-pkeyopt" : "-nodes", *o2 = opt ? opt : "-nodes";
+
     if (r->self_signed) {
-        const char *const req[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", "ec",
-                                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                                    "-keyout", key, "-out", pem, "-days", "3650", "-subj",
-                                    r->subject, "-extensions", r->ext, NULL };
+        const char *const req[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", alg,
+                                    o1, o2, "-nodes", "-keyout", key, "-out", pem, "-days",
+                                    "3650", "-subj", r->subject, "-extensions", r->ext, NULL };
         return run_openssl(req);
     }
-    const char *const req[] = { "openssl", "req", "-config", conf, "-new", "-newkey", "ec",
-                                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                key, "-out", csr, "-subj", r->subject, NULL };
+    const char *const req[] = { "openssl", "req", "-config", conf, "-new", "-newkey", alg, o1,
+                                o2, "-nodes", "-keyout", key, "-out", csr, "-subj", r->subject,
+                                NULL };
     if (run_openssl(req) < 0) {
         return -1;
     }
@@ -274,7 +315,7 @@ static void dated_generate(void)
         ca_date(nb, start, sizeof(start));
         ca_date(na, end, sizeof(end));
         const struct cert_row row = { dated_rows[i].stem, "/CN=localhost", "server_ext", 0,
-                                      start, end };
+                                      start, end, KEY_P256 };
         char *pem = dated_store.paths[2 * i], *key = dated_store.paths[2 * i + 1];
 
         if (store_path(pem, CERT_PATH_MAX, row.stem, ".pem") < 0
@@ -329,14 +370,14 @@ static void chained_generate(void)
     const struct test_certs *c = certs_get();
     char conf[CERT_PATH_MAX];
     const struct cert_row inter = { "intermediate", "/CN=Portico Test Intermediate", "ca_ext", 0,
-                                    NULL, NULL };
-    const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL };
+                                    NULL, NULL, KEY_P256 };
+    const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL, KEY_P256 };
     const struct cert_row client = { "chained-client", "/CN=portico-chained-client", "client_ext",
-                                     0, NULL, NULL };
+                                     0, NULL, NULL, KEY_P256 };
     const struct cert_row inter2 = { "intermediate-2", "/CN=Portico Test Intermediate 2",
-                                     "ca_ext", 0, NULL, NULL };
+                                     "ca_ext", 0, NULL, NULL, KEY_P256 };
     const struct cert_row deep = { "deep-client", "/CN=portico-deep-client", "client_ext", 0,
-                                   NULL, NULL };
+                                   NULL, NULL, KEY_P256 };
     char **p = (char *[]){chained_store.paths[8], chained_store.paths[9], chained_store.paths[10],
                           chained_store.paths[11], chained_store.paths[12]};
     char *inter_pem = chained_store.paths[0], *inter_key = chained_store.paths[1];
@@ -388,11 +429,11 @@ const struct test_chained_certs *certs_get_chained(void)
 /* ---- several names on one listener (SNI) ---- */
 
 static const struct cert_row sni_rows[] = {
-    { "sni-a", "/CN=sni-a", "sni_a_ext", 0, NULL, NULL },
-    { "sni-wild", "/CN=sni-wild", "sni_wild_ext", 0, NULL, NULL },
-    { "sni-b", "/CN=sni-b", "sni_b_ext", 0, NULL, NULL },
-    { "sni-cn", "/CN=cn.sni.test", "sni_cn_ext", 0, NULL, NULL },
-    { "sni-a2", "/CN=sni-a2", "sni_a_ext", 0, NULL, NULL },
+    { "sni-a", "/CN=sni-a", "sni_a_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-wild", "/CN=sni-wild", "sni_wild_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-b", "/CN=sni-b", "sni_b_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-cn", "/CN=cn.sni.test", "sni_cn_ext", 0, NULL, NULL, KEY_P256 },
+    { "sni-a2", "/CN=sni-a2", "sni_a_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static struct {
@@ -432,15 +473,64 @@ const struct test_sni_certs *certs_get_sni(void)
     return sni_result;
 }
 
+/* ---- one name set, several key types ---- */
+
+static const struct cert_row dual_rows[] = {
+    { "sni-a-rsa", "/CN=sni-a-rsa", "rsa_sni_a_ext", 0, NULL, NULL, KEY_RSA },
+    { "sni-a-ed25519", "/CN=sni-a-ed25519", "sni_a_ext", 0, NULL, NULL, KEY_ED25519 },
+    { "sni-a-p384", "/CN=sni-a-p384", "sni_a_ext", 0, NULL, NULL, KEY_P384 },
+    { "sni-a1-rsa", "/CN=sni-a1-rsa", "rsa_sni_a1_ext", 0, NULL, NULL, KEY_RSA },
+    { "server-rsa", "/CN=localhost-rsa", "rsa_server_ext", 0, NULL, NULL, KEY_RSA },
+};
+
+static struct {
+    char paths[10][CERT_PATH_MAX];
+} dual_store;
+static struct test_dual_certs dual;
+static const struct test_dual_certs *dual_result;
+static pthread_once_t dual_once = PTHREAD_ONCE_INIT;
+
+static void dual_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    const char **out[] = { &dual.a_rsa_cert, &dual.a_rsa_key, &dual.a_ed25519_cert,
+                           &dual.a_ed25519_key, &dual.a_p384_cert, &dual.a_p384_key,
+                           &dual.a1_rsa_cert, &dual.a1_rsa_key, &dual.server_rsa_cert,
+                           &dual.server_rsa_key };
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(dual_rows) / sizeof(dual_rows[0]); i++) {
+        char *pem = dual_store.paths[2 * i], *key = dual_store.paths[2 * i + 1];
+
+        if (store_path(pem, CERT_PATH_MAX, dual_rows[i].stem, ".pem") < 0
+            || store_path(key, CERT_PATH_MAX, dual_rows[i].stem, ".key") < 0
+            || make_row(&dual_rows[i], conf, c->ca_cert, c->ca_key) < 0) {
+            return;
+        }
+        *out[2 * i] = pem;
+        *out[2 * i + 1] = key;
+    }
+    dual_result = &dual;
+}
+
+const struct test_dual_certs *certs_get_dual(void)
+{
+    pthread_once(&dual_once, dual_generate);
+    return dual_result;
+}
+
 /* ---- client certificates (mutual TLS) ---- */
 
 /* The other CA first: the row after it is signed by it, the rest by certs_get's CA. */
 static const struct cert_row mtls_rows[] = {
-    { "other-ca", "/CN=Portico Other CA", "ca_ext", 1, NULL, NULL },
-    { "other-client", "/CN=portico-other-client", "client_ext", 0, NULL, NULL },
+    { "other-ca", "/CN=Portico Other CA", "ca_ext", 1, NULL, NULL, KEY_P256 },
+    { "other-client", "/CN=portico-other-client", "client_ext", 0, NULL, NULL, KEY_P256 },
     { "expired-client", "/CN=portico-expired-client", "client_ext", 0, "20200101000000Z",
-      "20200102000000Z" },
-    { "client-2", "/CN=portico-test-client-2", "client_ext", 0, NULL, NULL },
+      "20200102000000Z", KEY_P256 },
+    { "client-2", "/CN=portico-test-client-2", "client_ext", 0, NULL, NULL, KEY_P256 },
 };
 
 static struct {
@@ -481,4 +571,99 @@ const struct test_mtls_certs *certs_get_mtls(void)
 {
     pthread_once(&mtls_once, mtls_generate);
     return mtls_result;
+}
+
+/* ---- revocation, odd dates and odd names (mutual TLS) ---- */
+
+/* The subject of the odd client: a line feed that would begin a forged log line, SOH, DEL, the
+ * C1 control CSI (U+009B, a terminal's escape) and UTF-8 that is no control. */
+static const char odd_subject[] = "/CN=portico-odd\nINFO forged line\x01\x7f\xc2\x9b/O=Caf\xc3\xa9";
+
+static struct {
+    char paths[14][CERT_PATH_MAX];
+} extra_store;
+static struct test_mtls_extra_certs extra;
+static const struct test_mtls_extra_certs *extra_result;
+static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
+
+/* `openssl ca -gencrl` of the CA ca_pem/ca_key into out: valid a week, or between the given
+ * dates (NULL: now). What it lists is what the shared database says is revoked by then. */
+static int make_crl(const char *conf, const char *ca_pem, const char *ca_key, const char *out,
+                    const char *last, const char *next)
+{
+    if (last != NULL) {
+        const char *const argv[] = { "openssl", "ca", "-config", conf, "-gencrl", "-cert",
+                                     ca_pem, "-keyfile", ca_key, "-crl_lastupdate", last,
+                                     "-crl_nextupdate", next, "-out", out, NULL };
+        return run_openssl(argv);
+    }
+    const char *const argv[] = { "openssl", "ca", "-config", conf, "-gencrl", "-cert", ca_pem,
+                                 "-keyfile", ca_key, "-crldays", "7", "-out", out, NULL };
+    return run_openssl(argv);
+}
+
+static void extra_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    const struct test_mtls_certs *m = certs_get_mtls();
+    char conf[CERT_PATH_MAX], start[32], end[32];
+    char **p = (char *[]){ extra_store.paths[0], extra_store.paths[1], extra_store.paths[2],
+                           extra_store.paths[3], extra_store.paths[4], extra_store.paths[5],
+                           extra_store.paths[6], extra_store.paths[7], extra_store.paths[8],
+                           extra_store.paths[9], extra_store.paths[10], extra_store.paths[11],
+                           extra_store.paths[12], extra_store.paths[13] };
+    long long now = (long long)time(NULL);
+
+    ca_date(now + DAY, start, sizeof(start));
+    ca_date(now + 365 * DAY, end, sizeof(end));
+    const struct cert_row revoked = { "revoked-client", "/CN=portico-revoked-client",
+                                      "client_ext", 0, NULL, NULL, KEY_P256 };
+    const struct cert_row later = { "later-client", "/CN=portico-later-client", "client_ext", 0,
+                                    start, end, KEY_P256 };
+    if (c == NULL || m == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    static const struct {
+        const char *stem, *ext;
+    } names[] = { { "revoked-client", ".pem" }, { "revoked-client", ".key" },
+                  { "later-client", ".pem" },   { "later-client", ".key" },
+                  { "odd-client", ".pem" },     { "odd-client", ".key" },
+                  { "crl-empty", ".pem" },      { "crl", ".pem" },
+                  { "crl-expired", ".pem" },    { "crl-other", ".pem" },
+                  { "odd-ca", ".pem" } };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (store_path(p[i], CERT_PATH_MAX, names[i].stem, names[i].ext) < 0) {
+            return;
+        }
+    }
+    const char *const odd[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", "ec",
+                                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                p[5], "-out", p[4], "-days", "3650", "-utf8", "-subj",
+                                odd_subject, "-extensions", "self_client_ext", NULL };
+    const char *const revoke[] = { "openssl", "ca", "-config", conf, "-revoke", p[0], "-cert",
+                                   c->ca_cert, "-keyfile", c->ca_key, NULL };
+    if (make_row(&revoked, conf, c->ca_cert, c->ca_key) < 0
+        || make_row(&later, conf, c->ca_cert, c->ca_key) < 0 || run_openssl(odd) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[6], NULL, NULL) < 0
+        || run_openssl(revoke) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[7], NULL, NULL) < 0
+        || make_crl(conf, c->ca_cert, c->ca_key, p[8], "20200101000000Z", "20200102000000Z") < 0
+        || make_crl(conf, m->other_ca_cert, m->other_ca_key, p[9], NULL, NULL) < 0
+        || write_chain(c->ca_cert, p[4], p[10]) < 0) {
+        return;
+    }
+    extra = (struct test_mtls_extra_certs){
+        .revoked_client_cert = p[0], .revoked_client_key = p[1],
+        .later_client_cert = p[2], .later_client_key = p[3],
+        .odd_client_cert = p[4], .odd_client_key = p[5],
+        .crl_empty = p[6], .crl = p[7], .crl_expired = p[8], .crl_other = p[9],
+        .ca_and_odd = p[10],
+    };
+    extra_result = &extra;
+}
+
+const struct test_mtls_extra_certs *certs_get_mtls_extra(void)
+{
+    pthread_once(&extra_once, extra_generate);
+    return extra_result;
 }

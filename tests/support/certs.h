@@ -1,6 +1,6 @@
 /*
- * certs.h — test certificates, made with the `openssl` CLI at test time (EC P-256 keys, so it
- * takes a few tens of milliseconds) into a temp dir of their own, once per test process, and
+ * certs.h — test certificates, made with the `openssl` CLI at test time (EC P-256 keys but
+ * where said, so it takes a few tens of milliseconds) into a temp dir of their own, once per test process, and
  * removed at exit. Every file is PEM; keys are unencrypted.
  */
 #ifndef PORTICO_CERTS_H
@@ -93,6 +93,27 @@ struct test_sni_certs {
  * more `openssl` pairs). NULL if it failed. */
 const struct test_sni_certs *certs_get_sni(void);
 
+/* Certificates of other key types for the names of certs_get_sni's and certs_get's (served
+ * beside them, one per key type), signed by certs_get's CA, each CN telling which one a client
+ * got. */
+struct test_dual_certs {
+    const char *a_rsa_cert;       /* CN sni-a-rsa; RSA 2048; the names of sni-a */
+    const char *a_rsa_key;
+    const char *a_ed25519_cert;   /* CN sni-a-ed25519; Ed25519; the names of sni-a */
+    const char *a_ed25519_key;
+    const char *a_p384_cert;      /* CN sni-a-p384; ECDSA P-384 (sni-a's type); its names */
+    const char *a_p384_key;
+    const char *a1_rsa_cert;      /* CN sni-a1-rsa; RSA 2048; a.sni.test only */
+    const char *a1_rsa_key;
+    const char *server_rsa_cert;  /* CN localhost-rsa; RSA 2048; server_cert's names */
+    const char *server_rsa_key;
+};
+
+/* The certificates above (in certs_get's directory: sni-a-rsa.pem, sni-a-ed25519.pem,
+ * sni-a-p384.pem, sni-a1-rsa.pem, server-rsa.pem and their .key), generated on first call
+ * (thread-safe; five more `openssl` pairs, three of them RSA). NULL if it failed. */
+const struct test_dual_certs *certs_get_dual(void);
+
 /* Client certificates for mutual TLS: one of another CA that certs_get's does not sign, one
  * expired, and a second good one (client_cert of certs_get is the first). */
 struct test_mtls_certs {
@@ -111,5 +132,31 @@ struct test_mtls_certs {
  * other-client.pem, expired-client.pem, client-2.pem and their .key), generated on first call
  * (thread-safe; four more `openssl` pairs). NULL if it failed. */
 const struct test_mtls_certs *certs_get_mtls(void);
+
+/* More for mutual TLS: revocation (a client certs_get's CA revoked, and that CA's CRLs), a client
+ * not yet valid, and a self-signed client whose subject holds controls and UTF-8. */
+struct test_mtls_extra_certs {
+    const char *revoked_client_cert; /* CN portico-revoked-client, clientAuth; certs_get's CA;
+                                      * revoked by it (listed in crl, crl_expired, crl_other) */
+    const char *revoked_client_key;
+    const char *later_client_cert;   /* CN portico-later-client, clientAuth; certs_get's CA;
+                                      * valid from a day after it was made */
+    const char *later_client_key;
+    const char *odd_client_cert;     /* self-signed, clientAuth, CA:FALSE; subject
+                                      * "CN=portico-odd\nINFO forged line\1\177\302\233,
+                                      * O=Caf\303\251" (a line feed, SOH, DEL, the C1 CSI,
+                                      * UTF-8 "é") */
+    const char *odd_client_key;
+    const char *crl_empty;           /* certs_get's CA's CRL made before the revocation: empty */
+    const char *crl;                 /* certs_get's CA's CRL listing revoked_client, a week */
+    const char *crl_expired;         /* the same, valid only 2020-01-01..2020-01-02 */
+    const char *crl_other;           /* a CRL of certs_mtls's other CA */
+    const char *ca_and_odd;          /* certs_get's CA, then odd_client: a tls_client_ca that
+                                      * trusts the odd client itself */
+};
+
+/* The certificates and CRLs above (in certs_get's directory), generated on first call
+ * (thread-safe; three more `openssl` pairs and four CRLs). NULL if it failed. */
+const struct test_mtls_extra_certs *certs_get_mtls_extra(void);
 
 #endif

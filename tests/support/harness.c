@@ -622,7 +622,7 @@ fail_fds:
 
 int harness_stop(struct harness *h)
 {
-    if (h->pid == 0) {
+    if (h == NULL || h->pid == 0) { /* a group setup that failed before it made one */
         return -1;
     }
     if (!h->reaped) {

@@ -95,7 +95,7 @@ int harness_wait_exit(struct harness *h, int timeout_ms);
 /* Stops now: SIGTERM and SIGINT (Portico's graceful stop, cut short by the second signal), then
  * waits up to the stop timeout; SIGKILL after it (reported). Returns the exit code (0 = clean
  * stop), 128 + signal when it died of a signal (including the harness's SIGKILL), or -1 when it
- * was never started. Anything but 0 is also printed with the tail of stderr. */
+ * was never started (h NULL too). Anything but 0 is also printed with the tail of stderr. */
 int harness_stop(struct harness *h);
 
 /* Details of the end, valid after harness_stop() or once harness_running() returned false. */

@@ -3,8 +3,9 @@
  * (burst + 1 at once, one per interval after, the wait of a refusal, refusals not counted),
  * keys (IPv6 by its /64, IPv4 whole and apart from IPv6, route scopes apart), connection
  * counts, eviction (of a full set the entry that owes the fewest requests, the least recent of
- * those; never an entry holding connections; a set of connections only admits uncounted), and
- * threads counting in one table.
+ * those; never an entry holding connections; a set of connections only admits uncounted),
+ * threads counting in one table, scopes apart within one set, and the capacity rounded up to
+ * whole sets.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -266,6 +267,43 @@ static void test_threads(void **state)
     climit_free(t);
 }
 
+/* In a table of one set, every key meets every other in the same walk: one address's entries
+ * of two routes and of its connections stay apart (the hash puts scopes in different sets of a
+ * bigger table, where a key compared without its scope would go unnoticed). */
+static void test_scopes_apart_in_one_set(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    assert_int_equal(climit_capacity(t), CLIMIT_WAYS);
+    struct climit_key r0 = key_of("127.0.0.1", 0), r1 = key_of("127.0.0.1", 1);
+    struct climit_key conn = key_of("127.0.0.1", CLIMIT_SCOPE_CONN);
+    assert_int_equal(climit_take(t, &r0, 1000 * MS, 0, 10), 0);
+    assert_int_equal(climit_take(t, &r1, 1000 * MS, 0, 11), 0); /* its own budget */
+    assert_int_equal(climit_conn_open(t, &conn, 1, 12), 1);
+    assert_true(climit_take(t, &r0, 1000 * MS, 0, 13) > 0);
+    assert_true(climit_take(t, &r1, 1000 * MS, 0, 14) > 0);
+    assert_int_equal(climit_conn_open(t, &conn, 1, 15), 0);
+    climit_free(t);
+}
+
+/* A table holds at least the entries asked for: a part of a set is a whole set more. */
+static void test_capacity_rounds_up(void **state)
+{
+    (void)state;
+    static const uint64_t asked[] = {1, CLIMIT_WAYS - 1, CLIMIT_WAYS, CLIMIT_WAYS + 1,
+                                     3 * CLIMIT_WAYS - 1, 1025};
+    for (size_t i = 0; i < ARRAY_LEN(asked); i++) {
+        struct climit *t = climit_new(asked[i]);
+        assert_non_null(t);
+        uint64_t cap = climit_capacity(t);
+        if (cap < asked[i] || cap % CLIMIT_WAYS || cap >= asked[i] + CLIMIT_WAYS)
+            fail_msg("asked %llu: capacity %llu", (unsigned long long)asked[i],
+                     (unsigned long long)cap);
+        climit_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_connections), cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_eviction_keeps_debt),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_scopes_apart_in_one_set),
+        cmocka_unit_test(test_capacity_rounds_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

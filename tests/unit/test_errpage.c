@@ -761,7 +761,7 @@ static void test_nosniff_by_destination(void **state)
         f[n++] = (struct h1_field){"Accept", 6, "*/*", 3, H1_F_ACCEPT};
         if (rows[i].dest != NULL)
             f[n++] = (struct h1_field){"Sec-Fetch-Dest", 14, rows[i].dest, strlen(rows[i].dest),
-                                       H1_F_OTHER};
+                                       H1_F_SEC_FETCH_DEST}; /* as the parsers give it */
         struct errpage e = connect_timeout(rows[i].status, NULL);
         struct resp r;
         e.fields = f;

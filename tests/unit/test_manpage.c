@@ -976,7 +976,11 @@ static void test_metric_types_and_labels(void **state)
 {
     (void)state;
     static const char *const route[] = {"r"}, *const upstream[] = {"u"}, *const fault[] = {"f"};
-    const struct metrics_labels labels = {route, 1, upstream, 1, fault, 1};
+    /* a certificate of each key type, each with a handshake: every key value has its series */
+    struct metrics_served served[TLS_KEY_COUNT];
+    for (int k = 0; k < TLS_KEY_COUNT; k++)
+        served[k] = (struct metrics_served){"/etc/portico/cert.pem", (enum tls_key_type)k};
+    const struct metrics_labels labels = {route, 1, upstream, 1, fault, 1, served, TLS_KEY_COUNT};
     struct metrics *m = metrics_shard_create(&labels);
     assert_non_null(m);
     struct timings t;
@@ -989,6 +993,8 @@ static void test_metric_types_and_labels(void **state)
         metrics_interim(m, 103, (enum interim_direction)d);
     for (int a = 0; a < FAULT_ACTION_COUNT; a++)
         metrics_fault(m, 0, (enum fault_action)a);
+    for (int k = 0; k < TLS_KEY_COUNT; k++)
+        metrics_tls_handshake(m, k);
     metrics_rate_limited(m, 0);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
@@ -1274,6 +1280,14 @@ static const struct bound_row {
     {CFG_SEC_UPSTREAM, "origin", false, "[upstream a]\n", "", "127.0.0.1:#", 18000},
     {CFG_SEC_ROUTE, "early_hints", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
      "", "</#.css>; rel=preload", 0},
+    {CFG_SEC_ROUTE, "request_header", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
+     "", "X-#: v", 0},
+    {CFG_SEC_ROUTE, "request_header_remove", false,
+     "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#", 0},
+    {CFG_SEC_ROUTE, "response_header", false,
+     "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#: v", 0},
+    {CFG_SEC_ROUTE, "response_header_remove", false,
+     "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#", 0},
     {CFG_SEC_PROXY, "trusted_proxies", true, "[proxy]\n", "[upstream a]\norigin = sim\n",
      "10.#.0.0/16", 0},
     {CFG_SEC_FAULTS, "header_control_clients", true, "[faults]\n", "[upstream a]\norigin = sim\n",

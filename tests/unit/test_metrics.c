@@ -408,7 +408,7 @@ static int validate(const char *text)
 static const char *const routes[] = {"api", "web"};
 static const char *const upstreams[] = {"app", "static"};
 static const char *const faults[] = {"slow-checkout"};
-static const struct metrics_labels labels = {routes, 2, upstreams, 2, faults, 1};
+static const struct metrics_labels labels = {routes, 2, upstreams, 2, faults, 1, NULL, 0};
 
 static void request(struct metrics *m, int route, int upstream, int status, enum failure_type f,
                     const struct timings *t)
@@ -558,7 +558,7 @@ static void test_generations_and_retire(void **state)
     (void)state;
     const char *const r1[] = {"a", "b"}, *const r2[] = {"b", "c"};
     const char *const u1[] = {"x"}, *const u2[] = {"y", "x"};
-    struct metrics_labels l1 = {r1, 2, u1, 1, NULL, 0}, l2 = {r2, 2, u2, 2, NULL, 0};
+    struct metrics_labels l1 = {r1, 2, u1, 1, NULL, 0, NULL, 0}, l2 = {r2, 2, u2, 2, NULL, 0, NULL, 0};
     struct metrics *g1 = metrics_shard_create(&l1), *g1b = metrics_shard_create(&l1);
     struct metrics *g2 = metrics_shard_create(&l2);
     assert_non_null(g1);
@@ -654,7 +654,7 @@ static void test_escaping(void **state)
     const char *const r[] = {"a\"b", "back\\slash", "new\nline"};
     const char *const u[] = {"u\"1"};
     const char *const f[] = {"f\\\"\n"};
-    struct metrics_labels l = {r, 3, u, 1, f, 1};
+    struct metrics_labels l = {r, 3, u, 1, f, 1, NULL, 0};
     struct metrics *m = metrics_shard_create(&l);
     struct timings t = {0};
     timings_set(&t, TIMING_DNS, 5);

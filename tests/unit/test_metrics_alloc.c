@@ -73,7 +73,7 @@ static struct metrics *shard_with_routes(const char *prefix, int n, char names[]
         snprintf(names[i], 16, "%s%d", prefix, i);
         routes[i] = names[i];
     }
-    struct metrics_labels l = {routes, n, NULL, 0, NULL, 0};
+    struct metrics_labels l = {routes, n, NULL, 0, NULL, 0, NULL, 0};
     struct metrics *m = metrics_shard_create(&l);
     assert_non_null(m);
     for (int i = 0; i < n; i++)

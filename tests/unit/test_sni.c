@@ -22,10 +22,13 @@
 #include "portico/sni.h"
 
 /* A server context holding a self-signed certificate of subject CN cn and subjectAltName san
- * (OpenSSL's text: "DNS:a.test,IP:127.0.0.1"; NULL: none). */
-static SSL_CTX *ctx_for(const char *cn, const char *san)
+ * (OpenSSL's text: "DNS:a.test,IP:127.0.0.1"; NULL: none), its key of type `type` ("P-256",
+ * "P-384", "RSA", "ED25519"). */
+static SSL_CTX *ctx_typed(const char *cn, const char *san, const char *type)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
+    EVP_PKEY *key = strcmp(type, "RSA") == 0       ? EVP_RSA_gen(2048)
+                    : strcmp(type, "ED25519") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+                                                   : EVP_EC_gen(type);
     X509 *x = X509_new();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     assert_non_null(key);
@@ -45,12 +48,18 @@ static SSL_CTX *ctx_for(const char *cn, const char *san)
         X509_add_ext(x, e, -1);
         X509_EXTENSION_free(e);
     }
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    /* Ed25519 signs without a digest of its own choosing */
+    assert_true(X509_sign(x, key, strcmp(type, "ED25519") == 0 ? NULL : EVP_sha256()) > 0);
     assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
     X509_free(x);
     EVP_PKEY_free(key);
     return ctx;
+}
+
+static SSL_CTX *ctx_for(const char *cn, const char *san)
+{
+    return ctx_typed(cn, san, "P-256");
 }
 
 /* ---- the names of one certificate ---- */
@@ -144,7 +153,7 @@ static void attach_rows(bool strict)
     int n = (int)(sizeof(certs) / sizeof(certs[0]));
     for (int i = 0; i < n; i++)
         ctxs[i] = ctx_for(certs[i].cn, certs[i].san);
-    assert_int_equal(sni_attach(ctxs, n, strict, NULL, NULL, NULL), 0);
+    assert_int_equal(sni_attach(ctxs, n, strict, NULL, NULL, NULL, NULL), 0);
     for (size_t i = 0; i < sizeof(choice_rows) / sizeof(choice_rows[0]); i++) {
         int want = strict ? choice_rows[i].strict : choice_rows[i].cert;
         int got = sni_choose(ctxs[0], choice_rows[i].name);
@@ -181,27 +190,43 @@ static void test_single(void **state)
 /* ---- conflicts ---- */
 
 struct told {
-    char text[512];               /* "name first>second " */
+    char text[512];               /* "name first>second " ('=': the same names and key type) */
 };
 
-static void tell(void *arg, const char *name, int first, int second)
+static void tell(void *arg, const char *name, int first, int second, bool same_key)
 {
     struct told *t = arg;
     size_t len = strlen(t->text);
-    snprintf(t->text + len, sizeof(t->text) - len, "%s %d>%d ", name, first, second);
+    snprintf(t->text + len, sizeof(t->text) - len, "%s %d%c%d ", name, first,
+             same_key ? '=' : '>', second);
 }
 
 static const struct {
     const char *san[3];
+    const char *type[3];          /* the key of each: NULL is P-256 */
     const char *told;             /* "" attaches */
+    int entry[3];                 /* attached: the first certificate of each one's entry */
     const char *why;
 } conflict_rows[] = {
-    {{"DNS:a.test", "DNS:b.test", "DNS:A.test"}, "a.test 0>2 ", "one exact name, two certificates"},
-    {{"DNS:*.w.test", "DNS:*.W.test", NULL}, "*.w.test 0>1 ", "one wildcard twice"},
-    {{"DNS:a.test,DNS:a.test", "DNS:*.a.test", NULL}, "", "a name twice in one certificate"},
-    {{"DNS:x.w.test", "DNS:*.w.test", NULL}, "", "an exact name under another's wildcard"},
-    {{"DNS:a.test,DNS:b.test", "DNS:b.test", "DNS:a.test,DNS:b.test"},
-     "a.test 0>2 b.test 0>1 b.test 0>2 ", "each name, each second certificate"},
+    {{"DNS:a.test", "DNS:b.test", "DNS:A.test"}, {NULL}, "a.test 0=2 ", {0},
+     "one exact name, two certificates of one key type"},
+    {{"DNS:*.w.test", "DNS:*.W.test", NULL}, {NULL}, "*.w.test 0=1 ", {0}, "one wildcard twice"},
+    {{"DNS:a.test,DNS:a.test", "DNS:*.a.test", NULL}, {NULL}, "", {0, 1},
+     "a name twice in one certificate"},
+    {{"DNS:x.w.test", "DNS:*.w.test", NULL}, {NULL}, "", {0, 1},
+     "an exact name under another's wildcard"},
+    {{"DNS:a.test,DNS:b.test", "DNS:b.test", "DNS:a.test,DNS:b.test"}, {NULL},
+     "a.test 0=2 b.test 0>1 ", {0}, "the same names and type once, a name of another set"},
+    /* one entry of several key types */
+    {{"DNS:a.test", "DNS:a.test", NULL}, {NULL, "RSA"}, "", {0, 0}, "ECDSA and RSA for one name"},
+    {{"DNS:a.test,DNS:b.test", "DNS:B.test,DNS:a.test", "DNS:b.test,DNS:a.test"},
+     {"RSA", "ED25519", NULL}, "", {0, 0, 0}, "three types, the names in any order and case"},
+    {{"DNS:a.test", "DNS:a.test,DNS:b.test", NULL}, {NULL, "RSA"}, "a.test 0>1 ", {0},
+     "another type, names that overlap and differ"},
+    {{"DNS:a.test", "DNS:a.test", NULL}, {"P-256", "P-384"}, "a.test 0=1 ", {0},
+     "two curves are one type (one slot of OpenSSL's)"},
+    {{"DNS:a.test", "DNS:a.test", "DNS:a.test"}, {NULL, "RSA", "RSA"}, "a.test 1=2 ", {0},
+     "the same type told with the certificate of that type"},
 };
 
 static void test_conflicts(void **state)
@@ -211,12 +236,16 @@ static void test_conflicts(void **state)
         void *ctxs[3];
         int n = 0;
         for (; n < 3 && conflict_rows[i].san[n]; n++)
-            ctxs[n] = ctx_for("x", conflict_rows[i].san[n]);
+            ctxs[n] = ctx_typed("x", conflict_rows[i].san[n],
+                                conflict_rows[i].type[n] ? conflict_rows[i].type[n] : "P-256");
         struct told got = {""};
-        int rc = sni_attach(ctxs, n, false, NULL, tell, &got);
+        int entry[3] = {-1, -1, -1};
+        int rc = sni_attach(ctxs, n, false, NULL, tell, &got, entry);
         if (strcmp(got.text, conflict_rows[i].told) != 0 || (rc == 0) != !*conflict_rows[i].told)
             fail_msg("%s: rc %d, told \"%s\", want \"%s\"", conflict_rows[i].why, rc, got.text,
                      conflict_rows[i].told);
+        for (int c = 0; rc == 0 && c < n; c++)
+            assert_int_equal(entry[c], conflict_rows[i].entry[c]);
         for (int c = 0; c < (rc == 0 ? 1 : n); c++) /* attached: the first owns the others */
             SSL_CTX_free(ctxs[c]);
     }

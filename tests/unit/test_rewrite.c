@@ -1,0 +1,180 @@
+/*
+ * test_rewrite.c — rewrite_target() (a route's rewrite_prefix: the raw span its prefix matched
+ * replaced, the rest and the query kept, a dot segment at the joint refused) and the header
+ * rules' parser and name matching (header_rules.h), row by row.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/header_rules.h"
+#include "portico/request.h"
+#include "portico/rewrite.h"
+#include "portico/route_prefix.h"
+#include "portico/status.h"
+
+#define ROWS(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct {
+    const char *target;  /* origin-form, query included */
+    const char *prefix;
+    const char *repl;
+    const char *want;    /* NULL: refused (400) */
+} rewrite_rows[] = {
+    {"/api/x?q=1", "/api/", "/", "/x?q=1"},
+    {"/api/", "/api/", "/", "/"},
+    {"/api/x", "/api/", "/v2/", "/v2/x"},
+    {"//api//x?q", "/api/", "/", "/x?q"},           /* the whole run of slashes is the prefix's */
+    {"/%61pi/x", "/api/", "/", "/x"},               /* an escaped unreserved character */
+    {"/api%2Fx", "/api/", "/", "/x"},               /* an escaped slash */
+    {"/api%5c%5Cx", "/api/", "/n/", "/n/x"},        /* escaped backslashes, a run */
+    {"/api\\x", "/api/", "/", "/x"},                /* a backslash */
+    {"/api/x?/api/", "/api/", "/", "/x?/api/"},     /* the query goes on as it came */
+    {"/apix", "/api", "/v1", "/v1x"},               /* no slash at the end of either: nginx's */
+    {"/ab./x", "/ab", "/b/", NULL},                 /* "/b/./x" */
+    {"/ab../x", "/ab", "/b/", NULL},                /* "/b/../x" */
+    {"/ab%2e/x", "/ab", "/b/", NULL},               /* "/b/%2e/x" */
+    {"/ab.;p/x", "/ab", "/b/", NULL},               /* "/b/.;p/x": Tomcat's parameter */
+    {"/ab.c", "/ab", "/b/", "/b/.c"},               /* a dot inside a segment is not one */
+    {"/ab.?x=..", "/ab", "/b/", NULL},              /* "/b/.": the query ends the segment */
+};
+
+static void test_rewrite_target(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ROWS(rewrite_rows); i++) {
+        const char *t = rewrite_rows[i].target;
+        const char *q = strchr(t, '?');
+        size_t route_len = q ? (size_t)(q - t) : strlen(t);
+        char *out = NULL;
+        size_t out_len = 0;
+        const char *why = NULL;
+        int rc = rewrite_target(t, strlen(t), t, route_len, rewrite_rows[i].prefix,
+                                rewrite_rows[i].repl, strlen(rewrite_rows[i].repl), &out,
+                                &out_len, &why);
+        if (!rewrite_rows[i].want) {
+            if (rc != HTTP_BAD_REQUEST || out || !why)
+                fail_msg("%s: not refused (%d, %s)", t, rc, out ? out : "");
+            continue;
+        }
+        if (rc != 0 || !out || strcmp(out, rewrite_rows[i].want) != 0 ||
+            out_len != strlen(rewrite_rows[i].want))
+            fail_msg("%s: '%s', not '%s'", t, out ? out : "(none)", rewrite_rows[i].want);
+        free(out);
+    }
+}
+
+/* "http://h?q" routes as "/" and forwards "?q"; "OPTIONS *" goes as it came. */
+static void test_rewrite_synthetic_paths(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    size_t len = 0;
+    const char *why = NULL;
+    assert_int_equal(rewrite_target("?q", 2, "/", 1, "/", "/new/", 5, &out, &len, &why), 0);
+    assert_string_equal(out, "/new/?q");
+    free(out);
+    assert_int_equal(rewrite_target("*", 1, "/", 1, "/", "/new/", 5, &out, &len, &why), 0);
+    assert_null(out);
+}
+
+static const struct {
+    enum hrule_dir dir;
+    enum hrule_op op;
+    const char *text;
+    const char *why;     /* start of the refusal; NULL: taken */
+} parse_rows[] = {
+    {HRULE_REQUEST, HRULE_SET, "X-User: a", NULL},
+    {HRULE_REQUEST, HRULE_SET, "X-Empty:", NULL},                  /* an empty value is one */
+    {HRULE_REQUEST, HRULE_SET, "X-V: $client_addr ${host}x $$ $scheme$request_id", NULL},
+    {HRULE_REQUEST, HRULE_SET, "Host: app.internal:8080", NULL},
+    {HRULE_REQUEST, HRULE_SET, "X-Real-IP: $client_addr", NULL},   /* Portico removes, a rule sets */
+    {HRULE_REQUEST, HRULE_SET, "X-Forwarded-Prefix: /api", NULL},
+    {HRULE_RESPONSE, HRULE_SET, "X-Cost: $5", NULL},               /* literal in a response */
+    {HRULE_RESPONSE, HRULE_SET, "Host: x", "Host is not for rules"},
+    {HRULE_REQUEST, HRULE_REMOVE, "Host", "Host is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "Content_Length: 1", "Content_Length is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "TE: trailers", "TE is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "x-request-id: a", "x-request-id is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "traceparent: a", "traceparent is not for rules"},
+    {HRULE_RESPONSE, HRULE_SET, "traceparent: a", NULL},          /* the request's alone */
+    {HRULE_RESPONSE, HRULE_REMOVE, "Server-Timing", "Server-Timing is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: $hostx", "unknown variable"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: ${client_addr", "unknown variable"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: $", "unknown variable"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: a\rb", "control byte"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: a\nb", "control byte"},
+    {HRULE_REQUEST, HRULE_SET, "X-V", "expected 'Name: value'"},
+    {HRULE_REQUEST, HRULE_SET, "X\"V: a", "'X\"V' is not a field name"},
+    {HRULE_REQUEST, HRULE_SET, "Host: a/b", "Host: 'a/b' is not a host[:port]"},
+    {HRULE_REQUEST, HRULE_SET, "Host:", "Host: '' is not a host[:port]"},
+};
+
+static void test_rule_parse(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ROWS(parse_rows); i++) {
+        struct hrule r;
+        char why[200] = "";
+        int rc = hrule_parse(parse_rows[i].dir, parse_rows[i].op, parse_rows[i].text, &r, why,
+                             sizeof(why));
+        if (!parse_rows[i].why) {
+            if (rc != 0)
+                fail_msg("%s: refused: %s", parse_rows[i].text, why);
+            free(r.name);
+            free(r.value);
+            continue;
+        }
+        if (rc == 0 || strncmp(why, parse_rows[i].why, strlen(parse_rows[i].why)) != 0)
+            fail_msg("%s: '%s', not '%s...'", parse_rows[i].text, rc ? why : "taken",
+                     parse_rows[i].why);
+    }
+}
+
+/* Names match in any case and with '_' for '-'; one rule a name; Host apart; a prefix of a
+ * long trailer name matches the rules it may be. */
+static void test_rule_names(void **state)
+{
+    (void)state;
+    struct hrules *rules = NULL;
+    static const char *const texts[] = {"X-User: a", "Host: h", "Cross-Origin-Embedder-Policy"
+                                                                "-Report-Only: x"};
+    char why[200];
+    for (size_t i = 0; i < ROWS(texts); i++) {
+        struct hrule r;
+        assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_SET, texts[i], &r, why, sizeof(why)),
+                         0);
+        assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), 0);
+    }
+    struct hrule again;
+    assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_REMOVE, "x_USER", &again, why, sizeof(why)),
+                     0);
+    assert_int_equal(hrules_add(&rules, &again, why, sizeof(why)), -1);
+    assert_string_equal(why, "x_USER already has a rule at line 0 (one rule a name)");
+    assert_int_equal(rules->n, 2);
+    assert_string_equal(rules->host, "h");
+    assert_true(hrules_names(rules, "x-user", 6));
+    assert_true(hrules_names(rules, "X_USER", 6));
+    assert_false(hrules_names(rules, "X-Users", 7));
+    assert_false(hrules_names(rules, "Host", 4)); /* sent in Host's place, not as a field */
+    assert_true(hrules_names_start(rules, "cross-origin-embedder-policy-rep", 32, false));
+    assert_false(hrules_names_start(rules, "cross-origin-embedder-policy-rep", 32, true));
+    hrules_free(rules);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rewrite_target),
+        cmocka_unit_test(test_rewrite_synthetic_paths),
+        cmocka_unit_test(test_rule_parse),
+        cmocka_unit_test(test_rule_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
