@@ -301,7 +301,7 @@ void h2_tunnel_client_eof(struct h2_tunnel *t)
     if (t->client_closed)
         return;
     t->client_closed = true;
-    if (!t->origin_closed)
+    if (!t->origin_closed && !t->origin_reset) /* the origin's reset came first: it says why */
         t->why = TUNNEL_END_CLIENT_CLOSED;
     pump_client(t);
 }
