@@ -502,7 +502,7 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
     bool keep_alive = true;
     const struct hrules *rules = (mode & MODE_RULES) ? rules_of(HRULE_RESPONSE) : NULL;
     if (resp.status < 200) {
-        head.nfields = hdr_interim_fields(&resp, NULL, fields, HDR_MAX_FIELDS);
+        head.nfields = hdr_interim_fields(&resp, rules, fields, HDR_MAX_FIELDS);
     } else {
         for (int i = h1_find(resp.fields, resp.nfields, H1_F_TRANSFER_ENCODING, 0);
              info.framing != H1_BODY_NONE && i >= 0;
@@ -556,7 +556,9 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
     int cl = h1_find(cr.fields, cr.nfields, H1_F_CONTENT_LENGTH, 0);
     for (size_t k = 0; cl >= 0 && k < cr.fields[cl].value_len; k++)
         CHECK(cr.fields[cl].value[k] >= '0' && cr.fields[cl].value[k] <= '9');
-    if (rules && resp.status >= 200) /* a 1xx goes on as it came (hdr_interim_fields) */
+    for (size_t i = 0; rules && resp.status < 200 && i < cr.nfields; i++)
+        CHECK(!hrules_names(rules, cr.fields[i].name, cr.fields[i].name_len)); /* none added */
+    if (rules && resp.status >= 200)
         check_rules(rules, cr.fields, cr.nfields, NULL);
     free(out);
 }
