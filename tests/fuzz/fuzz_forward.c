@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "portico/header_rules.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
 #include "portico/request.h"
@@ -32,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MODE_KEEP_EXPECT 0x04 /* request: the route relays Expect */
 #define MODE_JOIN_TRACE 0x08  /* request: the client's trace is joined, its tracestate kept */
 #define MODE_TRUSTED 0x10     /* request: the client is one of trusted_proxies */
+#define MODE_RULES 0x20       /* both: the route has header rules (rules_of) */
 #define MODE_HTTP10 0x02      /* response: the client speaks HTTP/1.0 */
 #define MODE_CLOSE 0x04       /* response: the client connection closes after it */
 #define MODE_METHOD_SHIFT 3   /* response: bits 3-4 pick the request method */
@@ -49,6 +51,98 @@ static char *written(struct evbuffer *b, size_t *len)
     CHECK(p != NULL);
     CHECK(evbuffer_copyout(b, p, *len) == (ev_ssize_t)*len);
     return p;
+}
+
+/* A route's header rules, as a config would give them: SET with and without variables, a SET
+ * of a field clients send, REMOVEs. Built once; each rule's expected value is in the table. */
+struct rule_spec {
+    enum hrule_op op;
+    const char *text;
+};
+static const struct rule_spec REQUEST_RULES[] = {
+    {HRULE_SET, "X-Client: $client_addr ${request_id} $scheme://${host}/$host $$ end"},
+    {HRULE_SET, "X-Static: fixed"},
+    {HRULE_SET, "User-Agent: portico-fuzz"},
+    {HRULE_REMOVE, "Cookie"},
+    {HRULE_REMOVE, "X-Drop"},
+};
+static const struct rule_spec RESPONSE_RULES[] = {
+    {HRULE_SET, "X-Frame-Options: DENY"},
+    {HRULE_SET, "Cache-Control: no-store"},
+    {HRULE_SET, "X-Var: $host"}, /* a response value is not expanded */
+    {HRULE_REMOVE, "Server"},
+    {HRULE_REMOVE, "X-Powered-By"},
+};
+
+static struct hrules *build_rules(enum hrule_dir dir, const struct rule_spec *spec, size_t n)
+{
+    struct hrules *rules = NULL;
+    char why[200];
+    for (size_t i = 0; i < n; i++) {
+        struct hrule r;
+        CHECK(hrule_parse(dir, spec[i].op, spec[i].text, &r, why, sizeof(why)) == 0);
+        CHECK(hrules_add(&rules, &r, why, sizeof(why)) == 0);
+    }
+    return rules;
+}
+
+static const struct hrules *rules_of(enum hrule_dir dir)
+{
+    static struct hrules *request, *response;
+    if (!request) {
+        request = build_rules(HRULE_REQUEST, REQUEST_RULES,
+                              sizeof(REQUEST_RULES) / sizeof(REQUEST_RULES[0]));
+        response = build_rules(HRULE_RESPONSE, RESPONSE_RULES,
+                               sizeof(RESPONSE_RULES) / sizeof(RESPONSE_RULES[0]));
+    }
+    return dir == HRULE_REQUEST ? request : response;
+}
+
+/* A SET rule's value as it should be sent (request values expanded by hand, a reference). */
+static size_t rule_expected(const struct hrule *r, const struct fwd_request *fwd, char *buf,
+                            size_t size)
+{
+    if (!fwd || !r->vars) {
+        CHECK(r->value_len < size);
+        memcpy(buf, r->value, r->value_len);
+        return r->value_len;
+    }
+    CHECK(strcmp(r->name, "X-Client") == 0);
+    const char *scheme = fwd->client_tls ? "https" : "http";
+    int host_len = fwd->client_host ? (int)fwd->client_host_len : 0;
+    const char *host = fwd->client_host ? fwd->client_host : "";
+    int n = snprintf(buf, size, "%s %s %s://%.*s/%.*s $ end", fwd->client_ip, fwd->request_id,
+                     scheme, host_len, host, host_len, host);
+    CHECK(n >= 0 && (size_t)n < size);
+    return (size_t)n;
+}
+
+/* The fields of a written head that rules name are their SET fields, once each, with their
+ * values: the message's own fields of those names (any case, '_' for '-') and REMOVEd ones
+ * are gone. */
+static void check_rules(const struct hrules *rules, const struct h1_field *f, size_t n,
+                        const struct fwd_request *fwd)
+{
+    size_t seen[HRULE_MAX] = {0};
+    static char want[1u << 17];
+    for (size_t i = 0; i < n; i++) {
+        if (!hrules_names(rules, f[i].name, f[i].name_len))
+            continue;
+        int k = 0;
+        while (k < rules->n && !(rules->rule[k].op == HRULE_SET &&
+                                 rules->rule[k].name_len == f[i].name_len &&
+                                 memcmp(rules->rule[k].name, f[i].name, f[i].name_len) == 0))
+            k++;
+        if (k == rules->n)
+            fprintf(stderr, "field named by a rule left: %.*s\n", (int)f[i].name_len,
+                    f[i].name);
+        CHECK(k < rules->n);
+        size_t wl = rule_expected(&rules->rule[k], fwd, want, sizeof(want));
+        CHECK(f[i].value_len == wl && memcmp(f[i].value, want, wl) == 0);
+        seen[k]++;
+    }
+    for (int k = 0; k < rules->n; k++)
+        CHECK(seen[k] == (rules->rule[k].op == HRULE_SET ? 1u : 0u));
 }
 
 static size_t count(const struct h1_field *f, size_t n, enum h1_field_id id)
@@ -193,6 +287,8 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
     if (underscore_twin(f))
         return false;
     enum h1_field_id id = h1_field_id(f);
+    if (fwd->rules && hrules_names(fwd->rules, f->name, f->name_len))
+        return false; /* replaced by a SET rule's field, or removed */
     switch (id) {
     case H1_F_X_FORWARDED_PROTO: /* a trusted proxy's word on how its client came */
     case H1_F_X_FORWARDED_HOST:
@@ -264,6 +360,7 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
         .drop_tracestate = (mode & MODE_JOIN_TRACE) == 0,
         .upgrade = offers_upgrade(&req, &info),
         .via = req.minor == 0 ? HDR_VIA_1_0 : HDR_VIA_1_1,
+        .rules = (mode & MODE_RULES) ? rules_of(HRULE_REQUEST) : NULL,
     };
     long max_forwards = request_max_forwards(&req);
     if (max_forwards == 0)
@@ -375,6 +472,8 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
         CHECK(j < fw.nfields);
         j++;
     }
+    if (fwd.rules)
+        check_rules(fwd.rules, fw.fields, fw.nfields, &fwd);
     free(out);
 }
 
@@ -401,8 +500,9 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
                              .reason_len = resp.reason_len, .fields = fields};
     enum h1_framing wire = H1_BODY_NONE;
     bool keep_alive = true;
+    const struct hrules *rules = (mode & MODE_RULES) ? rules_of(HRULE_RESPONSE) : NULL;
     if (resp.status < 200) {
-        head.nfields = hdr_interim_fields(&resp, NULL, fields, HDR_MAX_FIELDS);
+        head.nfields = hdr_interim_fields(&resp, rules, fields, HDR_MAX_FIELDS);
     } else {
         for (int i = h1_find(resp.fields, resp.nfields, H1_F_TRANSFER_ENCODING, 0);
              info.framing != H1_BODY_NONE && i >= 0;
@@ -418,7 +518,8 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
         struct fwd_response fwd = {.framing = out, .request_id = REQUEST_ID,
                                    .proxy_status = "portico; received-status=200",
                                    .server_timing = "total;dur=1.0",
-                                   .date = "Thu, 01 Jan 2026 00:00:00 GMT"};
+                                   .date = "Thu, 01 Jan 2026 00:00:00 GMT",
+                                   .rules = rules};
         head.nfields = hdr_response_fields(&resp, &fwd, fields, HDR_MAX_FIELDS);
         head.framing = out;
         head.content_length = info.content_length;
@@ -455,6 +556,10 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
     int cl = h1_find(cr.fields, cr.nfields, H1_F_CONTENT_LENGTH, 0);
     for (size_t k = 0; cl >= 0 && k < cr.fields[cl].value_len; k++)
         CHECK(cr.fields[cl].value[k] >= '0' && cr.fields[cl].value[k] <= '9');
+    for (size_t i = 0; rules && resp.status < 200 && i < cr.nfields; i++)
+        CHECK(!hrules_names(rules, cr.fields[i].name, cr.fields[i].name_len)); /* none added */
+    if (rules && resp.status >= 200)
+        check_rules(rules, cr.fields, cr.nfields, NULL);
     free(out);
 }
 
