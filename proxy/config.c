@@ -1226,10 +1226,10 @@ static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, in
                    "[proxy]): it would limit nothing", r->name);
 }
 
-
 /* A prefix and a rewrite_prefix of which one ends in '/' and the other not join into "/v1x"
- * (prefix = /api/, rewrite_prefix = /v1) or "//x": sent as written, as nginx does, but
- * rarely what was meant (README, Header rules and path rewrites). */
+ * (prefix = /api/, rewrite_prefix = /v1) or take "/apix" as "/x" (prefix = /api, rewrite_prefix
+ * = /): sent as written, as nginx does, but rarely what was meant (README, Header rules and path
+ * rewrites). */
 static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r, int i)
 {
     if (!r->rewrite_prefix || r->prefix_len == 0 || r->rewrite_prefix_len == 0)
@@ -1239,11 +1239,11 @@ static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r
     if (prefix_slash == rewrite_slash)
         return;
     int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "rewrite_prefix");
-    const char *rest = prefix_slash ? "x" : "/x";
+    /* (a "/" after the cut goes with a replacement ending in '/': rewrite.c) */
     cfg_warn(ld, line ? line : r->line,
              "[route %s]: rewrite_prefix = %s and prefix = %s end differently in '/': "
-             "%s%s goes to the origin as %s%s (end both with '/' or neither)",
-             r->name, r->rewrite_prefix, r->prefix, r->prefix, rest, r->rewrite_prefix, rest);
+             "%sx goes to the origin as %sx (end both with '/' or neither)",
+             r->name, r->rewrite_prefix, r->prefix, r->prefix, r->rewrite_prefix);
 }
 
 static void validate_routes(struct cfg_loader *ld)

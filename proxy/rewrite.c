@@ -29,6 +29,12 @@ __attribute__((noinline)) int rewrite_target(const char *target, size_t target_l
     size_t cut = route_prefix_raw_len(route_path, route_len, prefix);
     const char *rest = span ? route_path + cut : target;
     size_t rest_len = span ? (size_t)(target + target_len - rest) : target_len;
+    /* A replacement ending in '/' takes the separators that follow the cut with it, as a prefix
+     * ending in '/' does: "/api" to "/" would send "/api//evil.example/x" as
+     * "///evil.example/x", which an origin's URL parser (new URL(path, base)) reads as a host. */
+    if (repl_len && repl[repl_len - 1] == '/')
+        for (size_t sep; rest_len && (sep = request_separator_at(rest, rest_len, 0)) != 0;)
+            rest += sep, rest_len -= sep;
     size_t n = repl_len + rest_len;
     char *t = malloc(n + 1);
     if (!t)

@@ -582,7 +582,7 @@ static void test_rewrite_joint_warning(void **state)
         {"prefix = /api/\nrewrite_prefix = /v1",
          "warning: [route r]: rewrite_prefix = /v1 and prefix = /api/ end differently in '/': "
          "/api/x goes to the origin as /v1x (end both with '/' or neither)"},
-        {"prefix = /api\nrewrite_prefix = /", "/api/x goes to the origin as //x"},
+        {"prefix = /api\nrewrite_prefix = /", "/apix goes to the origin as /x"},
         {"prefix = /api/\nrewrite_prefix = /", NULL},
         {"prefix = /api\nrewrite_prefix = /v1", NULL},
     };

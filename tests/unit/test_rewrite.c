@@ -43,6 +43,11 @@ static const struct {
     {"/ab.;p/x", "/ab", "/b/", NULL},               /* "/b/.;p/x": Tomcat's parameter */
     {"/ab.c", "/ab", "/b/", "/b/.c"},               /* a dot inside a segment is not one */
     {"/ab.?x=..", "/ab", "/b/", NULL},              /* "/b/.": the query ends the segment */
+    /* a replacement ending in '/' takes the separators after the cut: never "//host/..." */
+    {"/api//evil.example/x", "/api", "/", "/evil.example/x"},
+    {"/api\\evil.example/x", "/api", "/", "/evil.example/x"},
+    {"/api/%2F/evil.example", "/api", "/b/", "/b/evil.example"},
+    {"/api//x", "/api", "/b", "/b//x"},             /* not at the start: left as it came */
 };
 
 static void test_rewrite_target(void **state)
