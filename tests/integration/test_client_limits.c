@@ -351,17 +351,20 @@ static void test_connections_trusted_proxy(void **state)
 static void test_table_full(void **state)
 {
     (void)state;
-    enum { CLIENTS = 200000, BATCH = 200 };
+    enum { BATCH = 200 };
     struct harness *h = start("client_limit_table = 1024\n",
                               "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
     pid_t pid = harness_pid(h);
+    /* valgrind: 20,000 (350 s for 200,000 there), still each entry evicted some 19 times over;
+     * its RSS is not Portico's, so the bound is asserted without it */
+    const int clients = px_under_valgrind(pid) ? 20000 : 200000;
     struct raw_conn *c = px_connect(h);
     size_t cap = BATCH * 96;
     char *batch = malloc(cap);
     assert_non_null(batch);
     long rss_warm = -1;
     int64_t t0 = tu_now_ms();
-    for (int base = 0; base < CLIENTS; base += BATCH) {
+    for (int base = 0; base < clients; base += BATCH) {
         size_t n = 0;
         for (int i = base; i < base + BATCH; i++)
             n += (size_t)snprintf(batch + n, cap - n,
@@ -380,17 +383,17 @@ static void test_table_full(void **state)
             rss_warm = px_proc_kb(pid, "VmRSS");
     }
     long rss_end = px_proc_kb(pid, "VmRSS");
-    print_message("  %d clients in %lld ms; RSS %ld kB after 10,000, %ld kB after %d\n", CLIENTS,
-                  (long long)(tu_now_ms() - t0), rss_warm, rss_end, CLIENTS);
+    print_message("  %d clients in %lld ms; RSS %ld kB after 10,000, %ld kB after %d\n", clients,
+                  (long long)(tu_now_ms() - t0), rss_warm, rss_end, clients);
     /* 190,000 more clients: not a byte per client (ASan's quarantine holds what the exchanges
      * freed: no bound on RSS there) */
-    if (!SANITIZED)
+    if (px_rss_is_portico(pid))
         assert_true(rss_end - rss_warm < 2048);
     free(batch);
     /* the first was evicted long ago: admitted afresh; the last is remembered */
     assert_int_equal(get(c, "/", "127.1.0.0", NULL), 200);
     char last[32];
-    int i = CLIENTS - 1;
+    int i = clients - 1;
     snprintf(last, sizeof(last), "127.%d.%d.%d", 1 + (i >> 16), (i >> 8) & 255, i & 255);
     assert_int_equal(get(c, "/", last, NULL), 429);
     raw_close(c);
