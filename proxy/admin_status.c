@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "portico/balance.h"
+#include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/fmt.h"
 #include "portico/generation.h"
@@ -762,8 +763,15 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
     }
     for (int i = 0; i < cfg->ncerts; i++)
         certs[i] = (struct metrics_cert){cfg->certs[i].file, cfg->certs[i].not_after};
-    struct metrics_scrape s = {rows, k, log_dropped_lines(), log_error_dropped_lines(), certs,
-                               (size_t)cfg->ncerts};
+    struct metrics_scrape s = {.origins = rows, .norigins = k,
+                               .log_dropped_lines = log_dropped_lines(),
+                               .error_log_dropped_lines = log_error_dropped_lines(),
+                               .certs = certs, .ncerts = (size_t)cfg->ncerts};
+    if (gen->climit) {
+        s.client_limit_entries = climit_capacity(gen->climit);
+        s.client_limit_connections = climit_connections(gen->climit);
+        s.client_limit_evictions = climit_evictions(gen->climit);
+    }
     struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);
     free(certs);

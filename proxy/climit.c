@@ -5,8 +5,10 @@
  * per-worker table with the limit divided, which would let a client that spreads its
  * connections over the workers (SO_REUSEPORT hashes each to one) have the limit once per
  * worker, and refuse one that does not too early. Sets of CLIMIT_WAYS entries under striped
- * locks keep the lock held for one set's walk; a full set gives up its least recent entry
- * that holds no connection (a count dropped would let a client open more).
+ * locks keep the lock held for one set's walk; a full set gives up, of its entries that hold no
+ * connection (a count dropped would let a client open more), the one that owes the fewest
+ * requests, the least recent of those: a client held back by its burst keeps its debt while a
+ * flood of one-request clients churns past it.
  */
 #include "portico/climit.h"
 
@@ -27,6 +29,7 @@ struct entry {
     struct climit_key key;
     uint32_t conns;                    /* its open connections (scope CLIMIT_SCOPE_CONN) */
     uint64_t tat_ns;                   /* GCRA's theoretical arrival time of the next request */
+    uint64_t interval_ns;              /* its rate's interval: what tat_ns is owed in */
     uint64_t used_ns;                  /* last touched; 0: a free entry */
 };
 
@@ -41,6 +44,7 @@ struct climit {
     uint64_t nsets;
     uint64_t seed;                     /* hashes differ per table: no set chosen from afar */
     _Atomic uint64_t evictions;
+    _Atomic uint64_t connections;      /* counted now, all clients: /metrics shows it */
     struct stripe locks[CLIMIT_LOCKS];
 };
 
@@ -62,6 +66,7 @@ struct climit *climit_new(uint64_t entries)
     for (int i = 0; i < CLIMIT_LOCKS; i++)
         pthread_mutex_init(&t->locks[i].lock, NULL);
     atomic_init(&t->evictions, 0);
+    atomic_init(&t->connections, 0);
     return t;
 }
 
@@ -147,32 +152,49 @@ static bool key_eq(const struct climit_key *a, const struct climit_key *b)
     return a->scope == b->scope && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
-/* k's entry in its set (locked by the caller): found, else a free one, else the least recent
- * that holds no connection, given to k (tat 0, no connection). NULL when every entry holds
- * connections, or (create false) when k has none. */
-static struct entry *entry_of(struct climit *t, struct entry *set, const struct climit_key *k,
-                              bool create)
+/* The requests e's client owes at now_ns (its debt to the rate, whole intervals rounded up):
+ * what evicting it would give back. 0 for a client at rest or a connection count. */
+static uint64_t owed(const struct entry *e, uint64_t now_ns)
 {
-    struct entry *free_one = NULL, *oldest = NULL;
+    if (e->tat_ns <= now_ns || e->interval_ns == 0)
+        return 0;
+    return (e->tat_ns - now_ns + e->interval_ns - 1) / e->interval_ns;
+}
+
+/* k's entry in its set (locked by the caller): found, else a free one, else of those that hold
+ * no connection the one that owes the fewest requests (the least recent of them), given to k
+ * (tat 0, no connection). NULL when every entry holds connections, or (create false) when k
+ * has none. An entry evicted by LRU alone would let a client held at its burst start afresh
+ * each time a few one-request clients came to its set between two of its requests. */
+static struct entry *entry_of(struct climit *t, struct entry *set, const struct climit_key *k,
+                              bool create, uint64_t now_ns)
+{
+    struct entry *e = NULL;
     for (int w = 0; w < CLIMIT_WAYS; w++) {
-        struct entry *e = &set[w];
-        if (e->used_ns == 0) {
-            if (!free_one)
-                free_one = e;
-            continue;
+        if (set[w].used_ns == 0) {
+            if (!e)
+                e = &set[w];
+        } else if (key_eq(&set[w].key, k)) {
+            return &set[w];
         }
-        if (key_eq(&e->key, k))
-            return e;
-        if (e->conns == 0 && (!oldest || e->used_ns < oldest->used_ns))
-            oldest = e;
     }
     if (!create)
         return NULL;
-    struct entry *e = free_one ? free_one : oldest;
-    if (!e)
-        return NULL;
-    if (!free_one)
+    if (!e) { /* full: the victim is chosen only here, off the path of a client found */
+        uint64_t e_cost = 0;
+        for (int w = 0; w < CLIMIT_WAYS; w++) {
+            if (set[w].conns > 0)
+                continue;
+            uint64_t cost = owed(&set[w], now_ns);
+            if (!e || cost < e_cost || (cost == e_cost && set[w].used_ns < e->used_ns)) {
+                e = &set[w];
+                e_cost = cost;
+            }
+        }
+        if (!e)
+            return NULL;
         atomic_fetch_add_explicit(&t->evictions, 1, memory_order_relaxed);
+    }
     *e = (struct entry){.key = *k};
     return e;
 }
@@ -188,9 +210,10 @@ uint64_t climit_take(struct climit *t, const struct climit_key *k, uint64_t inte
     uint64_t s = set_of(t, k), wait = 0;
     pthread_mutex_t *lock = lock_of(t, s);
     pthread_mutex_lock(lock);
-    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true);
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true, now_ns);
     if (e) {
         e->used_ns = now_ns ? now_ns : 1;
+        e->interval_ns = interval_ns;
         uint64_t tat = e->tat_ns > now_ns ? e->tat_ns : now_ns;
         uint64_t tolerance = burst * interval_ns;
         if (tat - now_ns > tolerance)
@@ -209,12 +232,14 @@ int climit_conn_open(struct climit *t, const struct climit_key *k, uint64_t max,
     pthread_mutex_t *lock = lock_of(t, s);
     int rc = -1;
     pthread_mutex_lock(lock);
-    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true);
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, true, now_ns);
     if (e) {
         e->used_ns = now_ns ? now_ns : 1;
         rc = e->conns >= max ? 0 : 1;
-        if (rc == 1)
+        if (rc == 1) {
             e->conns++;
+            atomic_fetch_add_explicit(&t->connections, 1, memory_order_relaxed);
+        }
     }
     pthread_mutex_unlock(lock);
     return rc;
@@ -225,9 +250,11 @@ void climit_conn_close(struct climit *t, const struct climit_key *k)
     uint64_t s = set_of(t, k);
     pthread_mutex_t *lock = lock_of(t, s);
     pthread_mutex_lock(lock);
-    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, false);
-    if (e && e->conns > 0) /* held: a counted entry is never evicted */
+    struct entry *e = entry_of(t, &t->entries[s * CLIMIT_WAYS], k, false, 0);
+    if (e && e->conns > 0) { /* held: a counted entry is never evicted */
         e->conns--;
+        atomic_fetch_sub_explicit(&t->connections, 1, memory_order_relaxed);
+    }
     pthread_mutex_unlock(lock);
 }
 
@@ -239,5 +266,11 @@ uint64_t climit_capacity(const struct climit *t)
 uint64_t climit_evictions(const struct climit *t)
 {
     return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->evictions,
+                                memory_order_relaxed);
+}
+
+uint64_t climit_connections(const struct climit *t)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->connections,
                                 memory_order_relaxed);
 }

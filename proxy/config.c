@@ -35,6 +35,7 @@
 #include "portico/errpage.h"
 #include "portico/log.h"
 #include "portico/mtls.h"
+#include "portico/ocsp.h"
 #include "portico/privileges.h"
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
@@ -790,6 +791,70 @@ static void check_cert_names(struct cfg_loader *ld, void *ctx, int i, struct nam
                                    "accept as its name", p->cert, nc->first);
 }
 
+/* What a staple's response says of its certificate, in its warning and in `portico -t`. */
+static const char *const ocsp_status_words[] = {
+    [OCSP_CERT_GOOD] = "good",
+    [OCSP_CERT_REVOKED] = "REVOKED",
+    [OCSP_CERT_UNKNOWN] = "unknown to its responder",
+};
+
+/* A staple's dates in words into buf: "until ..." with its nextUpdate. */
+static void staple_until(const struct ocsp_staple_info *info, char *buf, size_t size)
+{
+    char when[32];
+    certexpiry_format_time(info->next_update, when, sizeof(when));
+    if (info->next_update)
+        snprintf(buf, size, "until %s", when);
+    else
+        snprintf(buf, size, "with no nextUpdate (always current)");
+}
+
+/* The tls_ocsp_response of pair i, read and checked against its context's certificate: a file
+ * not a response, or one for another certificate, refused at its line; one out of date warned
+ * about and not stapled (strict clients refuse a stale staple, where none is fine); one
+ * expiring within a day, or of a revoked certificate, warned about. false after a refusal. */
+static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kind)
+{
+    struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
+    const struct named_file file[] = {{"tls_ocsp_response", p->ocsp, p->ocsp_line}};
+    if (!files_readable(ld, file, 1))
+        return false;
+    struct ocsp_staple_info info;
+    char err[256], until[80], when[32], span[32], of[64] = "";
+    int64_t now = (int64_t)time(NULL);
+    if (ocsp_staple_load(ctx, p->ocsp, now, &info, err, sizeof(err)) != 0) {
+        cfg_report(ld, p->ocsp_line, "tls_ocsp_response: %s: %s", p->ocsp, err);
+        return false;
+    }
+    if (kind)
+        snprintf(of, sizeof(of), " (%s)", kind);
+    staple_until(&info, until, sizeof(until));
+    if (!info.stapled && info.next_update && info.next_update < now) {
+        certexpiry_format_time(info.next_update, when, sizeof(when));
+        certexpiry_format_span(now - info.next_update, span, sizeof(span));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expired on %s (%s "
+                                   "ago, its nextUpdate): not stapled; fetch a new response and "
+                                   "reload", p->ocsp, p->cert, of, when, span);
+    } else if (!info.stapled) {
+        certexpiry_format_time(info.this_update, when, sizeof(when));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s is not yet valid "
+                                   "(thisUpdate %s): not stapled", p->ocsp, p->cert, of, when);
+    } else if (info.next_update && info.next_update - now <= 86400) {
+        certexpiry_format_span(info.next_update - now, span, sizeof(span));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expires in %s "
+                                   "(%s): fetch a new response and reload", p->ocsp, p->cert, of,
+                 span, until);
+    }
+    if (info.status != OCSP_CERT_GOOD)
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: says the certificate %s%s is %s",
+                 p->ocsp, p->cert, of, ocsp_status_words[info.status]);
+    p->ocsp_listing = cfg_line_text(ld, p->ocsp_line, "tls_ocsp_response %s: %s for %s%s, %s, %s",
+                                    p->ocsp, info.stapled ? "stapled" : "NOT stapled", p->cert,
+                                    of, ocsp_status_words[info.status],
+                                    info.stapled ? until : "out of date");
+    return true;
+}
+
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
  * its digest, with the mode and depth, in bind (sessions resume under these settings only).
  * false after an error, said at the line of the key at fault. */
@@ -840,7 +905,7 @@ static void load_server_certs(struct cfg_loader *ld)
     int n = cfg->ntls_pairs;
     void **ctxs = calloc((size_t)n, sizeof(*ctxs));
     struct name_count *names = calloc((size_t)n, sizeof(*names));
-    bool all = true;
+    bool all = true, stapled = false;
     if (!ctxs || !names) {
         cfg_out_of_memory(ld);
         free(ctxs);
@@ -876,6 +941,9 @@ static void load_server_certs(struct cfg_loader *ld)
         pc->key_type = (int)sni_key_type(ctxs[i], pc->key_desc, sizeof(pc->key_desc));
         pc->entry = i;
         check_own_cert(ld, ctxs[i], &files[0], n > 1 ? pc->key_desc : NULL);
+        if (pc->ocsp && !load_staple(ld, ctxs[i], i, n > 1 ? pc->key_desc : NULL))
+            all = false;
+        stapled |= pc->ocsp != NULL;
         if (n > 1)
             check_cert_names(ld, ctxs[i], i, &names[i]);
     }
@@ -912,6 +980,8 @@ static void load_server_certs(struct cfg_loader *ld)
     if (all) {
         cfg->server_ssl_ctx = ctxs[0]; /* which owns the others now */
         tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
+        if (stapled)
+            ocsp_serve(cfg->server_ssl_ctx);
         ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
     } else {
         for (int i = 0; i < n; i++)
@@ -1008,7 +1078,9 @@ static void validate_proxy(struct cfg_loader *ld)
             const struct {
                 const char *key;
                 int line;
-            } halves[] = {{"tls_cert", p->cert_line}, {"tls_key", p->key_line}};
+            } halves[] = {{"tls_cert", p->cert_line},
+                          {"tls_key", p->key_line},
+                          {"tls_ocsp_response", p->ocsp_line}};
             for (size_t h = 0; h < ARRAY_LEN(halves); h++)
                 if (halves[h].line)
                     cfg_warn(ld, halves[h].line,
@@ -1154,6 +1226,26 @@ static void validate_client_rate(struct cfg_loader *ld, struct route_conf *r, in
                    "[proxy]): it would limit nothing", r->name);
 }
 
+
+/* A prefix and a rewrite_prefix of which one ends in '/' and the other not join into "/v1x"
+ * (prefix = /api/, rewrite_prefix = /v1) or "//x": sent as written, as nginx does, but
+ * rarely what was meant (README, Header rules and path rewrites). */
+static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    if (!r->rewrite_prefix || r->prefix_len == 0 || r->rewrite_prefix_len == 0)
+        return;
+    bool prefix_slash = r->prefix[r->prefix_len - 1] == '/';
+    bool rewrite_slash = r->rewrite_prefix[r->rewrite_prefix_len - 1] == '/';
+    if (prefix_slash == rewrite_slash)
+        return;
+    int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "rewrite_prefix");
+    const char *rest = prefix_slash ? "x" : "/x";
+    cfg_warn(ld, line ? line : r->line,
+             "[route %s]: rewrite_prefix = %s and prefix = %s end differently in '/': "
+             "%s%s goes to the origin as %s%s (end both with '/' or neither)",
+             r->name, r->rewrite_prefix, r->prefix, r->prefix, rest, r->rewrite_prefix, rest);
+}
+
 static void validate_routes(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -1178,6 +1270,7 @@ static void validate_routes(struct cfg_loader *ld)
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         validate_client_rate(ld, r, i);
+        warn_rewrite_joint(ld, r, i);
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;
@@ -1429,6 +1522,8 @@ void cfg_free(struct config *cfg)
         free(cfg->tls_pairs[i].cert);
         free(cfg->tls_pairs[i].key);
         free(cfg->tls_pairs[i].listing);
+        free(cfg->tls_pairs[i].ocsp);
+        free(cfg->tls_pairs[i].ocsp_listing);
     }
     free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);

@@ -549,6 +549,37 @@ static int set_tls_half(struct cfg_loader *ld, const struct cfg_key *k, void *ba
     return 0;
 }
 
+/* tls_ocsp_response: the staple of the tls_cert written last above it (the pairs of tls_cert
+ * and tls_key go by rank, but a staple is optional: by rank, one certificate without one would
+ * shift every later file onto the wrong certificate). One per tls_cert. */
+static int set_tls_ocsp(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    struct config *cfg = base;
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty path", k->name);
+        return -1;
+    }
+    if (ld->tls_certs_seen == 0) {
+        cfg_report(ld, ld->line, "%s: no tls_cert above it: it staples the tls_cert written last "
+                                 "before it", k->name);
+        return -1;
+    }
+    struct tls_pair_conf *pair = &cfg->tls_pairs[ld->tls_certs_seen - 1];
+    if (pair->ocsp) {
+        cfg_report(ld, ld->line, "%s: the tls_cert of line %d (%s) has one already, at line %d: "
+                                 "one response per certificate", k->name, pair->cert_line,
+                   pair->cert, pair->ocsp_line);
+        return -1;
+    }
+    char *path = resolve_path(ld, value);
+    if (!path)
+        return -1;
+    pair->ocsp = path;
+    pair->ocsp_line = ld->line;
+    return 0;
+}
+
 /* A log target: one of the key's names as written, or a file path. */
 static int set_log(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
@@ -1319,6 +1350,8 @@ static const struct cfg_key proxy_keys[] = {
     /* repeatable: the Nth tls_cert goes with the Nth tls_key, one pair per certificate */
     LIST("tls_cert", set_tls_half),
     LIST("tls_key", set_tls_half),
+    /* repeatable: the OCSP response stapled for the tls_cert written last above it (ocsp.h) */
+    LIST("tls_ocsp_response", set_tls_ocsp),
     KEY("tls_strict_sni", set_bool, CFG(tls_strict_sni)),
     /* client certificates (mutual TLS, mtls.h): asked, or required, chaining to tls_client_ca */
     NAMED("tls_verify_client", set_enum, CFG(tls_verify_client), mtls_mode_names),

@@ -1224,11 +1224,18 @@ __attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
     if (!wait_ns)
         return true;
     char who[PEER_ADDR_MAX], reason[sizeof(ex->detail)];
-    snprintf(reason, sizeof(reason),
-             "client %s over client_rate = %llu/%c on route %s (burst %llu)",
-             climit_key_text(&key, who, sizeof(who)), (unsigned long long)r->client_rate.count,
-             r->client_rate.unit, r->name, (unsigned long long)r->client_rate_burst);
+    /* error_detail = minimal: the route's name is the configuration's, not the client's (the
+     * access line keeps it in its route field, the error log here) */
+    bool named = ex->cfg->error_detail != ERROR_DETAIL_MINIMAL;
+    climit_key_text(&key, who, sizeof(who));
+    int n = snprintf(reason, sizeof(reason), "client %s over client_rate = %llu/%c", who,
+                     (unsigned long long)r->client_rate.count, r->client_rate.unit);
+    snprintf(reason + n, sizeof(reason) - (size_t)n, " on route %s (burst %llu)", r->name,
+             (unsigned long long)r->client_rate_burst);
     log_client("request %s: %s", ex->request_id, reason);
+    if (!named)
+        snprintf(reason + n, sizeof(reason) - (size_t)n, " (burst %llu)",
+                 (unsigned long long)r->client_rate_burst);
     metrics_rate_limited(ex->loop->metrics, ex->route_index);
     ex->rate_limited = true;
     ex->retry_after_s = (uint16_t)((wait_ns + 999999999) / 1000000000); /* rounded up */

@@ -325,8 +325,9 @@ bool relay_reusable(const struct exchange *ex);
 /* 103 Early Hints from configuration and learning, before the origin is contacted. */
 void interim_early_hints(struct exchange *ex);
 
-/* Remembers the preload/preconnect links of a 200 for later 103s on the same host and path. */
-void interim_learn(struct exchange *ex, const struct h1_response *resp);
+/* Remembers the preload/preconnect links of a 200 for later 103s on the same host and path:
+ * those of the head the client got (fields), after the route's response rules. */
+void interim_learn(struct exchange *ex, const struct h1_field *fields, size_t nfields);
 
 /* Expect: 100-continue: decides the mode for this request (relay gates the body). */
 void interim_expect(struct exchange *ex);

@@ -782,20 +782,22 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
     return n;
 }
 
-size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
+size_t hdr_interim_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
     if (max == 0)
         return 0;
-    size_t n = end_to_end(resp, out, max - 1, &seen, NULL);
+    size_t n = end_to_end(resp, out, max - 1, &seen, rules);
     put_via(&out[n++], resp);
     return n;
 }
 
-size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
+size_t hdr_upgrade_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen, NULL) : 0;
+    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen, rules) : 0;
     for (size_t i = 0; i < resp->nfields && n + 2 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];

@@ -125,13 +125,13 @@ void interim_early_hints(struct exchange *ex)
         send_interim(ex, HTTP_EARLY_HINTS, fields, n, INTERIM_SYNTHESIZED);
 }
 
-void interim_learn(struct exchange *ex, const struct h1_response *resp)
+void interim_learn(struct exchange *ex, const struct h1_field *fields, size_t nfields)
 {
     struct hint_cache *cache = hint_cache_of(ex);
     if (!cache || !ex->host || !is_get(ex))
         return;
     char links[HINT_MAX_BYTES];
-    size_t n = hint_collect(resp->fields, resp->nfields, links, sizeof(links));
+    size_t n = hint_collect(fields, nfields, links, sizeof(links));
     char host[256];
     size_t host_len = hint_host(ex, host, sizeof(host));
     if (host_len)
@@ -241,7 +241,8 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
         return opens_gate;
     }
     struct h1_field fields[H1_MAX_FIELDS + 1]; /* the origin's, then Via */
-    size_t n = hdr_interim_fields(resp, fields, ARRAY_LEN(fields));
+    /* a field a response rule names goes from it too (an X-Powered-By, a Link it removes) */
+    size_t n = hdr_interim_fields(resp, ex->route->response_rules, fields, ARRAY_LEN(fields));
     /* The rewritten Link values of a 103, as large as the origin's (up to max_header_size): a
      * buffer of fixed size cut off the links past it, never to be sent. */
     char *links = NULL;

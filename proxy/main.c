@@ -250,6 +250,9 @@ static void certs_list(const struct config *cfg)
     for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
         if (cfg->tls_pairs[i].listing)
             printf("portico: %s\n", cfg->tls_pairs[i].listing);
+    for (int i = 0; cfg->server_ssl_ctx && i < cfg->ntls_pairs; i++)
+        if (cfg->tls_pairs[i].ocsp_listing)
+            printf("portico: %s\n", cfg->tls_pairs[i].ocsp_listing);
 }
 
 /* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
@@ -655,6 +658,8 @@ static void user_warnings(const struct config *cfg, say_fn *say)
     for (int i = 0; i < cfg->ntls_pairs; i++) {
         warn_unreadable(cfg, say, "tls_cert", cfg->tls_pairs[i].cert);
         warn_unreadable(cfg, say, "tls_key", cfg->tls_pairs[i].key);
+        /* the staple a reload reads again, after a cron job replaced it */
+        warn_unreadable(cfg, say, "tls_ocsp_response", cfg->tls_pairs[i].ocsp);
     }
     if (cfg->tls_verify_client) { /* read again by each reload, as the user */
         warn_unreadable(cfg, say, "tls_client_ca", cfg->tls_client_ca);

@@ -967,6 +967,7 @@ struct metrics_cursor {
     size_t ncerts;
     uint64_t log_dropped_lines;
     uint64_t error_log_dropped_lines;
+    uint64_t client_limit[3];          /* entries, connections, evictions (metrics_scrape) */
     unsigned stage;                    /* the part of the page written next (stages[]) */
     size_t row;                        /* its next row */
 };
@@ -1050,6 +1051,11 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     c->ncerts = ncerts;
     c->log_dropped_lines = sc ? sc->log_dropped_lines : 0;
     c->error_log_dropped_lines = sc ? sc->error_log_dropped_lines : 0;
+    if (sc) {
+        c->client_limit[0] = sc->client_limit_entries;
+        c->client_limit[1] = sc->client_limit_connections;
+        c->client_limit[2] = sc->client_limit_evictions;
+    }
     return 0;
 }
 
@@ -1555,6 +1561,24 @@ static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, siz
     return true;
 }
 
+/* The per-client table of the serving configuration (climit.h): how full it may get, the
+ * connections it counts (back to 0 when every client went: a count lost would show), and what
+ * its eviction gave away (a table too small for the clients it sees). */
+static bool stage_client_limit(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget;
+    simple(out, "portico_client_limit_table_entries", "gauge",
+           "Entries of the per-client table (client_limit_table; 0: no per-client limit)",
+           c->client_limit[0]);
+    simple(out, "portico_client_limit_connections", "gauge",
+           "Client connections counted for max_connections_per_client now, all workers",
+           c->client_limit[1]);
+    simple(out, "portico_client_limit_evictions_total", "counter",
+           "Per-client entries evicted to make room for new clients (a reload starts anew)",
+           c->client_limit[2]);
+    return true;
+}
+
 static bool stage_process(struct metrics_cursor *c, struct render *out, size_t budget)
 {
     (void)budget;
@@ -1580,7 +1604,7 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
     stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
-    stage_handshakes, stage_process,
+    stage_client_limit, stage_handshakes, stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

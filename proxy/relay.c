@@ -577,8 +577,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     ex->status = ex->upstream_status = resp->status;
     if (ex->uc && connection_auth(resp))
         upconn_make_private(ex->uc, ex->ds.peer->conn_id);
-    if (resp->status == HTTP_OK)
-        interim_learn(ex, resp);
+    if (resp->status == HTTP_OK) /* the Link fields the client got: a rule removed or set */
+        interim_learn(ex, head.fields, head.nfields);
     size_t max_trailers = (size_t)ex->cfg->max_header_size;
     if (ex->sink.trailers_max && ex->sink.trailers_max < max_trailers)
         max_trailers = ex->sink.trailers_max;
@@ -607,7 +607,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
         .reason = resp->reason,
         .reason_len = resp->reason_len,
         .fields = fields,
-        .nfields = hdr_upgrade_fields(resp, fields, HDR_MAX_FIELDS),
+        .nfields = hdr_upgrade_fields(resp, ex->route->response_rules, fields, HDR_MAX_FIELDS),
     };
     /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */

@@ -47,6 +47,15 @@ bool request_has_dot_segment(const char *p, size_t n)
     return false;
 }
 
+/* Whether the path holds "%00". */
+static bool encoded_nul(const char *p, size_t n)
+{
+    for (const char *e = p + n; (p = memchr(p, '%', (size_t)(e - p))) != NULL && e - p >= 3; p++)
+        if (p[1] == '0' && p[2] == '0')
+            return true;
+    return false;
+}
+
 int request_target(const struct h1_request *req, struct req_target *t, const char **why)
 {
     const char *s = req->target;
@@ -116,6 +125,12 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     }
     if (request_has_dot_segment(t->route, t->route_len)) {
         *why = "dot segments in the path are not accepted";
+        return HTTP_BAD_REQUEST;
+    }
+    /* An origin written in C that decodes the path reads "/api/..%00/x" as "/api/.." and goes
+     * up, out of the route that matched it; nginx refuses an encoded NUL in a path too. */
+    if (memchr(t->route, '%', t->route_len) && encoded_nul(t->route, t->route_len)) {
+        *why = "an encoded NUL (%00) in the path is not accepted";
         return HTTP_BAD_REQUEST;
     }
     return 0;

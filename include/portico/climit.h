@@ -3,8 +3,9 @@
  * nginx's limit_req with nodelay) and a connection count (max_connections_per_client, as
  * HAProxy's `tcp-request connection reject` on a stick table's conn_cur). One fixed-size table
  * per configuration generation, shared by its worker threads: sets of CLIMIT_WAYS entries, each
- * set under one of a few striped locks, the least recent entry of a full set evicted, so memory
- * is bounded whatever the number of distinct clients, and one request costs one set's lookup.
+ * set under one of a few striped locks, of a full set the entry that owes the fewest requests
+ * evicted (the least recent of those), so memory is bounded whatever the number of distinct
+ * clients, and one request costs one set's lookup.
  */
 #ifndef PORTICO_CLIMIT_H
 #define PORTICO_CLIMIT_H
@@ -66,5 +67,8 @@ void climit_conn_close(struct climit *t, const struct climit_key *k);
 /* Entries the table holds (whole sets), and how many were evicted to make room so far. */
 uint64_t climit_capacity(const struct climit *t);
 uint64_t climit_evictions(const struct climit *t);
+
+/* Connections counted now (climit_conn_open's 1s not yet closed): 0 once every client went. */
+uint64_t climit_connections(const struct climit *t);
 
 #endif

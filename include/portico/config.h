@@ -232,6 +232,10 @@ struct tls_pair_conf {
                                               with other key types (sni.h) */
     char *listing;                         /* owned, with several pairs: "FILE:LINE: tls_cert
                                               PATH: KEY, NAMES" for `portico -t` */
+    char *ocsp;                            /* tls_ocsp_response of this tls_cert, or NULL */
+    int ocsp_line;
+    char *ocsp_listing;                    /* owned: "FILE:LINE: tls_ocsp_response PATH:
+                                              stapled ... until ..." for `portico -t` */
 };
 
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for

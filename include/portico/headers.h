@@ -124,12 +124,16 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
                            struct h1_field *out, size_t max);
 
 /* The end-to-end fields of an interim (1xx) response, in order, then Via: out has room for
- * H1_MAX_FIELDS + 1, or the last of them gives way to it. Returns how many (at most max). */
-size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+ * H1_MAX_FIELDS + 1, or the last of them gives way to it. The fields the route's response rules
+ * (or NULL) name go, as from trailers; the rules add none. Returns how many (at most max). */
+size_t hdr_interim_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max);
 
-/* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade
- * fields, Via and Connection: upgrade. Returns how many (at most max). */
-size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+/* The fields of a 101 Switching Protocols to forward: the end-to-end ones (but those the route's
+ * response rules, or NULL, name), the origin's Upgrade fields, Via and Connection: upgrade.
+ * Returns how many (at most max). */
+size_t hdr_upgrade_fields(const struct h1_response *resp, const struct hrules *rules,
+                          struct h1_field *out, size_t max);
 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the
  * framing of the wire (LENGTH: Content-Length; CHUNKED: Transfer-Encoding: chunked; CLOSE and

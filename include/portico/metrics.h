@@ -382,6 +382,10 @@ struct metrics_scrape {
     uint64_t error_log_dropped_lines;          /* log_error_dropped_lines() */
     const struct metrics_cert *certs;          /* portico_tls_certificate_expiry_seconds */
     size_t ncerts;
+    /* the serving configuration's per-client table (climit.h; 0s without one) */
+    uint64_t client_limit_entries;             /* portico_client_limit_table_entries */
+    uint64_t client_limit_connections;         /* portico_client_limit_connections */
+    uint64_t client_limit_evictions;           /* portico_client_limit_evictions_total */
 };
 
 /* ---- shards (worker start and end) ---- */

@@ -402,7 +402,7 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
     enum h1_framing wire = H1_BODY_NONE;
     bool keep_alive = true;
     if (resp.status < 200) {
-        head.nfields = hdr_interim_fields(&resp, fields, HDR_MAX_FIELDS);
+        head.nfields = hdr_interim_fields(&resp, NULL, fields, HDR_MAX_FIELDS);
     } else {
         for (int i = h1_find(resp.fields, resp.nfields, H1_F_TRANSFER_ENCODING, 0);
              info.framing != H1_BODY_NONE && i >= 0;

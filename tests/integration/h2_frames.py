@@ -572,7 +572,8 @@ def heads(port, paths, max_list=None):
 
     GETs of each of the comma-separated PATHS, all at once on one connection (limited: heads
     past MAX_LIST are still read): each response's statuses (1xx included), its frames in
-    order, and its Portico-Error and Proxy-Status details (what a 502 of Portico's says)."""
+    order, its Portico-Error and Proxy-Status details (what a 502 of Portico's says), and its
+    Retry-After when it has one."""
     c = limited(port, max_list)
     paths = paths.split(",")
     sts = [c.st(1 + 2 * i) for i in range(len(paths))]
@@ -583,9 +584,10 @@ def heads(port, paths, max_list=None):
         fields = dict(f for b in st["blocks"] for f in b if not f[0].startswith(":"))
         ps = fields.get("proxy-status", "")
         details = ps.split('details="', 1)[1].split('"', 1)[0] if 'details="' in ps else None
-        print("path=%s status=%s seq=%s rst=%s error=%s details=%s data=%d" % (
+        retry = " retry_after=%s" % fields["retry-after"] if "retry-after" in fields else ""
+        print("path=%s status=%s seq=%s rst=%s error=%s details=%s data=%d%s" % (
             path, st["status"], ",".join(st["seq"]), st["rst"], fields.get("portico-error"),
-            details, st["data"]))
+            details, st["data"], retry))
     print("goaway=%s" % (c.goaway,))
     c.close()
 

@@ -3,9 +3,13 @@
  * burst, then 429 with Retry-After and the reason, in the access line, the error log and
  * portico_requests_rate_limited_total; the refill after one interval; clients counted apart,
  * IPv6 by its /64; HTTP/2 streams counted as requests; a route without a rate untouched; a
- * reload starts afresh), max_connections_per_client (closed at the accept, nothing sent,
- * counted; with the PROXY protocol the header's source is the client), the table bounded under
- * 200,000 distinct clients (trusted X-Forwarded-For), and the keys' errors at FILE:LINE.
+ * reload starts afresh; error_detail = minimal leaves the route's name out),
+ * max_connections_per_client (closed at the accept, nothing sent, counted; with the PROXY
+ * protocol the header's source is the client; two workers count together and every close gives
+ * its count back), the table bounded under 200,000 distinct clients (trusted X-Forwarded-For)
+ * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE; then
+ * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, and a unit of
+ * one letter.
  */
 #include <errno.h>
 #include <poll.h>
@@ -109,6 +113,36 @@ static void test_burst_then_429(void **state)
     assert_int_equal(harness_wait_file(h, "error.log", reason, PX_IO_MS), 0);
     assert_true(scrape_wait(admin, "portico_requests_rate_limited_total{route=\"api\"}", 2,
                             PX_IO_MS) == 2);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* error_detail = minimal: the 429 keeps its reason about the client (its address, the rate, the
+ * burst) but not the route's name, which is the configuration's; the access line (its route
+ * field) and the error log keep it. */
+static void test_429_minimal_detail(void **state)
+{
+    (void)state;
+    struct harness *h = start("error_detail = minimal\n",
+                              "[route internal-billing]\nprefix = /\nupstream = s\n"
+                              "client_rate = 1/m\n");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(get(c, "/", NULL, NULL), 200);
+    struct raw_response r;
+    assert_int_equal(get(c, "/", NULL, &r), 429);
+    if (strstr(r.body, "internal-billing") ||
+        !strstr(r.body, "client 127.0.0.1 over client_rate = 1/m (burst 0)"))
+        fail_msg("429 body under error_detail = minimal: %s", r.body);
+    assert_string_equal(raw_header(&r, "Retry-After"), "60");
+    raw_response_free(&r);
+    char *line = px_log_line(h, "status=429");
+    assert_true(strstr(line, "route=internal-billing") != NULL);
+    free(line);
+    assert_int_equal(harness_wait_file(h, "error.log",
+                                       "client 127.0.0.1 over client_rate = 1/m on route "
+                                       "internal-billing (burst 0)",
+                                       PX_IO_MS),
+                     0);
     raw_close(c);
     px_stop(h);
 }
@@ -326,6 +360,90 @@ static void test_connections_per_client(void **state)
     px_stop(h);
 }
 
+/* Two workers (SO_REUSEPORT spreads the connections): one client's 40 connections, 8 served
+ * whichever worker took them, and portico_client_limit_connections reads 8; then every way a
+ * counted connection ends gives its count back, to 0: the client's close, a TLS handshake that
+ * fails, client_header_timeout, a PROXY header's client closing. */
+static void test_connections_counted_back_to_zero(void **state)
+{
+    (void)state;
+    enum { MAX = 8, OPEN = 40 };
+    static const char gauge[] = "portico_client_limit_connections";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                          "listen = 127.0.0.1:{{port:pp}} proxy_protocol\n"
+                                          "tls_cert = {{certs}}/server.pem\n"
+                                          "tls_key = {{certs}}/server.key\n"
+                                          "workers = 2\naccess_log = off\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "client_header_timeout = 200ms\n"
+                                          "max_connections_per_client = 8\n"
+                                          "[upstream s]\norigin = sim\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t admin = harness_port(h, "admin"), port = harness_port(h, "listen");
+    assert_true(scrape_metric(admin, "portico_client_limit_table_entries", PX_IO_MS) >= 1024);
+
+    /* the client's close */
+    struct raw_conn *c[OPEN];
+    int served = 0;
+    for (int i = 0; i < OPEN; i++) {
+        c[i] = raw_connect(port, PX_IO_MS);
+        assert_non_null(c[i]);
+    }
+    for (int i = 0; i < OPEN; i++) {
+        struct raw_response r;
+        raw_send_str(c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); /* refused: may fail */
+        if (raw_read_response(c[i], &r, PX_IO_MS) == 0 && r.status == 200)
+            served++;
+        raw_response_free(&r);
+    }
+    assert_int_equal(served, MAX);
+    assert_true(scrape_wait(admin, gauge, MAX, PX_IO_MS) == MAX);
+    for (int i = 0; i < OPEN; i++)
+        raw_close(c[i]);
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+
+    /* a TLS handshake that fails (a request where the ClientHello should be), and
+     * client_header_timeout (nothing sent): Portico closes them */
+    uint16_t tls = harness_port(h, "tls");
+    for (int i = 0; i < MAX; i++) {
+        c[i] = raw_connect(i % 2 ? tls : port, PX_IO_MS);
+        assert_non_null(c[i]);
+        if (i % 2)
+            assert_int_equal(raw_send_str(c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    for (int i = 0; i < MAX; i++) {
+        assert_int_equal(raw_wait_closed(c[i], PX_IO_MS), 1);
+        raw_close(c[i]);
+    }
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+
+    /* through the PROXY protocol: counted by its header's source, given back at its close */
+    uint16_t pp = harness_port(h, "pp");
+    for (int i = 0; i < MAX; i++) {
+        c[i] = raw_connect(pp, PX_IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "PROXY TCP4 127.0.9.9 127.0.0.1 4000 80\r\n"
+                                            "GET / HTTP/1.1\r\nHost: t\r\n\r\n"),
+                         0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c[i], &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    assert_true(scrape_wait(admin, gauge, MAX, PX_IO_MS) == MAX);
+    for (int i = 0; i < MAX; i++)
+        raw_close(c[i]);
+    assert_true(scrape_wait(admin, gauge, 0, PX_IO_MS) == 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* A peer of trusted_proxies (an HTTP balancer) carries many clients: its connections are never
  * counted, while its clients' requests are (client_rate keys on real_ip's client). */
 static void test_connections_trusted_proxy(void **state)
@@ -400,6 +518,51 @@ static void test_table_full(void **state)
     px_stop(h);
 }
 
+/* A client held at its rate (1/m, burst 4: its five taken) stays held while 40,000 other
+ * clients (one request each) go through a table of 1,024 entries: 2,000 of them between each
+ * two of its 20 tries, some 16 to its set of 8. The table evicts what owes the least; by LRU
+ * alone it was evicted at nearly every try and started afresh each time. */
+static void test_flood_keeps_held_client(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 20, PER_ROUND = 2000, BATCH = 200 };
+    struct harness *h = start("client_limit_table = 1024\n",
+                              "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n"
+                              "client_rate_burst = 4\n");
+    struct raw_conn *c = px_connect(h);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(get(c, "/", "10.0.0.1", NULL), 200);
+    size_t cap = BATCH * 96;
+    char *batch = malloc(cap);
+    assert_non_null(batch);
+    unsigned extra = 0;
+    for (int round = 0, next = 0; round < ROUNDS; round++) {
+        for (int b = 0; b < PER_ROUND / BATCH; b++) {
+            size_t n = 0;
+            for (int i = 0; i < BATCH; i++, next++)
+                n += (size_t)snprintf(batch + n, cap - n,
+                                      "GET / HTTP/1.1\r\nHost: t\r\n"
+                                      "X-Forwarded-For: 127.%d.%d.%d\r\n\r\n",
+                                      1 + (next >> 16), (next >> 8) & 255, next & 255);
+            assert_int_equal(raw_send(c, batch, n), 0);
+            for (int i = 0; i < BATCH; i++) {
+                struct raw_response r;
+                assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+                assert_int_equal(r.status, 200);
+                raw_response_free(&r);
+            }
+        }
+        int status = get(c, "/", "10.0.0.1", NULL);
+        assert_true(status == 200 || status == 429);
+        extra += status == 200;
+    }
+    print_message("  the held client: %u more of %d tries past its rate\n", extra, ROUNDS);
+    assert_int_equal(extra, 0);
+    free(batch);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* ---- configuration ---- */
 
 /* Each bad value is refused at its line. */
@@ -452,12 +615,92 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* Routes count apart: a client over its rate on one route is admitted on another that has a
+ * rate of its own (each route is its own key in the table). */
+static void test_routes_count_apart(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[route a]\nprefix = /a\nupstream = s\nclient_rate = 1/m\n"
+                                    "[route b]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(get(c, "/a", NULL, NULL), 404); /* the sim's answer: admitted */
+    assert_int_equal(get(c, "/a", NULL, NULL), 429);
+    assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* Retry-After is the wait rounded up to whole seconds, and a whole wait is not rounded further:
+ * two streams read at once (one clock reading) with 1/m and no burst, the second waits exactly
+ * one interval: 60, not 61. */
+static void test_retry_after_whole_interval(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                              "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
+                              "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
+    char port[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    const char *const argv[] = {"/usr/bin/python3", "tests/integration/h2_frames.py", port,
+                                "heads", "/,/", NULL};
+    struct tu_cmd_result res = {0};
+    if (tu_run_command(argv, 20000, &res) != 0)
+        fail_msg("h2_frames.py: %s%s", res.out, res.err);
+    print_message("%s", res.out);
+    assert_int_equal(count_of(res.out, "status=[200]"), 1);
+    assert_int_equal(count_of(res.out, "status=[429]"), 1);
+    assert_int_equal(count_of(res.out, "retry_after=60\n"), 1);
+    tu_cmd_result_free(&res);
+    px_stop(h);
+}
+
+/* [proxy]'s client_rate_burst is every route's too, with its client_rate: a route setting
+ * neither admits the burst + 1 at once. */
+static void test_proxy_burst_inherited(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_rate = 1/m\nclient_rate_burst = 2\n",
+                              "[route rest]\nprefix = /\nupstream = s\n");
+    struct raw_conn *c = px_connect(h);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(get(c, "/", NULL, NULL), 200);
+    assert_int_equal(get(c, "/", NULL, NULL), 429);
+    raw_close(c);
+    px_stop(h);
+}
+
+/* The unit is one letter and the value ends there: "20/sec" is refused at its line, not read
+ * as 20/s. */
+static void test_rate_unit_whole(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"                            /* 1 */
+                                          "listen = 127.0.0.1:{{port:listen}}\n" /* 2 */
+                                          "client_rate = 20/sec\n"               /* 3 */
+                                          "[upstream s]\norigin = sim\n"),
+                     0);
+    struct tu_cmd_result res = {0};
+    assert_int_equal(harness_check_config(h, &res), 1);
+    char line[1200];
+    snprintf(line, sizeof(line), "%s:3: client_rate: '20/sec' is not N/s or N/m",
+             harness_config_path(h));
+    if (!tu_contains(res.err, line))
+        fail_msg("no '%s' in:\n%s", line, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_429),
+        cmocka_unit_test(test_429_minimal_detail),
         cmocka_unit_test(test_refill_after_interval),
         cmocka_unit_test(test_clients_apart),
         cmocka_unit_test(test_http2_streams),
@@ -466,8 +709,14 @@ int main(void)
         cmocka_unit_test(test_reload_starts_afresh),
         cmocka_unit_test(test_connections_per_client),
         cmocka_unit_test(test_connections_trusted_proxy),
+        cmocka_unit_test(test_connections_counted_back_to_zero),
         cmocka_unit_test(test_table_full),
+        cmocka_unit_test(test_flood_keeps_held_client),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_routes_count_apart),
+        cmocka_unit_test(test_retry_after_whole_interval),
+        cmocka_unit_test(test_proxy_burst_inherited),
+        cmocka_unit_test(test_rate_unit_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

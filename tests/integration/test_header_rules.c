@@ -446,6 +446,168 @@ static void test_response_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* Learned early hints are the Link fields the client got: a Link the route's rules remove is
+ * not sent back as a 103 to the next client (it was learned from the origin's own head). */
+static const struct fo_step resp_link[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            "Link: </internal.css>; rel=preload; as=style\r\n\r\nok"),
+    FO_END(),
+};
+
+static const struct fo_step *pick_link(const struct fo_request_info *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    return resp_link;
+}
+
+static void test_learned_hints_after_rules(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_link};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route plain]\nprefix = /\nupstream = u\n"
+                                 "early_hints_learn = on\n"
+                                 "[route rules]\nprefix = /rules/\nupstream = u\n"
+                                 "early_hints_learn = on\nresponse_header_remove = Link\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *path;
+        size_t hints; /* 103s the second request gets */
+    } rows[] = {{"/rules/page", 0}, {"/page", 1}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        for (int round = 0; round < 2; round++) {
+            char req[256];
+            snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", rows[i].path);
+            struct raw_conn *c = px_connect(h);
+            struct raw_response r;
+            assert_int_equal(raw_send_str(c, req), 0);
+            assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+            assert_int_equal(r.status, 200);
+            if (round == 1 && r.ninterim != rows[i].hints)
+                fail_msg("%s: %zu 103s, not %zu", rows[i].path, r.ninterim, rows[i].hints);
+            if (i == 0 && tu_contains(r.head.text, "internal.css"))
+                fail_msg("%s: the removed Link reached the client:\n%s", rows[i].path,
+                         r.head.text);
+            raw_response_free(&r);
+            raw_close(c);
+        }
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A relayed 1xx and a 101 lose the fields a response rule names, as trailers do: the origin's
+ * X-Powered-By was sent in its 103 and its 101 whatever response_header_remove said. */
+static const struct fo_step resp_interim[] = {
+    FO_SEND("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n"
+            "X-Powered-By: php\r\nX-Set: origin\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Powered-By: php\r\n\r\nok"),
+    FO_END(),
+};
+static const struct fo_step resp_switch[] = {
+    FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Powered-By: php\r\n\r\n"),
+    FO_HOLD(),
+};
+
+static const struct fo_step *pick_interim(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, "Upgrade: websocket") ? resp_switch : resp_interim;
+}
+
+static void test_interim_after_rules(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_interim};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route plain]\nprefix = /\nupstream = u\n"
+                                 "[route rules]\nprefix = /rules/\nupstream = u\n"
+                                 "response_header_remove = X-Powered-By\n"
+                                 "response_header = X-Set: rule\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *path;
+        unsigned powered; /* X-Powered-By fields in the 103 and the 101 */
+    } rows[] = {{"/rules/i", 0}, {"/plain-i", 1}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("103 and 101 of %s\n", rows[i].path);
+        char req[512];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", rows[i].path);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.ninterim, 1);
+        assert_int_equal(r.interim[0].status, 103);
+        assert_non_null(raw_head_field(&r.interim[0], "Link"));
+        assert_int_equal(raw_head_field_count(&r.interim[0], "X-Powered-By"), rows[i].powered);
+        assert_int_equal(raw_head_field_count(&r.interim[0], "X-Set"), rows[i].powered);
+        raw_response_free(&r);
+        raw_close(c);
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                 rows[i].path);
+        c = px_connect(h);
+        struct raw_head head;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        assert_int_equal(raw_head_field_count(&head, "X-Powered-By"), rows[i].powered);
+        raw_head_free(&head);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A prefix and a rewrite_prefix that end differently in '/' load with a warning that shows the
+ * joint; alike, none. */
+static void test_rewrite_joint_warning(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys;
+        const char *warning; /* NULL: none */
+    } rows[] = {
+        {"prefix = /api/\nrewrite_prefix = /v1",
+         "warning: [route r]: rewrite_prefix = /v1 and prefix = /api/ end differently in '/': "
+         "/api/x goes to the origin as /v1x (end both with '/' or neither)"},
+        {"prefix = /api\nrewrite_prefix = /", "/api/x goes to the origin as //x"},
+        {"prefix = /api/\nrewrite_prefix = /", NULL},
+        {"prefix = /api\nrewrite_prefix = /v1", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "[upstream u]\norigin = sim\n"
+                                              "[route r]\n%s\nupstream = u\n",
+                                              rows[i].keys),
+                         0);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 0);
+        char line[512]; /* at the line of rewrite_prefix */
+        snprintf(line, sizeof(line), "%s:7: warning: [route r]: rewrite_prefix",
+                 harness_config_path(h));
+        if (rows[i].warning ? !tu_contains(res.err, line) || !tu_contains(res.err, rows[i].warning)
+                            : tu_contains(res.err, "rewrite_prefix"))
+            fail_msg("%s: stderr:\n%s", rows[i].keys, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
 /* The response rules over HTTP/2: one cache-control, the origin's x-powered-by gone. */
 static void test_response_rules_http2(void **state)
 {
@@ -629,7 +791,10 @@ int main(void)
         cmocka_unit_test_teardown(test_rewrite_out_of_memory, oom_teardown),
         cmocka_unit_test(test_response_rules),
         cmocka_unit_test(test_response_rules_http2),
+        cmocka_unit_test(test_learned_hints_after_rules),
+        cmocka_unit_test(test_interim_after_rules),
         cmocka_unit_test(test_rule_refusals),
+        cmocka_unit_test(test_rewrite_joint_warning),
         cmocka_unit_test(test_reload_changes_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1230,6 +1230,29 @@ static void test_client_not_reading_bounded(void **state)
     ws_origin_stop(o);
 }
 
+/* The bytes the origin sent are counted as the client's are: an echo of 8 KiB and more each
+ * way (portico_tunnel_origin_bytes_total, from the origin's input into the stream). */
+static void test_origin_bytes_counted(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "echo", "/chat", "8", NULL);
+    want(&r, "echoed=8");
+    want(&r, "stream_ended=True");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
+                1);
+    long client = metric(h, "portico_tunnel_client_bytes_total");
+    long origin = metric(h, "portico_tunnel_origin_bytes_total");
+    print_message("  client %ld bytes, origin %ld bytes\n", client, origin);
+    assert_true(origin > 8 * 1024);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -1263,6 +1286,7 @@ int main(void)
         cmocka_unit_test(test_tunnel_timeout),
         cmocka_unit_test(test_cut_by_drain_deadline),
         cmocka_unit_test(test_client_not_reading_bounded),
+        cmocka_unit_test(test_origin_bytes_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -707,6 +707,174 @@ static void test_revoked_refused(void **state)
     px_stop(h);
 }
 
+/* A CRL listing nothing, issued as `issuer` and signed by key, valid from an hour ago for a
+ * week, into path. */
+static void write_crl(const char *path, const X509_NAME *issuer, EVP_PKEY *key)
+{
+    X509_CRL *crl = X509_CRL_new();
+    assert_non_null(crl);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, issuer), 1);
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, 7 * 86400);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+}
+
+/* Every CA of the chain below the root is checked too (CRL_CHECK_ALL), not the leaf alone: with
+ * the intermediate trusted and its CRL loaded (listing nothing), the chained client is still
+ * refused, for the intermediate has no CRL of the root to be checked against. */
+static void test_crl_checks_the_intermediate(void **state)
+{
+    (void)state;
+    const struct test_chained_certs *chained = certs_get_chained();
+    assert_non_null(chained);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char key_path[512], path[512];
+    snprintf(key_path, sizeof(key_path), "%s", chained->intermediate_cert);
+    char *dot = strrchr(key_path, '.');
+    assert_non_null(dot);
+    snprintf(dot, sizeof(key_path) - (size_t)(dot - key_path), ".key"); /* certs.c's naming */
+    FILE *f = fopen(chained->intermediate_cert, "r"), *g = fopen(key_path, "r");
+    assert_true(f && g);
+    X509 *inter = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(inter && key);
+    snprintf(path, sizeof(path), "%s/inter-crl.pem", harness_dir(h));
+    write_crl(path, X509_get_subject_name(inter), key);
+    /* tls_client_ca: the root, then the intermediate (the CRL's issuer must be one of them) */
+    size_t n1, n2;
+    char *root = tu_read_file(t.certs->ca_cert, &n1);
+    char *mid = tu_read_file(chained->intermediate_cert, &n2);
+    assert_true(root && mid);
+    snprintf(path, sizeof(path), "%s/root-and-inter.pem", harness_dir(h));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(root, 1, n1, f), n1);
+    assert_int_equal(fwrite(mid, 1, n2, f), n2);
+    fclose(f);
+    free(root);
+    free(mid);
+    X509_free(inter);
+    EVP_PKEY_free(key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/root-and-inter.pem\n"
+                                     "tls_client_crl = {{dir}}/inter-crl.pem\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct visit v;
+    assert_int_equal(visit(harness_port(h, "tls"), chained->client_chain, chained->client_key, 0,
+                           NULL, NULL, &v), -1);
+    visit_free(&v);
+    assert_int_equal(harness_wait_log(h, "client certificate refused: unable to get certificate "
+                                         "CRL: CN=Portico Test Intermediate, issued by CN=Portico "
+                                         "Test CA (certificate 2 of the chain)",
+                                      PX_IO_MS), 0);
+    px_stop(h);
+}
+
+/* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
+ * by the CA's key under another name, and one under the CA's name signed by another key, are
+ * each refused at load. */
+static void test_crl_issuer_and_signature_checked(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL), *other = EVP_EC_gen("P-256");
+    fclose(f);
+    fclose(g);
+    X509_NAME *stranger = X509_NAME_new();
+    assert_true(ca && ca_key && other && stranger);
+    assert_int_equal(X509_NAME_add_entry_by_txt(stranger, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"Not The CA", -1, -1, 0),
+                     1);
+    const struct {
+        const X509_NAME *issuer;
+        EVP_PKEY *key;
+        const char *said;
+    } rows[] = {
+        {stranger, ca_key, "CRL 1 (issuer CN=Not The CA): its issuer is no CA of tls_client_ca"},
+        {X509_get_subject_name(ca), other, "CRL 1 (issuer CN=Portico Test CA): its issuer is no "
+                                           "CA of tls_client_ca (or did not sign it)"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+        write_crl(path, rows[i].issuer, rows[i].key);
+        assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                         "tls_client_ca = {{certs}}/ca.pem\n"
+                                         "tls_client_crl = {{dir}}/crl.pem\n"),
+                         0);
+        struct tu_cmd_result res;
+        int rc = harness_check_config(h, &res);
+        bool said = tu_contains(res.err, rows[i].said);
+        print_message("  rc %d: %s", rc, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+        assert_int_equal(rc, 1);
+        if (!said)
+            fail_msg("row %zu: no \"%s\"", i, rows[i].said);
+    }
+    X509_NAME_free(stranger);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other);
+}
+
+/* A CRL file whose good CRL is followed by a broken one is refused at load (the OpenSSL error
+ * said), not taken for its good part: the end of the file is the only failure that ends it. */
+static void test_crl_broken_after_good(void **state)
+{
+    (void)state;
+    FILE *f = fopen(t.certs->ca_cert, "r"), *g = fopen(t.certs->ca_key, "r");
+    assert_true(f && g);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+    fclose(f);
+    fclose(g);
+    assert_true(ca && ca_key);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/crl.pem", harness_dir(h));
+    write_crl(path, X509_get_subject_name(ca), ca_key);
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n", f);
+    fclose(f);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{certs}}/ca.pem\n"
+                                     "tls_client_crl = {{dir}}/crl.pem\n"),
+                     0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d: %s", rc, res.err);
+    char said[600];
+    snprintf(said, sizeof(said), "tls_client_crl: %s: ", path);
+    bool named = tu_contains(res.err, said);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    assert_int_equal(rc, 1);
+    assert_true(named);
+}
+
 /* Under `optional` a revoked client is served and the origin told FAILED:certificate revoked
  * (nginx's words), without Client-Cert; the error log says it too, as a refusal under `on` is
  * said, and so for another CA's client. */
@@ -920,6 +1088,94 @@ static void test_subject_escaped_in_log(void **state)
     }
 }
 
+/* A self-signed certificate (and its key) whose subject is one CN of the UTF8String bytes cn,
+ * stored as they are (a type, not MBSTRING_UTF8: no check of length or form), into the
+ * harness's directory as stem.pem and stem.key. */
+static void write_raw_subject(struct harness *h, const char *stem, const unsigned char *cn,
+                              int len, char *cert, char *key, size_t size)
+{
+    snprintf(cert, size, "%s/%s.pem", harness_dir(h), stem);
+    snprintf(key, size, "%s/%s.key", harness_dir(h), stem);
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    assert_true(pk && x && name);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING, cn, len, -1, 0),
+                     1);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    assert_int_equal(X509_set_pubkey(x, pk), 1);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    FILE *f = fopen(cert, "w"), *g = fopen(key, "w");
+    assert_true(f && g);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    assert_int_equal(PEM_write_PrivateKey(g, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    fclose(g);
+    X509_NAME_free(name);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+/* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
+ * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
+ * four bytes kept. Written here: the odd client's subject comes from a command line that takes
+ * no US. */
+static void test_subject_control_bounds(void **state)
+{
+    (void)state;
+    static const unsigned char cn[] = "a\x1f" "b c\xc2\x9f" "d\xc2\xa0" "e\xe2\x82\xac"
+                                      "f\xf0\x9f\x98\x80" "g";
+    static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
+                               "f\xf0\x9f\x98\x80" "g";
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "bounds", cn, (int)sizeof(cn) - 1, cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
+/* A subject longer than the line gives it is cut before a character, never within one, and
+ * within its room: "CN=x" then 100 two-byte characters keeps 77 of them (4 + 154 bytes, the
+ * 78th would fill the last byte the terminator needs). */
+static void test_subject_cut_at_a_character(void **state)
+{
+    (void)state;
+    unsigned char cn[1 + 200];
+    char kept[4 + 154 + 1] = "CN=x";
+    cn[0] = 'x';
+    for (int i = 0; i < 100; i++)
+        memcpy(cn + 1 + 2 * i, "\xc3\xa9", 2);
+    for (int i = 0; i < 77; i++)
+        memcpy(kept + 4 + 2 * i, "\xc3\xa9", 2);
+    kept[sizeof(kept) - 1] = '\0';
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, "long", cn, (int)sizeof(cn), cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", kept, kept);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
 /* The CertificateRequest names the CAs of tls_client_ca (what a client holding several
  * certificates picks by): openssl s_client says "Acceptable client certificate CA names". */
 static void test_ca_names_sent(void **state)
@@ -1115,6 +1371,11 @@ int main(void)
         cmocka_unit_test(test_subject_escaped_in_log),
         cmocka_unit_test(test_ca_names_sent),
         cmocka_unit_test(test_reload_same_path_ca),
+        cmocka_unit_test(test_subject_control_bounds),
+        cmocka_unit_test(test_subject_cut_at_a_character),
+        cmocka_unit_test(test_crl_checks_the_intermediate),
+        cmocka_unit_test(test_crl_issuer_and_signature_checked),
+        cmocka_unit_test(test_crl_broken_after_good),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,8 +2,10 @@
  * test_climit.c — the per-client table (climit.c) with time passed in: the rate's arithmetic
  * (burst + 1 at once, one per interval after, the wait of a refusal, refusals not counted),
  * keys (IPv6 by its /64, IPv4 whole and apart from IPv6, route scopes apart), connection
- * counts, eviction (the least recent of a full set; never an entry holding connections; a set
- * of connections only admits uncounted), and threads counting in one table.
+ * counts, eviction (of a full set the entry that owes the fewest requests, the least recent of
+ * those; never an entry holding connections; a set of connections only admits uncounted),
+ * threads counting in one table, scopes apart within one set, and the capacity rounded up to
+ * whole sets.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -177,6 +179,50 @@ static void test_eviction(void **state)
     climit_free(t);
 }
 
+/* Eviction by what an entry owes, then by age: a client held back by its rate keeps its entry
+ * while newcomers churn through its set (by LRU alone it started afresh, a whole burst again,
+ * each time 8 came between two of its requests: 1 + 4 more of a 1/s rate per 8 newcomers).
+ * A table of one set: every key meets every other. */
+static void test_eviction_keeps_debt(void **state)
+{
+    (void)state;
+    char addr[32];
+    struct climit_key flood[64];
+    for (int i = 0; i < 64; i++) {
+        snprintf(addr, sizeof(addr), "127.0.3.%d", i);
+        flood[i] = key_of(addr, 1);
+    }
+    struct climit_key held = key_of("127.0.4.1", 0);
+
+    /* at rest goes first: the held client (1/m) is the least recent, but 7 clients of a 20/s
+     * route that came after it owe nothing 200 ms on */
+    struct climit *t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    assert_int_equal(climit_take(t, &held, 60000 * MS, 0, 1 * MS), 0);
+    for (int i = 0; i < CLIMIT_WAYS - 1; i++)
+        assert_int_equal(climit_take(t, &flood[i], 50 * MS, 0, 2 * MS), 0);
+    assert_int_equal(climit_take(t, &flood[CLIMIT_WAYS], 50 * MS, 0, 200 * MS), 0);
+    assert_true(climit_take(t, &held, 60000 * MS, 0, 300 * MS) > 0);
+    climit_free(t);
+
+    /* a burst owed outweighs one request owed: 1/s with a burst of 4, taken at once; 56
+     * one-request clients of the same rate come past it, 8 between each two of its tries */
+    t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(climit_take(t, &held, 1000 * MS, 4, 1 * MS), 0);
+    unsigned extra = 0;
+    for (int round = 0; round < 7; round++) {
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(climit_take(t, &flood[round * 8 + i], 1000 * MS, 4,
+                                         (uint64_t)(10 + round * 10 + i) * MS), 0);
+        extra += climit_take(t, &held, 1000 * MS, 4, (uint64_t)(19 + round * 10) * MS) == 0;
+    }
+    if (extra)
+        fail_msg("the held client got %u more within 90 ms of a 1/s rate", extra);
+    climit_free(t);
+}
+
 /* Threads counting one client's connections in one table: every open is matched by a close,
  * at most `max` held at once, and nothing is left over. */
 #define THREADS 4
@@ -221,12 +267,52 @@ static void test_threads(void **state)
     climit_free(t);
 }
 
+/* In a table of one set, every key meets every other in the same walk: one address's entries
+ * of two routes and of its connections stay apart (the hash puts scopes in different sets of a
+ * bigger table, where a key compared without its scope would go unnoticed). */
+static void test_scopes_apart_in_one_set(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    assert_int_equal(climit_capacity(t), CLIMIT_WAYS);
+    struct climit_key r0 = key_of("127.0.0.1", 0), r1 = key_of("127.0.0.1", 1);
+    struct climit_key conn = key_of("127.0.0.1", CLIMIT_SCOPE_CONN);
+    assert_int_equal(climit_take(t, &r0, 1000 * MS, 0, 10), 0);
+    assert_int_equal(climit_take(t, &r1, 1000 * MS, 0, 11), 0); /* its own budget */
+    assert_int_equal(climit_conn_open(t, &conn, 1, 12), 1);
+    assert_true(climit_take(t, &r0, 1000 * MS, 0, 13) > 0);
+    assert_true(climit_take(t, &r1, 1000 * MS, 0, 14) > 0);
+    assert_int_equal(climit_conn_open(t, &conn, 1, 15), 0);
+    climit_free(t);
+}
+
+/* A table holds at least the entries asked for: a part of a set is a whole set more. */
+static void test_capacity_rounds_up(void **state)
+{
+    (void)state;
+    static const uint64_t asked[] = {1, CLIMIT_WAYS - 1, CLIMIT_WAYS, CLIMIT_WAYS + 1,
+                                     3 * CLIMIT_WAYS - 1, 1025};
+    for (size_t i = 0; i < ARRAY_LEN(asked); i++) {
+        struct climit *t = climit_new(asked[i]);
+        assert_non_null(t);
+        uint64_t cap = climit_capacity(t);
+        if (cap < asked[i] || cap % CLIMIT_WAYS || cap >= asked[i] + CLIMIT_WAYS)
+            fail_msg("asked %llu: capacity %llu", (unsigned long long)asked[i],
+                     (unsigned long long)cap);
+        climit_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rate),        cmocka_unit_test(test_keys),
         cmocka_unit_test(test_connections), cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_eviction_keeps_debt),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_scopes_apart_in_one_set),
+        cmocka_unit_test(test_capacity_rounds_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -696,7 +696,7 @@ static void test_interim(void **state)
         struct h1_field fields[H1_MAX_FIELDS];
         struct resp_head head = {.status = resp.status, .reason = resp.reason,
                                  .reason_len = resp.reason_len, .fields = fields,
-                                 .nfields = hdr_interim_fields(&resp, fields, H1_MAX_FIELDS)};
+                                 .nfields = hdr_interim_fields(&resp, NULL, fields, H1_MAX_FIELDS)};
         struct evbuffer *b = evbuffer_new();
         hdr_write_head(b, &head, H1_BODY_NONE, false, true);
         char *out = take(b);

@@ -122,6 +122,13 @@ static const struct target_row target_rows[] = {
      NULL, NULL, NULL},
     {"a path parameter alone is fine", "GET /a;jsessionid=1/b..;c HTTP/1.1\r\nHost: h\r\n\r\n",
      0, NULL, "/a;jsessionid=1/b..;c", "/a;jsessionid=1/b..;c"},
+    /* a C origin that decodes the path reads /api/..%00/x as /api/.. and goes up */
+    {"an encoded NUL after dots", "GET /api/..%00/admin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"an encoded NUL at the end", "GET /a%00 HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL,
+     NULL},
+    {"%00 in the query is the origin's", "GET /a%2500?q=%00 HTTP/1.1\r\nHost: h\r\n\r\n", 0,
+     NULL, "/a%2500?q=%00", "/a%2500"},
 };
 
 static void assert_span(const char *why, const char *what, const char *p, size_t n,
