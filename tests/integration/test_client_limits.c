@@ -388,6 +388,9 @@ static void test_connections_counted_back_to_zero(void **state)
     static const char gauge[] = "portico_client_limit_connections";
     struct harness *h = harness_new();
     assert_non_null(h);
+    /* valgrind (scripts/valgrind.sh sets PORTICO_TEST_START_MS): 2 s, where 200 ms ran out
+     * between the accepts and the test's requests (408 to 7 of the 8 admitted) */
+    const char *header_timeout = getenv("PORTICO_TEST_START_MS") ? "2s" : "200ms";
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
                                           "listen = 127.0.0.1:{{port:tls}} tls\n"
@@ -396,9 +399,10 @@ static void test_connections_counted_back_to_zero(void **state)
                                           "tls_key = {{certs}}/server.key\n"
                                           "workers = 2\naccess_log = off\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                          "client_header_timeout = 200ms\n"
+                                          "client_header_timeout = %s\n"
                                           "max_connections_per_client = 8\n"
-                                          "[upstream s]\norigin = sim\n"),
+                                          "[upstream s]\norigin = sim\n",
+                                          header_timeout),
                      0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
