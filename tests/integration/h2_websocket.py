@@ -23,7 +23,7 @@ MODES:
   halfclose PATH        END_STREAM first, then what the origin still sends
   noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
   flood PATH MB         sends up to MB MiB of messages until the stream is reset
-  bulk PATH MB          sends MB MiB of messages to the echo, then reads every echo
+  bulk PATH MB [S]      sends MB MiB of messages to the echo, then reads every echo (S s, 10)
   upload PATH MB        sends MB MiB, END_STREAM with the last; waits for the stream's end
   slowread PATH KIB     reads KIB KiB of the origin's a window's worth every 30 ms, then
                         END_STREAM; waits for the stream's end
@@ -489,18 +489,21 @@ def mode_flood(c, path, mb):
     say(reset=c.reset.get(sid, "none"))
 
 
-def mode_bulk(c, path, mb):
+def mode_bulk(c, path, mb, wait_s=IO_S):
     """Sends mb MiB of 64 KiB messages to the echo origin, reading only while the window is
-    shut, then waits for every echo (each 65536 bytes with a 10-byte header)."""
+    shut, then waits for every echo (each 65536 bytes with a 10-byte header) wait_s seconds."""
     sid = c.open_ws(path)
     head_line(c, sid)
     n, frame = int(mb) * 16, ws_frame(0x2, b"y" * 65536)
-    sent = 0
+    sent, start = 0, time.monotonic()
     while sent < n and c.send(sid, frame):
         sent += 1
     want = n * (65536 + 10)
-    c.wait(lambda: len(c.data.get(sid, b"")) >= want or sid in c.reset or sid in c.ended)
-    say(sent=sent, complete=len(c.data.get(sid, b"")) >= want, reset=c.reset.get(sid, "none"))
+    c.wait(lambda: len(c.data.get(sid, b"")) >= want or sid in c.reset or sid in c.ended,
+           float(wait_s))
+    got = len(c.data.get(sid, b""))
+    say(sent=sent, complete=got >= want, reset=c.reset.get(sid, "none"), received=got,
+        ms=int((time.monotonic() - start) * 1000))
 
 
 def mode_remains(c, path, window, ack="ack"):

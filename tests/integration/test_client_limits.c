@@ -71,6 +71,24 @@ static unsigned count_of(const char *s, const char *needle)
 
 /* ---- client_rate ---- */
 
+/* Retry-After is one interval less the time since the first admission (at or after since),
+ * rounded up: the interval exactly unless the requests took over a second (valgrind: 1-2 s,
+ * asserted only there), then as many seconds fewer as they took. */
+static void want_retry_after(struct harness *h, const char *retry, long interval_s,
+                             int64_t since)
+{
+    long took_ms = (long)(tu_now_ms() - since);
+    print_message("  Retry-After %s after %ld ms\n", retry, took_ms);
+    if (px_under_valgrind(harness_pid(h))) {
+        long low = interval_s - (took_ms + 999) / 1000;
+        assert_in_range(strtol(retry, NULL, 10), low > 1 ? low : 1, interval_s);
+    } else {
+        char exact[16];
+        snprintf(exact, sizeof(exact), "%ld", interval_s);
+        assert_string_equal(retry, exact);
+    }
+}
+
 /* client_rate = 2/m with a burst of 4: five at once, the sixth gets 429 with Retry-After (30 s,
  * one interval), the reason in its body, in the access line (phase route) and in an info line,
  * counted by route. */
@@ -81,13 +99,14 @@ static void test_burst_then_429(void **state)
                                     "client_rate = 2/m\nclient_rate_burst = 4\n");
     uint16_t admin = harness_port(h, "admin");
     struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
     for (int i = 0; i < 5; i++)
         assert_int_equal(get(c, "/", NULL, NULL), 200);
     struct raw_response r;
     assert_int_equal(get(c, "/", NULL, &r), 429);
     const char *retry = raw_header(&r, "Retry-After");
     assert_non_null(retry);
-    assert_string_equal(retry, "30");
+    want_retry_after(h, retry, 30, t0);
     static const char reason[] = "client 127.0.0.1 over client_rate = 2/m on route api (burst 4)";
     if (!strstr(r.body, reason))
         fail_msg("429 body: %s", r.body);
@@ -101,8 +120,14 @@ static void test_burst_then_429(void **state)
     assert_true(strstr(line, "route=api") != NULL);
     free(line);
     assert_int_equal(harness_wait_file(h, "error.log", reason, PX_IO_MS), 0);
-    assert_true(scrape_wait(admin, "portico_requests_rate_limited_total{route=\"api\"}", 2,
-                            PX_IO_MS) == 2);
+    /* valgrind: 15 s (its count was not read in 5 s once, in a full run on a loaded host) */
+    int scrape_ms = px_under_valgrind(harness_pid(h)) ? 3 * PX_IO_MS : PX_IO_MS;
+    int64_t t1 = tu_now_ms();
+    double limited = scrape_wait(admin, "portico_requests_rate_limited_total{route=\"api\"}", 2,
+                                 scrape_ms);
+    print_message("  rate_limited_total %.0f after %lld ms\n", limited,
+                  (long long)(tu_now_ms() - t1));
+    assert_true(limited == 2);
     raw_close(c);
     px_stop(h);
 }
@@ -117,13 +142,15 @@ static void test_429_minimal_detail(void **state)
                               "[route internal-billing]\nprefix = /\nupstream = s\n"
                               "client_rate = 1/m\n");
     struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
     assert_int_equal(get(c, "/", NULL, NULL), 200);
     struct raw_response r;
     assert_int_equal(get(c, "/", NULL, &r), 429);
     if (strstr(r.body, "internal-billing") ||
         !strstr(r.body, "client 127.0.0.1 over client_rate = 1/m (burst 0)"))
         fail_msg("429 body under error_detail = minimal: %s", r.body);
-    assert_string_equal(raw_header(&r, "Retry-After"), "60");
+    assert_non_null(raw_header(&r, "Retry-After"));
+    want_retry_after(h, raw_header(&r, "Retry-After"), 60, t0);
     raw_response_free(&r);
     char *line = px_log_line(h, "status=429");
     assert_true(strstr(line, "route=internal-billing") != NULL);
@@ -361,6 +388,9 @@ static void test_connections_counted_back_to_zero(void **state)
     static const char gauge[] = "portico_client_limit_connections";
     struct harness *h = harness_new();
     assert_non_null(h);
+    /* valgrind (scripts/valgrind.sh sets PORTICO_TEST_START_MS): 2 s, where 200 ms ran out
+     * between the accepts and the test's requests (408 to 7 of the 8 admitted) */
+    const char *header_timeout = getenv("PORTICO_TEST_START_MS") ? "2s" : "200ms";
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
                                           "listen = 127.0.0.1:{{port:tls}} tls\n"
@@ -369,9 +399,10 @@ static void test_connections_counted_back_to_zero(void **state)
                                           "tls_key = {{certs}}/server.key\n"
                                           "workers = 2\naccess_log = off\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                          "client_header_timeout = 200ms\n"
+                                          "client_header_timeout = %s\n"
                                           "max_connections_per_client = 8\n"
-                                          "[upstream s]\norigin = sim\n"),
+                                          "[upstream s]\norigin = sim\n",
+                                          header_timeout),
                      0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
@@ -459,17 +490,20 @@ static void test_connections_trusted_proxy(void **state)
 static void test_table_full(void **state)
 {
     (void)state;
-    enum { CLIENTS = 200000, BATCH = 200 };
+    enum { BATCH = 200 };
     struct harness *h = start("client_limit_table = 1024\n",
                               "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n");
     pid_t pid = harness_pid(h);
+    /* valgrind: 20,000 (350 s for 200,000 there), still each entry evicted some 19 times over;
+     * its RSS is not Portico's, so the bound is asserted without it */
+    const int clients = px_under_valgrind(pid) ? 20000 : 200000;
     struct raw_conn *c = px_connect(h);
     size_t cap = BATCH * 96;
     char *batch = malloc(cap);
     assert_non_null(batch);
     long rss_warm = -1;
     int64_t t0 = tu_now_ms();
-    for (int base = 0; base < CLIENTS; base += BATCH) {
+    for (int base = 0; base < clients; base += BATCH) {
         size_t n = 0;
         for (int i = base; i < base + BATCH; i++)
             n += (size_t)snprintf(batch + n, cap - n,
@@ -488,17 +522,17 @@ static void test_table_full(void **state)
             rss_warm = px_proc_kb(pid, "VmRSS");
     }
     long rss_end = px_proc_kb(pid, "VmRSS");
-    print_message("  %d clients in %lld ms; RSS %ld kB after 10,000, %ld kB after %d\n", CLIENTS,
-                  (long long)(tu_now_ms() - t0), rss_warm, rss_end, CLIENTS);
+    print_message("  %d clients in %lld ms; RSS %ld kB after 10,000, %ld kB after %d\n", clients,
+                  (long long)(tu_now_ms() - t0), rss_warm, rss_end, clients);
     /* 190,000 more clients: not a byte per client (ASan's quarantine holds what the exchanges
      * freed: no bound on RSS there) */
-    if (!SANITIZED)
+    if (px_rss_is_portico(pid))
         assert_true(rss_end - rss_warm < 2048);
     free(batch);
     /* the first was evicted long ago: admitted afresh; the last is remembered */
     assert_int_equal(get(c, "/", "127.1.0.0", NULL), 200);
     char last[32];
-    int i = CLIENTS - 1;
+    int i = clients - 1;
     snprintf(last, sizeof(last), "127.%d.%d.%d", 1 + (i >> 16), (i >> 8) & 255, i & 255);
     assert_int_equal(get(c, "/", last, NULL), 429);
     raw_close(c);
@@ -512,10 +546,14 @@ static void test_table_full(void **state)
 static void test_flood_keeps_held_client(void **state)
 {
     (void)state;
-    enum { ROUNDS = 20, PER_ROUND = 2000, BATCH = 200 };
+    enum { PER_ROUND = 2000, BATCH = 200 };
     struct harness *h = start("client_limit_table = 1024\n",
                               "[route api]\nprefix = /\nupstream = s\nclient_rate = 1/m\n"
                               "client_rate_burst = 4\n");
+    /* valgrind: 5 tries (10,000 others, some 20 s there), so that no minute passes and the
+     * held client's next request is not due by its rate */
+    const int rounds = px_under_valgrind(harness_pid(h)) ? 5 : 20;
+    int64_t t0 = tu_now_ms();
     struct raw_conn *c = px_connect(h);
     for (int i = 0; i < 5; i++)
         assert_int_equal(get(c, "/", "10.0.0.1", NULL), 200);
@@ -523,7 +561,7 @@ static void test_flood_keeps_held_client(void **state)
     char *batch = malloc(cap);
     assert_non_null(batch);
     unsigned extra = 0;
-    for (int round = 0, next = 0; round < ROUNDS; round++) {
+    for (int round = 0, next = 0; round < rounds; round++) {
         for (int b = 0; b < PER_ROUND / BATCH; b++) {
             size_t n = 0;
             for (int i = 0; i < BATCH; i++, next++)
@@ -543,7 +581,8 @@ static void test_flood_keeps_held_client(void **state)
         assert_true(status == 200 || status == 429);
         extra += status == 200;
     }
-    print_message("  the held client: %u more of %d tries past its rate\n", extra, ROUNDS);
+    print_message("  the held client: %u more of %d tries past its rate (%lld ms)\n", extra,
+                  rounds, (long long)(tu_now_ms() - t0));
     assert_int_equal(extra, 0);
     free(batch);
     raw_close(c);

@@ -912,7 +912,10 @@ static void test_bulk_echo_resumes(void **state)
     assert_non_null(o);
     struct harness *h = start(NULL, ws_origin_port(o), NULL);
     struct tu_cmd_result r = {0};
-    run_client(h, &r, "bulk", "/bulk", "8", NULL);
+    /* valgrind: 8 MiB each way in 20 s and more, where plain takes 7-11 s on a loaded host */
+    run_client(h, &r, "bulk", "/bulk", "8", px_under_valgrind(harness_pid(h)) ? "60" : NULL,
+               NULL);
+    print_message("%s", strstr(r.out, "received=") ? strstr(r.out, "received=") : r.out);
     want(&r, "status=200");
     want(&r, "sent=128");
     want(&r, "complete=True");
@@ -1148,6 +1151,7 @@ static void test_cut_by_drain_deadline(void **state)
 /* h2_websocket.py's noread mode, run beside the test (its FIFOs wait for the test's look). */
 struct noread_run {
     const char *argv[8];
+    int run_ms;
     struct tu_cmd_result r;
     int rc;
 };
@@ -1155,7 +1159,7 @@ struct noread_run {
 static void *noread_main(void *arg)
 {
     struct noread_run *run = arg;
-    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    run->rc = tu_run_command(run->argv, run->run_ms, &run->r);
     return NULL;
 }
 
@@ -1186,16 +1190,21 @@ static void test_client_not_reading_bounded(void **state)
     int stalled_fd = open(stalled, O_RDONLY | O_NONBLOCK); /* before the script opens it */
     assert_true(stalled_fd >= 0);
     snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
-    struct noread_run run = {.argv = {PY, CLIENT, port, "noread", "/n", "64", dir, NULL}};
+    /* valgrind: its sending phase took over 20 s on a loaded host (27 s the row, alone) */
+    int slow = px_under_valgrind(pid) ? 3 : 1;
+    struct noread_run run = {.argv = {PY, CLIENT, port, "noread", "/n", "64", dir, NULL},
+                             .run_ms = RUN_MS * slow};
     pthread_t t;
+    int64_t t0 = tu_now_ms();
     assert_int_equal(pthread_create(&t, NULL, noread_main, &run), 0);
-    int64_t deadline = tu_now_ms() + 20000;
+    int64_t deadline = t0 + 20000 * slow;
     short ev = 0;
     char line[32] = "";
     while (tu_poll_until(stalled_fd, POLLIN, deadline, &ev) > 0 &&
            read(stalled_fd, line, sizeof(line) - 1) <= 0)
         ;
     close(stalled_fd);
+    print_message("  stalled after %lld ms\n", (long long)(tu_now_ms() - t0));
     long after = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     int go_fd = open(go, O_WRONLY | O_NONBLOCK); /* the script opened it first */
     if (go_fd >= 0) {

@@ -870,7 +870,10 @@ int harness_run(struct harness *h, const char *const args[], struct tu_cmd_resul
         set_error(h, "PORTICO_BIN must be a path (contain a '/'): %s", h->bin);
         return -1;
     }
-    int rc = tu_run_command(argv, 10000, res != NULL ? res : &local);
+    /* 10 s, or a slower Portico's start bound (valgrind's `-t` with certificates to load took
+     * over 10 s on a loaded host) */
+    int bound_ms = h->start_timeout_ms > 10000 ? h->start_timeout_ms : 10000;
+    int rc = tu_run_command(argv, bound_ms, res != NULL ? res : &local);
 
     if (res == NULL) {
         tu_cmd_result_free(&local);

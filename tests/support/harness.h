@@ -126,8 +126,8 @@ int harness_wait_file(struct harness *h, const char *name, const char *needle, i
  * line without its newline, malloc'd; NULL on timeout. For access-log assertions. */
 char *harness_file_line(struct harness *h, const char *name, const char *needle, int timeout_ms);
 
-/* Runs `PORTICO_BIN args...` to completion (10 s bound), capturing its output into *res (may be
- * NULL). Returns the exit code as tu_run_command does. */
+/* Runs `PORTICO_BIN args...` to completion (10 s bound, or PORTICO_TEST_START_MS when longer),
+ * capturing its output into *res (may be NULL). Returns the exit code as tu_run_command does. */
 int harness_run(struct harness *h, const char *const args[], struct tu_cmd_result *res);
 
 /* `PORTICO_BIN -t -c <config>`: the config test. Exit code, output in *res (may be NULL). */
