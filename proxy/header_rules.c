@@ -98,7 +98,8 @@ enum hrule_var hrule_var_at(const char *v, size_t n, size_t *len)
     if (braced && (end == n || v[end] != '}'))
         return HRULE_VAR_NONE;
     for (size_t i = HRULE_VAR_CLIENT_ADDR; i < ARRAY_LEN(var_names); i++) {
-        if (strlen(var_names[i]) == end - start && memcmp(var_names[i], v + start, end - start) == 0) {
+        if (strlen(var_names[i]) == end - start &&
+            memcmp(var_names[i], v + start, end - start) == 0) {
             *len = end + (braced ? 1 : 0);
             return (enum hrule_var)i;
         }
@@ -225,7 +226,8 @@ int hrules_add(struct hrules **rules, struct hrule *r, char *why, size_t size)
         goto fail;
     }
     for (int i = 0; i < rs->n; i++) {
-        if (rs->rule[i].name_len == r->name_len && same_name(rs->rule[i].name, r->name, r->name_len)) {
+        if (rs->rule[i].name_len == r->name_len &&
+            same_name(rs->rule[i].name, r->name, r->name_len)) {
             snprintf(why, size, "%s already has a rule at line %d (one rule a name)", r->name,
                      rs->rule[i].line);
             goto fail;

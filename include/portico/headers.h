@@ -117,8 +117,8 @@ struct fwd_response {
 #define HDR_MAX_FIELDS (H1_MAX_FIELDS + 8 + HRULE_MAX)
 
 /* The fields of an origin response to forward: its end-to-end fields in order (hop-by-hop ones,
- * framing and those fwd's rules name dropped), then the rules' SET fields, Via, Date, X-Request-Id, Proxy-Status and Server-Timing as fwd
- * says.
+ * framing and those fwd's rules name dropped), then the rules' SET fields, Via, Date,
+ * X-Request-Id, Proxy-Status and Server-Timing as fwd says.
  * Spans borrow from resp and fwd. Returns how many were written to out (at most max). */
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);
