@@ -25,6 +25,9 @@
 
 #define CLIMIT_LOCKS 256 /* stripes: at most this many sets are walked at once */
 
+/* ::ffff:0:0/96, the prefix of an IPv4 address in IPv6 form (RFC 4291 2.5.5.2). */
+static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 struct entry {
     struct climit_key key;
     uint32_t conns;                    /* its open connections (scope CLIMIT_SCOPE_CONN) */
@@ -88,8 +91,7 @@ void climit_key_addr(const struct fault_addr *a, int32_t scope, struct climit_ke
         memcpy(k->addr, a->bytes, 8); /* its /64 */
         return;
     }
-    k->addr[10] = 0xff; /* ::ffff:a.b.c.d: never equal to an IPv6 /64 */
-    k->addr[11] = 0xff;
+    memcpy(k->addr, v4_mapped, sizeof(v4_mapped)); /* ::ffff:a.b.c.d: no IPv6 /64 */
     memcpy(k->addr + 12, a->bytes, 4);
 }
 
@@ -103,8 +105,8 @@ int climit_sockaddr_addr(const struct sockaddr *sa, struct fault_addr *out)
     if (sa->sa_family != AF_INET6)
         return -1;
     const uint8_t *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, mapped, 12) == 0) { /* an IPv4 client on a dual-stack socket */
+    /* an IPv4 client on a dual-stack socket */
+    if (memcmp(b, v4_mapped, sizeof(v4_mapped)) == 0) {
         memcpy(out->bytes, b + 12, 4);
     } else {
         memcpy(out->bytes, b, 16);
@@ -115,9 +117,8 @@ int climit_sockaddr_addr(const struct sockaddr *sa, struct fault_addr *out)
 
 const char *climit_key_text(const struct climit_key *k, char *buf, size_t size)
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     char text[INET6_ADDRSTRLEN];
-    if (memcmp(k->addr, mapped, 12) == 0) {
+    if (memcmp(k->addr, v4_mapped, sizeof(v4_mapped)) == 0) {
         inet_ntop(AF_INET, k->addr + 12, text, sizeof(text));
         snprintf(buf, size, "%s", text);
     } else {
