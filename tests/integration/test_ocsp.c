@@ -746,6 +746,27 @@ static void test_stale_at_run_time(void **state)
     px_stop(h);
 }
 
+/* The issuer is found among the chain's certificates, not taken as the first of them: a chain
+ * file with another CA before the issuer staples. */
+static void test_issuer_not_first_in_chain(void **state)
+{
+    (void)state;
+    const struct test_mtls_certs *other = certs_get_mtls();
+    assert_non_null(other);
+    char out[512], cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cat '%s' '%s' '%s' > '%s'", t.certs->server_cert,
+             other->other_ca_cert, t.certs->ca_cert,
+             in_dir(out, sizeof(out), "ocsp-server-other-first.pem"));
+    assert_int_equal(system(cmd), 0);
+    struct tu_cmd_result res;
+    int rc = check("tls_cert = %1$s/ocsp-server-other-first.pem\ntls_key = %1$s/server.key\n"
+                   "tls_ocsp_response = %1$s/server.ocsp\n", &res);
+    bool stapled = tu_contains(res.out, "server.ocsp: stapled for");
+    tu_cmd_result_free(&res);
+    assert_int_equal(rc, 0);
+    assert_true(stapled);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -760,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_expired_then_reload_refreshes),
         cmocka_unit_test(test_dates_and_leeway),
         cmocka_unit_test(test_stale_at_run_time),
+        cmocka_unit_test(test_issuer_not_first_in_chain),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
