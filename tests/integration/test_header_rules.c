@@ -779,6 +779,36 @@ static void test_reload_changes_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* $scheme is the client's: https over a TLS listener (the rows above come over plain HTTP). */
+static void test_request_rules_over_tls(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                                 "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
+                                 RULES_ROUTES, fake_origin_port(o));
+    struct raw_tls_opts tls = {.host = "localhost"};
+    struct raw_conn *c = raw_connect_tls(harness_port(h, "tls"), &tls, PX_IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /rules/s HTTP/1.1\r\nHost: t\r\n"
+                                     "X-Request-Id: rid-2\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    static const char *const want[] = {"\r\nX-Info: https://t/rid-2 $5\r\n", NULL};
+    static const char *const absent[] = {"http://", NULL};
+    check_head("over TLS", head, want, absent, "X-Info");
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -796,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_rule_refusals),
         cmocka_unit_test(test_rewrite_joint_warning),
         cmocka_unit_test(test_reload_changes_rules),
+        cmocka_unit_test(test_request_rules_over_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
