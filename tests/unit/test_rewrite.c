@@ -124,6 +124,7 @@ static const struct {
     {HRULE_REQUEST, HRULE_SET, "X-V: a\tb", NULL},                 /* HTAB is a value's byte */
     {HRULE_RESPONSE, HRULE_SET, "X-V: a\177", "control byte \\x7f"},
     {HRULE_REQUEST, HRULE_SET, "Host: $host", "Host: '$host' is not a host[:port]"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: ${host x", "unknown variable at '${host x'"},
 };
 
 static void test_rule_parse(void **state)
