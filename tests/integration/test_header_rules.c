@@ -563,6 +563,7 @@ static void test_interim_after_rules(void **state)
         assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
         assert_int_equal(head.status, 101);
         assert_int_equal(raw_head_field_count(&head, "X-Powered-By"), rows[i].powered);
+        assert_int_equal(raw_head_field_count(&head, "X-Set"), 0); /* drop-only, as a 1xx */
         raw_head_free(&head);
         raw_close(c);
     }

@@ -768,6 +768,22 @@ static void test_issuer_not_first_in_chain(void **state)
     assert_true(stapled);
 }
 
+/* A response not yet valid at the load (thisUpdate 20 minutes ahead) is not stapled, though its
+ * nextUpdate is days away: what the listing says is what clients get. */
+static void test_not_yet_valid_not_sent(void **state)
+{
+    (void)state;
+    struct harness *h = start_with("tls_cert = {{certs}}/ocsp-server.pem\n"
+                                   "tls_key = {{certs}}/server.key\n"
+                                   "tls_ocsp_response = {{certs}}/server-future.ocsp\n");
+    static const struct want rows[] = {
+        {"localhost", OFFER_ALL, true, "localhost", -1},
+    };
+    expect(harness_port(h, "tls"), rows, 1);
+    assert_true(harness_log_contains(h, "is not yet valid"));
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -783,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_dates_and_leeway),
         cmocka_unit_test(test_stale_at_run_time),
         cmocka_unit_test(test_issuer_not_first_in_chain),
+        cmocka_unit_test(test_not_yet_valid_not_sent),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
