@@ -839,6 +839,13 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
         certexpiry_format_time(info.this_update, when, sizeof(when));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s is not yet valid "
                                    "(thisUpdate %s): not stapled", p->ocsp, p->cert, of, when);
+    } else if (info.next_update && info.next_update < now) { /* within the clock's leeway */
+        certexpiry_format_time(info.next_update, when, sizeof(when));
+        certexpiry_format_span(now - info.next_update, span, sizeof(span));
+        cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expired on %s (%s "
+                                   "ago, its nextUpdate): stapled within the 5 minutes allowed "
+                                   "for clock skew; fetch a new response and reload", p->ocsp,
+                 p->cert, of, when, span);
     } else if (info.next_update && info.next_update - now <= 86400) {
         certexpiry_format_span(info.next_update - now, span, sizeof(span));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expires in %s "

@@ -573,6 +573,43 @@ static void test_reload_adds_key_type(void **state)
     px_stop(h);
 }
 
+/* An entry's sessions are its certificates', whatever the order of their lines: a reload that
+ * writes a.sni.test's RSA pair above its ECDSA pair resumes the sessions made before it. */
+static void test_reload_reordered_entry_resumes(void **state)
+{
+    (void)state;
+    static const char fmt[] = "tls_cert = {{certs}}/server.pem\n"
+                              "tls_key = {{certs}}/server.key\n"
+                              "%s%s";
+    static const char ecdsa[] = "tls_cert = {{certs}}/sni-a.pem\ntls_key = {{certs}}/sni-a.key\n";
+    static const char rsa[] = "tls_cert = {{certs}}/sni-a-rsa.pem\n"
+                              "tls_key = {{certs}}/sni-a-rsa.key\n";
+    char pairs[1024];
+    snprintf(pairs, sizeof(pairs), fmt, ecdsa, rsa);
+    struct harness *h = start_with(pairs);
+    uint16_t port = harness_port(h, "tls");
+    SSL_SESSION *sess[2] = {NULL, NULL};
+    struct hello got;
+    for (size_t v = 0; v < 2; v++) {
+        assert_int_equal(hello(port, "a.sni.test", versions[v], OFFER_ECDSA, &sess[v], &got), 0);
+        assert_non_null(sess[v]);
+    }
+    snprintf(pairs, sizeof(pairs), fmt, rsa, ecdsa);
+    assert_int_equal(harness_write_config(h, config_fmt, pairs), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (size_t v = 0; v < 2; v++) {
+        int rc = hello(port, "a.sni.test", versions[v], OFFER_ECDSA, &sess[v], &got);
+        print_message("  TLS 1.%zu after the lines swapped: %s\n", v + 2,
+                      rc != 0 ? got.why : got.reused ? "resumed" : "full handshake");
+        SSL_SESSION_free(sess[v]);
+        assert_int_equal(rc, 0);
+        assert_int_equal(got.reused, 1);
+        assert_int_equal(got.status, 200);
+    }
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -585,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_check_names_each_certificate),
         cmocka_unit_test(test_reload_adds_key_type),
+        cmocka_unit_test(test_reload_reordered_entry_resumes),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);

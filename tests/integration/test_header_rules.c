@@ -563,6 +563,7 @@ static void test_interim_after_rules(void **state)
         assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
         assert_int_equal(head.status, 101);
         assert_int_equal(raw_head_field_count(&head, "X-Powered-By"), rows[i].powered);
+        assert_int_equal(raw_head_field_count(&head, "X-Set"), 0); /* drop-only, as a 1xx */
         raw_head_free(&head);
         raw_close(c);
     }
@@ -779,6 +780,71 @@ static void test_reload_changes_rules(void **state)
     fake_origin_stop(o);
 }
 
+/* $scheme is the client's: https over a TLS listener (the rows above come over plain HTTP). */
+static void test_request_rules_over_tls(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                                 "tls_cert = {{certs}}/server.pem\n"
+                                 "tls_key = {{certs}}/server.key\n",
+                                 RULES_ROUTES, fake_origin_port(o));
+    struct raw_tls_opts tls = {.host = "localhost"};
+    struct raw_conn *c = raw_connect_tls(harness_port(h, "tls"), &tls, PX_IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /rules/s HTTP/1.1\r\nHost: t\r\n"
+                                     "X-Request-Id: rid-2\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    static const char *const want[] = {"\r\nX-Info: https://t/rid-2 $5\r\n", NULL};
+    static const char *const absent[] = {"http://", NULL};
+    check_head("over TLS", head, want, absent, "X-Info");
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A trailer of a name longer than the filter holds (32 bytes) that a rule names goes too: judged
+ * by its first 32 bytes against the rules' names. */
+static void test_long_trailer_name_ruled(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nprefix = /\nupstream = u\n"
+                                 "request_header_remove = X-Checksum-Of-The-Whole-Body-Sha256\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "POST /t HTTP/1.1\r\nHost: t\r\n"
+                                     "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
+                                     "X-Checksum-Of-The-Whole-Body-Sha256: evil\r\n"
+                                     "X-Other: ok\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    size_t len = 0;
+    char *all = fake_origin_request(o, 0, &len);
+    assert_non_null(all);
+    const char *trailers = strstr(all, "\r\n0\r\n");
+    if (!trailers || !tu_contains(trailers, "X-Other: ok") || tu_contains(trailers, "evil"))
+        fail_msg("the origin got:\n%s", all);
+    free(all);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -796,6 +862,8 @@ int main(void)
         cmocka_unit_test(test_rule_refusals),
         cmocka_unit_test(test_rewrite_joint_warning),
         cmocka_unit_test(test_reload_changes_rules),
+        cmocka_unit_test(test_request_rules_over_tls),
+        cmocka_unit_test(test_long_trailer_name_ruled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -134,6 +134,40 @@ static void api_response(const char *cert, long this_from_now, long next_from_no
     X509_free(ca);
 }
 
+/* A response signed by the CA for cert into `path`: `status` (V_OCSP_CERTSTATUS_*), its
+ * thisUpdate and nextUpdate seconds from now, no nextUpdate when !has_next. */
+static void api_response_to(const char *cert, int status, long this_from_now, bool has_next,
+                            long next_from_now, const char *path)
+{
+    X509 *leaf = read_cert(cert), *ca = read_cert(t.certs->ca_cert);
+    FILE *kf = fopen(t.certs->ca_key, "r");
+    assert_non_null(kf);
+    EVP_PKEY *key = PEM_read_PrivateKey(kf, NULL, NULL, NULL);
+    fclose(kf);
+    assert_non_null(key);
+    OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
+    OCSP_CERTID *id = OCSP_cert_to_id(NULL, leaf, ca);
+    ASN1_TIME *thisupd = X509_gmtime_adj(NULL, this_from_now);
+    ASN1_TIME *nextupd = has_next ? X509_gmtime_adj(NULL, next_from_now) : NULL;
+    assert_non_null(OCSP_basic_add1_status(bs, id, status, 0, NULL, thisupd, nextupd));
+    assert_int_equal(OCSP_basic_sign(bs, ca, key, EVP_sha256(), NULL, 0), 1);
+    OCSP_RESPONSE *resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs);
+    assert_non_null(resp);
+    unsigned char *der = NULL;
+    int len = i2d_OCSP_RESPONSE(resp, &der);
+    assert_true(len > 0);
+    assert_int_equal(tu_write_file(path, der, (size_t)len), 0);
+    OPENSSL_free(der);
+    OCSP_RESPONSE_free(resp);
+    OCSP_BASICRESP_free(bs);
+    OCSP_CERTID_free(id);
+    ASN1_TIME_free(thisupd);
+    ASN1_TIME_free(nextupd);
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    X509_free(ca);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -157,6 +191,34 @@ static int setup(void **state)
     openssl_response_md(t.certs->server_cert, "server-sha256.ocsp", "-sha256");
     api_response(t.certs->server_cert, -10 * 86400, -3 * 86400, false, "server-expired.ocsp");
     api_response(t.certs->server_cert, 0, 0, true, "server-trylater.ocsp");
+    /* dates at the edges of the 5 minutes' leeway, and past them; no nextUpdate; unknown */
+    static const struct {
+        const char *name;
+        int status;
+        long this_from_now;
+        bool has_next;
+        long next_from_now;
+    } dated[] = {
+        {"server-soon.ocsp", V_OCSP_CERTSTATUS_GOOD, 120, true, 7 * 86400},
+        {"server-future.ocsp", V_OCSP_CERTSTATUS_GOOD, 1200, true, 7 * 86400},
+        {"server-graced.ocsp", V_OCSP_CERTSTATUS_GOOD, -86400, true, -120},
+        {"server-lapsed.ocsp", V_OCSP_CERTSTATUS_GOOD, -86400, true, -600},
+        {"server-nonext.ocsp", V_OCSP_CERTSTATUS_GOOD, -60, false, 0},
+        {"server-unknown.ocsp", V_OCSP_CERTSTATUS_UNKNOWN, -60, true, 7 * 86400},
+        {"server-day.ocsp", V_OCSP_CERTSTATUS_GOOD, -60, true, 2 * 3600},
+    };
+    for (size_t i = 0; i < sizeof(dated) / sizeof(dated[0]); i++) {
+        char path[512];
+        api_response_to(t.certs->server_cert, dated[i].status, dated[i].this_from_now,
+                        dated[i].has_next, dated[i].next_from_now,
+                        in_dir(path, sizeof(path), dated[i].name));
+    }
+    char trailing[512], cmd[2048]; /* a response with a byte after it */
+    snprintf(cmd, sizeof(cmd), "cat '%s' > '%s' && printf x >> '%s'",
+             in_dir(a, sizeof(a), "server.ocsp"), in_dir(trailing, sizeof(trailing),
+             "server-trailing.ocsp"), trailing);
+    if (system(cmd) != 0)
+        return -1;
     return 0;
 }
 
@@ -460,6 +522,11 @@ static const struct {
      "tls_cert = %1$s/ocsp-server.pem\ntls_key = %1$s/server.key\n"
      "tls_ocsp_response = %1$s/none.ocsp\n",
      "portico.ini:5: tls_ocsp_response: %1$s/none.ocsp: No such file or directory"},
+    {"a response and a byte after it",
+     "tls_cert = %1$s/ocsp-server.pem\ntls_key = %1$s/server.key\n"
+     "tls_ocsp_response = %1$s/server-trailing.ocsp\n",
+     "portico.ini:5: tls_ocsp_response: %1$s/server-trailing.ocsp: is not an OCSP response in "
+     "DER form"},
 };
 
 static void test_load_refusals(void **state)
@@ -593,6 +660,130 @@ static void test_expired_then_reload_refreshes(void **state)
     px_stop(h);
 }
 
+/* What `portico -t` says of a response by its dates and status: within 5 minutes of now a date
+ * is current (thisUpdate ahead, nextUpdate behind), past them it is not, and the warning says
+ * which; no nextUpdate is always current; unknown is warned of; a day's end is warned of. */
+static const struct {
+    const char *file;
+    const char *out;              /* in stdout (the listing), after "FILE: " */
+    const char *err;              /* in stderr after "FILE: ", or NULL */
+    const char *not_err;          /* never in stderr after "FILE: ", or NULL */
+} dated_rows[] = {
+    {"server-soon.ocsp", "stapled for", NULL, "the staple of"},
+    {"server-future.ocsp", "NOT stapled for", "the staple of", "expired on"},
+    {"server-graced.ocsp", "stapled for", "the staple of", "expires in"},
+    {"server-lapsed.ocsp", "NOT stapled for", "the staple of", NULL},
+    {"server-nonext.ocsp", "stapled for", NULL, "the staple of"},
+    {"server-unknown.ocsp", "stapled for", "says the certificate ", NULL},
+    {"server-day.ocsp", "stapled for", "the staple of", NULL},
+};
+
+static void test_dates_and_leeway(void **state)
+{
+    (void)state;
+    static const char *const said[] = {
+        /* the rest of each row's line, in the order of dated_rows */
+        NULL, "is not yet valid (thisUpdate ", "ago, its nextUpdate): stapled within the 5 "
+        "minutes allowed for clock skew", "expired on ",
+        "with no nextUpdate (always current)", "is unknown to its responder", "expires in ",
+    };
+    _Static_assert(sizeof(said) / sizeof(said[0]) == sizeof(dated_rows) / sizeof(dated_rows[0]),
+                   "one a row");
+    for (size_t i = 0; i < sizeof(dated_rows) / sizeof(dated_rows[0]); i++) {
+        char pairs[256], want[1024];
+        snprintf(pairs, sizeof(pairs), "tls_cert = %%1$s/ocsp-server.pem\n"
+                                       "tls_key = %%1$s/server.key\n"
+                                       "tls_ocsp_response = %%1$s/%s\n", dated_rows[i].file);
+        struct tu_cmd_result res;
+        int rc = check(pairs, &res);
+        print_message("  %s: rc %d\n%s%s", dated_rows[i].file, rc, res.out, res.err);
+        char *err = res.err, *out = res.out;
+        snprintf(want, sizeof(want), "%s: %s", dated_rows[i].file, dated_rows[i].out);
+        bool out_ok = tu_contains(out, want);
+        snprintf(want, sizeof(want), "%s: %s", dated_rows[i].file,
+                 dated_rows[i].err ? dated_rows[i].err : "");
+        bool err_ok = !dated_rows[i].err || tu_contains(err, want);
+        snprintf(want, sizeof(want), "%s: %s", dated_rows[i].file,
+                 dated_rows[i].not_err ? dated_rows[i].not_err : "");
+        bool not_err_ok = !dated_rows[i].not_err || !tu_contains(err, want);
+        bool said_ok = !said[i] || tu_contains(out, said[i]) || tu_contains(err, said[i]);
+        tu_cmd_result_free(&res);
+        assert_int_equal(rc, 0);
+        if (!out_ok || !err_ok || !not_err_ok || !said_ok)
+            fail_msg("%s: listing %s, warning %s, no warning %s, words %s", dated_rows[i].file,
+                     out_ok ? "ok" : "wrong", err_ok ? "ok" : "missing",
+                     not_err_ok ? "ok" : "present", said_ok ? "ok" : "missing");
+    }
+}
+
+/* A staple current at the load and out of date since (its nextUpdate more than 5 minutes ago)
+ * is no longer sent: the status callback looks at the clock, not only the load. */
+static void test_stale_at_run_time(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char file[512];
+    snprintf(file, sizeof(file), "%s/lapsing.ocsp", harness_dir(h));
+    time_t made = time(NULL);
+    api_response_to(t.certs->server_cert, V_OCSP_CERTSTATUS_GOOD, -86400, true, -290, file);
+    assert_int_equal(harness_write_config(h, config_fmt,
+                                          "tls_cert = {{certs}}/ocsp-server.pem\n"
+                                          "tls_key = {{certs}}/server.key\n"
+                                          "tls_ocsp_response = lapsing.ocsp\n"),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    /* stapled at the load (10 s of leeway left then), else the row proves nothing */
+    assert_false(harness_log_contains(h, "not stapled"));
+    /* the clock is what is tested: wait until the leeway is past (about 11 s) */
+    while (time(NULL) <= made - 290 + 300 + 1) {
+        struct timespec nap = {0, 200 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    static const struct want rows[] = {
+        {"localhost", OFFER_ALL, true, "localhost", -1},
+    };
+    expect(harness_port(h, "tls"), rows, 1);
+    px_stop(h);
+}
+
+/* The issuer is found among the chain's certificates, not taken as the first of them: a chain
+ * file with another CA before the issuer staples. */
+static void test_issuer_not_first_in_chain(void **state)
+{
+    (void)state;
+    const struct test_mtls_certs *other = certs_get_mtls();
+    assert_non_null(other);
+    char out[512], cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cat '%s' '%s' '%s' > '%s'", t.certs->server_cert,
+             other->other_ca_cert, t.certs->ca_cert,
+             in_dir(out, sizeof(out), "ocsp-server-other-first.pem"));
+    assert_int_equal(system(cmd), 0);
+    struct tu_cmd_result res;
+    int rc = check("tls_cert = %1$s/ocsp-server-other-first.pem\ntls_key = %1$s/server.key\n"
+                   "tls_ocsp_response = %1$s/server.ocsp\n", &res);
+    bool stapled = tu_contains(res.out, "server.ocsp: stapled for");
+    tu_cmd_result_free(&res);
+    assert_int_equal(rc, 0);
+    assert_true(stapled);
+}
+
+/* A response not yet valid at the load (thisUpdate 20 minutes ahead) is not stapled, though its
+ * nextUpdate is days away: what the listing says is what clients get. */
+static void test_not_yet_valid_not_sent(void **state)
+{
+    (void)state;
+    struct harness *h = start_with("tls_cert = {{certs}}/ocsp-server.pem\n"
+                                   "tls_key = {{certs}}/server.key\n"
+                                   "tls_ocsp_response = {{certs}}/server-future.ocsp\n");
+    static const struct want rows[] = {
+        {"localhost", OFFER_ALL, true, "localhost", -1},
+    };
+    expect(harness_port(h, "tls"), rows, 1);
+    assert_true(harness_log_contains(h, "is not yet valid"));
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -605,6 +796,10 @@ int main(void)
         cmocka_unit_test(test_unused_without_tls_listen),
         cmocka_unit_test(test_certid_sha256),
         cmocka_unit_test(test_expired_then_reload_refreshes),
+        cmocka_unit_test(test_dates_and_leeway),
+        cmocka_unit_test(test_stale_at_run_time),
+        cmocka_unit_test(test_issuer_not_first_in_chain),
+        cmocka_unit_test(test_not_yet_valid_not_sent),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);

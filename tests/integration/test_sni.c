@@ -629,6 +629,68 @@ static void test_expiry_metric_per_certificate(void **state)
     }
 }
 
+/* Sessions of the default across reloads: under tls_verify_client a single certificate's and
+ * the same certificate's as the default of several are one (its ticket resumes after a reload
+ * that adds a name); a new default certificate takes none of the old one's. */
+static void test_reload_and_the_default_sessions(void **state)
+{
+    (void)state;
+    static const char fmt[] = "[proxy]\n"
+                              "listen = 127.0.0.1:{{port:tls}} tls\n"
+                              "workers = 1\n"
+                              "%s"
+                              "tls_cert = {{certs}}/%s.pem\n"
+                              "tls_key = {{certs}}/%s.key\n"
+                              "%s"
+                              "[upstream app]\n"
+                              "origin = sim\n";
+    static const char sni_a[] = "tls_cert = {{certs}}/sni-a.pem\ntls_key = {{certs}}/sni-a.key\n";
+    static const char mtls[] = "tls_verify_client = optional\ntls_client_ca = {{certs}}/ca.pem\n";
+    static const struct {
+        const char *mtls;
+        const char *before, *after;   /* the default's certificate file's stem */
+        const char *more_before;      /* pairs after the default's */
+        int reused;
+        const char *cn;
+        const char *why;
+    } rows[] = {
+        {mtls, "server", "server", "", 1, "localhost", "a name added, the default kept"},
+        {"", "server", "sni-b", sni_a, 0, "sni-b", "a new default"},
+    };
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h, fmt, rows[i].mtls, rows[i].before,
+                                              rows[i].before, rows[i].more_before), 0);
+        assert_int_equal(harness_start(h), 0);
+        uint16_t port = harness_port(h, "tls");
+        SSL_SESSION *sess[2] = {NULL, NULL};
+        struct hello got;
+        for (size_t v = 0; v < 2; v++) {
+            assert_int_equal(hello(port, NULL, versions[v], &sess[v], false, &got), 0);
+            assert_non_null(sess[v]);
+        }
+        assert_int_equal(harness_write_config(h, fmt, rows[i].mtls, rows[i].after, rows[i].after,
+                                              sni_a), 0);
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+        for (size_t v = 0; v < 2; v++) {
+            if (hello(port, NULL, versions[v], &sess[v], true, &got) != 0)
+                fail_msg("%s: %s", rows[i].why, got.why);
+            print_message("  %s, TLS 1.%zu: %s, %s\n", rows[i].why, v + 2,
+                          got.reused ? "resumed" : "full handshake", got.cn);
+            SSL_SESSION_free(sess[v]);
+            if (got.reused != rows[i].reused || strcmp(got.cn, rows[i].cn) != 0)
+                fail_msg("%s, TLS 1.%zu: %s with %s; want %s with %s", rows[i].why, v + 2,
+                         got.reused ? "resumed" : "full", got.cn,
+                         rows[i].reused ? "resumed" : "full", rows[i].cn);
+            assert_int_equal(got.status, 200);
+        }
+        px_stop(h);
+    }
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -644,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_cn_only_warns),
         cmocka_unit_test(test_reload_swaps_and_bad_keeps_old),
         cmocka_unit_test(test_expiry_metric_per_certificate),
+        cmocka_unit_test(test_reload_and_the_default_sessions),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -129,6 +129,8 @@ static const struct target_row target_rows[] = {
      NULL},
     {"%00 in the query is the origin's", "GET /a%2500?q=%00 HTTP/1.1\r\nHost: h\r\n\r\n", 0,
      NULL, "/a%2500?q=%00", "/a%2500"},
+    {"an encoded NUL after a lone '%'", "GET /a%%00 HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL,
+     NULL, NULL},
 };
 
 static void assert_span(const char *why, const char *what, const char *p, size_t n,

@@ -48,6 +48,8 @@ static const struct {
     {"/api\\evil.example/x", "/api", "/", "/evil.example/x"},
     {"/api/%2F/evil.example", "/api", "/b/", "/b/evil.example"},
     {"/api//x", "/api", "/b", "/b//x"},             /* not at the start: left as it came */
+    {"/api/?q", "/api", "/", "/?q"},                /* separators eaten, the query kept */
+    {"/api/x?a=/../b", "/api/", "/", "/x?a=/../b"}, /* dots in the query are not the path's */
 };
 
 static void test_rewrite_target(void **state)
@@ -119,6 +121,10 @@ static const struct {
     {HRULE_REQUEST, HRULE_SET, "X\"V: a", "'X\"V' is not a field name"},
     {HRULE_REQUEST, HRULE_SET, "Host: a/b", "Host: 'a/b' is not a host[:port]"},
     {HRULE_REQUEST, HRULE_SET, "Host:", "Host: '' is not a host[:port]"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: a\tb", NULL},                 /* HTAB is a value's byte */
+    {HRULE_RESPONSE, HRULE_SET, "X-V: a\177", "control byte \\x7f"},
+    {HRULE_REQUEST, HRULE_SET, "Host: $host", "Host: '$host' is not a host[:port]"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: ${host x", "unknown variable at '${host x'"},
 };
 
 static void test_rule_parse(void **state)
@@ -173,6 +179,110 @@ static void test_rule_names(void **state)
     hrules_free(rules);
 }
 
+/* Every name Portico owns, and the rules each refuses (README "Header rules"): a name missing
+ * from the table, or one refused in the wrong direction, fails here by name. */
+enum { REQ_SET = 1, REQ_REMOVE = 2, RESP_SET = 4, RESP_REMOVE = 8, REQ = 3, RESP = 12, BOTH = 15 };
+static const struct {
+    const char *name;
+    unsigned refused;  /* bits: which of the four rules refuse it */
+} owned_rows[] = {
+    {"Content-Length", BOTH}, {"Transfer-Encoding", BOTH}, {"Connection", BOTH},
+    {"Keep-Alive", BOTH},     {"Proxy-Connection", BOTH},  {"TE", BOTH},
+    {"Trailer", BOTH},        {"Upgrade", BOTH},           {"Portico-Fault", BOTH},
+    {"Client-Cert", BOTH},    {"Client-Cert-Chain", BOTH}, {"Client-Cert-Verify", BOTH},
+    {"Via", BOTH},            {"X-Request-Id", BOTH},      {"Forwarded", BOTH},
+    {"X-Forwarded-For", BOTH}, {"X-Forwarded-Proto", BOTH}, {"X-Forwarded-Host", BOTH},
+    {"Host", REQ_REMOVE | RESP}, {"Expect", REQ},          {"Max-Forwards", REQ},
+    {"Traceparent", REQ},     {"Tracestate", REQ},         {"Date", RESP},
+    {"Proxy-Status", RESP},   {"Server-Timing", RESP},
+    {"X-Via", 0},             {"TEs", 0},                  {"Date-X", 0},
+};
+
+static void test_rule_owned_names(void **state)
+{
+    (void)state;
+    static const struct {
+        enum hrule_dir dir;
+        enum hrule_op op;
+        unsigned bit;
+    } kinds[] = {
+        {HRULE_REQUEST, HRULE_SET, REQ_SET},   {HRULE_REQUEST, HRULE_REMOVE, REQ_REMOVE},
+        {HRULE_RESPONSE, HRULE_SET, RESP_SET}, {HRULE_RESPONSE, HRULE_REMOVE, RESP_REMOVE},
+    };
+    for (size_t i = 0; i < ROWS(owned_rows); i++) {
+        for (int spelling = 0; spelling < 3; spelling++) {
+            char name[64], text[128], why[200], want[128];
+            size_t k = 0;
+            for (const char *c = owned_rows[i].name; *c; c++) /* as is, lower, '_' upper */
+                name[k++] = spelling == 0   ? *c
+                            : spelling == 1 ? (char)(*c | 0x20)
+                            : *c == '-'     ? '_'
+                                            : (char)(*c & ~0x20);
+            name[k] = '\0';
+            for (size_t m = 0; m < ROWS(kinds); m++) {
+                if (kinds[m].op == HRULE_SET)
+                    snprintf(text, sizeof(text), "%s: a.example", name);
+                else
+                    snprintf(text, sizeof(text), "%s", name);
+                struct hrule r;
+                int rc = hrule_parse(kinds[m].dir, kinds[m].op, text, &r, why, sizeof(why));
+                bool refused = owned_rows[i].refused & kinds[m].bit;
+                snprintf(want, sizeof(want), "%s is not for rules: ", name);
+                if (refused && (rc == 0 || strncmp(why, want, strlen(want)) != 0))
+                    fail_msg("%s (kind %zu): '%s', not '%s...'", text, m, rc ? why : "taken",
+                             want);
+                if (!refused && rc != 0)
+                    fail_msg("%s (kind %zu): refused: %s", text, m, why);
+                if (rc == 0) {
+                    free(r.name);
+                    free(r.value);
+                }
+            }
+        }
+    }
+}
+
+/* A rule's own name matched with '_' for '-'; its value trimmed of OWS; one Host rule; at most
+ * HRULE_MAX rules; a trailer name held at TRAILER_NAME_HOLD bytes matching a rule of as many. */
+static void test_rule_names_more(void **state)
+{
+    (void)state;
+    struct hrules *rules = NULL;
+    char why[200], text[64];
+    struct hrule r;
+    assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_SET, "X_Trace:  a b \t ", &r, why,
+                                 sizeof(why)), 0);
+    assert_int_equal(r.value_len, 3);
+    assert_string_equal(r.value, "a b");
+    assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), 0);
+    assert_true(hrules_names(rules, "x-trace", 7));
+    assert_true(hrules_names_start(rules, "X-TRACE", 7, true));
+    assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_SET, "Host: a", &r, why, sizeof(why)), 0);
+    assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), 0);
+    assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_SET, "host: b", &r, why, sizeof(why)), 0);
+    assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), -1);
+    assert_string_equal(why, "Host already has a rule at line 0");
+    assert_string_equal(rules->host, "a");
+    /* 32 bytes, the trailer filter's hold: a name of exactly that length, its ':' unseen */
+    static const char name32[] = "X-Thirty-Two-Bytes-Of-Field-Nam";
+    _Static_assert(sizeof(name32) - 1 == 31, "31 + 'e'");
+    snprintf(text, sizeof(text), "%se: v", name32);
+    assert_int_equal(hrule_parse(HRULE_REQUEST, HRULE_SET, text, &r, why, sizeof(why)), 0);
+    assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), 0);
+    assert_true(hrules_names_start(rules, "x-thirty-two-bytes-of-field-name", 32, false));
+    while (rules->n < HRULE_MAX) {
+        snprintf(text, sizeof(text), "X-R%d", rules->n);
+        assert_int_equal(hrule_parse(HRULE_RESPONSE, HRULE_REMOVE, text, &r, why, sizeof(why)),
+                         0);
+        assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), 0);
+    }
+    assert_int_equal(hrule_parse(HRULE_RESPONSE, HRULE_REMOVE, "X-One-Too-Many", &r, why,
+                                 sizeof(why)), 0);
+    assert_int_equal(hrules_add(&rules, &r, why, sizeof(why)), -1);
+    assert_string_equal(why, "at most 32 rules a route and direction");
+    hrules_free(rules);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +290,8 @@ int main(void)
         cmocka_unit_test(test_rewrite_synthetic_paths),
         cmocka_unit_test(test_rule_parse),
         cmocka_unit_test(test_rule_names),
+        cmocka_unit_test(test_rule_owned_names),
+        cmocka_unit_test(test_rule_names_more),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,6 +227,8 @@ static const struct {
      "two curves are one type (one slot of OpenSSL's)"},
     {{"DNS:a.test", "DNS:a.test", "DNS:a.test"}, {NULL, "RSA", "RSA"}, "a.test 1=2 ", {0},
      "the same type told with the certificate of that type"},
+    {{"DNS:a.test", "DNS:a b.test", "DNS:*"}, {NULL}, "", {0, 1, 2},
+     "two of no name, one type: each its own entry (served for no name), not one"},
 };
 
 static void test_conflicts(void **state)
