@@ -108,13 +108,15 @@ void route_return_answer(struct exchange *ex)
     const struct route_return *a = ex->route->answer;
     const struct hrules *rules = ex->route->response_rules;
     bool redirect = a->status >= 300 && a->status < 400; /* only redirects load (config_keys.c) */
-    snprintf(ex->detail, sizeof(ex->detail), "answered by the route (return %d)", a->status);
+    char why[48];
+    snprintf(why, sizeof(why), "answered by the route (return %d)", a->status);
     if (!a->text && a->status >= 400) {
         /* no text of its own: Portico's error page, as for its other refusals (the text,
          * JSON or HTML that Accept asks for), and no rule's field, as errors get none */
-        ex_refuse(ex, a->status, ex->detail, !relay_discard_body(ex));
+        ex_refuse(ex, a->status, why, !relay_discard_body(ex));
         return;
     }
+    str_copy(ex->detail, sizeof(ex->detail), why);
     /* the request body is not wanted: read and dropped as a refusal's is, else the connection
      * cannot go on */
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
