@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/scrape.h"
@@ -280,6 +281,49 @@ static void test_rate_log_and_metrics(void **state)
     px_stop(h);
 }
 
+/* ---- $request_uri in a request_header rule: the one expander ---- */
+
+/* The origin gets the target as the client sent it in the rule's field, whatever rewrite_prefix
+ * sends as the path. */
+static void test_request_uri_in_rule(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[route api]\nprefix = /api/\nupstream = u\nrewrite_prefix = /\n"
+                                 "request_header = X-Original-URI: ${request_uri}\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *request;
+        const char *line;      /* the origin's head holds it */
+    } rows[] = {
+        {"GET /api/x?q=1 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+         "GET /x?q=1 HTTP/1.1\r\n"},
+        {"GET /api/x?q=1 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+         "\r\nX-Original-URI: /api/x?q=1\r\n"},
+        {"GET http://app.test/api/y HTTP/1.1\r\nHost: app.test\r\n\r\n",
+         "\r\nX-Original-URI: /api/y\r\n"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, rows[i].request), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(fake_origin_wait_requests(o, (unsigned)i + 1, PX_IO_MS), 0);
+        char *head = fake_origin_request_head(o, (unsigned)i);
+        assert_non_null(head);
+        if (!tu_contains(head, rows[i].line))
+            fail_msg("no \"%s\" in the origin's head:\n%s", rows[i].line, head);
+        free(head);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- refused at load ---- */
 
 static const struct {
@@ -415,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_http2),
         cmocka_unit_test(test_rate_log_and_metrics),
+        cmocka_unit_test(test_request_uri_in_rule),
         cmocka_unit_test(test_refused_at_load),
         cmocka_unit_test(test_reload_swaps),
     };
