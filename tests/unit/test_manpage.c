@@ -1409,7 +1409,8 @@ static int example_errors(const char *text, const char *name, FILE *errors)
     size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
     char *full = malloc(size);
     assert_non_null(full);
-    snprintf(full, size, "%s%s", strstr(text, "[upstream ") || strstr(text, "\nreturn = ") ? "" : FRAGMENT_HEAD, text);
+    bool whole = strstr(text, "[upstream ") || strstr(text, "\nreturn = ");
+    snprintf(full, size, "%s%s", whole ? "" : FRAGMENT_HEAD, text);
     int n = -1;
     struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
     if (cfg && errors)
