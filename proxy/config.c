@@ -1342,6 +1342,12 @@ int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum f
             snprintf(why, size, "no [route %s]", fault_text(r, r->route));
             return -1;
         }
+        if (cfg->routes[route].answer) { /* answered before any fault is decided */
+            *key = FK_ROUTE;
+            snprintf(why, size, "[route %s] answers itself (return): the rule would never act",
+                     fault_text(r, r->route));
+            return -1;
+        }
     }
     /* a simulated total_timeout waits for the upstream's total_timeout: it must be on */
     for (int j = 0; r->failure == FAIL_TOTAL_TIMEOUT && j < cfg->nroutes; j++) {

@@ -350,6 +350,8 @@ static const struct {
      "[route r]: upstream with return (line 4): the route answers itself"},
     {"return = 410\nrewrite_prefix = /x/", 5, "[route r]: rewrite_prefix with return (line 4)"},
     {"return = 410\nrequest_header = X-A: b", 5, "[route r]: request_header with return (line 4)"},
+    {"return = 410\n[fault f]\nroute = r\nstatus = 503", 6,
+     "[fault f]: [route r] answers itself (return): the rule would never act"},
 };
 
 static void test_refused_at_load(void **state)
