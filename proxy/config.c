@@ -1253,6 +1253,47 @@ static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r
              r->name, r->rewrite_prefix, r->prefix, r->prefix, r->rewrite_prefix);
 }
 
+/* The route's [upstream], by name. */
+static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
+{
+    struct config *cfg = ld->cfg;
+    if (!r->upstream_name) {
+        cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
+        return;
+    }
+    for (int u = 0; u < cfg->nupstreams; u++)
+        if (strcmp(cfg->upstreams[u].name, r->upstream_name) == 0)
+            r->upstream = u;
+    int upstream_line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "upstream");
+    if (r->upstream < 0)
+        cfg_report(ld, upstream_line ? upstream_line : r->line, "[route %s]: no [upstream %s]",
+                   r->name, r->upstream_name);
+}
+
+/* A route that answers itself (return) has no origin: the keys that speak of one would be
+ * silently idle, so they are refused at their lines. */
+static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    static const char *const origin_keys[] = {
+        "upstream", "rewrite_prefix", "request_header", "request_header_remove",
+    };
+    for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
+        int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
+        if (line)
+            cfg_report(ld, line, "[route %s]: %s with return (line %d): the route answers "
+                       "itself, no origin is asked", r->name, origin_keys[k], r->answer->line);
+    }
+}
+
+/* Whether every route answers itself (return): such a file needs no [upstream]. */
+static bool routes_all_return(const struct config *cfg)
+{
+    for (int i = 0; i < cfg->nroutes; i++)
+        if (!cfg->routes[i].answer)
+            return false;
+    return cfg->nroutes > 0;
+}
+
 static void validate_routes(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -1278,17 +1319,10 @@ static void validate_routes(struct cfg_loader *ld)
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         validate_client_rate(ld, r, i);
         warn_rewrite_joint(ld, r, i);
-        if (!r->upstream_name) {
-            cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
-            continue;
-        }
-        for (int u = 0; u < cfg->nupstreams; u++)
-            if (strcmp(cfg->upstreams[u].name, r->upstream_name) == 0)
-                r->upstream = u;
-        int upstream_line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "upstream");
-        if (r->upstream < 0)
-            cfg_report(ld, upstream_line ? upstream_line : r->line, "[route %s]: no [upstream %s]",
-                       r->name, r->upstream_name);
+        if (r->answer)
+            validate_return(ld, r, i);
+        else
+            resolve_upstream(ld, r, i);
         for (int j = 0; j < i; j++) {
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
@@ -1313,6 +1347,12 @@ int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum f
         if (route < 0) {
             *key = FK_ROUTE;
             snprintf(why, size, "no [route %s]", fault_text(r, r->route));
+            return -1;
+        }
+        if (cfg->routes[route].answer) { /* answered before any fault is decided */
+            *key = FK_ROUTE;
+            snprintf(why, size, "[route %s] answers itself (return): the rule would never act",
+                     fault_text(r, r->route));
             return -1;
         }
     }
@@ -1383,8 +1423,9 @@ static void validate(struct cfg_loader *ld)
 {
     ld->line = 0; /* an allocation failure from here on concerns the whole file */
     validate_proxy(ld);
-    if (ld->cfg->nupstreams == 0)
-        cfg_report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to");
+    if (ld->cfg->nupstreams == 0 && !routes_all_return(ld->cfg))
+        cfg_report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to "
+                   "(or routes that all answer themselves: return)");
     for (int i = 0; i < ld->cfg->nupstreams; i++)
         validate_upstream(ld, i);
     int burst_line = cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "client_rate_burst");
@@ -1519,6 +1560,9 @@ void cfg_free(struct config *cfg)
         hrules_free(r->request_rules);
         hrules_free(r->response_rules);
         free(r->rewrite_prefix);
+        if (r->answer)
+            free(r->answer->text);
+        free(r->answer);
     }
     free(cfg->upstreams);
     free(cfg->routes);

@@ -21,6 +21,7 @@
 #include "portico/mtls.h"
 #include "portico/request.h"
 #include "portico/sock.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
@@ -1216,6 +1217,119 @@ static int set_rewrite_prefix(struct cfg_loader *ld, const struct cfg_key *k, vo
     return 0;
 }
 
+/* ---- return: a route that answers itself ---- */
+
+/* The redirects return sends, each with its URL in Location (RFC 9110 15.4); the other 3xx are
+ * no redirect to one URL (300, 304) or deprecated (305, 306). */
+static const int return_redirects[] = {
+    HTTP_MOVED_PERMANENTLY, HTTP_FOUND, HTTP_SEE_OTHER, HTTP_TEMPORARY_REDIRECT,
+    HTTP_PERMANENT_REDIRECT,
+};
+
+/* Answers that have no content (RFC 9110 15.3.5, 15.3.6): return takes no text with them. */
+static const int return_bodiless[] = {HTTP_NO_CONTENT, HTTP_RESET_CONTENT};
+
+/* How a redirect's URL may begin: a path of this host, or an absolute http(s) URL. Not "//"
+ * (protocol-relative: a host of the client's choosing after a "/$request_uri"). */
+static const char *const return_url_starts[] = {
+    "http://", "https://", "$scheme://", "${scheme}://", "/",
+};
+
+static bool status_in(int status, const int *codes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (codes[i] == status)
+            return true;
+    return false;
+}
+
+/* The URL of a redirect: visible ASCII (a URL has no blank), known variables, a known start. */
+static int check_return_url(const char *url, char *why, size_t size)
+{
+    for (const char *p = url; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+            snprintf(why, size, "the URL holds a blank, a control or a non-ASCII byte (\\x%02x): "
+                                "percent-encode it", (unsigned char)*p);
+            return -1;
+        }
+    }
+    bool start = false;
+    for (size_t i = 0; i < ARRAY_LEN(return_url_starts) && !start; i++)
+        start = strncmp(url, return_url_starts[i], strlen(return_url_starts[i])) == 0;
+    bool protocol_relative = url[0] == '/' && (url[1] == '/' || url[1] == '\\');
+    if (!start || protocol_relative) {
+        snprintf(why, size, "'%.64s' is no URL to send clients to (start it with http://, "
+                            "https://, $scheme:// or one '/')", url);
+        return -1;
+    }
+    return 0;
+}
+
+/* return = CODE [TEXT-or-URL] (README, [route NAME]): judged whole here, expanded per request. */
+static int set_return(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                      const char *value)
+{
+    struct route_conf *r = base;
+    char why[200];
+    char *end;
+    long status = strtol(value, &end, 10);
+    if (end - value != 3 || !isdigit((unsigned char)value[0]) || (*end && *end != ' ' &&
+                                                                 *end != '\t')) {
+        cfg_report(ld, ld->line, "%s: '%s': expected a status code (200-599), then a URL or a "
+                   "text", k->name, value);
+        return -1;
+    }
+    while (*end == ' ' || *end == '\t')
+        end++;
+    const char *text = *end ? end : NULL;
+    bool redirect = status_in((int)status, return_redirects, ARRAY_LEN(return_redirects));
+    bool vars = false;
+    if (status < 200 || status > 599) {
+        cfg_report(ld, ld->line, "%s: %ld: %s", k->name, status,
+                   status >= 100 && status < 200
+                       ? "an interim answer (1xx, 101 included) is no final answer to a request"
+                       : "a final status is 200-599");
+        return -1;
+    }
+    if (!status_lookup((int)status)) {
+        cfg_report(ld, ld->line, "%s: %ld is a status no registry has (`portico codes` lists "
+                   "them)", k->name, status);
+        return -1;
+    }
+    if (status >= 300 && status < 400 && !redirect) {
+        cfg_report(ld, ld->line, "%s: %ld: of 3xx, only the redirects 301, 302, 303, 307 and "
+                   "308 (with a URL)", k->name, status);
+        return -1;
+    }
+    if (redirect && !text) {
+        cfg_report(ld, ld->line, "%s: %ld is a redirect: give the URL (return = %ld "
+                   "https://$host$request_uri)", k->name, status, status);
+        return -1;
+    }
+    if (text && status_in((int)status, return_bodiless, ARRAY_LEN(return_bodiless))) {
+        cfg_report(ld, ld->line, "%s: %ld %s has no content: no text with it", k->name, status,
+                   status_phrase((int)status));
+        return -1;
+    }
+    if (text && ((redirect && check_return_url(text, why, sizeof(why)) != 0) ||
+                 hrule_check_value(text, strlen(text), true, &vars, why, sizeof(why)) != 0)) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
+    struct route_return *a = calloc(1, sizeof(*a));
+    if (!a || (text && !(a->text = cfg_copy(ld, text)))) {
+        free(a);
+        if (!a)
+            cfg_report(ld, ld->line, "out of memory");
+        return -1;
+    }
+    *a = (struct route_return){.status = (int)status, .text = a->text,
+                               .text_len = text ? strlen(text) : 0, .vars = vars,
+                               .line = ld->line};
+    r->answer = a;
+    return 0;
+}
+
 /* ---- fault rules (issue 8) ---- */
 
 /* A Bearer token (RFC 6750 b64token): letters, digits and -._~+/ with '=' only at the end. */
@@ -1434,6 +1548,8 @@ static const struct cfg_key route_keys[] = {
     LIST("response_header", set_response_header),
     LIST("response_header_remove", set_response_header_remove),
     KEY("rewrite_prefix", set_rewrite_prefix, 0),
+    /* the route answers itself, no upstream (exchange.c) */
+    KEY("return", set_return, 0),
     /* [proxy]'s, for this route's requests (climit.c) */
     NUMBER("client_rate", set_client_rate, RTE(client_rate), 1, 1000000),
     NUMBER("client_rate_burst", set_uint, RTE(client_rate_burst), 0, 1000000),

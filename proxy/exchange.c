@@ -586,7 +586,7 @@ static const struct h1_field *request_field(const struct exchange *ex, enum h1_f
  * or not at all): its head went, saying a length that will never come, and a keep-alive client
  * would read the next response as the rest. So it is cut as an origin's short body is: logged
  * aborted, the connection closed (an HTTP/2 stream reset). */
-static void own_body_lost(struct exchange *ex)
+void ex_own_body_lost(struct exchange *ex)
 {
     str_copy(ex->detail, sizeof(ex->detail), "out of memory for the body of Portico's answer");
     metrics_add(ex->loop->metrics, M_ABORTED_AFTER_HEAD, 1);
@@ -612,7 +612,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
     long body = fault_exec_own_body(ex, &o, ex->sink.out);
     if (body < 0)
-        own_body_lost(ex);
+        ex_own_body_lost(ex);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     /* it goes out with done(), once it is counted and logged; to a client not watched
      * (watch_later), just before: sent_none sends it to find a reset */
@@ -657,7 +657,7 @@ static void answer_final_recipient(struct exchange *ex)
         return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     if (evbuffer_add(ex->sink.out, why_not, body) != 0) {
-        own_body_lost(ex);
+        ex_own_body_lost(ex);
         body = 0; /* none of it went: the access log says so (send_own's does too) */
     }
     ex->error_body_bytes = body;
@@ -1254,8 +1254,8 @@ static int parse_target(struct exchange *ex, const char **why)
         ex->host = t.host;
         ex->host_len = t.host_len;
     }
-    ex->target = t.path;
-    ex->target_len = t.path_len;
+    ex->target = ex->uri = t.path;
+    ex->target_len = ex->uri_len = t.path_len;
     ex->route_path = t.route;
     ex->path_len = t.route_len;
     return 0;
@@ -1392,6 +1392,10 @@ static void run(struct exchange *ex)
     ex->route_index = (int)(ex->route - cfg->routes);
     if (ex->route->client_rate.count && !within_client_rate(ex))
         return;
+    if (ex->route->answer) { /* return: the route answers itself, no upstream (route_return.c) */
+        route_return_answer(ex);
+        return;
+    }
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     if (ex->route->rewrite_prefix && !rewrite(ex)) /* (ex_fail needs the upstream) */

@@ -86,6 +86,9 @@ struct exchange {
     const char *target;                /* origin-form target to forward (span into head, or
                                           rewritten) */
     size_t target_len;
+    const char *uri;                   /* the target's path and query as the client sent them
+                                          (span into head): $request_uri */
+    size_t uri_len;
     const char *route_path;            /* what routes and learned hints key on (request.h) */
     size_t path_len;
     size_t path_plain;                 /* route_plain_len of route_path: for routes and faults */
@@ -244,6 +247,14 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
  * to go: then the exchange ends as exchange_cancel ends one (499, the client's reason), nothing
  * is sent, and true is returned. */
 bool ex_client_gone(struct exchange *ex);
+
+/* The body of Portico's own answer could not be added (out of memory) after its head went: the
+ * exchange ends aborted, the connection closed. */
+void ex_own_body_lost(struct exchange *ex);
+
+/* route_return.c: the route's return = ... answer (a redirect, a text, an empty answer or
+ * Portico's error page), the request's body discarded; the exchange ends. */
+void route_return_answer(struct exchange *ex);
 
 /* Enters / resumes a phase and arms its timer. */
 void ex_phase(struct exchange *ex, enum phase p);

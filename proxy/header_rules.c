@@ -119,9 +119,7 @@ static char *copy_span(const char *s, size_t n)
     return p;
 }
 
-/* The value's bytes: field-vchar, SP, HTAB (RFC 9110 5.5); variables known, in a request. */
-static int check_value(enum hrule_dir dir, const char *v, size_t n, bool *vars, char *why,
-                       size_t size)
+int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *why, size_t size)
 {
     *vars = false;
     for (size_t i = 0; i < n; i++) {
@@ -131,18 +129,60 @@ static int check_value(enum hrule_dir dir, const char *v, size_t n, bool *vars, 
                                 "would end or split the field)", c);
             return -1;
         }
-        if (c != '$' || dir != HRULE_REQUEST)
+        if (c != '$' || !expand)
             continue;
         size_t len;
         if (hrule_var_at(v + i, n - i, &len) == HRULE_VAR_NONE) {
             snprintf(why, size, "unknown variable at '%.24s' (known: $client_addr, $request_id, "
-                                "$scheme, $host; $$ is a '$')", v + i);
+                                "$scheme, $host, $request_uri; $$ is a '$')", v + i);
             return -1;
         }
         *vars = true;
         i += len - 1;
     }
     return 0;
+}
+
+void hrule_expand(const char *v, size_t n, const struct hrule_values *vals, hrule_put_fn *put,
+                  void *ctx)
+{
+    for (size_t i = 0; i < n;) {
+        const char *dollar = memchr(v + i, '$', n - i);
+        size_t lit = dollar ? (size_t)(dollar - (v + i)) : n - i;
+        if (lit)
+            put(ctx, v + i, lit, false);
+        i += lit;
+        if (!dollar)
+            break;
+        size_t len;
+        switch (hrule_var_at(v + i, n - i, &len)) {
+        case HRULE_VAR_CLIENT_ADDR:
+            put(ctx, vals->client_addr, strlen(vals->client_addr), true);
+            break;
+        case HRULE_VAR_REQUEST_ID:
+            put(ctx, vals->request_id, strlen(vals->request_id), true);
+            break;
+        case HRULE_VAR_SCHEME:
+            put(ctx, vals->tls ? "https" : "http", vals->tls ? 5 : 4, false);
+            break;
+        case HRULE_VAR_HOST:
+            if (vals->host)
+                put(ctx, vals->host, vals->host_len, true);
+            break;
+        case HRULE_VAR_REQUEST_URI:
+            /* "http://h?q" is "/?q" (request.h); "*" (OPTIONS) stays as it came */
+            if (vals->request_uri_len && vals->request_uri[0] == '?')
+                put(ctx, "/", 1, false);
+            if (vals->request_uri)
+                put(ctx, vals->request_uri, vals->request_uri_len, true);
+            break;
+        case HRULE_VAR_DOLLAR:
+        case HRULE_VAR_NONE: /* refused at load */
+            put(ctx, "$", 1, false);
+            break;
+        }
+        i += len;
+    }
 }
 
 int hrule_parse(enum hrule_dir dir, enum hrule_op op, const char *text, struct hrule *r,
@@ -183,7 +223,7 @@ int hrule_parse(enum hrule_dir dir, enum hrule_op op, const char *text, struct h
         value_len = strlen(value);
         while (value_len && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
             value_len--;
-        if (check_value(dir, value, value_len, &r->vars, why, size) != 0)
+        if (hrule_check_value(value, value_len, dir == HRULE_REQUEST, &r->vars, why, size) != 0)
             return -1;
         if (dir == HRULE_REQUEST && name_len == 4 && same_name(text, "host", 4) &&
             (r->vars || !value_len || !h1_host_valid(value, value_len))) {

@@ -497,40 +497,27 @@ tracestate_judge(struct head_buf *b, const struct h1_request *req, size_t first,
     return TS_CUT;
 }
 
+/* hrule_expand's output into the head: a client's words in a variable are field bytes already
+ * (its Host, target and id were judged on the way in). */
+static void rule_put(void *ctx, const char *p, size_t n, bool variable)
+{
+    (void)variable;
+    hb_put(ctx, p, n);
+}
+
 /* The value of a request_header rule, its variables expanded (header_rules.h). */
 static void rule_value(struct head_buf *b, const struct hrule *r, const struct fwd_request *fwd)
 {
-    const char *v = r->value;
-    size_t n = r->value_len;
-    for (size_t i = 0; i < n;) {
-        const char *dollar = memchr(v + i, '$', n - i);
-        size_t lit = dollar ? (size_t)(dollar - (v + i)) : n - i;
-        hb_put(b, v + i, lit);
-        i += lit;
-        if (!dollar)
-            break;
-        size_t len;
-        switch (hrule_var_at(v + i, n - i, &len)) {
-        case HRULE_VAR_CLIENT_ADDR:
-            hb_str(b, fwd->client_ip);
-            break;
-        case HRULE_VAR_REQUEST_ID:
-            hb_str(b, fwd->request_id);
-            break;
-        case HRULE_VAR_SCHEME:
-            hb_str(b, fwd->client_tls ? "https" : "http");
-            break;
-        case HRULE_VAR_HOST:
-            if (fwd->client_host)
-                hb_put(b, fwd->client_host, fwd->client_host_len);
-            break;
-        case HRULE_VAR_DOLLAR:
-        case HRULE_VAR_NONE: /* refused at load */
-            HB_LIT(b, "$");
-            break;
-        }
-        i += len;
-    }
+    struct hrule_values vals = {
+        .client_addr = fwd->client_ip,
+        .request_id = fwd->request_id,
+        .tls = fwd->client_tls,
+        .host = fwd->client_host,
+        .host_len = fwd->client_host_len,
+        .request_uri = fwd->client_target,
+        .request_uri_len = fwd->client_target_len,
+    };
+    hrule_expand(r->value, r->value_len, &vals, rule_put, b);
 }
 
 /* The route's SET rules, in the file's order: apart, off the path of routes without rules. */

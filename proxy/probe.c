@@ -745,6 +745,12 @@ int probe_main(int argc, char **argv)
         cfg_free(cfg);
         return 2;
     }
+    if (route->answer) { /* no origin to probe: the route answers itself */
+        fprintf(stderr, "portico probe: route %s of %s answers %s itself (return = %d): no "
+                "origin to probe\n", route->name, o.config, o.url, route->answer->status);
+        cfg_free(cfg);
+        return 2;
+    }
     for (int i = 0; i < cfg->nupstreams; i++)
         for (int t = 0; t < TIMER_COUNT; t++)
             if (o.timer_set[t])

@@ -370,6 +370,8 @@ static void send_request(struct exchange *ex)
         .request_id = ex->request_id,
         .client_host = ex->host,
         .client_host_len = ex->host_len,
+        .client_target = ex->uri,
+        .client_target_len = ex->uri_len,
         /* without a body there is nothing to wait for: an origin that took Expect at its word
          * would wait for a body that never comes before answering (nginx never sends it) */
         .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&

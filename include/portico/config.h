@@ -168,6 +168,17 @@ struct client_rate {
     uint64_t interval_ns;                  /* 1e9 / count, or 60e9 / count */
 };
 
+/* return = CODE [TEXT-or-URL]: a route that answers itself, no origin asked (nginx's return,
+ * HAProxy's http-request redirect and return); exchange.c sends it. */
+struct route_return {
+    int status;                            /* 200-599; a 3xx is a redirect with a URL */
+    char *text;                            /* owned: a redirect's Location, another code's body,
+                                              unexpanded; NULL: none */
+    size_t text_len;
+    bool vars;                             /* text holds a variable (header_rules.h) */
+    int line;                              /* where it was set, for messages */
+};
+
 struct route_conf {
     char *name;
     int line;
@@ -199,6 +210,8 @@ struct route_conf {
     struct client_rate client_rate;        /* [proxy]'s unless set here (climit.h) */
     uint64_t client_rate_burst;            /* requests above the rate at once; [proxy]'s unless
                                               set here */
+    struct route_return *answer;           /* owned: return = ..., or NULL (the route forwards
+                                              to its upstream) */
 };
 
 /* [faults]: how the fault rules (issue 8) behave as a whole. */

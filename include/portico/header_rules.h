@@ -24,13 +24,15 @@ enum hrule_op {
 /* Rules per route and direction. */
 #define HRULE_MAX 32
 
-/* The variables a request_header value may hold ($name or ${name}; $$ is a '$'). */
+/* The variables a request_header value (and a route's return) may hold ($name or ${name}; $$ is
+ * a '$'). */
 #define HRULE_VAR_LIST(X)                                                                          \
     X(HRULE_VAR_DOLLAR, "$")                                                                       \
     X(HRULE_VAR_CLIENT_ADDR, "client_addr")                                                        \
     X(HRULE_VAR_REQUEST_ID, "request_id")                                                          \
     X(HRULE_VAR_SCHEME, "scheme")                                                                  \
-    X(HRULE_VAR_HOST, "host")
+    X(HRULE_VAR_HOST, "host")                                                                      \
+    X(HRULE_VAR_REQUEST_URI, "request_uri")
 
 enum hrule_var {
 #define X(id, name) id,
@@ -85,5 +87,30 @@ bool hrules_names_start(const struct hrules *rules, const char *name, size_t len
 /* The variable at v[0] == '$' (n bytes left), its text's length in *len (HRULE_VAR_NONE with
  * *len 1 when none is named there). */
 enum hrule_var hrule_var_at(const char *v, size_t n, size_t *len);
+
+/* What a value's variables stand for, in one request. */
+struct hrule_values {
+    const char *client_addr;     /* $client_addr: the connection's peer, NUL-terminated */
+    const char *request_id;      /* $request_id, NUL-terminated */
+    bool tls;                    /* $scheme: https, else http */
+    const char *host;            /* $host: the host the client addressed, or NULL (empty) */
+    size_t host_len;
+    const char *request_uri;     /* $request_uri: the target's path and query as the client sent
+                                    them (absolute-form: after the authority), or NULL */
+    size_t request_uri_len;
+};
+
+/* Where an expansion goes: s[0..n), a variable's value (the client's words) when variable. */
+typedef void hrule_put_fn(void *ctx, const char *s, size_t n, bool variable);
+
+/* Writes the value v (n bytes, judged by hrule_check_value) through put, its variables
+ * expanded from vals: the one expander of request_header rules and of return (route.h). */
+void hrule_expand(const char *v, size_t n, const struct hrule_values *vals, hrule_put_fn *put,
+                  void *ctx);
+
+/* Judges a value's bytes: field-vchar, SP and HTAB only (RFC 9110 5.5), and with expand only
+ * known variables ('$' is literal without); *vars says whether it holds one. 0, or -1 with a
+ * one-line reason in why. */
+int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *why, size_t size);
 
 #endif

@@ -41,6 +41,9 @@ struct fwd_request {
     size_t host_len;
     const char *client_host;     /* the host the client addressed (X-Forwarded-Host), or NULL */
     size_t client_host_len;
+    const char *client_target;   /* the target's path and query as the client sent them, before
+                                    rewrite_prefix ($request_uri) */
+    size_t client_target_len;
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
     const char *traceparent;     /* our traceparent (the client's is replaced), or NULL */
     bool drop_tracestate;        /* a new trace was started: the client's tracestate goes */

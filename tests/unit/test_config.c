@@ -843,7 +843,8 @@ static const struct {
      {"test.ini:2: [upstream empty] has no origin"}},
     {"no upstream at all: a whole-file problem, line 0",
      "[proxy]\nworkers = 1\n",
-     {"test.ini:0: no [upstream] section: Portico needs at least one origin to forward to"}},
+     {"test.ini:0: no [upstream] section: Portico needs at least one origin to forward to "
+      "(or routes that all answer themselves: return)"}},
     {"two upstreams and no route: which gets what is unknown",
      UP "[upstream b]\norigin = sim\n",
      {"test.ini:0: 2 upstreams and no [route]: add routes to say which gets what"}},

@@ -1397,7 +1397,8 @@ static void test_bounds_documented(void **state)
 /* ---- examples: the configurations the documents show load ---- */
 
 /* What a fragment (a block without an [upstream], such as the README's [faults] example) is
- * loaded after: the upstream and route the fragments name. Its line numbers move by 4. */
+ * loaded after: the upstream and route the fragments name. Its line numbers move by 4. A block
+ * of routes that answer themselves (return) is a whole file: it needs no [upstream]. */
 #define FRAGMENT_HEAD "[upstream shop]\norigin = sim\n[route shop]\nupstream = shop\n"
 
 /* Loads one example as `name`; prints its errors and warnings (FILE:LINE: message) to `errors`
@@ -1408,7 +1409,8 @@ static int example_errors(const char *text, const char *name, FILE *errors)
     size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
     char *full = malloc(size);
     assert_non_null(full);
-    snprintf(full, size, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
+    bool whole = strstr(text, "[upstream ") || strstr(text, "\nreturn = ");
+    snprintf(full, size, "%s%s", whole ? "" : FRAGMENT_HEAD, text);
     int n = -1;
     struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
     if (cfg && errors)

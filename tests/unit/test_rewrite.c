@@ -112,6 +112,7 @@ static const struct {
     {HRULE_REQUEST, HRULE_SET, "traceparent: a", "traceparent is not for rules"},
     {HRULE_RESPONSE, HRULE_SET, "traceparent: a", NULL},          /* the request's alone */
     {HRULE_RESPONSE, HRULE_REMOVE, "Server-Timing", "Server-Timing is not for rules"},
+    {HRULE_REQUEST, HRULE_SET, "X-V: $request_uri", NULL},
     {HRULE_REQUEST, HRULE_SET, "X-V: $hostx", "unknown variable"},
     {HRULE_REQUEST, HRULE_SET, "X-V: ${client_addr", "unknown variable"},
     {HRULE_REQUEST, HRULE_SET, "X-V: $", "unknown variable"},
@@ -145,6 +146,64 @@ static void test_rule_parse(void **state)
         if (rc == 0 || strncmp(why, parse_rows[i].why, strlen(parse_rows[i].why)) != 0)
             fail_msg("%s: '%s', not '%s...'", parse_rows[i].text, rc ? why : "taken",
                      parse_rows[i].why);
+    }
+}
+
+/* hrule_expand, the one expander of request_header and return: each variable, the client's
+ * words flagged as such (where a Location percent-encodes them). */
+struct expand_out {
+    char text[256];
+    size_t len;
+    unsigned client_pieces; /* pieces put as a variable's (the client's words) */
+};
+
+static void expand_put(void *ctx, const char *p, size_t n, bool variable)
+{
+    struct expand_out *o = ctx;
+    assert_true(o->len + n < sizeof(o->text));
+    memcpy(o->text + o->len, p, n);
+    o->len += n;
+    o->text[o->len] = '\0';
+    o->client_pieces += variable;
+}
+
+static void test_rule_expand(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *uri;         /* $request_uri, NULL: none */
+        const char *host;        /* $host, NULL: none */
+        const char *want;
+        unsigned client_pieces;
+    } rows[] = {
+        {"https://$host$request_uri", "/a?b", "app.test", "https://app.test/a?b", 2},
+        {"${scheme}://${host}${request_uri}", "/x", "h:8080", "http://h:8080/x", 2},
+        {"$request_uri", "?q", "h", "/?q", 1},      /* absolute-form "http://h?q" is "/?q" */
+        {"$request_uri", "*", "h", "*", 1},         /* OPTIONS * */
+        {"<$host>", "/", NULL, "<>", 0},            /* HTTP/1.0 without Host: empty */
+        {"$$request_uri $client_addr $request_id", "/", "h", "$request_uri 127.0.0.1 rid", 2},
+    };
+    for (size_t i = 0; i < ROWS(rows); i++) {
+        struct hrule_values vals = {
+            .client_addr = "127.0.0.1",
+            .request_id = "rid",
+            .host = rows[i].host,
+            .host_len = rows[i].host ? strlen(rows[i].host) : 0,
+            .request_uri = rows[i].uri,
+            .request_uri_len = rows[i].uri ? strlen(rows[i].uri) : 0,
+        };
+        bool vars;
+        char why[200];
+        assert_int_equal(hrule_check_value(rows[i].value, strlen(rows[i].value), true, &vars, why,
+                                           sizeof(why)),
+                         0);
+        assert_true(vars);
+        struct expand_out o = {.len = 0};
+        hrule_expand(rows[i].value, strlen(rows[i].value), &vals, expand_put, &o);
+        if (strcmp(o.text, rows[i].want) != 0 || o.client_pieces != rows[i].client_pieces)
+            fail_msg("%s: '%s' (%u of the client's), not '%s' (%u)", rows[i].value, o.text,
+                     o.client_pieces, rows[i].want, rows[i].client_pieces);
     }
 }
 
@@ -292,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_rule_names),
         cmocka_unit_test(test_rule_owned_names),
         cmocka_unit_test(test_rule_names_more),
+        cmocka_unit_test(test_rule_expand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
