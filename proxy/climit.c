@@ -5,10 +5,10 @@
  * per-worker table with the limit divided, which would let a client that spreads its
  * connections over the workers (SO_REUSEPORT hashes each to one) have the limit once per
  * worker, and refuse one that does not too early. Sets of CLIMIT_WAYS entries under striped
- * locks keep the lock held for one set's walk; a full set gives up, of its entries that hold no
- * connection (a count dropped would let a client open more), the one that owes the fewest
- * requests, the least recent of those: a client held back by its burst keeps its debt while a
- * flood of one-request clients churns past it.
+ * locks keep the locks held for two sets' walk (a key's two: the emptier takes a new one); two
+ * full sets give up, of their entries that hold no connection (a count dropped would let a
+ * client open more), the one that owes the fewest requests, the least recent of those: a client
+ * held back by its burst keeps its debt while a flood of one-request clients churns past it.
  */
 #include "portico/climit.h"
 
