@@ -8,8 +8,8 @@
  * protocol the header's source is the client; two workers count together and every close gives
  * its count back), the table bounded under 200,000 distinct clients (trusted X-Forwarded-For)
  * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE; then
- * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, and a unit of
- * one letter.
+ * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, a unit of one
+ * letter, and a rate of more digits than its bound refused with the bound.
  */
 #include <errno.h>
 #include <poll.h>

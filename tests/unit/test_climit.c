@@ -4,8 +4,9 @@
  * keys (IPv6 by its /64, IPv4 whole and apart from IPv6, route scopes apart), connection
  * counts, eviction (of a full set the entry that owes the fewest requests, the least recent of
  * those; never an entry holding connections; a set of connections only admits uncounted),
- * threads counting in one table, scopes apart within one set, and the capacity rounded up to
- * whole sets.
+ * threads counting in one table, scopes apart within one set, the capacity rounded up to
+ * whole sets, and clients holding connections spread over a key's two sets (none uncounted at
+ * 3/4 of the table).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
