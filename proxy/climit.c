@@ -47,6 +47,7 @@ struct climit {
     uint64_t nsets;
     uint64_t seed;                     /* hashes differ per table: no set chosen from afar */
     _Atomic uint64_t evictions;
+    _Atomic uint64_t no_place;         /* connections and requests let through uncounted */
     _Atomic uint64_t connections;      /* counted now, all clients: /metrics shows it */
     struct stripe locks[CLIMIT_LOCKS];
 };
@@ -69,6 +70,7 @@ struct climit *climit_new(uint64_t entries)
     for (int i = 0; i < CLIMIT_LOCKS; i++)
         pthread_mutex_init(&t->locks[i].lock, NULL);
     atomic_init(&t->evictions, 0);
+    atomic_init(&t->no_place, 0);
     atomic_init(&t->connections, 0);
     return t;
 }
@@ -255,6 +257,8 @@ uint64_t climit_take(struct climit *t, const struct climit_key *k, uint64_t inte
             wait = tat - now_ns - tolerance;
         else
             e->tat_ns = tat + interval_ns;
+    } else {
+        atomic_fetch_add_explicit(&t->no_place, 1, memory_order_relaxed);
     }
     unlock_sets(t, s);
     return wait;
@@ -274,6 +278,8 @@ int climit_conn_open(struct climit *t, const struct climit_key *k, uint64_t max,
             e->conns++;
             atomic_fetch_add_explicit(&t->connections, 1, memory_order_relaxed);
         }
+    } else {
+        atomic_fetch_add_explicit(&t->no_place, 1, memory_order_relaxed);
     }
     unlock_sets(t, s);
     return rc;
@@ -299,6 +305,12 @@ uint64_t climit_capacity(const struct climit *t)
 uint64_t climit_evictions(const struct climit *t)
 {
     return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->evictions,
+                                memory_order_relaxed);
+}
+
+uint64_t climit_no_place(const struct climit *t)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)&t->no_place,
                                 memory_order_relaxed);
 }
 

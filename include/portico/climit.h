@@ -70,6 +70,11 @@ void climit_conn_close(struct climit *t, const struct climit_key *k);
 uint64_t climit_capacity(const struct climit *t);
 uint64_t climit_evictions(const struct climit *t);
 
+/* Connections and requests let through uncounted since the table was made, for want of a place
+ * (every entry of their client's two sets held connections): the table is too small for the
+ * clients holding connections. */
+uint64_t climit_no_place(const struct climit *t);
+
 /* Connections counted now (climit_conn_open's 1s not yet closed): 0 once every client went. */
 uint64_t climit_connections(const struct climit *t);
 

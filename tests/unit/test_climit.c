@@ -5,8 +5,8 @@
  * counts, eviction (of a full set the entry that owes the fewest requests, the least recent of
  * those; never an entry holding connections; a set of connections only admits uncounted),
  * threads counting in one table, scopes apart within one set, the capacity rounded up to
- * whole sets, and clients holding connections spread over a key's two sets (none uncounted at
- * 3/4 of the table).
+ * whole sets, clients holding connections spread over a key's two sets (none uncounted at
+ * 3/4 of the table), and what is let through uncounted counted.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -177,6 +177,39 @@ static void test_eviction(void **state)
     climit_conn_close(t, &c[3]);                             /* 3 closes: its entry may go */
     assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 34), 1);
     assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 35), 0);
+    climit_free(t);
+}
+
+/* What a set of connections lets through uncounted is counted (climit_no_place: /metrics'
+ * portico_client_limit_uncounted_total), connections and requests alike, and nothing else is:
+ * neither a counted connection, a refusal, nor an eviction. */
+static void test_no_place_counted(void **state)
+{
+    (void)state;
+    struct climit *t = climit_new(CLIMIT_WAYS);
+    assert_non_null(t);
+    char addr[32];
+    struct climit_key c[CLIMIT_WAYS + 1];
+    for (int i = 0; i <= CLIMIT_WAYS; i++) {
+        snprintf(addr, sizeof(addr), "127.0.3.%d", i);
+        c[i] = key_of(addr, CLIMIT_SCOPE_CONN);
+    }
+    struct climit_key r = key_of("127.0.4.1", 0), late = key_of("127.0.4.2", 0);
+    assert_int_equal(climit_take(t, &r, 1000 * MS, 0, 1), 0); /* an entry of its own ... */
+    for (int i = 0; i < CLIMIT_WAYS; i++)                     /* ... evicted by the eighth */
+        assert_int_equal(climit_conn_open(t, &c[i], 1, (uint64_t)(10 + i)), 1);
+    assert_int_equal(climit_conn_open(t, &c[0], 1, 20), 0); /* refused: counted */
+    assert_int_equal(climit_evictions(t), 1);
+    assert_int_equal(climit_no_place(t), 0);
+    assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 30), -1);
+    assert_int_equal(climit_no_place(t), 1);
+    assert_int_equal(climit_take(t, &late, 1000 * MS, 0, 31), 0);
+    assert_int_equal(climit_take(t, &late, 1000 * MS, 0, 32), 0);
+    assert_int_equal(climit_no_place(t), 3);
+    climit_conn_close(t, &c[3]); /* a place again: 3's entry, evicted */
+    assert_int_equal(climit_conn_open(t, &c[CLIMIT_WAYS], 1, 34), 1);
+    assert_int_equal(climit_no_place(t), 3);
+    assert_int_equal(climit_evictions(t), 2);
     climit_free(t);
 }
 
@@ -353,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_scopes_apart_in_one_set),
         cmocka_unit_test(test_capacity_rounds_up),
         cmocka_unit_test(test_connections_fill_the_table_evenly),
+        cmocka_unit_test(test_no_place_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
