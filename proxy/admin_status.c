@@ -771,6 +771,7 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
         s.client_limit_entries = climit_capacity(gen->climit);
         s.client_limit_connections = climit_connections(gen->climit);
         s.client_limit_evictions = climit_evictions(gen->climit);
+        s.client_limit_no_place = climit_no_place(gen->climit);
     }
     struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);

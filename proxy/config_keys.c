@@ -365,8 +365,10 @@ static int set_client_rate(struct cfg_loader *ld, const struct cfg_key *k, void 
     }
     const char *p = value;
     uint64_t n = 0;
-    while (isdigit((unsigned char)*p) && n <= k->max)
-        n = n * 10 + (uint64_t)(*p++ - '0');
+    /* every digit read, the count held at max + 1 past it: 99999999999/s is out of bounds,
+     * not "not N/s" (no digit left unread to end the number early) */
+    for (; isdigit((unsigned char)*p); p++)
+        n = n > k->max ? n : n * 10 + (uint64_t)(*p - '0');
     bool shaped = p > value && p[0] == '/' && (p[1] == 's' || p[1] == 'm') && p[2] == '\0';
     if (!shaped) {
         cfg_report(ld, ld->line,

@@ -967,7 +967,8 @@ struct metrics_cursor {
     size_t ncerts;
     uint64_t log_dropped_lines;
     uint64_t error_log_dropped_lines;
-    uint64_t client_limit[3];          /* entries, connections, evictions (metrics_scrape) */
+    uint64_t client_limit[4];          /* entries, connections, evictions, uncounted
+                                          (metrics_scrape) */
     unsigned stage;                    /* the part of the page written next (stages[]) */
     size_t row;                        /* its next row */
 };
@@ -1055,6 +1056,7 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
         c->client_limit[0] = sc->client_limit_entries;
         c->client_limit[1] = sc->client_limit_connections;
         c->client_limit[2] = sc->client_limit_evictions;
+        c->client_limit[3] = sc->client_limit_no_place;
     }
     return 0;
 }
@@ -1562,8 +1564,9 @@ static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, siz
 }
 
 /* The per-client table of the serving configuration (climit.h): how full it may get, the
- * connections it counts (back to 0 when every client went: a count lost would show), and what
- * its eviction gave away (a table too small for the clients it sees). */
+ * connections it counts (back to 0 when every client went: a count lost would show), what its
+ * eviction gave away and what it let through uncounted (a table too small for the clients it
+ * sees). */
 static bool stage_client_limit(struct metrics_cursor *c, struct render *out, size_t budget)
 {
     (void)budget;
@@ -1576,6 +1579,9 @@ static bool stage_client_limit(struct metrics_cursor *c, struct render *out, siz
     simple(out, "portico_client_limit_evictions_total", "counter",
            "Per-client entries evicted to make room for new clients (a reload starts anew)",
            c->client_limit[2]);
+    simple(out, "portico_client_limit_uncounted_total", "counter",
+           "Connections and requests let through uncounted: no place in the per-client table",
+           c->client_limit[3]);
     return true;
 }
 

@@ -386,6 +386,7 @@ struct metrics_scrape {
     uint64_t client_limit_entries;             /* portico_client_limit_table_entries */
     uint64_t client_limit_connections;         /* portico_client_limit_connections */
     uint64_t client_limit_evictions;           /* portico_client_limit_evictions_total */
+    uint64_t client_limit_no_place;            /* portico_client_limit_uncounted_total */
 };
 
 /* ---- shards (worker start and end) ---- */

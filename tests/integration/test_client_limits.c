@@ -8,8 +8,8 @@
  * protocol the header's source is the client; two workers count together and every close gives
  * its count back), the table bounded under 200,000 distinct clients (trusted X-Forwarded-For)
  * and a client held at its burst kept through a flood, and the keys' errors at FILE:LINE; then
- * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, and a unit of
- * one letter.
+ * routes counted apart, Retry-After of a whole wait, [proxy]'s burst inherited, a unit of one
+ * letter, and a rate of more digits than its bound refused with the bound.
  */
 #include <errno.h>
 #include <poll.h>
@@ -641,6 +641,43 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* A rate of more digits than the bound holds is out of bounds at its line, said with the bound,
+ * in [proxy] and in a route: it read as "not N/s" (the digits past the bound were left unread). */
+static void test_rate_too_large(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"                                 /* 1 */
+                                          "listen = 127.0.0.1:{{port:listen}}\n"      /* 2 */
+                                          "client_rate = 99999999999/s\n"             /* 3 */
+                                          "[upstream s]\norigin = sim\n"              /* 4, 5 */
+                                          "[route a]\nupstream = s\nprefix = /a\n"    /* 6-8 */
+                                          "client_rate = 18446744073709551617/m\n"),  /* 9 */
+                     0);
+    struct tu_cmd_result res = {0};
+    assert_int_equal(harness_check_config(h, &res), 1);
+    const char *path = harness_config_path(h);
+    static const struct {
+        int line;
+        const char *text;
+    } want[] = {
+        {3, "client_rate: '99999999999/s': must be between 1 and 1000000 requests per second "
+            "(off turns it off)"},
+        {9, "client_rate: '18446744073709551617/m': must be between 1 and 1000000 requests per "
+            "minute"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        char line[1200];
+        snprintf(line, sizeof(line), "%s:%d: %s", path, want[i].line, want[i].text);
+        if (!tu_contains(res.err, line))
+            fail_msg("no '%s' in:\n%s", line, res.err);
+    }
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 /* Routes count apart: a client over its rate on one route is admitted on another that has a
  * rate of its own (each route is its own key in the table). */
 static void test_routes_count_apart(void **state)
@@ -739,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_flood_keeps_held_client),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_rate_too_large),
         cmocka_unit_test(test_routes_count_apart),
         cmocka_unit_test(test_retry_after_whole_interval),
         cmocka_unit_test(test_proxy_burst_inherited),

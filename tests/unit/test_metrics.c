@@ -464,7 +464,7 @@ static void test_exact_lines(void **state)
     /* one past 2038 and one before 1970: the value is a signed Unix time, never wrapped */
     struct metrics_cert certs[] = {{"/etc/portico/cert.pem", INT64_C(4102444800)},
                                    {"/etc/portico/client.pem", -86400}};
-    struct metrics_scrape sc = {origins, 2, 5, 7, certs, 2, 0, 0, 0};
+    struct metrics_scrape sc = {origins, 2, 5, 7, certs, 2, 0, 0, 0, 0};
     char *text = render(&sc);
     validate(text);
     assert_family(text, "portico_requests_total",
@@ -663,7 +663,7 @@ static void test_escaping(void **state)
     metrics_fault(m, 0, FAULT_RESET);
     struct metrics_origin o = {"u\"1", "[::1]:80\n", true};
     struct metrics_cert cert = {"/etc/a\"b\\c\nd.pem", 1};
-    struct metrics_scrape sc = {&o, 1, 0, 0, &cert, 1, 0, 0, 0};
+    struct metrics_scrape sc = {&o, 1, 0, 0, &cert, 1, 0, 0, 0, 0};
     char *text = render(&sc);
     validate(text);
     assert_true(strstr(text, "{file=\"/etc/a\\\"b\\\\c\\nd.pem\"} 1\n"));
@@ -827,7 +827,7 @@ static void test_empty(void **state)
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT + CERT_REFUSAL_COUNT +
                                          DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT +
                                          2 * DISCARD_END_COUNT + 2 + H2_REFUSED_COUNT + 1 +
-                                         CONN_REFUSAL_COUNT + 3 /* the per-client table */);
+                                         CONN_REFUSAL_COUNT + 4 /* the per-client table */);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
