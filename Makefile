@@ -261,7 +261,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
 .SECONDARY:
 -include $(OBJS:.o=.d) $(SUPPORT_OBJS:.o=.d) $(UNIT_BINS:%=%.d) $(INTEG_BINS:%=%.d)
