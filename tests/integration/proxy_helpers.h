@@ -204,6 +204,23 @@ PX_HELPER struct fake_origin *px_origin(enum fo_kind kind)
     return o;
 }
 
+/* fake_origin_start(opts), or the test fails. */
+PX_HELPER struct fake_origin *px_origin_start(const struct fake_origin_opts *opts)
+{
+    struct fake_origin *o = fake_origin_start(opts);
+    if (!o)
+        fail_msg("the fake origin %s did not start", fake_origin_kind_name(opts->kind));
+    return o;
+}
+
+/* An origin that plays the script pick chooses for each request (FO_SCRIPT), or the test fails. */
+PX_HELPER struct fake_origin *px_origin_pick(const struct fo_step *(*pick)(
+    const struct fo_request_info *req, void *arg))
+{
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
+    return px_origin_start(&opts);
+}
+
 /* Fails unless the access-log line that contains needle holds every text of the NULL-ended
  * list; the message names the first text missing and shows the line. */
 PX_HELPER __attribute__((sentinel)) void px_log_line_has(struct harness *h, const char *needle,
