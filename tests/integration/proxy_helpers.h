@@ -32,6 +32,7 @@
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 
@@ -192,6 +193,49 @@ PX_HELPER char *px_log_line(struct harness *h, const char *needle)
     if (!line)
         fail_msg("no access-log line with %s", needle);
     return line;
+}
+
+/* An origin of that kind (fake_origin_start_kind), or the test fails naming the kind. */
+PX_HELPER struct fake_origin *px_origin(enum fo_kind kind)
+{
+    struct fake_origin *o = fake_origin_start_kind(kind);
+    if (!o)
+        fail_msg("the fake origin %s did not start", fake_origin_kind_name(kind));
+    return o;
+}
+
+/* fake_origin_start(opts), or the test fails. */
+PX_HELPER struct fake_origin *px_origin_start(const struct fake_origin_opts *opts)
+{
+    struct fake_origin *o = fake_origin_start(opts);
+    if (!o)
+        fail_msg("the fake origin %s did not start", fake_origin_kind_name(opts->kind));
+    return o;
+}
+
+/* An origin that plays the script pick chooses for each request (FO_SCRIPT), or the test fails. */
+PX_HELPER struct fake_origin *px_origin_pick(const struct fo_step *(*pick)(
+    const struct fo_request_info *req, void *arg))
+{
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
+    return px_origin_start(&opts);
+}
+
+/* Fails unless the access-log line that contains needle holds every text of the NULL-ended
+ * list; the message names the first text missing and shows the line. */
+PX_HELPER __attribute__((sentinel)) void px_log_line_has(struct harness *h, const char *needle,
+                                                         ...)
+{
+    char *line = px_log_line(h, needle);
+    va_list ap;
+    va_start(ap, needle);
+    for (const char *text; (text = va_arg(ap, const char *)) != NULL;)
+        if (!tu_contains(line, text)) {
+            va_end(ap);
+            fail_msg("access line with %s lacks '%s': %s", needle, text, line);
+        }
+    va_end(ap);
+    free(line);
 }
 
 /* The access-log line of request id rid (Portico takes ids of at most 40 characters). */
@@ -653,6 +697,48 @@ PX_HELPER void px_assert_origin_untouched(struct harness *h, struct fake_origin 
     assert_non_null(head);
     assert_true(px_starts(head, "GET /marker HTTP/1.1\r\n"));
     free(head);
+}
+
+/* GET path on h's admin listener ("admin" port): the body of its 200, malloc'd. */
+PX_HELPER char *px_admin_body(struct harness *h, const char *path)
+{
+    char req[128];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* /status's object for origin o of the first upstream (freed with *doc). */
+PX_HELPER const struct tj *px_status_origin(struct harness *h, int o, struct tj **doc)
+{
+    char *text = px_admin_body(h, "/status"), err[128];
+    *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    if (!*doc)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(*doc, "upstreams");
+    assert_true(ups && ups->n >= 1);
+    const struct tj *origins = tj_get(ups->items[0], "origins");
+    assert_true(origins && origins->n > (size_t)o);
+    return origins->items[o];
+}
+
+/* The in-flight count /status shows for origin o of the first upstream. */
+PX_HELPER int px_in_flight(struct harness *h, int o)
+{
+    struct tj *doc;
+    double v = -1;
+    assert_int_equal(tj_num(px_status_origin(h, o, &doc), "in_flight", &v), 0);
+    tj_free(doc);
+    return (int)v;
 }
 
 #endif

@@ -72,36 +72,34 @@ static int status_of(struct harness *h, const char *path)
     return status;
 }
 
-/* GET path on the admin listener: the body, malloc'd. */
-static char *admin_body(struct harness *h, const char *path)
+/* Fails unless portico_upstream_origin_up says want (1 up, 0 down) for 127.0.0.1:port of
+ * upstream u. */
+static void assert_origin_up(struct harness *h, uint16_t port, double want)
 {
-    char req[128];
-    struct raw_response r;
-    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-             path);
-    assert_int_equal(raw_send_str(c, req), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    char *body = strdup(r.body);
-    raw_response_free(&r);
-    raw_close(c);
-    return body;
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}", port);
+    double up = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    if (up != want)
+        fail_msg("%s is %g, want %g", series, up, want);
 }
 
-/* /status's object for origin o of the first upstream (freed with *doc). */
-static const struct tj *status_origin(struct harness *h, int o, struct tj **doc)
+/* px_start with upstream u of two origins, 127.0.0.1:a then 127.0.0.1:b, and the upstream's
+ * further lines (extra_fmt, printf-formatted with the rest). */
+static struct harness *start_two(const char *proxy_extra, uint16_t a, uint16_t b,
+                                 const char *extra_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static struct harness *start_two(const char *proxy_extra, uint16_t a, uint16_t b,
+                                 const char *extra_fmt, ...)
 {
-    char *text = admin_body(h, "/status"), err[128];
-    *doc = tj_parse(text, err, sizeof(err));
-    free(text);
-    if (!*doc)
-        fail_msg("/status is not JSON: %s", err);
-    const struct tj *ups = tj_get(*doc, "upstreams");
-    assert_true(ups && ups->n >= 1);
-    const struct tj *origins = tj_get(ups->items[0], "origins");
-    assert_true(origins && origins->n > (size_t)o);
-    return origins->items[o];
+    char extra[2048];
+    va_list ap;
+    va_start(ap, extra_fmt);
+    vsnprintf(extra, sizeof(extra), extra_fmt, ap);
+    va_end(ap);
+    return px_start(proxy_extra,
+                    "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n%s", a, b,
+                    extra);
 }
 
 /* ---- round robin, weights, random_two ---- */
@@ -112,7 +110,7 @@ static void spread(const char *extra, const char *weights[3], int requests, unsi
 {
     struct fake_origin *o[3];
     for (int i = 0; i < 3; i++)
-        assert_non_null(o[i] = fake_origin_start_kind(FO_OK));
+        o[i] = px_origin(FO_OK);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\n%sorigin = 127.0.0.1:%u%s\n"
                                  "origin = 127.0.0.1:%u%s\norigin = 127.0.0.1:%u%s\n",
@@ -176,9 +174,8 @@ static void test_down_origin_share(void **state)
     for (int p = 0; p < NPOLICIES; p++) {
         struct fake_origin *o[3];
         for (int i = 0; i < 3; i++)
-            assert_non_null(o[i] = fake_origin_start_kind(FO_OK));
-        struct fake_origin *refusing = fake_origin_start_kind(FO_REFUSE);
-        assert_non_null(refusing);
+            o[i] = px_origin(FO_OK);
+        struct fake_origin *refusing = px_origin(FO_REFUSE);
         struct harness *h = px_start(NULL,
                                      "[upstream u]\nbalance = %s\nmax_fails = 1\ndown_time = 1h\n"
                                      "origin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
@@ -232,9 +229,8 @@ static void test_least_conn(void **state)
     (void)state;
     struct fake_origin_opts slow_opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 1000};
     struct fake_origin *slow = fake_origin_start(&slow_opts);
-    struct fake_origin *fast = fake_origin_start_kind(FO_OK);
+    struct fake_origin *fast = px_origin(FO_OK);
     assert_non_null(slow);
-    assert_non_null(fast);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\nbalance = least_conn\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\n",
@@ -373,7 +369,7 @@ static void test_status_in_flight(void **state)
     }
     assert_int_equal(fake_origin_wait_requests(slow, 4, PX_IO_MS), 0);
     struct tj *doc;
-    const struct tj *o = status_origin(h, 0, &doc);
+    const struct tj *o = px_status_origin(h, 0, &doc);
     double v;
     assert_int_equal(tj_num(o, "in_flight", &v), 0);
     assert_int_equal((int)v, 4);
@@ -391,7 +387,7 @@ static void test_status_in_flight(void **state)
         until.tv_sec += PX_IO_MS / 1000;
         assert_int_equal(sem_timedwait(&closed, &until), 0);
     }
-    o = status_origin(h, 0, &doc);
+    o = px_status_origin(h, 0, &doc);
     assert_int_equal(tj_num(o, "in_flight", &v), 0);
     assert_int_equal((int)v, 0);
     tj_free(doc);
@@ -410,16 +406,6 @@ static const struct fo_step *switch_or_ok(const struct fo_request_info *req, voi
         FO_HOLD(), FO_END()};
     static const struct fo_step ok[] = {FO_RESPOND_OK(), FO_END()};
     return strcasestr(req->head, "\r\nUpgrade:") ? switched : ok;
-}
-
-/* The in-flight count /status shows for origin o. */
-static int in_flight_of(struct harness *h, int o)
-{
-    struct tj *doc;
-    double v;
-    assert_int_equal(tj_num(status_origin(h, o, &doc), "in_flight", &v), 0);
-    tj_free(doc);
-    return (int)v;
 }
 
 /* An open tunnel (a WebSocket after its 101) is a connection least_conn weighs, as in nginx and
@@ -447,7 +433,7 @@ static void test_least_conn_counts_tunnels(void **state)
     raw_head_free(&head);
     int t = fake_origin_requests(o[0]) == 1 ? 0 : 1; /* the tunnel's origin */
     assert_int_equal(fake_origin_requests(o[t]), 1);
-    assert_int_equal(in_flight_of(h, t), 1);
+    assert_int_equal(px_in_flight(h, t), 1);
     for (int k = 0; k < 10; k++)
         assert_int_equal(status_of(h, "/lc"), 200);
     print_message("  tunnel on origin %d: requests %u and %u\n", t, fake_origin_requests(o[t]),
@@ -457,9 +443,9 @@ static void test_least_conn_counts_tunnels(void **state)
     raw_close(ws);
     /* the tunnel ends once Portico has read the client's close: bounded wait for its count */
     int64_t until = tu_now_ms() + PX_IO_MS;
-    while (in_flight_of(h, t) != 0 && tu_now_ms() < until)
+    while (px_in_flight(h, t) != 0 && tu_now_ms() < until)
         poll(NULL, 0, 10);
-    assert_int_equal(in_flight_of(h, t), 0);
+    assert_int_equal(px_in_flight(h, t), 0);
     px_stop(h);
     fake_origin_stop(o[0]);
     fake_origin_stop(o[1]);
@@ -473,13 +459,12 @@ static void test_passive_health(void **state)
     (void)state;
     struct revivable bad;
     revivable_init(&bad);
-    struct fake_origin *good = fake_origin_start_kind(FO_OK);
-    assert_non_null(good);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "retries = 0\nmax_fails = 2\nfail_window = 10s\n"
-                                 "down_time = %dms\n",
-                                 bad.port, fake_origin_port(good), PASSIVE_DOWN_MS);
+    struct fake_origin *good = px_origin(FO_OK);
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}", bad.port,
+                                  fake_origin_port(good),
+                                  "retries = 0\nmax_fails = 2\nfail_window = 10s\n"
+                                  "down_time = %dms\n",
+                                  PASSIVE_DOWN_MS);
     /* round robin: bad, good, bad → marked down */
     assert_int_equal(status_of(h, "/p/1"), 502);
     assert_int_equal(status_of(h, "/p/2"), 200);
@@ -490,10 +475,7 @@ static void test_passive_health(void **state)
     char marked[64];
     snprintf(marked, sizeof(marked), "marked down for %d ms after 2 failures", PASSIVE_DOWN_MS);
     assert_int_equal(harness_wait_log(h, marked, PX_IO_MS), 0);
-    char series[160];
-    snprintf(series, sizeof(series), "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
-             bad.port);
-    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    assert_origin_up(h, bad.port, 0);
     /* skipped: every request goes to the good one while it is down */
     unsigned before = fake_origin_requests(good);
     for (int k = 0; k < 6 && tu_now_ms() - down_at < PASSIVE_DOWN_MS / 2; k++)
@@ -527,7 +509,7 @@ static void test_passive_health(void **state)
     for (int k = 0; k < 4; k++)
         assert_int_equal(status_of(h, "/shared"), 200);
     assert_int_equal(atomic_load(&bad.served), served + 2); /* its share of round robin */
-    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 1);
+    assert_origin_up(h, bad.port, 1);
     px_stop(h);
     revivable_free(&bad);
     fake_origin_stop(good);
@@ -549,14 +531,10 @@ static void test_passive_health_dropped(void **state)
         {FO_RESET, "connection_reset"},     /* reads the request, resets */
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
-        struct fake_origin *bad = fake_origin_start_kind(rows[i].kind);
-        struct fake_origin *good = fake_origin_start_kind(FO_OK);
-        assert_non_null(bad);
-        assert_non_null(good);
-        struct harness *h = px_start(NULL,
-                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                     "retries = 0\nmax_fails = 2\ndown_time = 1m\n",
-                                     fake_origin_port(bad), fake_origin_port(good));
+        struct fake_origin *bad = px_origin(rows[i].kind);
+        struct fake_origin *good = px_origin(FO_OK);
+        struct harness *h = start_two(NULL, fake_origin_port(bad), fake_origin_port(good),
+                                      "retries = 0\nmax_fails = 2\ndown_time = 1m\n");
         int failed = 0;
         for (int k = 0; k < 10; k++) {
             struct raw_response r;
@@ -866,26 +844,21 @@ static void test_active_health(void **state)
     atomic_store(&healthz_failing, true);
     struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
     struct fake_origin *sick = fake_origin_start(&sick_opts);
-    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    struct fake_origin *well = px_origin(FO_OK);
     assert_non_null(sick);
-    assert_non_null(well);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "health_check = GET /healthz every 100ms expect 2xx\n",
-                                 fake_origin_port(sick), fake_origin_port(well));
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}",
+                                  fake_origin_port(sick), fake_origin_port(well),
+                                  "health_check = GET /healthz every 100ms expect 2xx\n");
     assert_int_equal(harness_wait_log(h, "failed its health check (GET /healthz answered 500)",
                                       PX_IO_MS), 0);
-    char series[160];
-    snprintf(series, sizeof(series), "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
-             fake_origin_port(sick));
     uint16_t admin = harness_port(h, "admin");
-    assert_true(scrape_metric(admin, series, PX_IO_MS) == 0);
+    assert_origin_up(h, fake_origin_port(sick), 0);
     for (int k = 0; k < 8; k++)
         assert_int_equal(status_of(h, "/a"), 200);
     assert_int_equal(non_checks(sick), 0);
     assert_true(non_checks(well) >= 8);
     struct tj *doc;
-    const struct tj *so = status_origin(h, 0, &doc);
+    const struct tj *so = px_status_origin(h, 0, &doc);
     assert_non_null(tj_str(so, "check"));
     assert_string_equal(tj_str(so, "check"), "failing");
     assert_string_equal(tj_str(so, "passive"), "up");
@@ -902,7 +875,7 @@ static void test_active_health(void **state)
     for (int k = 0; k < 8; k++)
         assert_int_equal(status_of(h, "/b"), 200);
     assert_int_equal(non_checks(sick), 4);
-    assert_true(scrape_metric(admin, series, PX_IO_MS) == 1);
+    assert_origin_up(h, fake_origin_port(sick), 1);
     assert_true(scrape_metric(admin, "portico_health_checks_total", PX_IO_MS) >= 2);
     assert_true(scrape_metric(admin, "portico_health_checks_failed_total", PX_IO_MS) >= 1);
     px_stop(h);
@@ -929,11 +902,9 @@ static void test_health_check_tls_host(void **state)
     struct fake_origin *wrong = fake_origin_start(&wrong_opts);
     assert_non_null(good);
     assert_non_null(wrong);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
-                                 "health_check = GET /healthz every 1m expect 200\n",
-                                 fake_origin_port(good), fake_origin_port(wrong));
+    struct harness *h = start_two(NULL, fake_origin_port(good), fake_origin_port(wrong),
+                                  "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                  "health_check = GET /healthz every 1m expect 200\n");
     char line[200];
     snprintf(line, sizeof(line), "origin 127.0.0.1:%u failed its health check (",
              fake_origin_port(wrong));
@@ -1124,14 +1095,11 @@ static void test_check_keeps_passive_verdict(void **state)
     (void)state;
     struct fake_origin_opts gray_opts = {.kind = FO_SCRIPT, .pick_script = pick_check_only};
     struct fake_origin *gray = fake_origin_start(&gray_opts);
-    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    struct fake_origin *well = px_origin(FO_OK);
     assert_non_null(gray);
-    assert_non_null(well);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "max_fails = 2\ndown_time = 1m\nfirst_byte_timeout = 200ms\n"
-                                 "health_check = GET /healthz every 100ms expect 200\n",
-                                 fake_origin_port(gray), fake_origin_port(well));
+    struct harness *h = start_two(NULL, fake_origin_port(gray), fake_origin_port(well),
+                                  "max_fails = 2\ndown_time = 1m\nfirst_byte_timeout = 200ms\n"
+                                  "health_check = GET /healthz every 100ms expect 200\n");
     int failed = 0;
     for (int round = 0; round < 5; round++) {
         for (int k = 0; k < 2; k++)
@@ -1290,11 +1258,11 @@ static void gated_start(struct gated *g, const char *results, const char *opts)
     struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_gated};
     g->checks = 0;
     assert_non_null(g->sick = fake_origin_start(&sick_opts));
-    assert_non_null(g->well = fake_origin_start_kind(FO_OK));
-    g->h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                    "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                    "health_check = GET /healthz every 500ms expect 200 %s\n",
-                    fake_origin_port(g->sick), fake_origin_port(g->well), opts);
+    g->well = px_origin(FO_OK);
+    g->h = start_two("admin_listen = 127.0.0.1:{{port:admin}}", fake_origin_port(g->sick),
+                     fake_origin_port(g->well),
+                     "health_check = GET /healthz every 500ms expect 200 %s\n",
+                     opts);
 }
 
 /* Waits for the next check to arrive (Portico has the results of those before it). */
@@ -1327,7 +1295,7 @@ static unsigned gated_share(struct gated *g)
 static void gated_status(struct gated *g, const char *check, int passed, int failed)
 {
     struct tj *doc;
-    const struct tj *o = status_origin(g->h, 0, &doc);
+    const struct tj *o = px_status_origin(g->h, 0, &doc);
     double p = -1, f = -1;
     assert_int_equal(tj_num(o, "checks_passed_in_row", &p), 0);
     assert_int_equal(tj_num(o, "checks_failed_in_row", &f), 0);
@@ -1469,13 +1437,11 @@ static void test_reload_keeps_verdicts(void **state)
     struct fake_origin_opts sick_opts = {
         .kind = FO_SCRIPT, .pick_script = pick_first_check_500, .pick_arg = &checks};
     struct fake_origin *sick = fake_origin_start(&sick_opts);
-    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    struct fake_origin *well = px_origin(FO_OK);
     assert_non_null(sick);
-    assert_non_null(well);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "health_check = GET /healthz every 1m expect 2xx\n",
-                                 fake_origin_port(sick), fake_origin_port(well));
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}",
+                                  fake_origin_port(sick), fake_origin_port(well),
+                                  "health_check = GET /healthz every 1m expect 2xx\n");
     assert_int_equal(harness_wait_log(h, "failed its health check (GET /healthz answered 500)",
                                       PX_IO_MS), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
@@ -1485,11 +1451,7 @@ static void test_reload_keeps_verdicts(void **state)
     print_message("  after the reload: %u of 8 requests to the failing origin\n",
                   non_checks(sick));
     assert_int_equal(non_checks(sick), 0);
-    char series[160];
-    snprintf(series, sizeof(series),
-             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
-             fake_origin_port(sick));
-    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    assert_origin_up(h, fake_origin_port(sick), 0);
     px_stop(h);
     fake_origin_stop(sick);
     fake_origin_stop(well);
@@ -1505,13 +1467,11 @@ static void test_reload_keeps_check_run(void **state)
     atomic_store(&healthz_failing, true);
     struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
     struct fake_origin *sick = fake_origin_start(&sick_opts);
-    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    struct fake_origin *well = px_origin(FO_OK);
     assert_non_null(sick);
-    assert_non_null(well);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "health_check = GET /healthz every 1m expect 2xx fall 3\n",
-                                 fake_origin_port(sick), fake_origin_port(well));
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}",
+                                  fake_origin_port(sick), fake_origin_port(well),
+                                  "health_check = GET /healthz every 1m expect 2xx fall 3\n");
     assert_int_equal(harness_wait_log(h, "answered 500); 1 of 3 in a row, not marked down yet",
                                       PX_IO_MS), 0);
     /* The requests go once the new workers alone accept: the check's line can come first, and
@@ -1530,7 +1490,7 @@ static void test_reload_keeps_check_run(void **state)
         assert_int_equal(status_of(h, "/down"), 200);
     assert_int_equal(non_checks(sick), 2);
     struct tj *doc;
-    const struct tj *so = status_origin(h, 0, &doc);
+    const struct tj *so = px_status_origin(h, 0, &doc);
     double failed = 0;
     assert_int_equal(tj_num(so, "checks_failed_in_row", &failed), 0);
     assert_int_equal((int)failed, 3);
@@ -1574,7 +1534,7 @@ static void test_health_check_stuck_phase(void **state)
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
     for (size_t i = 0; i < NROWS; i++) {
         if (stuck_rows[i].kind >= 0)
-            assert_non_null(o[i] = fake_origin_start_kind((enum fo_kind)stuck_rows[i].kind));
+            o[i] = px_origin((enum fo_kind)stuck_rows[i].kind);
         if (o[i])
             n += (size_t)snprintf(ups + n, sizeof(ups) - n, "[upstream u%zu]\norigin = 127.0.0.1:%u\n",
                                   i, fake_origin_port(o[i]));
@@ -1632,14 +1592,11 @@ static void test_health_check_dns_failure(void **state)
 static void test_retry_connect(void **state)
 {
     (void)state;
-    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
-    struct fake_origin *ok = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(refuse);
-    assert_non_null(ok);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "keepalive = 0\n",
-                                 fake_origin_port(refuse), fake_origin_port(ok));
+    struct fake_origin *refuse = px_origin(FO_REFUSE);
+    struct fake_origin *ok = px_origin(FO_ECHO);
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}",
+                                  fake_origin_port(refuse), fake_origin_port(ok),
+                                  "keepalive = 0\n");
     struct raw_response r;
     assert_int_equal(get(h, "GET", "/retry/get", NULL, &r), 200);
     raw_response_free(&r);
@@ -1682,15 +1639,11 @@ static void test_retry_connect(void **state)
 static void test_retry_origin_listed_twice(void **state)
 {
     (void)state;
-    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
-    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-    assert_non_null(refuse);
-    assert_non_null(ok);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "origin = 127.0.0.1:%u\n",
-                                 fake_origin_port(refuse), fake_origin_port(refuse),
-                                 fake_origin_port(ok));
+    struct fake_origin *refuse = px_origin(FO_REFUSE);
+    struct fake_origin *ok = px_origin(FO_OK);
+    struct harness *h = start_two(NULL, fake_origin_port(refuse), fake_origin_port(refuse),
+                                  "origin = 127.0.0.1:%u\n",
+                                  fake_origin_port(ok));
     int failed = 0;
     for (int k = 0; k < 12; k++)
         failed += status_of(h, "/twice") != 200;
@@ -1708,22 +1661,15 @@ static void test_retry_origin_listed_twice(void **state)
 static void test_origin_listed_twice_down(void **state)
 {
     (void)state;
-    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
-    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-    assert_non_null(refuse);
-    assert_non_null(ok);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "origin = 127.0.0.1:%u\nretries = 0\nmax_fails = 1\n",
-                                 fake_origin_port(refuse), fake_origin_port(refuse),
-                                 fake_origin_port(ok));
+    struct fake_origin *refuse = px_origin(FO_REFUSE);
+    struct fake_origin *ok = px_origin(FO_OK);
+    struct harness *h = start_two("admin_listen = 127.0.0.1:{{port:admin}}",
+                                  fake_origin_port(refuse), fake_origin_port(refuse),
+                                  "origin = 127.0.0.1:%u\nretries = 0\nmax_fails = 1\n",
+                                  fake_origin_port(ok));
     assert_int_equal(status_of(h, "/first"), 502);
     assert_int_equal(harness_wait_log(h, "after 1 failure", PX_IO_MS), 0);
-    char series[160];
-    snprintf(series, sizeof(series),
-             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
-             fake_origin_port(refuse));
-    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    assert_origin_up(h, fake_origin_port(refuse), 0);
     px_stop(h);
     fake_origin_stop(refuse);
     fake_origin_stop(ok);
@@ -1737,14 +1683,10 @@ static void test_origin_listed_twice_down(void **state)
 static void test_total_timeout_marks_down(void **state)
 {
     (void)state;
-    struct fake_origin *hung = fake_origin_start_kind(FO_SILENT);
-    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-    assert_non_null(hung);
-    assert_non_null(ok);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "max_fails = 2\ndown_time = 1m\ntotal_timeout = 200ms\n",
-                                 fake_origin_port(hung), fake_origin_port(ok));
+    struct fake_origin *hung = px_origin(FO_SILENT);
+    struct fake_origin *ok = px_origin(FO_OK);
+    struct harness *h = start_two(NULL, fake_origin_port(hung), fake_origin_port(ok),
+                                  "max_fails = 2\ndown_time = 1m\ntotal_timeout = 200ms\n");
     int failed = 0;
     for (int k = 0; k < 10; k++)
         failed += status_of(h, "/hung") != 200;
@@ -1789,8 +1731,8 @@ static void test_retry_rules(void **state)
          "retry_sent = on\ntotal_timeout = 200ms", "GET", NULL, 504, "total_timeout"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
-        struct fake_origin *first = fake_origin_start_kind(rows[i].first);
-        struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+        struct fake_origin *first = px_origin(rows[i].first);
+        struct fake_origin *ok = px_origin(FO_OK);
         struct harness *h = px_start(NULL,
                                      "[upstream u]\norigin = 127.0.0.1:%u\n"
                                      "origin = 127.0.0.1:%u\n%s\n",
@@ -1879,10 +1821,8 @@ static void test_retry_sent_whole_body(void **state)
     (void)state;
     char *body = json_body(2048);
     for (int chunked = 0; chunked <= 1; chunked++) {
-        struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
-        struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-        assert_non_null(reset);
-        assert_non_null(echo);
+        struct fake_origin *reset = px_origin(FO_RESET);
+        struct fake_origin *echo = px_origin(FO_ECHO);
         struct harness *h = px_start(NULL,
                                      "[upstream u]\norigin = 127.0.0.1:%u\n"
                                      "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -1928,17 +1868,12 @@ static void test_retry_sent_whole_body(void **state)
 static void test_retry_sent_body_twice(void **state)
 {
     (void)state;
-    struct fake_origin *reset1 = fake_origin_start_kind(FO_RESET);
-    struct fake_origin *reset2 = fake_origin_start_kind(FO_RESET);
-    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(reset1);
-    assert_non_null(reset2);
-    assert_non_null(echo);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "origin = 127.0.0.1:%u\nretry_sent = on\nretries = 2\n",
-                                 fake_origin_port(reset1), fake_origin_port(reset2),
-                                 fake_origin_port(echo));
+    struct fake_origin *reset1 = px_origin(FO_RESET);
+    struct fake_origin *reset2 = px_origin(FO_RESET);
+    struct fake_origin *echo = px_origin(FO_ECHO);
+    struct harness *h = start_two(NULL, fake_origin_port(reset1), fake_origin_port(reset2),
+                                  "origin = 127.0.0.1:%u\nretry_sent = on\nretries = 2\n",
+                                  fake_origin_port(echo));
     char *body = json_body(2048);
     size_t n;
     char *req = body_request("PUT", "/twice", body, 2048, true, &n);
@@ -1992,13 +1927,10 @@ static struct harness *start_warmed_pair(
 {
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
     *flaky = fake_origin_start(&opts);
-    *echo = fake_origin_start_kind(FO_ECHO);
+    *echo = px_origin(FO_ECHO);
     assert_non_null(*flaky);
-    assert_non_null(*echo);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "retry_sent = on\nsettle_time = 0\n",
-                                 fake_origin_port(*flaky), fake_origin_port(*echo));
+    struct harness *h = start_two(NULL, fake_origin_port(*flaky), fake_origin_port(*echo),
+                                  "retry_sent = on\nsettle_time = 0\n");
     assert_int_equal(status_of(h, "/warm/1"), 200); /* flaky, its connection kept */
     assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
     return h;
@@ -2096,10 +2028,8 @@ static void test_retry_sent_body_not_kept(void **state)
          "; not retried: its body was streamed (over 64 KiB with its chunk framing)"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
-        struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
-        struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-        assert_non_null(reset);
-        assert_non_null(ok);
+        struct fake_origin *reset = px_origin(FO_RESET);
+        struct fake_origin *ok = px_origin(FO_OK);
         struct harness *h = px_start(NULL,
                                      "[upstream u]\norigin = 127.0.0.1:%u\n"
                                      "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -2141,10 +2071,8 @@ static void test_retry_sent_body_tiny_chunks(void **state)
 {
     (void)state;
     enum { CHUNKS = 12000 };
-    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
-    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-    assert_non_null(reset);
-    assert_non_null(ok);
+    struct fake_origin *reset = px_origin(FO_RESET);
+    struct fake_origin *ok = px_origin(FO_OK);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -2186,8 +2114,7 @@ static void test_retry_sent_body_tiny_chunks(void **state)
 static void test_retry_sent_body_one_origin_twice(void **state)
 {
     (void)state;
-    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
-    assert_non_null(reset);
+    struct fake_origin *reset = px_origin(FO_RESET);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -2275,8 +2202,7 @@ static void test_retry_sent_body_still_arriving(void **state)
     (void)state;
     struct reset_early early;
     reset_early_start(&early);
-    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
-    assert_non_null(ok);
+    struct fake_origin *ok = px_origin(FO_OK);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -2401,8 +2327,7 @@ static void test_retry_sent_body_exactly_kept(void **state)
     enum { LEN = 64 * 1024 };
     struct head_alone first;
     head_alone_start(&first, LEN);
-    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(echo);
+    struct fake_origin *echo = px_origin(FO_ECHO);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\nretry_sent = on\n",
@@ -2450,10 +2375,8 @@ static void test_retry_sent_head_alone(void **state)
     (void)state;
     struct head_alone first;
     head_alone_start(&first, 0);
-    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-    struct fake_origin *spare = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(echo);
-    assert_non_null(spare);
+    struct fake_origin *echo = px_origin(FO_ECHO);
+    struct fake_origin *spare = px_origin(FO_ECHO);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "origin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
@@ -2510,11 +2433,9 @@ static void test_retry_tls_refused_body(void **state)
     struct fake_origin *ok = fake_origin_start(&plain);
     assert_non_null(refusing);
     assert_non_null(ok);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 0\n"
-                                 "first_byte_timeout = 2s\n",
-                                 fake_origin_port(refusing), fake_origin_port(ok));
+    struct harness *h = start_two(NULL, fake_origin_port(refusing), fake_origin_port(ok),
+                                  "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 0\n"
+                                  "first_byte_timeout = 2s\n");
     struct raw_response r;
     int status = get(h, "POST", "/tls/post", "payload", &r); /* round robin: the refusing one */
     const char *err = raw_header(&r, "Portico-Error");
@@ -2561,10 +2482,8 @@ static void test_retry_tls_record_error(void **state)
     struct fake_origin *ok = fake_origin_start(&plain);
     assert_non_null(broken);
     assert_non_null(ok);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "tls = on\nca_file = {{certs}}/ca.pem\nretry_sent = on\n",
-                                 fake_origin_port(broken), fake_origin_port(ok));
+    struct harness *h = start_two(NULL, fake_origin_port(broken), fake_origin_port(ok),
+                                  "tls = on\nca_file = {{certs}}/ca.pem\nretry_sent = on\n");
     struct raw_response r;
     int status = get(h, "GET", "/tls/record", NULL, &r); /* round robin: the broken one */
     const char *err = raw_header(&r, "Portico-Error");
@@ -2583,12 +2502,10 @@ static void test_retry_tls_record_error(void **state)
 static void test_all_down(void **state)
 {
     (void)state;
-    struct fake_origin *a = fake_origin_start_kind(FO_REFUSE);
-    struct fake_origin *b = fake_origin_start_kind(FO_REFUSE);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "max_fails = 1\ndown_time = 1m\n",
-                                 fake_origin_port(a), fake_origin_port(b));
+    struct fake_origin *a = px_origin(FO_REFUSE);
+    struct fake_origin *b = px_origin(FO_REFUSE);
+    struct harness *h = start_two(NULL, fake_origin_port(a), fake_origin_port(b),
+                                  "max_fails = 1\ndown_time = 1m\n");
     struct raw_response r;
     assert_int_equal(get(h, "GET", "/first", NULL, &r), 502); /* both tried (retries = 1) */
     raw_response_free(&r);

@@ -776,8 +776,7 @@ static void test_after_head(void **state)
     for (size_t i = 0; i < NAFTER; i++) {
         struct fake_origin_opts o = {.kind = FO_SCRIPT, .script = after_rows[i].script};
 
-        origins[i] = fake_origin_start(&o);
-        assert_non_null(origins[i]);
+        origins[i] = px_origin_start(&o);
         fprintf(f, "[upstream %s]\norigin = 127.0.0.1:%u\n%s[route %s]\nprefix = /%s/\n"
                    "upstream = %s\n", after_rows[i].name, fake_origin_port(origins[i]),
                 after_rows[i].extra, after_rows[i].name, after_rows[i].name, after_rows[i].name);
@@ -993,8 +992,7 @@ static void start_pair(enum fo_kind kind4, enum fo_kind kind6, struct fake_origi
                        struct fake_origin **o6)
 {
     for (int i = 0; i < 5; i++) {
-        *o4 = fake_origin_start_kind(kind4);
-        assert_non_null(*o4);
+        *o4 = px_origin(kind4);
         struct fake_origin_opts v6 = { .kind = kind6, .ipv6 = true,
                                        .port = fake_origin_port(*o4) };
         if ((*o6 = fake_origin_start(&v6)) != NULL)
@@ -1514,8 +1512,7 @@ static void test_check_shortage_said_after_verdict(void **state)
     struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER};
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     uint16_t port = fake_origin_port(o);
     char proxy[64];
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
@@ -1556,8 +1553,7 @@ static void test_no_free_local_port_nor_udp_port(void **state)
     (void)state;
     SKIP_WITHOUT_NETNS();
     struct fake_origin_opts v6 = {.kind = FO_OK, .ipv6 = true};
-    struct fake_origin *o6 = fake_origin_start(&v6);
-    assert_non_null(o6);
+    struct fake_origin *o6 = px_origin_start(&v6);
     uint16_t p6 = fake_origin_port(o6);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream v6]\norigin = [::1]:%u\nretries = 0\n"
@@ -1753,8 +1749,7 @@ static void test_dns_second_question_slow(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 150 };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_REFUSE);
     char proxy[64];
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
     struct harness *h = px_start(proxy,
@@ -1810,8 +1805,7 @@ static void test_dns_second_question_then_total_timeout(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 100 };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_REFUSE);
     char proxy[128];
     snprintf(proxy, sizeof(proxy),
              "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
@@ -1879,8 +1873,7 @@ static void test_dns_not_queued_behind_silent(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_SILENT };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char resolver[64];
     snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
     struct harness *h = px_start(resolver,
@@ -2092,8 +2085,7 @@ static void test_dns_no_search_domain(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .zone = "search.portico.test" };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char resolv_conf[128], routes[1024];
     snprintf(resolv_conf, sizeof(resolv_conf),
              "nameserver 127.0.0.1:%u\nsearch search.portico.test\n", fake_dns_port(d));
@@ -2161,8 +2153,7 @@ static void dead_ns_run(struct dead_ns_run *run)
     struct fake_dns *good = fake_dns_start(NULL);
     assert_non_null(silent);
     assert_non_null(good);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char resolv_conf[128], rest[256], failed_line[96];
     snprintf(resolv_conf, sizeof(resolv_conf), "nameserver 127.0.0.1:%u\nnameserver 127.0.0.1:%u\n",
              fake_dns_port(silent), fake_dns_port(good));
@@ -2231,8 +2222,7 @@ static void test_dns_absolute_name_in_hosts(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_NXDOMAIN };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char proxy[64];
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
     struct harness *h = px_start(proxy, "[upstream u]\norigin = localhost.:%u\nretries = 0\n",
@@ -2270,8 +2260,7 @@ static void test_dns_stray_datagrams_rate_limited(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .ipv6 = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char proxy[160];
     snprintf(proxy, sizeof(proxy),
              "resolver = [::1]:%u\nerror_log = {{dir}}/error.log\nlog_level = info\n",

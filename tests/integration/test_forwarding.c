@@ -78,8 +78,7 @@ static const struct curl_row curl_rows[] = {
 static void test_curl_methods(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_ECHO);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
 
     /* a body file with a recognisable pattern */
@@ -148,8 +147,7 @@ static void test_curl_methods(void **state)
 static void test_curl_keepalive_100_urls(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     char url[128];
     const char *const argv[] = { "curl", "-sS", "--max-time", "20", "-w", "[%{num_connects}]",
@@ -175,8 +173,7 @@ static void test_curl_keepalive_100_urls(void **state)
 static void test_keepalive_100_one_origin_connection(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
 
@@ -209,8 +206,7 @@ static void test_keepalive_head_sizes(void **state)
 {
     (void)state;
     static const size_t pads[] = {10, 20000, 40, 9000, 9001, 100, 30000, 5, 16000, 0};
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 64k\n");
     struct raw_conn *c = px_connect(h);
     for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
@@ -276,8 +272,7 @@ static void test_pipelined_in_order(void **state)
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_pipelined,
                                      .body = "three\n" };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin_pooled(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
 
@@ -336,8 +331,7 @@ static const struct http10_row http10_rows[] = {
 static void test_http10_clients(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
 
     for (size_t i = 0; i < ARRAY_SIZE(http10_rows); i++) {
@@ -420,9 +414,7 @@ static const struct fo_step *pick_nobody(const struct fo_request_info *req, void
 static void test_no_body_framing(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_nobody };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_nobody);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
 
@@ -519,9 +511,7 @@ static const struct framing_row framing_rows[] = {
 static void test_body_framing(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_body };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_body);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
 
     for (size_t i = 0; i < ARRAY_SIZE(framing_rows); i++) {
@@ -578,8 +568,7 @@ static void test_body_framing(void **state)
 static void test_request_trailers(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_ECHO);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -744,8 +733,7 @@ static void run_stale_rows(bool tls)
             opts.tls_cert = certs->server_cert;
             opts.tls_key = certs->server_key;
         }
-        struct fake_origin *o = fake_origin_start(&opts);
-        assert_non_null(o);
+        struct fake_origin *o = px_origin_start(&opts);
         struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s"
                                      "[fault late]\nprefix = /late\nresponse_delay = 50ms\n",
                                      fake_origin_port(o),
@@ -842,8 +830,7 @@ static void test_408_mid_body_resent(void **state)
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_408_mid_body,
                                      .respond_before_body = true, .on_head = count_head };
     mid_body_heads = 0;
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -1318,8 +1305,7 @@ static void check_hop_row(struct harness *h, struct fake_origin *o, unsigned n, 
 static void test_request_hop_by_hop(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
 
     for (size_t i = 0; i < ARRAY_SIZE(hop_rows); i++)
@@ -1439,8 +1425,7 @@ static const struct {
 static void test_trusted_proxies(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h =
         px_start_origin(fake_origin_port(o), "trusted_proxies = 127.0.0.2, 127.0.0.3/32\n");
 
@@ -1507,8 +1492,7 @@ static const struct real_ip_row {
 static void test_real_ip(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), REAL_IP_PROXY);
     for (size_t i = 0; i < ARRAY_SIZE(real_ip_rows); i++) {
         const struct real_ip_row *row = &real_ip_rows[i];
@@ -1566,8 +1550,7 @@ static void test_real_ip_out_of_memory(void **state)
     (void)state;
     if (!oom_possible())
         skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char err[256];
     if (oom_arm("exchange_start", 0, 0, 2, err, sizeof(err)) != 0)
         fail_msg("%s", err);
@@ -1620,8 +1603,7 @@ static void test_real_ip_out_of_memory(void **state)
 static void test_real_ip_faults(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start(REAL_IP_PROXY,
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "[faults]\nheader_control = on\n"
@@ -1671,8 +1653,7 @@ static void test_real_ip_faults(void **state)
 static void test_real_ip_h2c(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start(REAL_IP_PROXY "listen = 127.0.0.1:{{port:h2c}} h2c\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "[fault one]\nclient = 127.9.9.9\nprefix = /fault\n"
@@ -1738,8 +1719,7 @@ static void test_response_hop_by_hop(void **state)
 {
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = hop_response };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -1804,9 +1784,7 @@ static void assert_date_now(const char *why, const char *value)
 static void test_response_date_added(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_no_date };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_no_date);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -1967,8 +1945,7 @@ static long cpu_of_requests(struct harness *h, struct raw_conn *c, const char *p
 static void test_many_routes_cost(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     size_t size = MANY_ROUTES * 80, len = 0;
     char *routes = malloc(size);
     assert_non_null(routes);
@@ -2025,8 +2002,7 @@ static void test_single_upstream_forwards_everything(void **state)
         "DELETE /thing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         "GET /no-host HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     };
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     for (size_t i = 0; i < ARRAY_SIZE(requests); i++) {
@@ -2082,8 +2058,7 @@ static const struct final_row final_rows[] = {
 static void test_max_forwards_zero(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     for (size_t i = 0; i < ARRAY_SIZE(final_rows); i++) {
@@ -2173,8 +2148,7 @@ static void test_origin_reuse_rules(void **state)
         const struct reuse_row *row = &reuse_rows[i];
         print_message("%s\n", row->why);
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct fake_origin *o = fake_origin_start(&opts);
-        assert_non_null(o);
+        struct fake_origin *o = px_origin_start(&opts);
         struct harness *h = px_start(row->proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
                                      fake_origin_port(o), row->upstream_extra);
         struct raw_conn *c = px_connect(h);
@@ -2201,8 +2175,7 @@ static void test_origin_reuse_rules(void **state)
 static void test_keepalive_timeouts(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start("keepalive_timeout = 400ms\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive_timeout = 100ms\n",
                                  fake_origin_port(o));
@@ -2305,8 +2278,7 @@ static int served_sockopt(struct harness *h, uint16_t port, const char *request,
 static void test_client_socket_nodelay(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     assert_int_equal(served_sockopt(h, px_port(h), "GET /n HTTP/1.1\r\nHost: t\r\n\r\n",
                                     IPPROTO_TCP, TCP_NODELAY),
@@ -2321,8 +2293,7 @@ static void test_client_socket_nodelay(void **state)
 static void test_origin_socket_options(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /o HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
@@ -2384,8 +2355,7 @@ static int listener_defer(struct harness *h, uint16_t port)
 static void test_admin_listener_own_options(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o),
                                         "admin_listen = 127.0.0.1:{{port:admin}}\n"
                                         "client_sndbuf = 4k\ndefer_accept = on\n");
@@ -2644,8 +2614,7 @@ static void test_client_request_ack_delayed(void **state)
     struct ack_probe p = {.quickack = -1};
     struct fo_step script[] = {FO_CALL(probe_ack, &p), FO_RESPOND_OK(), FO_END()};
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = script};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     p.conn = ack_conn_of(h, c);
@@ -2698,8 +2667,7 @@ static void test_request_head_acked_when_body_owed(void **state)
     assert_int_equal(pipe(sig), 0);
     struct owed_probe p = {.signal_fd = sig[1]};
     struct fake_origin_opts opts = {.kind = FO_OK, .on_head = probe_owed, .on_head_arg = &p};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     p.conn = ack_conn_of(h, c);
@@ -2765,8 +2733,7 @@ static void test_ipv6_listener(void **state)
 {
     (void)state;
     TU_SKIP_WITHOUT_IPV6_LOOPBACK();
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = start_beside("[::1]:{{free_port:v6}}", "", fake_origin_port(o));
     uint16_t port = harness_port(h, "v6");
     char req[128];
@@ -2791,8 +2758,7 @@ static void test_ipv6_listener(void **state)
 static void test_v4_mapped_listener(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = start_beside("[::ffff:127.0.0.1]:{{free_port:mapped}}",
                                      "access_log = {{dir}}/access.log\n"
                                      "access_log_format = text\n",
@@ -2820,8 +2786,7 @@ static void test_response_before_request_body(void **state)
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_OK, .respond_before_body = true,
                                      .body = "early\n" };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     /* the head only: the body is sent once the answer is in */
@@ -3185,8 +3150,7 @@ static void note_crossed(char *list, size_t size, const char *field)
 static void test_request_trailers_filtered(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     char crossed[2048] = "";
 
@@ -3251,8 +3215,7 @@ static void test_response_trailers_filtered(void **state)
     }
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_trailer_response,
                                      .pick_arg = steps };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     char crossed[2048] = "";
 
@@ -3302,8 +3265,7 @@ static void test_byte_by_byte(void **state)
     }
     script[2 * n] = (struct fo_step)FO_END();
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     int one = 1;
@@ -3370,8 +3332,7 @@ static const struct fo_step ok_idle_close[] = {
 static void test_pooled_connection_back_to_its_owner(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 2\n"
                                        "settle_time = 60s\n", fake_origin_port(o));
     struct raw_conn *c[17];
@@ -3479,8 +3440,7 @@ static void test_connection_auth_private(void **state)
         print_message("  %s\n", rows[i].why);
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_challenge,
                                          .pick_arg = (void *)(uintptr_t)rows[i].challenge };
-        struct fake_origin *o = fake_origin_start(&opts);
-        assert_non_null(o);
+        struct fake_origin *o = px_origin_start(&opts);
         struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n"
                                            "settle_time = 0\n", fake_origin_port(o));
         struct raw_conn *a = px_connect(h), *b = px_connect(h);
@@ -3534,8 +3494,7 @@ static void test_connection_auth_private_owner_gone(void **state)
 {
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = ntlm_then_tell };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n"
                                        "keepalive_timeout = 60s\n", fake_origin_port(o));
     __atomic_store_n(&private_closed, 0, __ATOMIC_SEQ_CST);
@@ -3570,8 +3529,7 @@ static void test_connection_auth_bodiless_closed(void **state)
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_challenge,
                                      .pick_arg = (void *)(uintptr_t)ntlm_challenge };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n",
                                  fake_origin_port(o));
@@ -3601,8 +3559,7 @@ static void test_pooled_closed_while_idle(void **state)
 {
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = ok_idle_close };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start("keepalive_timeout = 300ms\n"
                                  "admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
@@ -3641,8 +3598,7 @@ static void test_pool_settles_without_traffic(void **state)
 {
     (void)state;
     struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 100 };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start("keepalive_timeout = 400ms\n"
                                  "admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 1\n"
@@ -3692,9 +3648,8 @@ static void test_pool_settles_early_past_its_bound(void **state)
 {
     (void)state;
     struct fake_origin_opts clock = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 2000 };
-    struct fake_origin *o = fake_origin_start_kind(FO_OK), *t = fake_origin_start(&clock);
-    assert_non_null(o);
-    assert_non_null(t);
+    struct fake_origin *o = px_origin(FO_OK);
+    struct fake_origin *t = px_origin_start(&clock);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 1\n"
                                  "settle_time = 3s\n"
@@ -3749,9 +3704,8 @@ static void test_pool_surplus_kept_for_next_clients(void **state)
     (void)state;
     struct fake_origin_opts slow = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 50 };
     struct fake_origin_opts clock = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 150 };
-    struct fake_origin *o = fake_origin_start(&slow), *t = fake_origin_start(&clock);
-    assert_non_null(o);
-    assert_non_null(t);
+    struct fake_origin *o = px_origin_start(&slow);
+    struct fake_origin *t = px_origin_start(&clock);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 1\n"
                                  "settle_time = 100ms\n"
@@ -3789,8 +3743,7 @@ static void test_client_leaves_mid_response(void **state)
     memset(big, 'z', n);
     big[n] = '\0';
     struct fake_origin_opts opts = { .kind = FO_OK, .body = big };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_head head;

@@ -68,22 +68,33 @@ static struct harness *start(const char *proxy_extra, uint16_t port, const char 
     return h;
 }
 
-/* h2_websocket.py MODE ARGS... against h's listener; its key=value lines in r->out. */
-static void run_client(struct harness *h, struct tu_cmd_result *r, const char *mode, ...)
+/* h2_websocket.py MODE ARGS... (args, NULL-ended) against h's listener; its key=value lines in
+ * r->out. */
+static void run_client_args(struct harness *h, struct tu_cmd_result *r, const char *const *args)
 {
     char port[16];
     snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
-    const char *argv[12] = {PY, CLIENT, port, mode};
-    size_t n = 4;
-    va_list ap;
-    va_start(ap, mode);
-    for (const char *a; n < 11 && (a = va_arg(ap, const char *)) != NULL;)
-        argv[n++] = a;
-    va_end(ap);
+    const char *argv[12] = {PY, CLIENT, port};
+    size_t n = 3;
+    for (size_t i = 0; n < 11 && args[i] != NULL; i++)
+        argv[n++] = args[i];
     argv[n] = NULL;
     int rc = tu_run_command(argv, RUN_MS, r);
     if (rc != 0 || r->exit_code != 0)
-        fail_msg("h2_websocket.py %s exited %d:\n%s%s", mode, r->exit_code, r->out, r->err);
+        fail_msg("h2_websocket.py %s exited %d:\n%s%s", args[0], r->exit_code, r->out, r->err);
+}
+
+/* run_client(h, &r, MODE, ARGS..., NULL) */
+static void run_client(struct harness *h, struct tu_cmd_result *r, const char *mode, ...)
+{
+    const char *args[9] = {mode};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, mode);
+    for (const char *a; n < 8 && (a = va_arg(ap, const char *)) != NULL;)
+        args[n++] = a;
+    va_end(ap);
+    run_client_args(h, r, args);
 }
 
 /* Whether the client printed the line key=value. */
@@ -96,11 +107,38 @@ static bool said(const struct tu_cmd_result *r, const char *line)
     return false;
 }
 
-static void want(const struct tu_cmd_result *r, const char *line)
+/* Fails unless the client said every line of the NULL-ended list; names the first it did not. */
+static __attribute__((sentinel)) void want_lines(const struct tu_cmd_result *r, ...)
 {
-    if (!said(r, line))
-        fail_msg("h2_websocket.py did not say '%s':\n%s%s", line, r->out, r->err);
+    va_list ap;
+    va_start(ap, r);
+    for (const char *line; (line = va_arg(ap, const char *)) != NULL;)
+        if (!said(r, line)) {
+            va_end(ap);
+            fail_msg("h2_websocket.py did not say '%s':\n%s%s", line, r->out, r->err);
+        }
+    va_end(ap);
 }
+#define want(r, ...) want_lines((r), __VA_ARGS__, (const char *)NULL)
+
+/* The client run with args (ARGS(MODE, ...)) says every line of the NULL-ended list. */
+static __attribute__((sentinel)) void client_says(struct harness *h, const char *const *args,
+                                                  ...)
+{
+    struct tu_cmd_result r = {0};
+    run_client_args(h, &r, args);
+    va_list ap;
+    va_start(ap, args);
+    for (const char *line; (line = va_arg(ap, const char *)) != NULL;)
+        if (!said(&r, line)) {
+            va_end(ap);
+            fail_msg("h2_websocket.py %s did not say '%s':\n%s%s", args[0], line, r.out, r.err);
+        }
+    va_end(ap);
+    tu_cmd_result_free(&r);
+}
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define says(h, args, ...) client_says((h), (args), __VA_ARGS__, (const char *)NULL)
 
 static double metric(struct harness *h, const char *series)
 {
@@ -120,6 +158,26 @@ static double metric_reached(struct harness *h, const char *series, double value
     return v;
 }
 
+/* portico_tunnels_closed_total{reason} once it reached n (polled); fails when it did not, or
+ * went past n. */
+static void closed_reached(struct harness *h, const char *reason, double n)
+{
+    char series[96];
+    snprintf(series, sizeof(series), "portico_tunnels_closed_total{reason=\"%s\"}", reason);
+    double v = metric_reached(h, series, n);
+    if (v != n)
+        fail_msg("%s is %g, want %g", series, v, n);
+}
+
+/* The echo origin of websocket.c in *o, and Portico in front of it (start()'s extras). */
+static struct harness *start_echo(struct ws_origin **o, const char *proxy_extra,
+                                  const char *upstream_extra)
+{
+    *o = ws_origin_start();
+    assert_non_null(*o);
+    return start(proxy_extra, ws_origin_port(*o), upstream_extra);
+}
+
 /* ---- the setting ---- */
 
 /* SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 goes with HTTP/2 (RFC 8441 3); with http2 = off there is
@@ -127,17 +185,11 @@ static double metric_reached(struct harness *h, const char *series, double value
 static void test_settings_advertised(void **state)
 {
     (void)state;
-    struct tu_cmd_result r = {0};
     struct harness *h = start(NULL, 9, NULL);
-    run_client(h, &r, "settings", NULL);
-    want(&r, "alpn=h2");
-    want(&r, "enable_connect_protocol=1");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("settings"), "alpn=h2", "enable_connect_protocol=1");
     px_stop(h);
     h = start("http2 = off", 9, NULL);
-    run_client(h, &r, "settings", NULL);
-    want(&r, "alpn=http/1.1");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("settings"), "alpn=http/1.1");
     px_stop(h);
 }
 
@@ -150,20 +202,11 @@ static void test_settings_advertised(void **state)
 static void test_echo(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "echo", "/chat?room=1", "8", NULL);
-    want(&r, "status=200");
-    want(&r, "accept_header=False");
-    want(&r, "upgrade_header=False");
-    want(&r, "echoed=8");
-    want(&r, "pong=True");
-    want(&r, "close_echoed=True");
-    want(&r, "stream_ended=True");
-    want(&r, "reset=none");
-    tu_cmd_result_free(&r);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("echo", "/chat?room=1", "8"), "status=200", "accept_header=False",
+         "upgrade_header=False", "echoed=8", "pong=True", "close_echoed=True",
+         "stream_ended=True", "reset=none");
     char *req = ws_origin_request_head(o);
     assert_non_null(req);
     assert_true(strncmp(req, "GET /chat?room=1 HTTP/1.1\r\n", 27) == 0);
@@ -176,16 +219,12 @@ static void test_echo(void **state)
     assert_non_null(strcasestr(req, "\r\nVia: 2 portico"));
     free(req);
     assert_int_equal(ws_origin_closes(o), 1);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
-                1);
+    closed_reached(h, "origin_closed", 1);
     assert_true(metric(h, "portico_tunnels_total") == 1);
     assert_true(metric(h, "portico_tunnel_client_bytes_total") > 8 * 1024);
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
-    char *line = px_log_line(h, "/chat?room=1");
-    if (!tu_contains(line, "\"status\":200") || !tu_contains(line, "\"upstream_status\":101") ||
-        !tu_contains(line, "tunnel: origin closed") || !tu_contains(line, "HTTP/2.0"))
-        fail_msg("access line: %s", line);
-    free(line);
+    px_log_line_has(h, "/chat?room=1", "\"status\":200", "\"upstream_status\":101",
+                    "tunnel: origin closed", "HTTP/2.0", NULL);
     harness_free(h);
     ws_origin_stop(o);
 }
@@ -194,20 +233,12 @@ static void test_echo(void **state)
 static void test_two_websockets_and_a_get(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "multi", "/m", NULL);
-    want(&r, "status_a=200");
-    want(&r, "status_b=200");
-    want(&r, "echoed=6");
-    want(&r, "get_ended=True");
-    want(&r, "both_ended=True");
-    tu_cmd_result_free(&r);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("multi", "/m"), "status_a=200", "status_b=200", "echoed=6", "get_ended=True",
+         "both_ended=True");
     assert_int_equal(ws_origin_handshakes(o), 2);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 2) ==
-                2);
+    closed_reached(h, "client_closed", 2);
     px_stop(h);
     ws_origin_stop(o);
 }
@@ -222,12 +253,7 @@ static void test_origin_refuses(void **state)
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
     struct harness *h = start(NULL, fake_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "status", "/chat", NULL);
-    want(&r, "status=403");
-    want(&r, "ended=True");
-    want(&r, "body=not you ");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("status", "/chat"), "status=403", "ended=True", "body=not you ");
     char *up = fake_origin_request_header(o, 0, "upgrade");
     assert_non_null(up);
     assert_string_equal(up, "websocket");
@@ -246,8 +272,7 @@ static void test_refused_origin(void **state)
     struct harness *h = start(NULL, fake_origin_port(o), NULL);
     struct tu_cmd_result r = {0};
     run_client(h, &r, "status", "/chat", NULL);
-    want(&r, "status=502");
-    want(&r, "ended=True");
+    want(&r, "status=502", "ended=True");
     if (!tu_contains(r.out, "refused"))
         fail_msg("no explanation: %s", r.out);
     tu_cmd_result_free(&r);
@@ -263,11 +288,7 @@ static void test_silent_origin(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_SILENT);
     assert_non_null(o);
     struct harness *h = start(NULL, fake_origin_port(o), "first_byte_timeout = 300ms");
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "status", "/chat", NULL);
-    want(&r, "status=504");
-    want(&r, "ended=True");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("status", "/chat"), "status=504", "ended=True");
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -277,18 +298,10 @@ static void test_silent_origin(void **state)
 static void test_fault_rule_answers(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o),
-                              "[fault outage]\nprefix = /faulty\nstatus = 503\n");
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "status", "/faulty/chat", NULL);
-    want(&r, "status=503");
-    want(&r, "ended=True");
-    tu_cmd_result_free(&r);
-    run_client(h, &r, "echo", "/chat", "1", NULL); /* another path goes through */
-    want(&r, "echoed=1");
-    tu_cmd_result_free(&r);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, "[fault outage]\nprefix = /faulty\nstatus = 503\n");
+    says(h, ARGS("status", "/faulty/chat"), "status=503", "ended=True");
+    says(h, ARGS("echo", "/chat", "1"), "echoed=1"); /* another path goes through */
     assert_int_equal(ws_origin_handshakes(o), 1);
     px_stop(h);
     ws_origin_stop(o);
@@ -309,18 +322,11 @@ static void test_wrong_accept(void **state)
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
     struct harness *h = start(NULL, fake_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "status", "/chat", NULL);
-    want(&r, "status=502");
-    want(&r, "ended=True");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("status", "/chat"), "status=502", "ended=True");
     assert_true(metric(h, "portico_tunnels_total") == 0);
     assert_int_equal(harness_stop(h), 0);
-    char *line = px_log_line(h, "\"path\":\"/chat\"");
-    if (!tu_contains(line, "invalid_response") ||
-        !tu_contains(line, "Sec-WebSocket-Accept that does not match"))
-        fail_msg("access line: %s", line);
-    free(line);
+    px_log_line_has(h, "\"path\":\"/chat\"", "invalid_response",
+                    "Sec-WebSocket-Accept that does not match", NULL);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -331,13 +337,8 @@ static void test_other_connects_501(void **state)
 {
     (void)state;
     struct harness *h = start(NULL, 9, NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "plain_connect", NULL);
-    want(&r, "status=501");
-    tu_cmd_result_free(&r);
-    run_client(h, &r, "protocol", "bytestream", NULL);
-    want(&r, "status=501");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("plain_connect"), "status=501");
+    says(h, ARGS("protocol", "bytestream"), "status=501");
     px_stop(h);
 }
 
@@ -347,20 +348,11 @@ static void test_other_connects_501(void **state)
 static void test_content_length_malformed(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "length", "/chat", "5", NULL);
-    want(&r, "status=none");
-    want(&r, "reset=1");
-    tu_cmd_result_free(&r);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("length", "/chat", "5"), "status=none", "reset=1");
     assert_int_equal(harness_stop(h), 0);
-    char *line = px_log_line(h, "/chat");
-    if (!tu_contains(line, "\"status\":400") ||
-        !tu_contains(line, "content-length on an extended CONNECT"))
-        fail_msg("access line: %s", line);
-    free(line);
+    px_log_line_has(h, "/chat", "\"status\":400", "content-length on an extended CONNECT", NULL);
     harness_free(h);
     ws_origin_stop(o);
 }
@@ -415,45 +407,55 @@ static const struct fo_step *pick_switch(const struct fo_request_info *req, void
     return sw->steps;
 }
 
+/* An origin that switches as pick_switch does, then runs the steps of `after` (FO_END() last,
+ * 3 steps at most with it): SWITCH_THEN(FO_WAIT(100), FO_RST()). */
+#define SWITCH_THEN(...) ((const struct fo_step[]){__VA_ARGS__, FO_END()})
+
+static struct fake_origin *switch_origin(struct switcher *sw, const struct fo_step *after)
+{
+    size_t n = 0;
+    do {
+        assert_true(1 + n < sizeof(sw->steps) / sizeof(sw->steps[0]));
+        sw->steps[1 + n] = after[n];
+    } while (after[n++].kind != FO_STEP_END);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    return f;
+}
+
+/* What wait_eof saw of Portico's end (1: a FIN), waited for at most PX_IO_MS. */
+static int origin_eof(struct switcher *sw)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    while (atomic_load(&sw->eof) == 0 && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
+    }
+    return atomic_load(&sw->eof);
+}
+
 /* The client's RST_STREAM closes the origin's connection; the connection goes on. */
 static void test_client_reset_closes_origin(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "reset", "/r", NULL);
-    want(&r, "status=200");
-    want(&r, "echoed=1");
-    want(&r, "after_status=400"); /* the echo origin refuses a GET without upgrade */
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_error\"}", 1) ==
-                1);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    /* after_status=400: the echo origin refuses a GET without upgrade */
+    says(h, ARGS("reset", "/r"), "status=200", "echoed=1", "after_status=400");
+    closed_reached(h, "client_error", 1);
     px_stop(h);
     ws_origin_stop(o);
 
-    /* the origin reads the close */
+    /* the origin reads the close (it sends a text frame first, as the echo does) */
     static struct switcher sw;
     atomic_store(&sw.eof, 0);
-    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x02hi"); /* a text frame, as the echo's */
-    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f =
+        switch_origin(&sw, SWITCH_THEN(FO_SEND("\x81\x02hi"), FO_CALL(wait_eof, &sw)));
     h = start(NULL, fake_origin_port(f), NULL);
-    run_client(h, &r, "reset", "/r", NULL);
-    want(&r, "status=200");
-    want(&r, "after_status=200");
-    tu_cmd_result_free(&r);
-    int64_t deadline = tu_now_ms() + PX_IO_MS;
-    while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
-    }
-    assert_int_equal(atomic_load(&sw.eof), 1);
+    says(h, ARGS("reset", "/r"), "status=200", "after_status=200");
+    assert_int_equal(origin_eof(&sw), 1);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -463,23 +465,11 @@ static void test_origin_close_ends_stream(void **state)
 {
     (void)state;
     static struct switcher sw;
-    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x05" "adieu");
-    sw.steps[2] = (struct fo_step)FO_CLOSE();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f =
+        switch_origin(&sw, SWITCH_THEN(FO_SEND("\x81\x05" "adieu"), FO_CLOSE()));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "origin_close", "/bye", NULL);
-    want(&r, "status=200");
-    want(&r, "frame=adieu");
-    want(&r, "ended=True");
-    want(&r, "reset=none");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
-                1);
+    says(h, ARGS("origin_close", "/bye"), "status=200", "frame=adieu", "ended=True", "reset=none");
+    closed_reached(h, "origin_closed", 1);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -489,59 +479,12 @@ static void test_origin_reset_resets_stream(void **state)
 {
     (void)state;
     static struct switcher sw;
-    sw.steps[1] = (struct fo_step)FO_WAIT(100);
-    sw.steps[2] = (struct fo_step)FO_RST();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_WAIT(100), FO_RST()));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "origin_close", "/rst", NULL);
-    want(&r, "status=200");
-    want(&r, "ended=False");
-    want(&r, "reset=10");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 1) ==
-                1);
+    says(h, ARGS("origin_close", "/rst"), "status=200", "ended=False", "reset=10");
+    closed_reached(h, "origin_error", 1);
     px_stop(h);
     fake_origin_stop(f);
-}
-
-/* GET path on the admin listener: the body, malloc'd. */
-static char *admin_body(struct harness *h, const char *path)
-{
-    char req[128];
-    struct raw_response r;
-    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-             path);
-    assert_int_equal(raw_send_str(c, req), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    char *body = strdup(r.body);
-    raw_response_free(&r);
-    raw_close(c);
-    return body;
-}
-
-/* /status's in_flight of the upstream's one origin. */
-static double origin_in_flight(struct harness *h)
-{
-    char *text = admin_body(h, "/status"), err[128];
-    struct tj *doc = tj_parse(text, err, sizeof(err));
-    free(text);
-    if (!doc)
-        fail_msg("/status is not JSON: %s", err);
-    const struct tj *ups = tj_get(doc, "upstreams");
-    assert_true(ups && ups->n >= 1);
-    const struct tj *origins = tj_get(ups->items[0], "origins");
-    assert_true(origins && origins->n >= 1);
-    double v = -1;
-    assert_int_equal(tj_num(origins->items[0], "in_flight", &v), 0);
-    tj_free(doc);
-    return v;
 }
 
 /* A tunnel ended by our reset is counted and logged once, as the origin's error: the stream's
@@ -551,24 +494,15 @@ static void test_reset_tunnel_counted_once(void **state)
 {
     (void)state;
     static struct switcher sw;
-    sw.steps[1] = (struct fo_step)FO_WAIT(100);
-    sw.steps[2] = (struct fo_step)FO_RST();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_WAIT(100), FO_RST()));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "origin_close", "/rst", NULL);
-    want(&r, "reset=10");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("origin_close", "/rst"), "reset=10");
     uint16_t admin = harness_port(h, "admin");
     /* the client left: its connection, and the stream with it, are gone */
     assert_true(scrape_wait(admin, "portico_client_connections_active", 0, PX_IO_MS) == 0);
     assert_true(metric(h, "portico_tunnels_closed_total{reason=\"origin_error\"}") == 1);
     assert_true(metric(h, "portico_tunnels_closed_total{reason=\"client_error\"}") == 0);
-    assert_true(origin_in_flight(h) == 0);
+    assert_true(px_in_flight(h, 0) == 0);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -614,21 +548,9 @@ static void test_fin_behind_slow_origin(void **state)
     static struct slow_reader sr;
     atomic_store(&sr.got, 0);
     atomic_store(&sr.end, 0);
-    sw.steps[1] = (struct fo_step)FO_CALL(read_slowly, &sr);
-    sw.steps[2] = (struct fo_step)FO_CLOSE();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_CALL(read_slowly, &sr), FO_CLOSE()));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "upload", "/up", "4", NULL);
-    want(&r, "status=200");
-    want(&r, "sent=True");
-    want(&r, "ended=True");
-    want(&r, "reset=none");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("upload", "/up", "4"), "status=200", "sent=True", "ended=True", "reset=none");
     assert_int_equal(atomic_load(&sr.end), 1);
     assert_int_equal(atomic_load(&sr.got), 4 << 20);
     px_stop(h);
@@ -645,21 +567,12 @@ static void test_slow_download_not_idle(void **state)
     static char download[1 << 20];
     memset(download, 'd', sizeof(download));
     atomic_store(&sw.eof, 0);
-    sw.steps[1] = (struct fo_step)FO_SEND_N(download, sizeof(download));
-    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f =
+        switch_origin(&sw, SWITCH_THEN(FO_SEND_N(download, sizeof(download)),
+                                       FO_CALL(wait_eof, &sw)));
     struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "slowread", "/down", "1024", NULL);
-    want(&r, "status=200");
-    want(&r, "received=1048576");
-    want(&r, "reset_before_end=none");
-    want(&r, "ended=True");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("slowread", "/down", "1024"), "status=200", "received=1048576",
+         "reset_before_end=none", "ended=True");
     assert_true(metric(h, "portico_tunnels_closed_total{reason=\"idle\"}") == 0);
     px_stop(h);
     fake_origin_stop(f);
@@ -674,33 +587,17 @@ static void test_end_stream_on_headers(void **state)
     (void)state;
     static struct switcher sw;
     atomic_store(&sw.eof, 0);
-    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x05" "early");
-    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f =
+        switch_origin(&sw, SWITCH_THEN(FO_SEND("\x81\x05" "early"), FO_CALL(wait_eof, &sw)));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
     const char *where[] = {"headers", "data"};
     for (int i = 0; i < 2; i++) {
         atomic_store(&sw.eof, 0);
-        run_client(h, &r, "headers_end", "/half", where[i], NULL);
-        want(&r, "status=200");
-        want(&r, "frame=early");
-        want(&r, "ended=True");
-        want(&r, "reset=none");
-        tu_cmd_result_free(&r);
-        int64_t deadline = tu_now_ms() + PX_IO_MS;
-        while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
-        }
-        assert_int_equal(atomic_load(&sw.eof), 1); /* a FIN, not a reset or nothing */
+        says(h, ARGS("headers_end", "/half", where[i]), "status=200", "frame=early", "ended=True",
+             "reset=none");
+        assert_int_equal(origin_eof(&sw), 1); /* a FIN, not a reset or nothing */
     }
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 2) ==
-                2);
+    closed_reached(h, "client_closed", 2);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -713,16 +610,10 @@ static void test_end_stream_on_headers(void **state)
 static void test_late_settings_ack_regrants(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "late_ack", "/late", "8", NULL);
-    want(&r, "status=200");
-    want(&r, "acks_held=1");
-    want(&r, "echoed_before=True");
-    want(&r, "echoed_after=True");
-    tu_cmd_result_free(&r);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("late_ack", "/late", "8"), "status=200", "acks_held=1", "echoed_before=True",
+         "echoed_after=True");
     px_stop(h);
     ws_origin_stop(o);
 }
@@ -764,30 +655,17 @@ static void test_origin_reset_behind_bytes(void **state)
 {
     (void)state;
     static struct switcher sw;
-    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
-    sw.steps[2] = (struct fo_step)FO_RST();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_CALL(remains_burst, NULL), FO_RST()));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
     char received[32];
     snprintf(received, sizeof(received), "received=%d", REMAINS_BYTES);
     const char *windows[] = {"16384", "0"};
-    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
-        run_client(h, &r, "remains", "/remains", windows[i], NULL);
-        want(&r, "status=200");
-        want(&r, received);
-        want(&r, "ended=False");
-        want(&r, "reset=10");
-        tu_cmd_result_free(&r);
-    }
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 2) ==
-                2);
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++)
+        says(h, ARGS("remains", "/remains", windows[i]), "status=200", received, "ended=False",
+             "reset=10");
+    closed_reached(h, "origin_error", 2);
     assert_true(metric(h, "portico_tunnels_closed_total{reason=\"client_error\"}") == 0);
-    assert_true(origin_in_flight(h) == 0);
+    assert_true(px_in_flight(h, 0) == 0);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -798,22 +676,11 @@ static void test_origin_reset_window_shut(void **state)
 {
     (void)state;
     static struct switcher sw;
-    sw.steps[1] = (struct fo_step)FO_CALL(remains_burst, NULL);
-    sw.steps[2] = (struct fo_step)FO_RST();
-    sw.steps[3] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_CALL(remains_burst, NULL), FO_RST()));
     struct harness *h = start(NULL, fake_origin_port(f), "tunnel_timeout = 500ms");
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "remains", "/shut", "16384", "noack", NULL);
-    want(&r, "status=200");
-    want(&r, "received=16384");
-    want(&r, "reset=8");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"idle\"}", 1) == 1);
-    assert_true(origin_in_flight(h) == 0);
+    says(h, ARGS("remains", "/shut", "16384", "noack"), "status=200", "received=16384", "reset=8");
+    closed_reached(h, "idle", 1);
+    assert_true(px_in_flight(h, 0) == 0);
     px_stop(h);
     fake_origin_stop(f);
 }
@@ -849,16 +716,10 @@ static void test_two_accepts_refused(void **state)
     struct fake_origin *f = fake_origin_start(&opts);
     assert_non_null(f);
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "status", "/two", NULL);
-    want(&r, "status=502");
-    tu_cmd_result_free(&r);
+    says(h, ARGS("status", "/two"), "status=502");
     assert_true(metric(h, "portico_tunnels_total") == 0);
     assert_int_equal(harness_stop(h), 0);
-    char *line = px_log_line(h, "\"path\":\"/two\"");
-    if (!tu_contains(line, "Sec-WebSocket-Accept that does not match"))
-        fail_msg("access line: %s", line);
-    free(line);
+    px_log_line_has(h, "\"path\":\"/two\"", "Sec-WebSocket-Accept that does not match", NULL);
     harness_free(h);
     fake_origin_stop(f);
 }
@@ -884,20 +745,10 @@ static void test_origin_stall_resets_stream(void **state)
     (void)state;
     static struct switcher sw;
     atomic_store(&sitting_done, 0);
-    sw.steps[1] = (struct fo_step)FO_CALL(sit, NULL);
-    sw.steps[2] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_CALL(sit, NULL)));
     struct harness *h = start("client_send_timeout = 500ms", fake_origin_port(f), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "flood", "/flood", "64", NULL);
-    want(&r, "status=200");
-    want(&r, "reset=10");
-    tu_cmd_result_free(&r);
-    assert_true(
-        metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_stalled\"}", 1) == 1);
+    says(h, ARGS("flood", "/flood", "64"), "status=200", "reset=10");
+    closed_reached(h, "origin_stalled", 1);
     atomic_store(&sitting_done, 1);
     px_stop(h);
     fake_origin_stop(f);
@@ -908,19 +759,15 @@ static void test_origin_stall_resets_stream(void **state)
 static void test_bulk_echo_resumes(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
     struct tu_cmd_result r = {0};
     /* plain takes 1-2 s quiet, 7-11 s on a host at load 10 (2 of 7 runs missed a 10 s wait);
      * valgrind 20 s and more. A stall still fails, later. */
     run_client(h, &r, "bulk", "/bulk", "8", px_under_valgrind(harness_pid(h)) ? "60" : "30",
                NULL);
     print_message("%s", strstr(r.out, "received=") ? strstr(r.out, "received=") : r.out);
-    want(&r, "status=200");
-    want(&r, "sent=128");
-    want(&r, "complete=True");
-    want(&r, "reset=none");
+    want(&r, "status=200", "sent=128", "complete=True", "reset=none");
     tu_cmd_result_free(&r);
     px_stop(h);
     ws_origin_stop(o);
@@ -931,18 +778,11 @@ static void test_bulk_echo_resumes(void **state)
 static void test_client_half_close(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "halfclose", "/h", NULL);
-    want(&r, "status=200");
-    want(&r, "after_end=last words,8");
-    want(&r, "stream_ended=True");
-    want(&r, "reset=none");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 1) ==
-                1);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("halfclose", "/h"), "status=200", "after_end=last words,8", "stream_ended=True",
+         "reset=none");
+    closed_reached(h, "client_closed", 1);
     px_stop(h);
     ws_origin_stop(o);
 }
@@ -951,29 +791,24 @@ static void test_client_half_close(void **state)
 static void test_tunnel_timeout(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), "tunnel_timeout = 400ms");
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "idle", "/i", NULL);
-    want(&r, "status=200");
-    want(&r, "reset=8");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"idle\"}", 1) == 1);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, "tunnel_timeout = 400ms");
+    says(h, ARGS("idle", "/i"), "status=200", "reset=8");
+    closed_reached(h, "idle", 1);
     assert_int_equal(harness_stop(h), 0);
-    char *line = px_log_line(h, "\"path\":\"/i\"");
-    if (!tu_contains(line, "idle for tunnel_timeout"))
-        fail_msg("access line: %s", line);
-    free(line);
+    px_log_line_has(h, "\"path\":\"/i\"", "idle for tunnel_timeout", NULL);
     harness_free(h);
     ws_origin_stop(o);
 }
 
 /* ---- a stop ---- */
 
-/* h2_websocket.py beside the test, its FIFOs waiting for the test's look. */
+/* h2_websocket.py beside the test, its FIFOs (in dir) waiting for the test's look. */
 struct side_run {
     const char *argv[8];
+    char port[16];
+    int run_ms;
+    pthread_t thread;
     struct tu_cmd_result r;
     int rc;
 };
@@ -981,17 +816,42 @@ struct side_run {
 static void *side_main(void *arg)
 {
     struct side_run *run = arg;
-    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    run->rc = tu_run_command(run->argv, run->run_ms, &run->r);
     return NULL;
 }
 
-/* Waits for the script's line in the FIFO at path (opened before the script did); "" if none
- * came within 20 s. */
-static void fifo_line(int fd, char *line, size_t size)
+/* Starts h2_websocket.py MODE PATH [ARG] DIR against h's listener on a thread, bounded by
+ * run_ms; side_join waits for it. */
+static void side_start(struct side_run *run, struct harness *h, int run_ms, const char *mode,
+                       const char *path, const char *arg, const char *dir)
 {
-    int64_t deadline = tu_now_ms() + 20000;
+    snprintf(run->port, sizeof(run->port), "%u", harness_port(h, "tls"));
+    const char *argv[] = {PY, CLIENT, run->port, mode, path, arg ? arg : dir, arg ? dir : NULL,
+                          NULL};
+    memcpy(run->argv, argv, sizeof(argv));
+    run->run_ms = run_ms;
+    assert_int_equal(pthread_create(&run->thread, NULL, side_main, run), 0);
+}
+
+static void side_join(struct side_run *run)
+{
+    pthread_join(run->thread, NULL);
+}
+
+/* A FIFO named name in dir, its path in path. */
+static void make_fifo(const char *dir, const char *name, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s", dir, name);
+    assert_int_equal(mkfifo(path, 0600), 0);
+}
+
+/* Waits for the script's line in the FIFO fd (opened before the script did) and closes it; ""
+ * if none came within ms. */
+static void fifo_line(int fd, char *line, size_t size, int ms)
+{
+    int64_t deadline = tu_now_ms() + ms;
     short ev = 0;
-    line[0] = '\0';
+    memset(line, 0, size); /* what is read stays a string */
     while (tu_poll_until(fd, POLLIN, deadline, &ev) > 0 && read(fd, line, size - 1) <= 0)
         ;
     close(fd);
@@ -1057,21 +917,13 @@ static void test_stalled_origin_reset(void **state)
     static struct switcher sw;
     static struct stall_origin so;
     atomic_store(&so.done, 0);
-    sw.steps[1] = (struct fo_step)FO_CALL(fill_then_note, &so);
-    sw.steps[2] = (struct fo_step)FO_END();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
-                                    .pick_arg = &sw};
-    struct fake_origin *f = fake_origin_start(&opts);
-    assert_non_null(f);
+    struct fake_origin *f = switch_origin(&sw, SWITCH_THEN(FO_CALL(fill_then_note, &so)));
     struct harness *h = start(NULL, fake_origin_port(f), NULL);
-    char dir[256], go[300], port[16];
+    char dir[256], go[300];
     assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
-    snprintf(go, sizeof(go), "%s/go", dir);
-    assert_int_equal(mkfifo(go, 0600), 0);
-    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
-    struct side_run run = {.argv = {PY, CLIENT, port, "remains_go", "/stalled", dir, NULL}};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    make_fifo(dir, "go", go, sizeof(go));
+    struct side_run run = {0};
+    side_start(&run, h, RUN_MS, "remains_go", "/stalled", NULL, dir);
     int64_t deadline = tu_now_ms() + 20000;
     while (!atomic_load(&so.done) && tu_now_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -1079,12 +931,10 @@ static void test_stalled_origin_reset(void **state)
     }
     assert_true(atomic_load(&so.done));
     fifo_go(go);
-    pthread_join(t, NULL);
+    side_join(&run);
     if (run.rc != 0)
         fail_msg("h2_websocket.py remains_go: rc %d\n%s%s", run.rc, run.r.out, run.r.err);
-    want(&run.r, "status=200");
-    want(&run.r, "go=True");
-    want(&run.r, "reset=10");
+    want(&run.r, "status=200", "go=True", "reset=10");
     const char *rx = strstr(run.r.out, "\nreceived=");
     assert_non_null(rx);
     size_t got = strtoull(rx + 10, NULL, 10);
@@ -1104,65 +954,41 @@ static void test_stalled_origin_reset(void **state)
 static void test_cut_by_drain_deadline(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start("shutdown_timeout = 1s", ws_origin_port(o), NULL);
-    char dir[256], opened[300], go[300], port[16];
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, "shutdown_timeout = 1s", NULL);
+    char dir[256], opened[300], go[300];
     assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
-    snprintf(opened, sizeof(opened), "%s/open", dir);
-    snprintf(go, sizeof(go), "%s/go", dir);
-    assert_int_equal(mkfifo(opened, 0600), 0);
-    assert_int_equal(mkfifo(go, 0600), 0);
+    make_fifo(dir, "open", opened, sizeof(opened));
+    make_fifo(dir, "go", go, sizeof(go));
     int opened_fd = open(opened, O_RDONLY | O_NONBLOCK);
     assert_true(opened_fd >= 0);
-    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
-    struct side_run run = {.argv = {PY, CLIENT, port, "drain", "/long", dir, NULL}};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    struct side_run run = {0};
+    side_start(&run, h, RUN_MS, "drain", "/long", NULL, dir);
     char line[32];
-    fifo_line(opened_fd, line, sizeof(line));
+    fifo_line(opened_fd, line, sizeof(line), 20000);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
     fifo_go(go);
-    pthread_join(t, NULL);
+    side_join(&run);
     if (run.rc != 0 || strncmp(line, "open", 4) != 0)
         fail_msg("h2_websocket.py drain: rc %d '%s'\n%s%s", run.rc, line, run.r.out, run.r.err);
-    want(&run.r, "status=200");
-    want(&run.r, "echoed_before=1");
-    want(&run.r, "echoed_draining=1"); /* the old worker still relays */
-    want(&run.r, "closed=True");
-    want(&run.r, "goaway=True");
+    /* echoed_draining=1: the old worker still relays */
+    want(&run.r, "status=200", "echoed_before=1", "echoed_draining=1", "closed=True",
+         "goaway=True");
     tu_cmd_result_free(&run.r);
     assert_int_equal(harness_wait_log(h, "previous workers have finished", PX_IO_MS), 0);
     assert_true(harness_log_contains(h, "[warn] stopping: cut 1 tunnel still open"));
     assert_true(harness_log_contains(h, ": cut: Portico stopped"));
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"cut\"}", 1) == 1);
+    closed_reached(h, "cut", 1);
     assert_int_equal(harness_stop(h), 0);
-    char *l = px_log_line(h, "\"path\":\"/long\"");
-    if (!tu_contains(l, "tunnel: cut: Portico stopped") || !tu_contains(l, "\"status\":200"))
-        fail_msg("the cut stream's line: %s", l);
-    free(l);
+    px_log_line_has(h, "\"path\":\"/long\"", "tunnel: cut: Portico stopped", "\"status\":200",
+                    NULL);
     harness_free(h);
     tu_remove_tree(dir);
     ws_origin_stop(o);
 }
 
 /* ---- flow control ---- */
-
-/* h2_websocket.py's noread mode, run beside the test (its FIFOs wait for the test's look). */
-struct noread_run {
-    const char *argv[8];
-    int run_ms;
-    struct tu_cmd_result r;
-    int rc;
-};
-
-static void *noread_main(void *arg)
-{
-    struct noread_run *run = arg;
-    run->rc = tu_run_command(run->argv, run->run_ms, &run->r);
-    return NULL;
-}
 
 /* What Portico may grow by while a client that reads no echo has a WebSocket send it 64 MiB:
  * the stream's share of its connection's response budget (4 MiB), what the origin's socket
@@ -1176,43 +1002,28 @@ static void *noread_main(void *arg)
 static void test_client_not_reading_bounded(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
-    char dir[256], stalled[300], go[300], port[16];
+    char dir[256], stalled[300], go[300];
     assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
-    snprintf(stalled, sizeof(stalled), "%s/stalled", dir);
-    snprintf(go, sizeof(go), "%s/go", dir);
-    assert_int_equal(mkfifo(stalled, 0600), 0);
-    assert_int_equal(mkfifo(go, 0600), 0);
+    make_fifo(dir, "stalled", stalled, sizeof(stalled));
+    make_fifo(dir, "go", go, sizeof(go));
     int stalled_fd = open(stalled, O_RDONLY | O_NONBLOCK); /* before the script opens it */
     assert_true(stalled_fd >= 0);
-    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
     /* valgrind: its sending phase took over 20 s on a loaded host (27 s the row, alone) */
     int slow = px_under_valgrind(pid) ? 3 : 1;
-    struct noread_run run = {.argv = {PY, CLIENT, port, "noread", "/n", "64", dir, NULL},
-                             .run_ms = RUN_MS * slow};
-    pthread_t t;
+    struct side_run run = {0};
     int64_t t0 = tu_now_ms();
-    assert_int_equal(pthread_create(&t, NULL, noread_main, &run), 0);
-    int64_t deadline = t0 + 20000 * slow;
-    short ev = 0;
-    char line[32] = "";
-    while (tu_poll_until(stalled_fd, POLLIN, deadline, &ev) > 0 &&
-           read(stalled_fd, line, sizeof(line) - 1) <= 0)
-        ;
-    close(stalled_fd);
+    side_start(&run, h, RUN_MS * slow, "noread", "/n", "64", dir);
+    char line[32];
+    fifo_line(stalled_fd, line, sizeof(line), 20000 * slow);
     print_message("  stalled after %lld ms\n", (long long)(tu_now_ms() - t0));
     long after = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
-    int go_fd = open(go, O_WRONLY | O_NONBLOCK); /* the script opened it first */
-    if (go_fd >= 0) {
-        assert_int_equal(write(go_fd, "go\n", 3), 3);
-        close(go_fd);
-    }
-    pthread_join(t, NULL);
+    fifo_go(go);
+    side_join(&run);
     if (run.rc != 0 || strncmp(line, "stalled ", 8) != 0)
         fail_msg("h2_websocket.py noread: rc %d, '%s'\n%s%s", run.rc, line, run.r.out,
                  run.r.err);
@@ -1220,8 +1031,7 @@ static void test_client_not_reading_bounded(void **state)
     print_message("  a client reading no echo: sent %ld KiB of 64 MiB; portico RSS %ld kB -> "
                   "%ld kB%s\n",
                   sent / 1024, before, after, own ? "" : " (not asserted under ASan)");
-    want(&run.r, "status=200");
-    want(&run.r, "go=True");
+    want(&run.r, "status=200", "go=True");
     assert_true(sent < 32 * 1024 * 1024); /* the rest: the kernels' buffers on the way */
     if (own && after - before > NOREAD_GROWTH_KB)
         fail_msg("RSS grew by %ld kB (at most %d kB)", after - before, NOREAD_GROWTH_KB);
@@ -1236,16 +1046,10 @@ static void test_client_not_reading_bounded(void **state)
 static void test_origin_bytes_counted(void **state)
 {
     (void)state;
-    struct ws_origin *o = ws_origin_start();
-    assert_non_null(o);
-    struct harness *h = start(NULL, ws_origin_port(o), NULL);
-    struct tu_cmd_result r = {0};
-    run_client(h, &r, "echo", "/chat", "8", NULL);
-    want(&r, "echoed=8");
-    want(&r, "stream_ended=True");
-    tu_cmd_result_free(&r);
-    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
-                1);
+    struct ws_origin *o;
+    struct harness *h = start_echo(&o, NULL, NULL);
+    says(h, ARGS("echo", "/chat", "8"), "echoed=8", "stream_ended=True");
+    closed_reached(h, "origin_closed", 1);
     long client = metric(h, "portico_tunnel_client_bytes_total");
     long origin = metric(h, "portico_tunnel_origin_bytes_total");
     print_message("  client %ld bytes, origin %ld bytes\n", client, origin);

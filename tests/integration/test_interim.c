@@ -105,6 +105,15 @@ static struct harness *portico_up(uint16_t origin, const char *proxy, const char
     return portico_up_in(&fx.h, origin, proxy, up, route);
 }
 
+/* An origin playing script, and Portico in front of it (portico_up's extras). */
+static void script_up(const struct fo_step *script, const char *proxy, const char *up,
+                      const char *route)
+{
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), proxy, up, route);
+}
+
 /* Sends req on a fresh connection (kept in fx.c); *t0 is taken just before sending. */
 static struct raw_conn *send_request(const char *req, int64_t *t0)
 {
@@ -173,6 +182,19 @@ static void exchanges_side_by_side(struct side_ex *x, size_t n)
     for (size_t i = 0; i < n; i++)
         if (x[i].rc != 0)
             fail_msg("reading the response to %.40s...: %s", x[i].req, x[i].why);
+}
+
+/* Row i of a table run side by side: its origin playing script, its Portico (portico_up_in's
+ * extras), and the exchange *ex that sends req to it. */
+static void row_up(size_t i, const struct fo_step *script, const char *proxy, const char *up,
+                   const char *route, const char *req, struct side_ex *ex)
+{
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
+    assert_true(i < ROWS_MAX);
+    fx.row_o[i] = fake_origin_start(&opts);
+    assert_non_null(fx.row_o[i]);
+    portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), proxy, up, route);
+    *ex = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"), .req = req };
 }
 
 /* A counter of h's admin endpoint (plain name, no labels). */
@@ -327,14 +349,9 @@ static void test_relay(void **state)
     for (int k = 0; k < 100; k++)
         used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
                                  "X-F%d: %d\r\n", k, k);
-    for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = relay_rows[i].script };
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL, NULL);
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = "GET /r HTTP/1.1\r\nHost: t\r\n\r\n" };
-    }
+    for (size_t i = 0; i < ROWS; i++)
+        row_up(i, relay_rows[i].script, NULL, NULL, NULL, "GET /r HTTP/1.1\r\nHost: t\r\n\r\n",
+               &ex[i]);
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
         const struct relay_row *row = &relay_rows[i];
@@ -393,11 +410,9 @@ static void test_http10_gets_no_interim(void **state)
         FO_INTERIM(103, LINKS_103), FO_INTERIM(102, NULL), FO_WAIT(50), FO_INTERIM(199, NULL),
         FO_WAIT(100), FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
     };
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
     struct raw_response r;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    script_up(script, NULL, NULL, NULL);
     exchange("GET /old HTTP/1.0\r\nHost: t\r\n\r\n", &r);
     assert_int_equal(r.ninterim, 0);
     assert_int_equal(r.status, 200);
@@ -438,12 +453,10 @@ static void test_101_is_invalid(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(switch_rows) / sizeof(switch_rows[0]); i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = switch_rows[i].script };
         struct raw_response r;
 
         print_message("  %s\n", switch_rows[i].name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        script_up(switch_rows[i].script, NULL, NULL, NULL);
         exchange("GET /ws HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n", &r);
         assert_int_equal(r.status, 502);
         assert_string_equal(raw_header(&r, "Portico-Error"), "invalid_response");
@@ -493,19 +506,11 @@ static void test_interim_resets_timer(void **state)
     enum { ROWS = sizeof(timer_rows) / sizeof(timer_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
-    size_t used = 0;
-    for (int k = 0; k < 100; k++)
-        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
-                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = heartbeats_then_200 };
         char up[128];
         snprintf(up, sizeof(up), "first_byte_timeout = 400ms\n%s", timer_rows[i].up);
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), timer_rows[i].proxy, up, NULL);
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n" };
+        row_up(i, heartbeats_then_200, timer_rows[i].proxy, up, NULL,
+               "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &ex[i]);
     }
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
@@ -572,19 +577,11 @@ static void test_interim_after_deadline(void **state)
     enum { ROWS = sizeof(late_rows) / sizeof(late_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
-    size_t used = 0;
-    for (int k = 0; k < 100; k++)
-        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
-                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = late_rows[i].script };
         char up[128];
         snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", late_rows[i].up);
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, up, NULL);
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = "GET /late HTTP/1.1\r\nHost: t\r\n\r\n" };
+        row_up(i, late_rows[i].script, NULL, up, NULL, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n",
+               &ex[i]);
     }
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
@@ -626,12 +623,10 @@ static void test_origin_gone_after_interim(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(gone_rows) / sizeof(gone_rows[0]); i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = gone_rows[i].script };
         struct raw_response r;
 
         print_message("  %s\n", gone_rows[i].name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        script_up(gone_rows[i].script, NULL, NULL, NULL);
         exchange("GET /gone HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         assert_int_equal(r.ninterim, 1);
         assert_int_equal(r.interim[0].status, gone_rows[i].interim);
@@ -695,19 +690,9 @@ static void test_interim_not_body_timing(void **state)
     enum { ROWS = sizeof(timing_rows) / sizeof(timing_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
-    size_t used = 0;
-    for (int k = 0; k < 100; k++)
-        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
-                                 "X-F%d: %d\r\n", k, k);
-    for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = timing_rows[i].script };
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL,
-                      "first_byte_timeout = 600ms\n", NULL);
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = "GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n" };
-    }
+    for (size_t i = 0; i < ROWS; i++)
+        row_up(i, timing_rows[i].script, NULL, "first_byte_timeout = 600ms\n", NULL,
+               "GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n", &ex[i]);
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
         const struct timing_row *row = &timing_rows[i];
@@ -782,11 +767,9 @@ static const struct fo_step flood_40[] = {
 static void test_relay_stops_at_cap(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = flood_40 };
     struct raw_response r;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    script_up(flood_40, NULL, NULL, NULL);
     exchange("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "final");
@@ -805,11 +788,9 @@ static const struct fo_step flood_33_then_silence[] = {
 static void test_timeout_detail_past_cap(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = flood_33_then_silence };
     struct raw_response r;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 300ms\n", NULL);
+    script_up(flood_33_then_silence, NULL, "first_byte_timeout = 300ms\n", NULL);
     exchange("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     assert_int_equal(r.status, 504);
     assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
@@ -831,11 +812,9 @@ static const struct fo_step last_restart[] = {
 static void test_32nd_interim_restarts_timer(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = last_restart };
     struct raw_response r;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 300ms\n", NULL);
+    script_up(last_restart, NULL, "first_byte_timeout = 300ms\n", NULL);
     int64_t t0 = exchange("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     print_arrivals(&r, t0);
     assert_int_equal(r.status, 504);
@@ -993,18 +972,9 @@ static void test_configured_hints(void **state)
     struct side_ex ex[ROWS];
     long before[ROWS];
     assert_true(ROWS <= ROWS_MAX);
-    size_t used = 0;
-    for (int k = 0; k < 100; k++)
-        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
-                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = slow_page };
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL, HINTS_CONF);
+        row_up(i, slow_page, NULL, NULL, HINTS_CONF, hints_rows[i].request, &ex[i]);
         before[i] = metric_of(fx.row_h[i], "portico_early_hints_synthesized_total");
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = hints_rows[i].request };
     }
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
@@ -1091,11 +1061,8 @@ static const struct learn_row learn_rows[] = {
 static void test_learned_hints(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = page_with_links };
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL,
-               "early_hints_learn = on\nearly_hints_cache = 2\n");
+    script_up(page_with_links, NULL, NULL, "early_hints_learn = on\nearly_hints_cache = 2\n");
     for (size_t i = 0; i < sizeof(learn_rows) / sizeof(learn_rows[0]); i++) {
         const struct learn_row *row = &learn_rows[i];
         struct raw_response r;
@@ -1131,10 +1098,8 @@ static void test_learned_hints(void **state)
 static void test_hints_not_learned_unasked(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = page_with_links };
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    script_up(page_with_links, NULL, NULL, NULL);
     for (int i = 0; i < 2; i++) {
         struct raw_response r;
         exchange("GET /p1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
@@ -1184,19 +1149,9 @@ static void test_no_duplicate_hints(void **state)
     enum { ROWS = sizeof(dedup_rows) / sizeof(dedup_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
-    size_t used = 0;
-    for (int k = 0; k < 100; k++)
-        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
-                                 "X-F%d: %d\r\n", k, k);
-    for (size_t i = 0; i < ROWS; i++) {
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = dedup_rows[i].script };
-        fx.row_o[i] = fake_origin_start(&opts);
-        assert_non_null(fx.row_o[i]);
-        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL,
-                      "early_hints = </a.css>; rel=preload\n");
-        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
-                                  .req = "GET /page HTTP/1.1\r\nHost: t\r\n\r\n" };
-    }
+    for (size_t i = 0; i < ROWS; i++)
+        row_up(i, dedup_rows[i].script, NULL, NULL, "early_hints = </a.css>; rel=preload\n",
+               "GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &ex[i]);
     exchanges_side_by_side(ex, ROWS);
     for (size_t i = 0; i < ROWS; i++) {
         const struct dedup_row *row = &dedup_rows[i];
@@ -1231,7 +1186,6 @@ static const struct fo_step origin_many_twice[] = {
 static void test_no_duplicate_hints_past_memory(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = origin_many_twice };
     struct raw_response r;
     size_t n = (size_t)snprintf(many_links, sizeof(many_links), "Link: ");
     for (int i = 0; i < MANY_LINKS; i++)
@@ -1239,8 +1193,7 @@ static void test_no_duplicate_hints_past_memory(void **state)
                               i ? ", " : "", i);
     snprintf(many_links + n, sizeof(many_links) - n, "\r\n");
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    script_up(origin_many_twice, NULL, NULL, NULL);
     int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     print_arrivals(&r, t0);
     assert_int_equal(r.status, 200);
@@ -1304,15 +1257,13 @@ static void test_many_hints_relayed(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(many_rows) / sizeof(many_rows[0]); i++) {
         const struct many_row *row = &many_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
         struct raw_response r;
 
         print_message("  %s\n", row->name);
         for (size_t k = 0; k < row->n103; k++)
             big_links(big_link_fields[k], sizeof(big_link_fields[k]), (int)k * row->per_103,
                       row->per_103);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        script_up(row->script, NULL, NULL, NULL);
         int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         print_arrivals(&r, t0);
         assert_int_equal(r.status, 200);
@@ -1343,11 +1294,9 @@ static const struct fo_step comma_103[] = {
 static void test_hints_tight_commas(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = comma_103 };
     struct raw_response r;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    script_up(comma_103, NULL, NULL, NULL);
     exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.ninterim, 1);
@@ -1362,11 +1311,9 @@ static void test_hints_tight_commas(void **state)
 static void test_hints_per_exchange(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = origin_a_b };
     int64_t t0;
 
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, "early_hints = </a.css>; rel=preload\n");
+    script_up(origin_a_b, NULL, NULL, "early_hints = </a.css>; rel=preload\n");
     send_request("GET /one HTTP/1.1\r\nHost: t\r\n\r\n", &t0);
     for (int i = 0; i < 2; i++) {
         struct raw_response r;

@@ -198,9 +198,7 @@ static bool try_chunked_fill(bool close)
 {
     memset(warm_body, 'w', WARM_SIZE);
     size_t data = build_fill(close);
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_fill };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_fill);
     struct harness *h = px_start("read_timeout = 2s\n", "[upstream u]\norigin = 127.0.0.1:%u\n",
                                  fake_origin_port(o));
     fill = (struct fill_ctx){ .h = h, .close = close };
@@ -280,8 +278,7 @@ static void test_chunked_upload_before_connect(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 300 };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     char proxy[128];
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\nclient_body_timeout = 2s\n",
              fake_dns_port(d));
@@ -399,9 +396,7 @@ static void test_stale_non_idempotent(void **state)
         print_message("  %s%s\n", row->method,
                       !row->body ? "" : row->body == big_put ? " with a large body"
                                                              : " with a body");
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_stale };
-        struct fake_origin *o = fake_origin_start(&opts);
-        assert_non_null(o);
+        struct fake_origin *o = px_origin_pick(pick_stale);
         struct harness *h = px_start_origin(fake_origin_port(o), NULL);
         struct raw_conn *c = px_connect(h);
         struct raw_response r;
@@ -446,9 +441,7 @@ static void test_stale_non_idempotent(void **state)
 static void test_pooled_close_spares_origin(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_stale };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_stale);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nmax_fails = 1\n"
                                  "down_time = 1m\n", fake_origin_port(o));
     struct raw_conn *c = px_connect(h);
@@ -474,8 +467,7 @@ static void test_pooled_close_spares_origin(void **state)
 static void test_fresh_close_not_resent(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_CLOSE_EMPTY);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_CLOSE_EMPTY);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n",
                                  fake_origin_port(o));
     struct raw_conn *c = px_connect(h);
@@ -497,9 +489,7 @@ static void test_fresh_close_not_resent(void **state)
 static void test_access_log_reuse(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_stale };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_stale);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -551,9 +541,7 @@ static const struct fo_step *pick_idle_408(const struct fo_request_info *req, vo
 static void test_idle_408_resent(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_idle_408 };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_idle_408);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
     struct raw_conn *c = px_connect(h);
@@ -592,9 +580,7 @@ static const struct fo_step *pick_408_not_idle(const struct fo_request_info *req
 static void test_408_not_idle_relayed(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_408_not_idle };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_408_not_idle);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
     struct raw_conn *c = px_connect(h);
@@ -643,9 +629,7 @@ static const struct fo_step *pick_slow_stale(const struct fo_request_info *req, 
 static void test_resend_timings(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_slow_stale };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_slow_stale);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     exchange_status(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", 200);
@@ -711,9 +695,7 @@ static void test_pooled_close_before_reuse(void **state)
     (void)state;
     assert_int_equal(sem_init(&idle_close.cue, 0, 0), 0);
     assert_int_equal(sem_init(&idle_close.closed, 0, 0), 0);
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_idle_close };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_idle_close);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -761,9 +743,7 @@ static const struct fo_step *pick_alternate(const struct fo_request_info *req, v
 static void test_passive_health_in_a_row(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_alternate };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_alternate);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
                                  "max_fails = 2\nfail_timeout = 30s\nfirst_byte_timeout = 150ms\n",
@@ -844,8 +824,7 @@ static void test_tls_origin_no_close_notify(void **state)
     struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_drop,
                                      .tls_cert = certs->server_cert,
                                      .tls_key = certs->server_key };
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_start(&opts);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
                                  "ca_file = {{certs}}/ca.pem\nkeepalive = 0\n",
@@ -912,8 +891,7 @@ static void test_verify_off_handshake_failure(void **state)
                                          .tls_key = certs->self_signed_key,
                                          .tls_client_ca = row->client_ca ? certs->ca_cert : NULL,
                                          .tls_max_version = row->max_version };
-        struct fake_origin *o = fake_origin_start(&opts);
-        assert_non_null(o);
+        struct fake_origin *o = px_origin_start(&opts);
         struct harness *h = px_start(NULL,
                                      "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
                                      "verify = off\n",
@@ -942,8 +920,7 @@ static void test_verify_off_handshake_failure(void **state)
 static void test_reload_burst(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c[BURST];
 
@@ -985,8 +962,7 @@ static void test_tls_client_lingering_close(void **state)
     (void)state;
     const struct test_certs *certs = certs_get();
     assert_non_null(certs);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start("listen = 127.0.0.1:{{port:tls}} tls\n"
                                  "tls_cert = {{certs}}/server.pem\n"
                                  "tls_key = {{certs}}/server.key\n"
@@ -1149,8 +1125,7 @@ static void test_trickled_response_head(void **state)
 static void test_accept_out_of_descriptors(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     pid_t pid = harness_pid(h);
     struct raw_conn *c = px_connect(h);
@@ -1228,9 +1203,7 @@ static void test_accept_pause_keeps_hold(void **state)
 {
     (void)state;
     assert_int_equal(pipe2(hold_gate, O_CLOEXEC), 0);
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_hold};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_hold);
     struct harness *h = px_start("max_connections = 1\nkeepalive_timeout = 30s",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
     pid_t pid = harness_pid(h);
@@ -1278,8 +1251,7 @@ static off_t dir_file_size(struct harness *h, const char *name);
 static void test_error_log_lines_lost_counted(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h =
         px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
     pid_t pid = harness_pid(h);
@@ -1310,8 +1282,7 @@ static void test_error_log_lines_lost_counted(void **state)
 static void test_accept_errors_counted(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h =
         px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
     pid_t pid = harness_pid(h);
@@ -1382,8 +1353,7 @@ static void test_reload_out_of_descriptors(void **state)
 static void test_local_failure_spares_origin(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
                                  "max_fails = 1\nfail_timeout = 60s\n",
@@ -1526,8 +1496,7 @@ static void expect_status(struct harness *h, const char *path, int want, const c
 static void test_local_failure_spares_checked_origin(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start("log_level = debug",
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
                                  "health_check = GET /healthz every 2s expect 200\n",
@@ -1559,9 +1528,7 @@ static const struct fo_step *pick_sick_healthz(const struct fo_request_info *req
 static void test_local_failure_counts_for_neither(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_sick_healthz};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_sick_healthz);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
                                  "health_check = GET /healthz every 1s expect 200 fall 2\n",
@@ -1661,8 +1628,7 @@ static void assert_access_lines_whole(struct harness *h)
 static void test_log_at_file_size_limit(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct rlimit old = fill_to_fsize(h, o, c);
@@ -1689,8 +1655,7 @@ static void test_log_at_file_size_limit(void **state)
 static void test_log_cut_line_across_reload(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct rlimit old = fill_to_fsize(h, o, c);
@@ -1718,8 +1683,7 @@ static void test_log_cut_line_across_reload(void **state)
 static void test_log_cut_line_then_emptied(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
     struct rlimit old = fill_to_fsize(h, o, c);
@@ -1811,8 +1775,7 @@ static void test_large_head_out_of_memory(void **state)
     (void)state;
     if (SANITIZED)
         skip();
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin(FO_OK);
     struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
     if (!memory_limit_works(h, o))
         skip();
@@ -1876,9 +1839,7 @@ static void test_large_response_head_out_of_memory(void **state)
     if (SANITIZED)
         skip();
     make_big_response();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_big_head};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_big_head);
     struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
     if (!memory_limit_works(h, o))
         skip();
@@ -1930,9 +1891,7 @@ static void test_large_check_head_out_of_memory(void **state)
     if (SANITIZED)
         skip();
     make_big_response();
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_big_check};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
+    struct fake_origin *o = px_origin_pick(pick_big_check);
     struct harness *h = px_start("max_header_size = 1m",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "health_check = GET /healthz every 500ms expect 200\n",
