@@ -71,6 +71,24 @@ static struct fault_cidr network_of(const struct fault_cidr *c)
     return n;
 }
 
+/* The 16 bytes of an address as two words (an IPv4 one in the first 4, the rest 0). */
+static inline void words_of(const struct fault_addr *a, uint64_t w[2])
+{
+    memcpy(w, a->bytes, 16);
+}
+
+/* A block's words, masked, and its mask, for names(). */
+static void prepare(struct acl_rule *r)
+{
+    struct fault_cidr mask = {.net.v6 = r->block.net.v6, .bits = r->block.bits};
+    memset(mask.net.bytes, 0xff, sizeof(mask.net.bytes));
+    mask = network_of(&mask);
+    words_of(&mask.net, r->mask);
+    words_of(&r->block.net, r->net);
+    r->net[0] &= r->mask[0];
+    r->net[1] &= r->mask[1];
+}
+
 /* Room for n more rules in a (made when NULL). */
 static int grow(struct acl **acl, int more)
 {
@@ -124,13 +142,16 @@ int acl_add(struct acl **acl, enum acl_action action, const char *value, int lin
         why[0] = '\0';
         goto fail;
     }
-    for (int i = 0; i < got; i++)
-        (*acl)->rule[(*acl)->n++] = (struct acl_rule){
+    for (int i = 0; i < got; i++) {
+        struct acl_rule *r = &(*acl)->rule[(*acl)->n++];
+        *r = (struct acl_rule){
             .block = all ? (struct fault_cidr){.bits = 0} : blocks[i],
             .all = all,
             .action = action,
             .line = line,
         };
+        prepare(r);
+    }
     free(blocks);
     return 0;
 fail:
@@ -138,10 +159,12 @@ fail:
     return -1;
 }
 
-/* Whether rule r names client (NULL: no address, which only `all` names). */
-static inline bool names(const struct acl_rule *r, const struct fault_addr *client)
+/* Whether rule r names the client of words w and family v6 (known: it has an address; one
+ * without only `all` names). */
+static inline bool names(const struct acl_rule *r, bool known, bool v6, const uint64_t w[2])
 {
-    return r->all || (client && fault_cidr_contains(&r->block, 1, client));
+    return r->all || (known && r->block.net.v6 == v6 && (w[0] & r->mask[0]) == r->net[0] &&
+                      (w[1] & r->mask[1]) == r->net[1]);
 }
 
 int acl_shadowed_by(const struct acl *acl, int i)
@@ -158,14 +181,17 @@ int acl_shadowed_by(const struct acl *acl, int i)
 
 bool acl_admits(const struct acl *acl, const struct fault_addr *client, int *rule)
 {
+    uint64_t w[2] = {0, 0};
+    if (client)
+        words_of(client, w);
     for (int i = 0; i < acl->n; i++) {
-        if (names(&acl->rule[i], client)) {
+        if (names(&acl->rule[i], client != NULL, client && client->v6, w)) {
             *rule = i;
             return acl->rule[i].action == ACL_ALLOW;
         }
     }
     *rule = -1;
-    return acl->rule[acl->n - 1].action == ACL_DENY;
+    return acl->n == 0 || acl->rule[acl->n - 1].action == ACL_DENY; /* (n == 0: never loaded) */
 }
 
 void acl_free(struct acl *acl)

@@ -11,11 +11,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "portico/fault.h"
 
-/* Rules per route, allow and deny together: a request walks them in order (~10 instructions a
- * rule), so 1024 bound a refused request's walk to ~10 us. */
+/* Rules per route, allow and deny together: a request walks them in order (~8 instructions a
+ * rule), so 1024 bound a request's walk to ~8,000 instructions (a few microseconds). */
 #define ACL_MAX_RULES 1024
 
 #define ACL_ACTION_LIST(X)                                                                         \
@@ -30,7 +31,11 @@ enum acl_action {
 
 /* One rule: an action for a CIDR block, or for every client (`all`). */
 struct acl_rule {
-    struct fault_cidr block;           /* unused when all */
+    uint64_t net[2];                   /* the block's 16 bytes as two words, masked ... */
+    uint64_t mask[2];                  /* ... and its mask: a client is named when its words
+                                          masked are net (~8 instructions a rule, where
+                                          fault_cidr_contains's memcmp took ~45) */
+    struct fault_cidr block;           /* as written, for messages; unused when all */
     bool all;                          /* `all`: every client, one without an address too */
     enum acl_action action;
     int line;                          /* where it was written, for messages */
