@@ -5,8 +5,8 @@
  * clients; [proxy]'s rules and a route's own in their place; the client real_ip takes from a
  * trusted X-Forwarded-For and a PROXY header's source; HTTP/2 streams on an h2c listener; the
  * 403's body, its access line, error-log line and portico_requests_denied_total; error_detail =
- * minimal; refused before client_rate; a reload that swaps the rules and a bad one that keeps
- * them; the keys' errors at FILE:LINE.
+ * minimal; refused before client_rate; a route that answers itself judged first; a reload that
+ * swaps the rules and a bad one that keeps them; the keys' errors at FILE:LINE.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -387,6 +387,28 @@ static void test_before_client_rate(void **state)
     px_stop(h);
 }
 
+/* A route that answers itself (return) is judged before it answers, where nginx's return
+ * comes before its allow and deny and answers everyone. */
+static void test_return_route_judged(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[route fixed]\nprefix = /\nreturn = 200 hello\n"
+                                    "deny = 127.0.0.2\n");
+    struct raw_conn *c = connect_as(h, "127.0.0.2");
+    struct raw_response r;
+    assert_int_equal(get(c, "/", NULL, &r), 403);
+    if (!strstr(r.body, "client 127.0.0.2 denied by route fixed (deny 127.0.0.2, line "))
+        fail_msg("403 body: %s", r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    c = connect_as(h, "127.0.0.1");
+    assert_int_equal(get(c, "/", NULL, &r), 200);
+    assert_non_null(strstr(r.body, "hello"));
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* The [proxy] section with a route's rules, written for the reload test. */
 static int write_rules(struct harness *h, const char *rules)
 {
@@ -518,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_proxy_protocol_client),
         cmocka_unit_test(test_http2_streams),
         cmocka_unit_test(test_before_client_rate),
+        cmocka_unit_test(test_return_route_judged),
         cmocka_unit_test(test_reload_swaps_rules),
         cmocka_unit_test(test_config_errors),
     };
