@@ -1318,6 +1318,7 @@ static void validate_routes(struct cfg_loader *ld)
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
             r->client_body_rate_grace_ms = cfg->client_body_rate_grace_ms;
         validate_client_rate(ld, r, i);
+        r->acl = r->acl_own ? r->acl_own : cfg->acl; /* any rule of its own: none of [proxy]'s */
         warn_rewrite_joint(ld, r, i);
         if (r->answer)
             validate_return(ld, r, i);
@@ -1563,7 +1564,9 @@ void cfg_free(struct config *cfg)
         if (r->answer)
             free(r->answer->text);
         free(r->answer);
+        acl_free(r->acl_own);
     }
+    acl_free(cfg->acl);
     free(cfg->upstreams);
     free(cfg->routes);
     free(cfg->path);

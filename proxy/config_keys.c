@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/acl.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/hints.h"
@@ -1410,6 +1411,59 @@ static int set_fault(struct cfg_loader *ld, const struct cfg_key *k, void *base,
     return 0;
 }
 
+/* ---- access by client address (acl.h) ---- */
+
+/* One allow or deny line into *acl, in file order; a rule an earlier one names wholly never
+ * decides (`deny 127.0.0.1` after `allow 127.0.0.0/8`): said at its line, as it loads. */
+static int add_acl_rule(struct cfg_loader *ld, const struct cfg_key *k, struct acl **acl,
+                        enum acl_action action, const char *value)
+{
+    char why[300];
+    int before = *acl ? (*acl)->n : 0;
+    if (acl_add(acl, action, value, ld->line, why, sizeof(why)) != 0) {
+        if (why[0])
+            cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        else
+            cfg_report(ld, ld->line, "out of memory");
+        return -1;
+    }
+    for (int i = before; i < (*acl)->n; i++) {
+        int by = acl_shadowed_by(*acl, i);
+        if (by < 0)
+            continue;
+        char rule[80], earlier[80];
+        const struct acl_rule *e = &(*acl)->rule[by];
+        cfg_warn(ld, ld->line, "%s never decides: %s (line %d) names every client it does, and "
+                 "the first rule naming a client decides", acl_rule_text(&(*acl)->rule[i], rule,
+                 sizeof(rule)), acl_rule_text(e, earlier, sizeof(earlier)), e->line);
+    }
+    return 0;
+}
+
+static int set_route_allow(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                           const char *value)
+{
+    return add_acl_rule(ld, k, &((struct route_conf *)base)->acl_own, ACL_ALLOW, value);
+}
+
+static int set_route_deny(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                          const char *value)
+{
+    return add_acl_rule(ld, k, &((struct route_conf *)base)->acl_own, ACL_DENY, value);
+}
+
+static int set_proxy_allow(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                           const char *value)
+{
+    return add_acl_rule(ld, k, &((struct config *)base)->acl, ACL_ALLOW, value);
+}
+
+static int set_proxy_deny(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                          const char *value)
+{
+    return add_acl_rule(ld, k, &((struct config *)base)->acl, ACL_DENY, value);
+}
+
 #define CFG(f) offsetof(struct config, f)
 #define UPS(f) offsetof(struct upstream_conf, f)
 #define RTE(f) offsetof(struct route_conf, f)
@@ -1481,6 +1535,9 @@ static const struct cfg_key proxy_keys[] = {
     KEY("splice", set_bool, CFG(splice)),
     KEY("trusted_proxies", set_trusted_proxies, CFG(trusted_proxies)),
     NAMED("real_ip", set_enum, CFG(real_ip), real_ip_names),
+    /* repeatable, in file order: every route's rules unless it has its own (acl.h) */
+    LIST("allow", set_proxy_allow),
+    LIST("deny", set_proxy_deny),
     KEY("error_page_dir", set_path, CFG(error_page_dir)),
     NAMED("access_log", set_log, CFG(access_log), access_log_names),
     NAMED("access_log_format", set_enum, CFG(access_log_format), log_format_names),
@@ -1555,6 +1612,9 @@ static const struct cfg_key route_keys[] = {
     /* [proxy]'s, for this route's requests (climit.c) */
     NUMBER("client_rate", set_client_rate, RTE(client_rate), 1, 1000000),
     NUMBER("client_rate_burst", set_uint, RTE(client_rate_burst), 0, 1000000),
+    /* repeatable, in file order; any of them replaces [proxy]'s (acl.h) */
+    LIST("allow", set_route_allow),
+    LIST("deny", set_route_deny),
 };
 
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */

@@ -85,6 +85,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "portico/acl.h"
 #include "portico/balance.h"
 #include "portico/climit.h"
 #include "portico/config.h"
@@ -846,8 +847,9 @@ static enum phase ended_in(const struct exchange *ex)
 {
     if (ex->failure != FAIL_NONE)
         return ex->fail_phase;
-    if (ex->rate_limited)
-        return PHASE_ROUTE; /* refused before an origin was asked, for its client's pace */
+    if (ex->route_refusal != ROUTE_ADMITTED)
+        return PHASE_ROUTE; /* refused before an origin was asked, for its client's address or
+                               pace */
     return ex->outcome == OUTCOME_OPEN || ex->outcome == OUTCOME_LEFT || ex->client_stalled
                ? ex->pc.current
                : PHASE_DONE;
@@ -1207,6 +1209,43 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     return ex;
 }
 
+/* allow/deny: whether the route's rules admit the request's client (the address real_ip or
+ * the PROXY header gave; none on a Unix socket, which only `all` names); else 403, and false.
+ * Before client_rate: a client refused here spends no rate token. Out of line: a route without
+ * rules pays one compare for it. */
+__attribute__((noinline)) static bool admitted_by_address(struct exchange *ex)
+{
+    const struct route_conf *r = ex->route;
+    struct fault_addr addr;
+    bool known = ex_client_addr(ex, &addr) == 0;
+    int at;
+    if (acl_admits(r->acl, known ? &addr : NULL, &at))
+        return true;
+    char who[PEER_ADDR_MAX], rule[80], reason[sizeof(ex->detail)];
+    if (known)
+        realip_text(&addr, who, sizeof(who));
+    else
+        snprintf(who, sizeof(who), "without an address");
+    const struct acl_rule *last = &r->acl->rule[r->acl->n - 1];
+    int n = snprintf(reason, sizeof(reason), "client %s denied", who);
+    if (at >= 0)
+        snprintf(reason + n, sizeof(reason) - (size_t)n, " by route %s (%s, line %d)", r->name,
+                 acl_rule_text(&r->acl->rule[at], rule, sizeof(rule)), r->acl->rule[at].line);
+    else
+        snprintf(reason + n, sizeof(reason) - (size_t)n, " by route %s (matches no rule; after "
+                 "%s, line %d, the rest are denied)", r->name,
+                 acl_rule_text(last, rule, sizeof(rule)), last->line);
+    log_client("request %s: %s", ex->request_id, reason);
+    /* error_detail = minimal: the route's name and its rules are the configuration's, not the
+     * client's (the access line keeps the route in its route field, the error log the rest) */
+    if (ex->cfg->error_detail == ERROR_DETAIL_MINIMAL)
+        reason[n] = '\0';
+    metrics_denied(ex->loop->metrics, ex->route_index);
+    ex->route_refusal = ROUTE_DENIED;
+    ex_refuse(ex, HTTP_FORBIDDEN, reason, !relay_discard_body(ex));
+    return false;
+}
+
 /* client_rate: whether the request's client (the address real_ip or the PROXY header gave, IPv6
  * by its /64) is within its route's rate; else 429 with Retry-After, and false. Out of line: a
  * route without a rate pays one compare for it. */
@@ -1237,7 +1276,7 @@ __attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
         snprintf(reason + n, sizeof(reason) - (size_t)n, " (burst %llu)",
                  (unsigned long long)r->client_rate_burst);
     metrics_rate_limited(ex->loop->metrics, ex->route_index);
-    ex->rate_limited = true;
+    ex->route_refusal = ROUTE_RATE_LIMITED;
     ex->retry_after_s = (uint16_t)((wait_ns + 999999999) / 1000000000); /* rounded up */
     ex_refuse(ex, HTTP_TOO_MANY_REQUESTS, reason, !relay_discard_body(ex));
     return false;
@@ -1390,6 +1429,8 @@ static void run(struct exchange *ex)
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
+    if (ex->route->acl && !admitted_by_address(ex))
+        return;
     if (ex->route->client_rate.count && !within_client_rate(ex))
         return;
     if (ex->route->answer) { /* return: the route answers itself, no upstream (route_return.c) */

@@ -66,6 +66,13 @@ enum outcome {
 #undef X
 };
 
+/* Whether the route's client rules refused the request, before an origin was asked. */
+enum route_refusal {
+    ROUTE_ADMITTED,
+    ROUTE_DENIED,       /* allow/deny (acl.h): 403 */
+    ROUTE_RATE_LIMITED, /* client_rate (climit.h): 429 */
+};
+
 struct exchange {
     struct loop *loop;                 /* borrowed */
     const struct config *cfg;          /* borrowed: the loop's generation */
@@ -175,7 +182,8 @@ struct exchange {
     unsigned interim_count;            /* how many (MAX_INTERIM, and the 100 owed past them) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
-    bool rate_limited;                 /* refused for client_rate (429): logged in route */
+    uint8_t route_refusal;             /* enum route_refusal: refused by its route's client
+                                          rules (429, 403), logged in phase route */
     uint16_t retry_after_s;            /* Retry-After of that 429 (one interval at most: 60
                                           s); beside sent_100, in padding: the exchange keeps
                                           its size */

@@ -266,6 +266,7 @@ struct shard {
     _Atomic uint64_t *handshakes;      /* [nserved]: full handshakes per certificate served */
     uint8_t *served_key;               /* [nserved]: enum tls_key_type */
     _Atomic uint64_t *rate_limited;    /* [nroutes]: portico_requests_rate_limited_total */
+    _Atomic uint64_t *denied;          /* [nroutes]: portico_requests_denied_total */
 
     int nroutes, nupstreams, nfaults, nserved;
     char **names;                      /* routes, then upstreams, then faults, then the served
@@ -312,6 +313,7 @@ static void shard_free(struct shard *s)
     free(s->handshakes);
     free(s->served_key);
     free(s->rate_limited);
+    free(s->denied);
     free(s);
 }
 
@@ -342,8 +344,9 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
     s->handshakes = zalloc_lines((size_t)s->nserved * sizeof(*s->handshakes));
     s->served_key = calloc((size_t)s->nserved + 1, sizeof(*s->served_key));
     s->rate_limited = zalloc_lines((size_t)s->nroutes * sizeof(*s->rate_limited));
+    s->denied = zalloc_lines((size_t)s->nroutes * sizeof(*s->denied));
     if (!s->names || !s->requests || !s->hist || !s->faults || !s->handshakes || !s->served_key ||
-        !s->rate_limited ||
+        !s->rate_limited || !s->denied ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
                copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
@@ -380,10 +383,11 @@ struct hist_row {
     uint64_t sum_us;
 };
 
-/* A row of portico_faults_injected_total, or (action RATE_LIMITED_ROW) of
- * portico_requests_rate_limited_total, whose fault is then the route: both are a name and a
- * count, summed, sorted and copied alike. */
+/* A row of portico_faults_injected_total, or (action RATE_LIMITED_ROW, DENIED_ROW) of
+ * portico_requests_rate_limited_total or portico_requests_denied_total, whose fault is then the
+ * route: all are a name and a count, summed, sorted and copied alike. */
 #define RATE_LIMITED_ROW FAULT_ACTION_COUNT
+#define DENIED_ROW (FAULT_ACTION_COUNT + 1)
 struct fault_row {
     const char *fault;
     int action;
@@ -580,6 +584,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         uint64_t n = get(&s->rate_limited[r]);
         if (n)
             add_fault(t, s->names[r], RATE_LIMITED_ROW, n);
+        if ((n = get(&s->denied[r])) != 0)
+            add_fault(t, s->names[r], DENIED_ROW, n);
     }
     for (int f = 0; f < s->nfaults; f++)
         for (int a = 0; a < FAULT_ACTION_COUNT; a++) {
@@ -921,6 +927,13 @@ void metrics_rate_limited(struct metrics *m, int route)
     struct shard *s = shard_of(m);
     if (route >= 0 && route < s->nroutes)
         bump(&s->rate_limited[route], 1);
+}
+
+void metrics_denied(struct metrics *m, int route)
+{
+    struct shard *s = shard_of(m);
+    if (route >= 0 && route < s->nroutes)
+        bump(&s->denied[route], 1);
 }
 
 void metrics_conn_refused(struct metrics *m, enum conn_refusal reason)
@@ -1513,7 +1526,7 @@ static bool stage_faults(struct metrics_cursor *c, struct render *out, size_t bu
                "Faults injected by fault rules, by rule and action");
     while (c->row < t->nfaults) {
         const struct fault_row *f = &t->faults[c->row++];
-        if (f->action == RATE_LIMITED_ROW)
+        if (f->action >= FAULT_ACTION_COUNT) /* a route's refusals */
             continue;
         PUT_LIT(out, "portico_faults_injected_total");
         label(out, "fault", f->fault, true);
@@ -1555,6 +1568,25 @@ static bool stage_rate_limited(struct metrics_cursor *c, struct render *out, siz
         if (f->action != RATE_LIMITED_ROW)
             continue;
         PUT_LIT(out, "portico_requests_rate_limited_total");
+        label(out, "route", f->fault, true);
+        value_u64(out, f->n);
+        if (slice_full(c, t->nfaults, out, budget))
+            return false;
+    }
+    return true;
+}
+
+static bool stage_denied(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_requests_denied_total", "counter",
+               "Requests refused with 403 by their route's allow and deny rules, by route");
+    while (c->row < t->nfaults) {
+        const struct fault_row *f = &t->faults[c->row++];
+        if (f->action != DENIED_ROW)
+            continue;
+        PUT_LIT(out, "portico_requests_denied_total");
         label(out, "route", f->fault, true);
         value_u64(out, f->n);
         if (slice_full(c, t->nfaults, out, budget))
@@ -1610,7 +1642,7 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
     stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
-    stage_client_limit, stage_handshakes, stage_process,
+    stage_denied,   stage_client_limit, stage_handshakes, stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "portico/acl.h"
 #include "portico/config_limits.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
@@ -212,6 +213,10 @@ struct route_conf {
                                               set here */
     struct route_return *answer;           /* owned: return = ..., or NULL (the route forwards
                                               to its upstream) */
+    struct acl *acl_own;                   /* owned: its allow and deny rules, or NULL */
+    const struct acl *acl;                 /* the rules it is judged by: its own, else [proxy]'s
+                                              (borrowed); NULL: none, the request pays one
+                                              compare (acl.h) */
 };
 
 /* [faults]: how the fault rules (issue 8) behave as a whole. */
@@ -281,6 +286,8 @@ struct config {
                                               workers together; 0: no limit (climit.h) */
     struct client_rate client_rate;        /* the routes' default request rate per client */
     uint64_t client_rate_burst;            /* ... and its burst */
+    struct acl *acl;                       /* owned: allow and deny of [proxy], the rules of
+                                              every route without its own; NULL: none */
     uint64_t client_limit_table;           /* entries of the per-client table (climit.h) */
     uint64_t client_sndbuf;                /* SO_SNDBUF of client sockets; 0: the kernel's
                                               autotuning (listener.c) */

@@ -432,6 +432,10 @@ enum accept_error accept_error_of(int err);
  * (route: index in the labels' routes). */
 void metrics_rate_limited(struct metrics *m, int route);
 
+/* Counts one request refused by its route's allow/deny rules: portico_requests_denied_total
+ * {route} (route: index in the labels' routes). */
+void metrics_denied(struct metrics *m, int route);
+
 /* Counts one connection closed at its accept: portico_client_connections_refused_total. */
 void metrics_conn_refused(struct metrics *m, enum conn_refusal reason);
 

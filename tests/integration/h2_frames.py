@@ -574,7 +574,19 @@ def heads(port, paths, max_list=None):
     past MAX_LIST are still read): each response's statuses (1xx included), its frames in
     order, its Portico-Error and Proxy-Status details (what a 502 of Portico's says), and its
     Retry-After when it has one."""
-    c = limited(port, max_list)
+    print_heads(limited(port, max_list), paths)
+
+
+def heads_from(port, source, paths):
+    """GETs of each of PATHS at once over h2c from SOURCE: what heads prints.
+
+    As heads, on an h2c listener (prior knowledge), from the address SOURCE of 127.0.0.0/8 (a
+    client of another address, for rules by client: allow and deny)."""
+    print_heads(Conn(port, source=source, plain=True), paths)
+
+
+def print_heads(c, paths):
+    """heads' GETs of the comma-separated PATHS on the connection c, and what each got."""
     paths = paths.split(",")
     sts = [c.st(1 + 2 * i) for i in range(len(paths))]
     c.send(b"".join(c.request(1 + 2 * i, get(p)) for i, p in enumerate(paths)))
@@ -2326,6 +2338,7 @@ MODES = {
     "conn_errors": (conn_errors,),
     "big_heads": (big_heads,),
     "heads": (heads, str, int),
+    "heads_from": (heads_from, str, str),
     "resp_trailers": (resp_trailers, str, str),
     "late_data": (late_data, int, int),
     "discard": (discard, choice(*DISCARD_BODY)),

@@ -996,6 +996,7 @@ static void test_metric_types_and_labels(void **state)
     for (int k = 0; k < TLS_KEY_COUNT; k++)
         metrics_tls_handshake(m, k);
     metrics_rate_limited(m, 0);
+    metrics_denied(m, 0);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
@@ -1290,6 +1291,13 @@ static const struct bound_row {
      "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#", 0},
     {CFG_SEC_PROXY, "trusted_proxies", true, "[proxy]\n", "[upstream a]\norigin = sim\n",
      "10.#.0.0/16", 0},
+    /* ::1 to ::1025 (hex groups): 1025 rules, every one of its own */
+    {CFG_SEC_PROXY, "allow", true, "[proxy]\n", "[upstream a]\norigin = sim\n", "::#", 0},
+    {CFG_SEC_PROXY, "deny", true, "[proxy]\n", "[upstream a]\norigin = sim\n", "::#", 0},
+    {CFG_SEC_ROUTE, "allow", true, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "",
+     "::#", 0},
+    {CFG_SEC_ROUTE, "deny", true, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "",
+     "::#", 0},
     {CFG_SEC_FAULTS, "header_control_clients", true, "[faults]\n", "[upstream a]\norigin = sim\n",
      "10.#.0.0/16", 0},
     {CFG_SEC_FAULT, "method", true, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
@@ -1318,7 +1326,7 @@ static int stated_bound(const char *entry)
 /* How many errors a file with n values of row's key has (the loader's count). */
 static int errors_with(const struct bound_row *row, int n)
 {
-    char text[8192];
+    static char text[16384]; /* 1025 allow rules: ~8 KiB */
     size_t len = (size_t)snprintf(text, sizeof(text), "%s%s = ", row->before, row->key);
     for (int i = 1; i <= n; i++) {
         if (i > 1 && row->list)
