@@ -1210,7 +1210,8 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
 }
 
 /* allow/deny: whether the route's rules admit the request's client (the address real_ip or
- * the PROXY header gave; none on a Unix socket, which only `all` names); else 403, and false.
+ * the PROXY header gave; one without a numeric address, which no TCP listener has, only `all`
+ * names); else 403, and false.
  * Before client_rate: a client refused here spends no rate token. Out of line: a route without
  * rules pays one compare for it. */
 __attribute__((noinline)) static bool admitted_by_address(struct exchange *ex)
@@ -1256,7 +1257,7 @@ __attribute__((noinline)) static bool within_client_rate(struct exchange *ex)
     struct fault_addr addr;
     struct climit_key key;
     if (!t || ex_client_addr(ex, &addr) != 0)
-        return true; /* no address to count it by (none on a Unix socket) */
+        return true; /* no numeric address to count it by (no TCP listener lacks one) */
     climit_key_addr(&addr, ex->route_index, &key);
     uint64_t wait_ns = climit_take(t, &key, r->client_rate.interval_ns, r->client_rate_burst,
                                    ex->now * 1000);

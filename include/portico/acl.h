@@ -64,7 +64,7 @@ int acl_add(struct acl **acl, enum acl_action action, const char *value, int lin
 int acl_shadowed_by(const struct acl *acl, int i);
 
 /*
- * Whether client (NULL: one without an address, as on a Unix socket, which only `all` names)
+ * Whether client (NULL: one without a numeric address, which only `all` names)
  * may use the route: the first rule naming it decides, and *rule is its index; none naming it,
  * the opposite of the last rule's action, and *rule is -1.
  */
