@@ -865,6 +865,17 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     return true;
 }
 
+/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line. */
+static void warn_crl_gap(void *arg, const char *subject)
+{
+    char text[400];
+    snprintf(text, sizeof(text), "holds no CRL of %s, a CA of tls_client_ca: every client "
+                                 "certificate whose chain goes through it is refused (unable to "
+                                 "get certificate CRL); add its CRL, an empty one if it revoked "
+                                 "nothing", subject);
+    warn_cert(arg, text);
+}
+
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
  * its digest, with the mode and depth, in bind (sessions resume under these settings only).
  * false after an error, said at the line of the key at fault. */
@@ -901,6 +912,7 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     if (cfg->tls_client_crl) {
         struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
         certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
+        mtls_crl_gaps(ctx, warn_crl_gap, &o);
     }
     return true;
 }

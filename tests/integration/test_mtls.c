@@ -784,6 +784,60 @@ static void test_crl_checks_the_intermediate(void **state)
     px_stop(h);
 }
 
+/* A tls_client_ca of two CAs: with the CRL of one only, every client of the other would be
+ * refused (unable to get certificate CRL), which the load warns about at tls_client_crl's line,
+ * naming that CA; with both CRLs in one file, no warning and each CA's client served. */
+static void test_crl_missing_for_a_ca_warned(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char cas[512], crls[512], cmd[2048];
+    snprintf(cas, sizeof(cas), "%s/two-cas.pem", harness_dir(h));
+    snprintf(crls, sizeof(crls), "%s/two-crls.pem", harness_dir(h));
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    snprintf(cmd, sizeof(cmd), "cat '%s' '%s' > '%s' && cat '%s' '%s' > '%s'", t.certs->ca_cert,
+             t.m->other_ca_cert, cas, x->crl, x->crl_other, crls);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/two-cas.pem\n"
+                                     "tls_client_crl = {{certs}}/crl.pem\n"),
+                     0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d: %s", rc, res.err);
+    char want[1024];
+    snprintf(want, sizeof(want), "portico.ini:10: warning: tls_client_crl: %s/crl.pem: holds no "
+                                 "CRL of CN=Portico Other CA, a CA of tls_client_ca: every client "
+                                 "certificate whose chain goes through it is refused",
+             t.certs->dir);
+    bool said = tu_contains(res.err, want);
+    bool wrong = tu_contains(res.err, "holds no CRL of CN=Portico Test CA");
+    tu_cmd_result_free(&res);
+    assert_int_equal(rc, 0);
+    if (!said || wrong)
+        fail_msg("want \"%s\" and none for the test CA", want);
+
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/two-cas.pem\n"
+                                     "tls_client_crl = {{dir}}/two-crls.pem\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    assert_false(harness_log_contains(h, "holds no CRL of"));
+    uint16_t port = harness_port(h, "tls");
+    struct visit v;
+    assert_int_equal(visit(port, t.certs->client_cert, t.certs->client_key, 0, NULL, NULL, &v), 0);
+    assert_int_equal(v.status, 200);
+    visit_free(&v);
+    assert_int_equal(visit(port, t.m->other_client_cert, t.m->other_client_key, 0, NULL, NULL,
+                           &v), 0);
+    assert_int_equal(v.status, 200);
+    visit_free(&v);
+    px_stop(h);
+}
+
 /* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
  * by the CA's key under another name, and one under the CA's name signed by another key, are
  * each refused at load. */
@@ -1367,6 +1421,7 @@ int main(void)
         cmocka_unit_test(test_optional_failures_logged),
         cmocka_unit_test(test_crl_reload),
         cmocka_unit_test(test_crl_expired),
+        cmocka_unit_test(test_crl_missing_for_a_ca_warned),
         cmocka_unit_test(test_self_signed_listed),
         cmocka_unit_test(test_subject_escaped_in_log),
         cmocka_unit_test(test_ca_names_sent),
