@@ -34,6 +34,7 @@
 
 #include "../support/certs.h"
 #include "../support/harness.h"
+#include "../support/tls_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -277,50 +278,25 @@ static void judge_staple(SSL *ssl, X509 *peer, struct seen *out)
 static int hello(uint16_t port, const char *sni, int version, enum offer offer, bool ask,
                  struct seen *out)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-    struct timeval bound = {.tv_sec = PX_IO_MS / 1000};
-    SSL *ssl = NULL;
+    struct tls_client_opts o = {.sni = sni, .version = version, .sigalgs = offer_sigalgs[offer],
+                                .ask_status = ask};
+    struct tls_client c;
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
     out->status = -1;
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (!ctx || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof(bound)) != 0 ||
-        connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-        snprintf(out->why, sizeof(out->why), "connect: %s", strerror(errno));
+    if (tls_client_connect(port, &o, &c) != 0) {
+        snprintf(out->why, sizeof(out->why), "%s", c.why);
         goto done;
     }
-    SSL_CTX_set_min_proto_version(ctx, version);
-    SSL_CTX_set_max_proto_version(ctx, version);
-    if (offer_sigalgs[offer] && SSL_CTX_set1_sigalgs_list(ctx, offer_sigalgs[offer]) != 1)
-        goto done;
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (sni)
-        SSL_set_tlsext_host_name(ssl, (char *)(uintptr_t)sni);
-    if (ask)
-        SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
-    if (SSL_connect(ssl) != 1) {
-        ERR_error_string_n(ERR_peek_last_error(), out->why, sizeof(out->why));
-        goto done;
-    }
-    X509 *peer = SSL_get1_peer_certificate(ssl);
-    if (peer)
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, out->cn,
-                                  sizeof(out->cn));
-    judge_staple(ssl, peer, out);
+    tls_client_peer_cn(&c, out->cn, sizeof(out->cn));
+    X509 *peer = SSL_get1_peer_certificate(c.ssl);
+    judge_staple(c.ssl, peer, out);
     X509_free(peer);
-    SSL_shutdown(ssl);
+    SSL_shutdown(c.ssl);
     rc = 0;
 done:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    tls_client_close(&c);
     return rc;
 }
 
@@ -386,25 +362,7 @@ static struct harness *start_with(const char *pairs)
 /* `portico -t` of config_fmt with pairs (%1$s the certificates' directory); its exit code. */
 static int check(const char *pairs_fmt, struct tu_cmd_result *res)
 {
-    char pairs[4096];
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(pairs, sizeof(pairs), pairs_fmt, t.certs->dir);
-#pragma GCC diagnostic pop
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\n"
-                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
-                                          "%s"
-                                          "[upstream app]\n"
-                                          "origin = sim\n",
-                                          pairs),
-                     0);
-    int rc = harness_check_config(h, res);
-    print_message("  rc %d\n%s%s", rc, res->out, res->err);
-    harness_free(h);
-    return rc;
+    return px_check_tls_lines(pairs_fmt, t.certs->dir, res);
 }
 
 /* ---- the rows ---- */
@@ -486,11 +444,7 @@ static void test_revoked_stapled_and_warned(void **state)
 }
 
 /* What `portico -t` refuses, at the line of the tls_ocsp_response at fault. */
-static const struct {
-    const char *why;
-    const char *pairs;            /* printf: %1$s the test certificates' directory */
-    const char *want;             /* printf: %1$s the same; in stderr */
-} refusal_rows[] = {
+static const struct px_refusal_row refusal_rows[] = {
     {"the response of another certificate",
      "tls_cert = %1$s/ocsp-server.pem\ntls_key = %1$s/server.key\n"
      "tls_ocsp_response = %1$s/sni-a.ocsp\n",
@@ -533,21 +487,7 @@ static const struct {
 static void test_load_refusals(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(refusal_rows) / sizeof(refusal_rows[0]); i++) {
-        struct tu_cmd_result res;
-        char want[2048];
-        print_message("%s\n", refusal_rows[i].why);
-        int rc = check(refusal_rows[i].pairs, &res);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        snprintf(want, sizeof(want), refusal_rows[i].want, t.certs->dir);
-#pragma GCC diagnostic pop
-        bool said = tu_contains(res.err, want);
-        tu_cmd_result_free(&res);
-        assert_int_equal(rc, 1);
-        if (!said)
-            fail_msg("%s: no \"%s\"", refusal_rows[i].why, want);
-    }
+    px_expect_refused(refusal_rows, ARRAY_SIZE(refusal_rows), t.certs->dir);
 }
 
 /* `portico -t` names each staple and until when; one out of date is warned about (its
