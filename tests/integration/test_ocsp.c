@@ -777,6 +777,27 @@ static void test_no_next_update_lasts_a_day(void **state)
     px_stop(h);
 }
 
+/* A response whose thisUpdate is ahead (20 minutes, past the leeway) is not stapled, and `portico
+ * -t` says it is not yet valid, not "out of date" (which sends the operator fetching a newer
+ * one, when it is too new). */
+static void test_ahead_listed_not_yet_valid(void **state)
+{
+    (void)state;
+    struct tu_cmd_result res;
+    int rc = check("tls_cert = %1$s/ocsp-server.pem\ntls_key = %1$s/server.key\n"
+                   "tls_ocsp_response = %1$s/server-future.ocsp\n", &res);
+    char want[1024];
+    snprintf(want, sizeof(want), ":5: tls_ocsp_response %s/server-future.ocsp: NOT stapled for "
+                                 "%s/ocsp-server.pem, good, not yet valid\n",
+             t.certs->dir, t.certs->dir);
+    bool listed = tu_contains(res.out, want);
+    bool warned = tu_contains(res.err, "/server-future.ocsp: the staple of ");
+    tu_cmd_result_free(&res);
+    assert_int_equal(rc, 0);
+    if (!listed || !warned)
+        fail_msg("no \"%s\" (or no warning)", want);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -794,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_issuer_not_first_in_chain),
         cmocka_unit_test(test_not_yet_valid_not_sent),
         cmocka_unit_test(test_no_next_update_lasts_a_day),
+        cmocka_unit_test(test_ahead_listed_not_yet_valid),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, setup, teardown);
