@@ -714,20 +714,29 @@ static void test_issuer_not_first_in_chain(void **state)
     assert_true(stapled);
 }
 
+/* Portico serving the test certificate with the staple `file` (in the certificates' directory):
+ * a client asking gets none, and the error log says `said` of it. */
+static void expect_not_sent(const char *file, const char *said)
+{
+    char pairs[512];
+    snprintf(pairs, sizeof(pairs), "tls_cert = {{certs}}/ocsp-server.pem\n"
+                                   "tls_key = {{certs}}/server.key\n"
+                                   "tls_ocsp_response = {{certs}}/%s\n", file);
+    struct harness *h = start_with(pairs);
+    static const struct want rows[] = {
+        {"localhost", OFFER_ALL, true, "localhost", -1},
+    };
+    expect(harness_port(h, "tls"), rows, 1);
+    assert_true(harness_log_contains(h, said));
+    px_stop(h);
+}
+
 /* A response not yet valid at the load (thisUpdate 20 minutes ahead) is not stapled, though its
  * nextUpdate is days away: what the listing says is what clients get. */
 static void test_not_yet_valid_not_sent(void **state)
 {
     (void)state;
-    struct harness *h = start_with("tls_cert = {{certs}}/ocsp-server.pem\n"
-                                   "tls_key = {{certs}}/server.key\n"
-                                   "tls_ocsp_response = {{certs}}/server-future.ocsp\n");
-    static const struct want rows[] = {
-        {"localhost", OFFER_ALL, true, "localhost", -1},
-    };
-    expect(harness_port(h, "tls"), rows, 1);
-    assert_true(harness_log_contains(h, "is not yet valid"));
-    px_stop(h);
+    expect_not_sent("server-future.ocsp", "is not yet valid");
 }
 
 /* A response without nextUpdate is current for a day after its thisUpdate, as Firefox takes
@@ -736,15 +745,7 @@ static void test_not_yet_valid_not_sent(void **state)
 static void test_no_next_update_lasts_a_day(void **state)
 {
     (void)state;
-    struct harness *h = start_with("tls_cert = {{certs}}/ocsp-server.pem\n"
-                                   "tls_key = {{certs}}/server.key\n"
-                                   "tls_ocsp_response = {{certs}}/server-nonext-old.ocsp\n");
-    static const struct want rows[] = {
-        {"localhost", OFFER_ALL, true, "localhost", -1},
-    };
-    expect(harness_port(h, "tls"), rows, 1);
-    assert_true(harness_log_contains(h, "a day after its thisUpdate, it has no nextUpdate"));
-    px_stop(h);
+    expect_not_sent("server-nonext-old.ocsp", "a day after its thisUpdate, it has no nextUpdate");
 }
 
 /* A response whose thisUpdate is ahead (20 minutes, past the leeway) is not stapled, and `portico
