@@ -798,15 +798,13 @@ static const char *const ocsp_status_words[] = {
     [OCSP_CERT_UNKNOWN] = "unknown to its responder",
 };
 
-/* A staple's dates in words into buf: "until ..." with its nextUpdate. */
+/* A staple's dates in words into buf: "until ..." with when clients stop taking it. */
 static void staple_until(const struct ocsp_staple_info *info, char *buf, size_t size)
 {
     char when[32];
-    certexpiry_format_time(info->next_update, when, sizeof(when));
-    if (info->next_update)
-        snprintf(buf, size, "until %s", when);
-    else
-        snprintf(buf, size, "with no nextUpdate (always current)");
+    certexpiry_format_time(info->valid_until, when, sizeof(when));
+    snprintf(buf, size, "until %s%s", when,
+             info->next_update ? "" : " (no nextUpdate: a day after its thisUpdate)");
 }
 
 /* The tls_ocsp_response of pair i, read and checked against its context's certificate: a file
@@ -820,7 +818,7 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     if (!files_readable(ld, file, 1))
         return false;
     struct ocsp_staple_info info;
-    char err[256], until[80], when[32], span[32], of[64] = "";
+    char err[256], until[112], when[32], span[32], of[64] = "";
     int64_t now = (int64_t)time(NULL);
     if (ocsp_staple_load(ctx, p->ocsp, now, &info, err, sizeof(err)) != 0) {
         cfg_report(ld, p->ocsp_line, "tls_ocsp_response: %s: %s", p->ocsp, err);
@@ -829,25 +827,28 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     if (kind)
         snprintf(of, sizeof(of), " (%s)", kind);
     staple_until(&info, until, sizeof(until));
-    if (!info.stapled && info.next_update && info.next_update < now) {
-        certexpiry_format_time(info.next_update, when, sizeof(when));
-        certexpiry_format_span(now - info.next_update, span, sizeof(span));
+    bool ahead = !info.stapled && info.valid_until >= now;
+    if (!info.stapled && !ahead) {
+        certexpiry_format_time(info.valid_until, when, sizeof(when));
+        certexpiry_format_span(now - info.valid_until, span, sizeof(span));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expired on %s (%s "
-                                   "ago, its nextUpdate): not stapled; fetch a new response and "
-                                   "reload", p->ocsp, p->cert, of, when, span);
-    } else if (!info.stapled) {
+                                   "ago, %s): not stapled; fetch a new response and reload",
+                 p->ocsp, p->cert, of, when, span,
+                 info.next_update ? "its nextUpdate" : "a day after its thisUpdate, it has no "
+                                                       "nextUpdate");
+    } else if (ahead) {
         certexpiry_format_time(info.this_update, when, sizeof(when));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s is not yet valid "
                                    "(thisUpdate %s): not stapled", p->ocsp, p->cert, of, when);
-    } else if (info.next_update && info.next_update < now) { /* within the clock's leeway */
-        certexpiry_format_time(info.next_update, when, sizeof(when));
-        certexpiry_format_span(now - info.next_update, span, sizeof(span));
+    } else if (info.valid_until < now) { /* within the clock's leeway */
+        certexpiry_format_time(info.valid_until, when, sizeof(when));
+        certexpiry_format_span(now - info.valid_until, span, sizeof(span));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expired on %s (%s "
-                                   "ago, its nextUpdate): stapled within the 5 minutes allowed "
-                                   "for clock skew; fetch a new response and reload", p->ocsp,
-                 p->cert, of, when, span);
-    } else if (info.next_update && info.next_update - now <= 86400) {
-        certexpiry_format_span(info.next_update - now, span, sizeof(span));
+                                   "ago, %s): stapled within the 5 minutes allowed for clock "
+                                   "skew; fetch a new response and reload", p->ocsp, p->cert, of,
+                 when, span, info.next_update ? "its nextUpdate" : "a day after its thisUpdate");
+    } else if (info.valid_until - now <= 86400) {
+        certexpiry_format_span(info.valid_until - now, span, sizeof(span));
         cfg_warn(ld, p->ocsp_line, "tls_ocsp_response: %s: the staple of %s%s expires in %s "
                                    "(%s): fetch a new response and reload", p->ocsp, p->cert, of,
                  span, until);
@@ -858,8 +859,21 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     p->ocsp_listing = cfg_line_text(ld, p->ocsp_line, "tls_ocsp_response %s: %s for %s%s, %s, %s",
                                     p->ocsp, info.stapled ? "stapled" : "NOT stapled", p->cert,
                                     of, ocsp_status_words[info.status],
-                                    info.stapled ? until : "out of date");
+                                    info.stapled ? until
+                                    : ahead      ? "not yet valid"
+                                                 : "out of date");
     return true;
+}
+
+/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line. */
+static void warn_crl_gap(void *arg, const char *subject)
+{
+    char text[400];
+    snprintf(text, sizeof(text), "holds no CRL of %s, a CA of tls_client_ca: every client "
+                                 "certificate whose chain goes through it is refused (unable to "
+                                 "get certificate CRL); add its CRL, an empty one if it revoked "
+                                 "nothing", subject);
+    warn_cert(arg, text);
 }
 
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
@@ -898,6 +912,7 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     if (cfg->tls_client_crl) {
         struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
         certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
+        mtls_crl_gaps(ctx, warn_crl_gap, &o);
     }
     return true;
 }

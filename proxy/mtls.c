@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -324,6 +325,29 @@ static void name_text(const X509_NAME *name, char *buf, size_t size)
         i += len ? len : 1;
     }
     buf[at] = '\0';
+}
+
+void mtls_crl_gaps(void *ctx, void (*fn)(void *arg, const char *subject), void *arg)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    if (!store ||
+        !(X509_VERIFY_PARAM_get_flags(X509_STORE_get0_param(store)) & X509_V_FLAG_CRL_CHECK_ALL))
+        return;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; objs && i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        bool covered = ca && X509_check_ca(ca) == 0; /* a leaf trusted as it is issues none */
+        for (int j = 0; ca && !covered && j < sk_X509_OBJECT_num(objs); j++) {
+            const X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, j));
+            covered = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl),
+                                           X509_get_subject_name(ca)) == 0;
+        }
+        char subject[200];
+        if (ca && !covered) {
+            name_text(X509_get_subject_name(ca), subject, sizeof(subject));
+            fn(arg, subject);
+        }
+    }
 }
 
 /* ---- refusals ---- */

@@ -25,7 +25,7 @@
 struct staple {
     unsigned char *der;
     size_t len;
-    int64_t next_update;                  /* 0: none given */
+    int64_t valid_until;                  /* ocsp_staple_info's */
 };
 
 static int staple_index = -1;
@@ -164,8 +164,10 @@ static int check(SSL_CTX *ctx, X509 *leaf, const unsigned char *der, size_t len,
         .next_update = unix_time(nextupd),
         .revoked_at = unix_time(revtime),
     };
+    /* no nextUpdate is not "current forever": clients take it for a day (ocsp.h) */
+    info->valid_until = nextupd ? info->next_update : info->this_update + OCSP_NO_NEXT_UPDATE;
     info->stapled = info->this_update <= now + OCSP_LEEWAY &&
-                    (!nextupd || info->next_update >= now - OCSP_LEEWAY);
+                    info->valid_until >= now - OCSP_LEEWAY;
     rc = 0;
 done:
     OCSP_BASICRESP_free(bs);
@@ -192,7 +194,7 @@ int ocsp_staple_load(void *ctx, const char *file, int64_t now, struct ocsp_stapl
     }
     struct staple *s = info->stapled ? malloc(sizeof(*s)) : NULL;
     if (s) {
-        *s = (struct staple){der, len, info->next_update};
+        *s = (struct staple){der, len, info->valid_until};
         der = NULL;
         staple_ex_free(NULL, X509_get_ex_data(leaf, staple_index), NULL, 0, 0, NULL);
         if (X509_set_ex_data(leaf, staple_index, s) != 1)
@@ -212,7 +214,7 @@ static int send_staple(SSL *ssl, void *arg)
     (void)arg;
     X509 *x = SSL_get_certificate(ssl);
     const struct staple *s = x && staple_index >= 0 ? X509_get_ex_data(x, staple_index) : NULL;
-    if (!s || (s->next_update && s->next_update < (int64_t)time(NULL) - OCSP_LEEWAY))
+    if (!s || s->valid_until < (int64_t)time(NULL) - OCSP_LEEWAY)
         return SSL_TLSEXT_ERR_NOACK;
     unsigned char *copy = OPENSSL_malloc(s->len);
     if (!copy)

@@ -60,6 +60,11 @@ int mtls_session_context(struct x509_st *leaf, const unsigned char *bind,
 int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, const char *crl_file,
                int depth, const unsigned char bind[MTLS_BIND_LEN], struct tls_error *err);
 
+/* Each CA of a context's tls_client_ca that no CRL of its tls_client_crl was issued by, its
+ * subject (name_text's form) to fn: every client chain through it is refused ("unable to get
+ * certificate CRL", CRL_CHECK_ALL), a mistake to say at load. None without a CRL file. */
+void mtls_crl_gaps(void *ctx, void (*fn)(void *arg, const char *subject), void *arg);
+
 /* After a failed handshake: true when the client certificate is why (its absence under `on`, or
  * its verification), with the reason for the metric and a line for the error log into buf
  * ("no certificate sent ...", "unknown CA: ...", "expired on DATE: SUBJECT ..."). ssl_err: the

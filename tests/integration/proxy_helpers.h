@@ -741,4 +741,61 @@ PX_HELPER int px_in_flight(struct harness *h, int o)
     return (int)v;
 }
 
+/* ---- `portico -t` of certificate lines (test_sni, test_dualcert, test_ocsp) ---- */
+
+/* `portico -t` of a [proxy] with a TLS listen line (a free loopback port) and `lines` from line
+ * 3 on (printf: %1$s is dir, the test certificates' directory), origin sim: its exit code, its
+ * output in res (printed, the caller frees it). */
+PX_HELPER int px_check_tls_lines(const char *lines_fmt, const char *dir, struct tu_cmd_result *res)
+{
+    char lines[4096];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(lines, sizeof(lines), lines_fmt, dir);
+#pragma GCC diagnostic pop
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
+                                          "%s"
+                                          "[upstream app]\n"
+                                          "origin = sim\n",
+                                          lines),
+                     0);
+    int rc = harness_check_config(h, res);
+    print_message("  rc %d\n%s%s", rc, res->out, res->err);
+    harness_free(h);
+    return rc;
+}
+
+/* A configuration `portico -t` refuses: why (the row's name), the lines of px_check_tls_lines,
+ * and what its stderr must say (printf: %1$s the test certificates' directory), FILE:LINE
+ * first. */
+struct px_refusal_row {
+    const char *why;
+    const char *lines;
+    const char *want;
+};
+
+/* Each row refused (exit 1) with its want on stderr. */
+PX_HELPER void px_expect_refused(const struct px_refusal_row *rows, size_t n, const char *dir)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct tu_cmd_result res;
+        char want[2048];
+        print_message("%s\n", rows[i].why);
+        int rc = px_check_tls_lines(rows[i].lines, dir, &res);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(want, sizeof(want), rows[i].want, dir);
+#pragma GCC diagnostic pop
+        bool said = tu_contains(res.err, want);
+        tu_cmd_result_free(&res);
+        assert_int_equal(rc, 1);
+        if (!said)
+            fail_msg("%s: no \"%s\"", rows[i].why, want);
+    }
+}
+
 #endif

@@ -35,6 +35,7 @@
 
 #include "../support/certs.h"
 #include "../support/harness.h"
+#include "../support/tls_client.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -130,72 +131,35 @@ struct hello {
 static int hello(uint16_t port, const char *sni, int version, enum offer offer,
                  SSL_SESSION **sess, struct hello *out)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-    struct timeval bound = {.tv_sec = PX_IO_MS / 1000};
-    SSL *ssl = NULL;
+    struct tls_client_opts o = {.sni = sni, .version = version, .sigalgs = offer_sigalgs[offer],
+                                .session = sess ? *sess : NULL};
+    struct tls_client c;
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (!ctx || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof(bound)) != 0 ||
-        connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-        snprintf(out->why, sizeof(out->why), "connect: %s", strerror(errno));
+    if (tls_client_connect(port, &o, &c) != 0) {
+        snprintf(out->why, sizeof(out->why), "%s", c.why);
         goto done;
     }
-    SSL_CTX_set_min_proto_version(ctx, version);
-    SSL_CTX_set_max_proto_version(ctx, version);
-    if (offer_sigalgs[offer] && SSL_CTX_set1_sigalgs_list(ctx, offer_sigalgs[offer]) != 1) {
-        snprintf(out->why, sizeof(out->why), "sigalgs %s refused", offer_sigalgs[offer]);
-        goto done;
-    }
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (sni)
-        SSL_set_tlsext_host_name(ssl, (char *)(uintptr_t)sni);
-    if (sess && *sess)
-        SSL_set_session(ssl, *sess);
-    if (SSL_connect(ssl) != 1) {
-        ERR_error_string_n(ERR_peek_last_error(), out->why, sizeof(out->why));
-        goto done;
-    }
-    X509 *peer = SSL_get1_peer_certificate(ssl);
-    if (peer) {
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, out->cn,
-                                  sizeof(out->cn));
-        X509_free(peer);
-    }
-    out->reused = SSL_session_reused(ssl);
+    tls_client_peer_cn(&c, out->cn, sizeof(out->cn));
+    out->reused = SSL_session_reused(c.ssl);
     char req[256], buf[4096];
-    int n = snprintf(req, sizeof(req),
-                     "GET /status/200 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                     sni ? sni : "localhost");
-    size_t got = 0;
-    int r;
-    if (SSL_write(ssl, req, n) != n) {
-        snprintf(out->why, sizeof(out->why), "request not sent");
+    snprintf(req, sizeof(req), "GET /status/200 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+             sni ? sni : "localhost");
+    /* read to the close: a TLS 1.3 ticket comes before the answer, and is kept with it */
+    if ((out->status = tls_client_exchange(&c, req, buf, sizeof(buf))) < 0) {
+        out->status = 0;
+        snprintf(out->why, sizeof(out->why), "%s", c.why);
         goto done;
     }
-    /* read to the close: a TLS 1.3 ticket comes before the answer, and is kept with it */
-    while (got < sizeof(buf) - 1 && (r = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0)
-        got += (size_t)r;
-    buf[got] = '\0';
-    if (sscanf(buf, "HTTP/1.1 %d", &out->status) != 1)
-        out->status = 0;
-    SSL_shutdown(ssl); /* a session not shut down is not resumable (OpenSSL) */
+    SSL_shutdown(c.ssl); /* a session not shut down is not resumable (OpenSSL) */
     if (sess) {
         SSL_SESSION_free(*sess);
-        *sess = SSL_get1_session(ssl);
+        *sess = SSL_get1_session(c.ssl);
     }
     rc = 0;
 done:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    tls_client_close(&c);
     return rc;
 }
 
@@ -398,11 +362,7 @@ static void test_handshake_metric(void **state)
 /* ---- load errors, and -t ---- */
 
 /* `portico -t` on a [proxy] whose lines 3 on are `pairs`: each conflict at its line. */
-static const struct {
-    const char *why;
-    const char *pairs;            /* printf: %1$s the test certificates' directory */
-    const char *want;             /* printf: %1$s the same; a line of stderr */
-} load_error_rows[] = {
+static const struct px_refusal_row load_error_rows[] = {
     {"two ECDSA certificates for the same names (P-256 and P-384 are one type to OpenSSL)",
      "tls_cert = %1$s/sni-a.pem\ntls_key = %1$s/sni-a.key\n"
      "tls_cert = %1$s/sni-a-p384.pem\ntls_key = %1$s/sni-a-p384.key\n",
@@ -433,33 +393,7 @@ static const struct {
 static void test_load_errors(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(load_error_rows) / sizeof(load_error_rows[0]); i++) {
-        struct harness *h = harness_new();
-        char pairs[2048], want[2048];
-        struct tu_cmd_result res;
-        assert_non_null(h);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        snprintf(pairs, sizeof(pairs), load_error_rows[i].pairs, t.certs->dir);
-        snprintf(want, sizeof(want), load_error_rows[i].want, t.certs->dir);
-#pragma GCC diagnostic pop
-        assert_int_equal(harness_write_config(h,
-                                              "[proxy]\n"
-                                              "listen = 127.0.0.1:{{free_port:l}} tls\n"
-                                              "%s"
-                                              "[upstream app]\n"
-                                              "origin = sim\n",
-                                              pairs),
-                         0);
-        int rc = harness_check_config(h, &res);
-        print_message("  %s: rc %d\n%s", load_error_rows[i].why, rc, res.err);
-        bool said = tu_contains(res.err, want);
-        tu_cmd_result_free(&res);
-        harness_free(h);
-        assert_int_equal(rc, 1);
-        if (!said)
-            fail_msg("%s: no \"%s\"", load_error_rows[i].why, want);
-    }
+    px_expect_refused(load_error_rows, ARRAY_SIZE(load_error_rows), t.certs->dir);
 }
 
 /* `portico -t` counts the certificates and their sets of names, and names each, with its key
@@ -469,27 +403,18 @@ static void test_check_names_each_certificate(void **state)
 {
     (void)state;
     assert_non_null(certs_get_dated());
-    struct harness *h = harness_new();
     struct tu_cmd_result res;
     char want[6][1024];
     const char *dir = t.certs->dir;
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\n"
-                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
-                                          "tls_cert = {{certs}}/expires-3d.pem\n"
-                                          "tls_key = {{certs}}/expires-3d.key\n"
-                                          "tls_cert = {{certs}}/server-rsa.pem\n"
-                                          "tls_key = {{certs}}/server-rsa.key\n"
-                                          "tls_cert = {{certs}}/sni-a.pem\n"
-                                          "tls_key = {{certs}}/sni-a.key\n"
-                                          "tls_cert = {{certs}}/sni-a-ed25519.pem\n"
-                                          "tls_key = {{certs}}/sni-a-ed25519.key\n"
-                                          "[upstream app]\n"
-                                          "origin = sim\n"),
-                     0);
-    int rc = harness_check_config(h, &res);
-    print_message("  rc %d\n%s%s", rc, res.out, res.err);
+    int rc = px_check_tls_lines("tls_cert = {{certs}}/expires-3d.pem\n"
+                                "tls_key = {{certs}}/expires-3d.key\n"
+                                "tls_cert = {{certs}}/server-rsa.pem\n"
+                                "tls_key = {{certs}}/server-rsa.key\n"
+                                "tls_cert = {{certs}}/sni-a.pem\n"
+                                "tls_key = {{certs}}/sni-a.key\n"
+                                "tls_cert = {{certs}}/sni-a-ed25519.pem\n"
+                                "tls_key = {{certs}}/sni-a-ed25519.key\n",
+                                dir, &res);
     snprintf(want[0], sizeof(want[0]),
              "configuration ok (1 upstream, 1 route, 4 certificates for 2 sets of names, chosen "
              "by SNI and key type)\n");
@@ -509,7 +434,6 @@ static void test_check_names_each_certificate(void **state)
         found[i] = tu_contains(i < 5 ? res.out : res.err, want[i]);
     bool rsa_warned = tu_contains(res.err, "server-rsa.pem (rsa 2048): the certificate");
     tu_cmd_result_free(&res);
-    harness_free(h);
     assert_int_equal(rc, 0);
     for (int i = 0; i < 6; i++)
         if (!found[i])

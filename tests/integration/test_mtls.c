@@ -41,6 +41,7 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/tls_client.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -130,58 +131,35 @@ static const char *visit_sni;
 static int visit(uint16_t port, const char *cert, const char *key, int version,
                  SSL_SESSION **sess, const char *extra, struct visit *out)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
     /* 3x for a Portico under valgrind (scripts/valgrind.sh sets PORTICO_TEST_START_MS): its
      * first TLS 1.3 refusal came over 5 s after the request on a loaded host */
-    int bound_ms = getenv("PORTICO_TEST_START_MS") ? 3 * PX_IO_MS : PX_IO_MS;
-    struct timeval bound = {.tv_sec = bound_ms / 1000};
+    struct tls_client_opts o = {.sni = visit_sni, .version = version, .cert = cert, .key = key,
+                                .session = sess ? *sess : NULL,
+                                .bound_ms = getenv("PORTICO_TEST_START_MS") ? 3 * PX_IO_MS
+                                                                            : PX_IO_MS};
+    struct tls_client c;
     int64_t t0 = tu_now_ms();
-    SSL *ssl = NULL;
     int rc = -1;
     unsigned before = fake_origin_requests(t.origin);
 
     memset(out, 0, sizeof(*out));
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (!ctx || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)) != 0 ||
-        connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-        snprintf(out->why, sizeof(out->why), "connect: %s", strerror(errno));
+    if (tls_client_open(port, &o, &c) != 0) {
+        snprintf(out->why, sizeof(out->why), "%s", c.why);
         goto done;
     }
-    if (version) {
-        SSL_CTX_set_min_proto_version(ctx, version);
-        SSL_CTX_set_max_proto_version(ctx, version);
-    }
-    if (cert && (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 || /* its chain too */
-                 SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)) {
-        snprintf(out->why, sizeof(out->why), "cannot load %s", cert);
-        goto done;
-    }
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (visit_sni)
-        SSL_set_tlsext_host_name(ssl, (char *)(uintptr_t)visit_sni);
-    if (sess && *sess)
-        SSL_set_session(ssl, *sess);
     char req[1024], buf[4096];
-    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: localhost\r\n%sConnection: "
-                                       "close\r\n\r\n", extra ? extra : "");
-    size_t got = 0;
-    int r;
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: localhost\r\n%sConnection: "
+                               "close\r\n\r\n", extra ? extra : "");
     /* TLS 1.3: the client's certificate is judged after its Finished, and the refusal is
      * read where the answer would be */
-    if (SSL_connect(ssl) != 1 || SSL_write(ssl, req, n) != n) {
+    if (SSL_connect(c.ssl) != 1 ||
+        (out->status = tls_client_exchange(&c, req, buf, sizeof(buf))) < 0) {
+        out->status = 0;
         out->err = ERR_peek_error();
         ERR_error_string_n(out->err, out->why, sizeof(out->why));
         goto done;
     }
-    while (got < sizeof(buf) - 1 &&
-           (r = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0)
-        got += (size_t)r;
-    buf[got] = '\0';
-    if (sscanf(buf, "HTTP/1.1 %d", &out->status) != 1) {
-        out->status = 0;
+    if (out->status == 0) {
         out->err = ERR_peek_error();
         ERR_error_string_n(out->err, out->why, sizeof(out->why));
         if (out->err == 0) /* no alert: the read's bound, or the connection's end */
@@ -189,11 +167,11 @@ static int visit(uint16_t port, const char *cert, const char *key, int version,
                      (long long)(tu_now_ms() - t0));
         goto done;
     }
-    out->reused = SSL_session_reused(ssl);
-    SSL_shutdown(ssl);
+    out->reused = SSL_session_reused(c.ssl);
+    SSL_shutdown(c.ssl);
     if (sess) {
         SSL_SESSION_free(*sess);
-        *sess = SSL_get1_session(ssl);
+        *sess = SSL_get1_session(c.ssl);
     }
     if (out->status == 200 && fake_origin_wait_requests(t.origin, before + 1, PX_IO_MS) == 0) {
         out->cert = fake_origin_request_header(t.origin, before, "client-cert");
@@ -203,11 +181,7 @@ static int visit(uint16_t port, const char *cert, const char *key, int version,
     }
     rc = 0;
 done:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    tls_client_close(&c);
     return rc;
 }
 
@@ -784,6 +758,60 @@ static void test_crl_checks_the_intermediate(void **state)
     px_stop(h);
 }
 
+/* A tls_client_ca of two CAs: with the CRL of one only, every client of the other would be
+ * refused (unable to get certificate CRL), which the load warns about at tls_client_crl's line,
+ * naming that CA; with both CRLs in one file, no warning and each CA's client served. */
+static void test_crl_missing_for_a_ca_warned(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char cas[512], crls[512], cmd[2048];
+    snprintf(cas, sizeof(cas), "%s/two-cas.pem", harness_dir(h));
+    snprintf(crls, sizeof(crls), "%s/two-crls.pem", harness_dir(h));
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra();
+    assert_non_null(x);
+    snprintf(cmd, sizeof(cmd), "cat '%s' '%s' > '%s' && cat '%s' '%s' > '%s'", t.certs->ca_cert,
+             t.m->other_ca_cert, cas, x->crl, x->crl_other, crls);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/two-cas.pem\n"
+                                     "tls_client_crl = {{certs}}/crl.pem\n"),
+                     0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    print_message("  rc %d: %s", rc, res.err);
+    char want[1024];
+    snprintf(want, sizeof(want), "portico.ini:10: warning: tls_client_crl: %s/crl.pem: holds no "
+                                 "CRL of CN=Portico Other CA, a CA of tls_client_ca: every client "
+                                 "certificate whose chain goes through it is refused",
+             t.certs->dir);
+    bool said = tu_contains(res.err, want);
+    bool wrong = tu_contains(res.err, "holds no CRL of CN=Portico Test CA");
+    tu_cmd_result_free(&res);
+    assert_int_equal(rc, 0);
+    if (!said || wrong)
+        fail_msg("want \"%s\" and none for the test CA", want);
+
+    assert_int_equal(write_config(h, "tls_verify_client = on\n"
+                                     "tls_client_ca = {{dir}}/two-cas.pem\n"
+                                     "tls_client_crl = {{dir}}/two-crls.pem\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    assert_false(harness_log_contains(h, "holds no CRL of"));
+    uint16_t port = harness_port(h, "tls");
+    struct visit v;
+    assert_int_equal(visit(port, t.certs->client_cert, t.certs->client_key, 0, NULL, NULL, &v), 0);
+    assert_int_equal(v.status, 200);
+    visit_free(&v);
+    assert_int_equal(visit(port, t.m->other_client_cert, t.m->other_client_key, 0, NULL, NULL,
+                           &v), 0);
+    assert_int_equal(v.status, 200);
+    visit_free(&v);
+    px_stop(h);
+}
+
 /* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
  * by the CA's key under another name, and one under the CA's name signed by another key, are
  * each refused at load. */
@@ -1121,6 +1149,27 @@ static void write_raw_subject(struct harness *h, const char *stem, const unsigne
     EVP_PKEY_free(pk);
 }
 
+/* A client of a self-signed certificate whose subject is one CN of the bytes cn (stem.pem and
+ * stem.key) is refused under `on` (unknown CA), and the error log names it, subject and issuer,
+ * as `said`. */
+static void expect_subject_said(const char *stem, const unsigned char *cn, int len,
+                                const char *said)
+{
+    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    char cert[512], key[512];
+    write_raw_subject(h, stem, cn, len, cert, key, sizeof(cert));
+    struct visit v;
+    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
+    visit_free(&v);
+    char line[512];
+    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
+    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no line \"%s\" in:\n%s", line, err);
+    }
+    px_stop(h);
+}
+
 /* The bounds of what is written as it is: US (0x1f, the last C0 control) and U+009F (the last C1
  * control) as \xNN; a space, U+00A0 (the first character after C1) and characters of three and
  * four bytes kept. Written here: the odd client's subject comes from a command line that takes
@@ -1132,19 +1181,7 @@ static void test_subject_control_bounds(void **state)
                                       "f\xf0\x9f\x98\x80" "g";
     static const char said[] = "CN=a\\x1fb c\\xc2\\x9fd\xc2\xa0" "e\xe2\x82\xac"
                                "f\xf0\x9f\x98\x80" "g";
-    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
-    char cert[512], key[512];
-    write_raw_subject(h, "bounds", cn, (int)sizeof(cn) - 1, cert, key, sizeof(cert));
-    struct visit v;
-    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
-    visit_free(&v);
-    char line[512];
-    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", said, said);
-    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
-        char *err = harness_stderr(h);
-        fail_msg("no line \"%s\" in:\n%s", line, err);
-    }
-    px_stop(h);
+    expect_subject_said("bounds", cn, (int)sizeof(cn) - 1, said);
 }
 
 /* A subject longer than the line gives it is cut before a character, never within one, and
@@ -1161,19 +1198,7 @@ static void test_subject_cut_at_a_character(void **state)
     for (int i = 0; i < 77; i++)
         memcpy(kept + 4 + 2 * i, "\xc3\xa9", 2);
     kept[sizeof(kept) - 1] = '\0';
-    struct harness *h = start("tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
-    char cert[512], key[512];
-    write_raw_subject(h, "long", cn, (int)sizeof(cn), cert, key, sizeof(cert));
-    struct visit v;
-    visit(harness_port(h, "tls"), cert, key, 0, NULL, NULL, &v);
-    visit_free(&v);
-    char line[512];
-    snprintf(line, sizeof(line), ": %s, issued by %s (certificate 1 of the chain)", kept, kept);
-    if (harness_wait_log(h, line, PX_IO_MS) != 0) {
-        char *err = harness_stderr(h);
-        fail_msg("no line \"%s\" in:\n%s", line, err);
-    }
-    px_stop(h);
+    expect_subject_said("long", cn, (int)sizeof(cn), kept);
 }
 
 /* The CertificateRequest names the CAs of tls_client_ca (what a client holding several
@@ -1367,6 +1392,7 @@ int main(void)
         cmocka_unit_test(test_optional_failures_logged),
         cmocka_unit_test(test_crl_reload),
         cmocka_unit_test(test_crl_expired),
+        cmocka_unit_test(test_crl_missing_for_a_ca_warned),
         cmocka_unit_test(test_self_signed_listed),
         cmocka_unit_test(test_subject_escaped_in_log),
         cmocka_unit_test(test_ca_names_sent),

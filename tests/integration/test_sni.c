@@ -34,6 +34,7 @@
 
 #include "../support/certs.h"
 #include "../support/harness.h"
+#include "../support/tls_client.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -116,63 +117,32 @@ struct hello {
 static int hello(uint16_t port, const char *sni, int version, SSL_SESSION **sess, bool request,
                  struct hello *out)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-    struct timeval bound = {.tv_sec = PX_IO_MS / 1000};
-    SSL *ssl = NULL;
+    struct tls_client_opts o = {.sni = sni, .version = version, .session = sess ? *sess : NULL};
+    struct tls_client c;
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (!ctx || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof(bound)) != 0 ||
-        connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-        snprintf(out->why, sizeof(out->why), "connect: %s", strerror(errno));
-        goto done;
-    }
-    if (version) {
-        SSL_CTX_set_min_proto_version(ctx, version);
-        SSL_CTX_set_max_proto_version(ctx, version);
-    }
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (sni)
-        SSL_set_tlsext_host_name(ssl, (char *)(uintptr_t)sni);
-    if (sess && *sess)
-        SSL_set_session(ssl, *sess);
-    if (SSL_connect(ssl) != 1) {
+    if (tls_client_connect(port, &o, &c) != 0) {
         out->err = ERR_peek_last_error();
-        ERR_error_string_n(out->err, out->why, sizeof(out->why));
+        snprintf(out->why, sizeof(out->why), "%s", c.why);
         goto done;
     }
-    X509 *peer = SSL_get1_peer_certificate(ssl);
-    if (peer) {
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, out->cn,
-                                  sizeof(out->cn));
-        X509_free(peer);
-    }
+    tls_client_peer_cn(&c, out->cn, sizeof(out->cn));
     const unsigned char *proto;
     unsigned proto_len;
-    SSL_get0_alpn_selected(ssl, &proto, &proto_len);
+    SSL_get0_alpn_selected(c.ssl, &proto, &proto_len);
     snprintf(out->alpn, sizeof(out->alpn), "%.*s", (int)proto_len, (const char *)proto);
-    out->reused = SSL_session_reused(ssl);
+    out->reused = SSL_session_reused(c.ssl);
     if (request) {
         char req[512], buf[4096];
-        int n = snprintf(req, sizeof(req),
-                         "GET /status/200 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                         sni ? sni : "localhost");
-        size_t got = 0;
-        int r;
-        if (SSL_write(ssl, req, n) != n) {
-            snprintf(out->why, sizeof(out->why), "request not sent");
+        snprintf(req, sizeof(req),
+                 "GET /status/200 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                 sni ? sni : "localhost");
+        if ((out->status = tls_client_exchange(&c, req, buf, sizeof(buf))) < 0) {
+            out->status = 0;
+            snprintf(out->why, sizeof(out->why), "%s", c.why);
             goto done;
         }
-        while (got < sizeof(buf) - 1 && (r = SSL_read(ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0)
-            got += (size_t)r;
-        buf[got] = '\0';
-        if (sscanf(buf, "HTTP/1.1 %d", &out->status) != 1)
-            out->status = 0;
     } else {
         /* A TLS 1.3 ticket comes after the handshake (a TLS 1.2 one within it): read until the
          * session can be resumed, in short waits, within PX_IO_MS. One wait of PX_IO_MS, which
@@ -180,22 +150,18 @@ static int hello(uint16_t port, const char *sni, int version, SSL_SESSION **sess
         struct timeval step = {.tv_usec = 20 * 1000};
         int64_t until = tu_now_ms() + PX_IO_MS;
         char byte;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &step, sizeof(step));
-        while (!SSL_SESSION_is_resumable(SSL_get0_session(ssl)) && tu_now_ms() < until)
-            SSL_peek(ssl, &byte, 0);
+        setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &step, sizeof(step));
+        while (!SSL_SESSION_is_resumable(SSL_get0_session(c.ssl)) && tu_now_ms() < until)
+            SSL_peek(c.ssl, &byte, 0);
     }
-    SSL_shutdown(ssl); /* a session not shut down is not resumable (OpenSSL) */
+    SSL_shutdown(c.ssl); /* a session not shut down is not resumable (OpenSSL) */
     if (sess) {
         SSL_SESSION_free(*sess);
-        *sess = SSL_get1_session(ssl);
+        *sess = SSL_get1_session(c.ssl);
     }
     rc = 0;
 done:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    tls_client_close(&c);
     return rc;
 }
 
@@ -444,11 +410,7 @@ static void test_resumption_per_name(void **state)
 /* ---- load errors ---- */
 
 /* `portico -t` on a [proxy] whose lines 3 on are `pairs`: each problem at its line. */
-static const struct {
-    const char *why;
-    const char *pairs;            /* printf: %1$s the test certificates' directory */
-    const char *want;             /* printf: %1$s the same; a line of stderr */
-} load_error_rows[] = {
+static const struct px_refusal_row load_error_rows[] = {
     {"a key that does not match its certificate",
      "tls_cert = %1$s/sni-a.pem\ntls_key = %1$s/sni-a.key\n"
      "tls_cert = %1$s/sni-b.pem\ntls_key = %1$s/sni-a.key\n",
@@ -481,33 +443,7 @@ static const struct {
 static void test_load_errors(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(load_error_rows) / sizeof(load_error_rows[0]); i++) {
-        struct harness *h = harness_new();
-        char pairs[2048], want[2048];
-        struct tu_cmd_result res;
-        assert_non_null(h);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        snprintf(pairs, sizeof(pairs), load_error_rows[i].pairs, t.certs->dir);
-        snprintf(want, sizeof(want), load_error_rows[i].want, t.certs->dir);
-#pragma GCC diagnostic pop
-        assert_int_equal(harness_write_config(h,
-                                              "[proxy]\n"
-                                              "listen = 127.0.0.1:{{free_port:l}} tls\n"
-                                              "%s"
-                                              "[upstream app]\n"
-                                              "origin = sim\n",
-                                              pairs),
-                         0);
-        int rc = harness_check_config(h, &res);
-        print_message("  %s: rc %d\n%s", load_error_rows[i].why, rc, res.err);
-        bool said = tu_contains(res.err, want);
-        tu_cmd_result_free(&res);
-        harness_free(h);
-        assert_int_equal(rc, 1);
-        if (!said)
-            fail_msg("%s: no \"%s\"", load_error_rows[i].why, want);
-    }
+    px_expect_refused(load_error_rows, ARRAY_SIZE(load_error_rows), t.certs->dir);
 }
 
 /* Among several certificates, one chosen by its CN alone loads with a warning (browsers take
@@ -516,31 +452,21 @@ static void test_load_errors(void **state)
 static void test_cn_only_warns(void **state)
 {
     (void)state;
-    struct harness *h = harness_new();
     struct tu_cmd_result res;
     char want[1024];
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\n"
-                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
-                                          "tls_cert = {{certs}}/sni-a.pem\n"
-                                          "tls_key = {{certs}}/sni-a.key\n"
-                                          "tls_cert = {{certs}}/sni-cn.pem\n"
-                                          "tls_key = {{certs}}/sni-cn.key\n"
-                                          "[upstream app]\n"
-                                          "origin = sim\n"),
-                     0);
-    int rc = harness_check_config(h, &res);
+    int rc = px_check_tls_lines("tls_cert = {{certs}}/sni-a.pem\n"
+                                "tls_key = {{certs}}/sni-a.key\n"
+                                "tls_cert = {{certs}}/sni-cn.pem\n"
+                                "tls_key = {{certs}}/sni-cn.key\n",
+                                t.certs->dir, &res);
     snprintf(want, sizeof(want),
              "portico.ini:5: warning: tls_cert: %s: the certificate has no subjectAltName DNS "
              "name: it is chosen for its CN cn.sni.test, which browsers do not accept as its name",
              t.sni->cn_cert);
-    print_message("  rc %d\n%s", rc, res.err);
     bool said = tu_contains(res.err, want);
     bool counted = tu_contains(res.out, "configuration ok (1 upstream, 1 route, 2 certificates "
                                         "chosen by SNI)\n");
     tu_cmd_result_free(&res);
-    harness_free(h);
     assert_int_equal(rc, 0);
     if (!said)
         fail_msg("no \"%s\"", want);

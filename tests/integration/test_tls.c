@@ -53,6 +53,7 @@
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/tls_client.h"
 #include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
@@ -1922,18 +1923,17 @@ static void test_termination_header_timeout_from_accept(void **state)
 {
     (void)state;
     struct harness *h = start_slow_header();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = connect_bounded(harness_port(h, "tls"));
+    const struct tls_client_opts o = {.bound_ms = IO_MS};
+    struct tls_client c;
     char resp[512] = "";
     size_t have = 0, got;
 
-    assert_non_null(ctx);
-    assert_true(fd >= 0);
+    assert_int_equal(tls_client_open(harness_port(h, "tls"), &o, &c), 0);
+    int fd = c.fd;
+    SSL *ssl = c.ssl;
     /* half the timeout without a byte: the handshake itself is still in time */
     struct pollfd p = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&p, 1, slow_header_ms() / 2), 0);
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
     assert_int_equal(SSL_connect(ssl), 1);
     /* then up to 0.7 of it more, reading (session tickets are no answer): the 408 is due
      * before that ends */
@@ -1941,7 +1941,7 @@ static void test_termination_header_timeout_from_accept(void **state)
     struct timeval wait = {read_ms / 1000, read_ms % 1000 * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
     bool answered = SSL_read_ex(ssl, resp, sizeof(resp) - 1, &have) == 1;
-    struct timeval tv = {IO_MS / 1000, 0}; /* bounded again as connect_bounded set it */
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounded again as tls_client_open set it */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (!answered) {
         static const char req[] = "GET /plain/late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -1952,10 +1952,7 @@ static void test_termination_header_timeout_from_accept(void **state)
     while (have < sizeof(resp) - 1 && SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got))
         have += got;
     resp[have] = '\0';
-    ERR_clear_error();
-    SSL_free(ssl);
-    close(fd);
-    SSL_CTX_free(ctx);
+    tls_client_close(&c);
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
     print_message("  %s before the request: %.30s\n", answered ? "an answer" : "nothing", resp);
