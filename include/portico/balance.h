@@ -6,9 +6,9 @@
  * takes the origin with the fewest attempts in flight relative to its weight (ties in the
  * weighted round-robin order); random_two draws two origins at random by weight and takes the
  * less busy one (power of two choices); hash puts a request key on a consistent-hash ring
- * (ketama's: points per origin and weight, placed by its host:port). Every pick is matched by exactly one balancer_done when
- * that attempt ends: it keeps the in-flight counts least_conn and random_two read, and carries
- * the origin's verdict.
+ * (ketama's: points per origin and weight, placed by its host:port). Every pick is matched by
+ * exactly one balancer_done when that attempt ends: it keeps the in-flight counts least_conn
+ * and random_two read, and carries the origin's verdict.
  *
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the

@@ -2,12 +2,14 @@
  * test_hash.c — `balance = hash KEY` with the real binary and four fake origins on loopback,
  * each answering its own name: the same client address always reaches the same origin (bound
  * to 127.0.0.1 or 127.0.0.2, or named by a trusted X-Forwarded-For), many clients spread over
- * all four, an origin taken down moves only its own clients (its refused request retried on the
+ * all four, an origin taken down moves only its own clients (its failed request retried on the
  * next origin of the ring, the one its key goes to while it is down) and they come back with
- * it, and $cookie_sid keeps a session on one origin over HTTP/1.1 and HTTP/2 alike, requests
- * without the cookie going round robin.
+ * it, a reload that leaves an origin out moves only its clients (and back), and $cookie_sid
+ * keeps a session on one origin over HTTP/1.1 and HTTP/2 alike, requests without the cookie
+ * going round robin.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -180,7 +182,7 @@ static void test_down_moves_only_its_keys(void **state)
     atomic_store(&os.ctl[victim].down, true);
     int retried_to[CLIENTS];
     for (int k = 0; k < CLIENTS; k++) {
-        retried_to[k] = which_client(h, k); /* the first of its clients: refused, then retried */
+        retried_to[k] = which_client(h, k); /* the first of its clients: reset, then retried */
         if (home[k] != victim && retried_to[k] != home[k])
             fail_msg("client %d moved from %d to %d while only %d is down", k, home[k],
                      retried_to[k], victim);
@@ -210,6 +212,58 @@ static void test_down_moves_only_its_keys(void **state)
     for (int k = 0; k < CLIENTS; k++)
         if (which_client(h, k) != home[k])
             fail_msg("client %d not back on %d", k, home[k]);
+    stop(h, &os);
+}
+
+/* The configuration of start() with $client_addr and a trusted X-Forwarded-For, the origins of
+ * mask only (bit i: origin i), written for a reload. */
+static void write_config(struct harness *h, const struct origins *os, unsigned mask)
+{
+    char list[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < NORIGINS; i++)
+        if (mask & (1u << i))
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "origin = 127.0.0.1:%u\n",
+                                    os->port[i]);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n" TRUST_XFF
+                                          "[upstream u]\nbalance = hash $client_addr\n%s",
+                                          list),
+                     0);
+}
+
+/* A reload builds the ring of the new configuration: one origin of four left out moves only
+ * its clients, each to where the ring without it sends them; listed again, every client is
+ * back on its first origin. */
+static void test_reload_rebuilds_ring(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, "$client_addr", TRUST_XFF, NULL);
+    int home[CLIENTS], moved = 0;
+    for (int k = 0; k < CLIENTS; k++)
+        assert_true((home[k] = which_client(h, k)) >= 0);
+    int gone = home[0];
+    write_config(h, &os, 0xfu & ~(1u << gone));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (int k = 0; k < CLIENTS; k++) {
+        int o = which_client(h, k);
+        assert_true(o >= 0 && o != gone);
+        if (home[k] != gone && o != home[k])
+            fail_msg("client %d moved from %d to %d when only %d left", k, home[k], o, gone);
+        moved += home[k] == gone;
+    }
+    print_message("  origin %d left out: %d of %d clients moved, the others stayed\n", gone,
+                  moved, CLIENTS);
+    write_config(h, &os, 0xf);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 3", PX_IO_MS), 0);
+    for (int k = 0; k < CLIENTS; k++)
+        if (which_client(h, k) != home[k])
+            fail_msg("client %d not back on %d after the second reload", k, home[k]);
     stop(h, &os);
 }
 
@@ -267,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_client_addr_sticks),
         cmocka_unit_test(test_clients_spread),
         cmocka_unit_test(test_down_moves_only_its_keys),
+        cmocka_unit_test(test_reload_rebuilds_ring),
         cmocka_unit_test(test_cookie_h1_h2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
