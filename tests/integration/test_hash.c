@@ -292,7 +292,7 @@ static void test_cookie_h1_h2(void **state)
     struct origins os;
     struct harness *h = start(&os, "$cookie_sid", "listen = 127.0.0.1:{{port:h2c}} h2c\n", NULL);
     unsigned seen = 0;
-    for (int s = 0; s < 16; s++) {
+    for (int s = 0; s < 24; s++) {
         char h1[64], h2[64];
         snprintf(h1, sizeof(h1), "Cookie: a=1; sid=session-%d; b=2\r\n", s);
         snprintf(h2, sizeof(h2), "Cookie: sid=session-%d", s);
@@ -305,7 +305,10 @@ static void test_cookie_h1_h2(void **state)
         if (o2 != o)
             fail_msg("session %d: origin %d over HTTP/1.1, %d over HTTP/2", s, o, o2);
     }
-    assert_int_equal(seen, 0xf);
+    /* sessions spread: 24 on fewer than 3 of 4 origins has odds of 4 in 10 million (all 4
+     * would fail 1 run in 60 or so: the origins' ports place them on the ring) */
+    if (__builtin_popcount(seen) < 3)
+        fail_msg("24 sessions on origins %#x only", seen);
     /* no sid: round robin, one request to each of four */
     unsigned rr = 0;
     for (int k = 0; k < NORIGINS; k++)
