@@ -20,7 +20,8 @@
 
 /* What of a request a key may be read from; every pointer borrowed. */
 struct hashkey_request {
-    const struct fault_addr *client;   /* NULL: none (a Unix socket's peer) */
+    const struct fault_addr *client;   /* NULL: none numeric (every listener of Portico is
+                                          TCP today: no key then, round robin) */
     const char *path;                  /* up to the '?' */
     size_t path_len;
     const char *host;                  /* NULL: no Host */

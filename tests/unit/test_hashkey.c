@@ -70,7 +70,7 @@ static const struct {
      {"2001:db8:1:2::1", "/", "", {0}}, {"2001:db8:1:2:abcd::9", "/", "", {0}}, SAME},
     {"IPv6: another /64", HASH_KEY_CLIENT_ADDR, "", {"2001:db8:1:2::1", "/", "", {0}},
      {"2001:db8:1:3::1", "/", "", {0}}, DIFFERENT},
-    {"no client address (a Unix socket)", HASH_KEY_CLIENT_ADDR, "", {"", "/", "", {0}},
+    {"no numeric client address", HASH_KEY_CLIENT_ADDR, "", {"", "/", "", {0}},
      {"", "/", "", {0}}, BOTH_NONE},
     {"$uri: the path, whoever asks", HASH_KEY_URI, "", {"127.0.0.1", "/img/a.png", "", {0}},
      {"127.0.0.2", "/img/a.png", "", {0}}, SAME},
