@@ -35,6 +35,7 @@ static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME
 static const char *const half_close_names[] = {HALF_CLOSE_LIST(CFG_ENUM_NAME)};
 static const char *const balance_names[] = {BALANCE_LIST(CFG_ENUM_NAME)};
 static const char *const real_ip_names[] = {REAL_IP_LIST(CFG_ENUM_NAME)};
+static const char *const hash_key_names[] = {HASH_KEY_LIST(CFG_ENUM_NAME)};
 static const char *const mtls_mode_names[] = {MTLS_MODE_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
@@ -1464,6 +1465,84 @@ static int set_proxy_deny(struct cfg_loader *ld, const struct cfg_key *k, void *
     return add_acl_rule(ld, k, &((struct config *)base)->acl, ACL_DENY, value);
 }
 
+/* The KEY of `balance = hash KEY`, after its "$": a name of HASH_KEY_LIST; $http_NAME and
+ * $cookie_NAME need a NAME of token characters (a field name; a cookie name), stored in
+ * hash_name: a field's lowercase with '_' as '-' (nginx's $http_x_user is X-User). */
+static int set_hash_key(struct cfg_loader *ld, struct upstream_conf *up, const char *key)
+{
+    for (size_t i = 0; i < ARRAY_LEN(hash_key_names); i++) {
+        const char *name = hash_key_names[i];
+        size_t len = strlen(name);
+        bool prefix = name[len - 1] == '_'; /* $http_NAME, $cookie_NAME */
+        if (prefix ? strncmp(key, name, len) != 0 : strcmp(key, name) != 0)
+            continue;
+        up->hash_key = (enum hash_key_kind)i;
+        up->hash_name_len = 0;
+        if (!prefix)
+            return 0;
+        const char *n = key + len;
+        size_t nlen = strlen(n);
+        if (nlen == 0 || nlen >= CFG_HASH_NAME_MAX) {
+            cfg_report(ld, ld->line, "balance: '%s' needs a NAME of 1-%d bytes after %s", key,
+                       CFG_HASH_NAME_MAX - 1, name);
+            return -1;
+        }
+        for (size_t c = 0; c < nlen; c++) {
+            if (!h1_is_tchar((unsigned char)n[c])) {
+                cfg_report(ld, ld->line, "balance: '%s': '%s' is no %s name (token characters "
+                           "only)", key, n, i == HASH_KEY_HTTP ? "field" : "cookie");
+                return -1;
+            }
+            char ch = n[c];
+            if (i == HASH_KEY_HTTP)
+                ch = ch == '_' ? '-' : (char)tolower((unsigned char)ch);
+            up->hash_name[c] = ch;
+        }
+        up->hash_name[nlen] = '\0';
+        up->hash_name_len = nlen;
+        return 0;
+    }
+    cfg_report(ld, ld->line, "balance: unknown hash key '%s' (one of $client_addr, $uri, $host, "
+               "$http_NAME, $cookie_NAME)", key);
+    return -1;
+}
+
+/* `balance = POLICY`, or `balance = hash KEY` (balance.h, hashkey.h). */
+static int set_balance(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                       const char *value)
+{
+    struct upstream_conf *up = base;
+    char word[32];
+    size_t len = strcspn(value, " \t");
+    const char *rest = value + len;
+    rest += strspn(rest, " \t");
+    if (len >= sizeof(word))
+        len = sizeof(word) - 1; /* too long for a policy: name_index finds none */
+    memcpy(word, value, len);
+    word[len] = '\0';
+    if (strcmp(word, "hash") == 0) {
+        if (!*rest) {
+            cfg_report(ld, ld->line, "balance: hash needs a key: hash $client_addr, $uri, $host, "
+                       "$http_NAME or $cookie_NAME");
+            return -1;
+        }
+        if (rest[strcspn(rest, " \t")]) {
+            cfg_report(ld, ld->line, "balance: 'hash %s': one key only", rest);
+            return -1;
+        }
+        if (set_hash_key(ld, up, rest) != 0)
+            return -1;
+        up->balance = BALANCE_HASH;
+        return 0;
+    }
+    if (*rest) {
+        cfg_report(ld, ld->line, "balance: '%s' takes no argument (only hash takes a key)",
+                   value);
+        return -1;
+    }
+    return set_enum(ld, k, base, value);
+}
+
 #define CFG(f) offsetof(struct config, f)
 #define UPS(f) offsetof(struct upstream_conf, f)
 #define RTE(f) offsetof(struct route_conf, f)
@@ -1569,7 +1648,7 @@ static const struct cfg_key upstream_keys[] = {
     KEY("interim_resets_timer", set_bool, UPS(interim_resets_timer)),
     NUMBER("origin_rcvbuf", set_kernel_size, UPS(origin_rcvbuf), 4096, CFG_MAX_SOCKBUF),
     /* balancing, health, retries and tunnels (issue 10) */
-    NAMED("balance", set_enum, UPS(balance), balance_names),
+    NAMED("balance", set_balance, UPS(balance), balance_names),
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
     DURATION("fail_window", UPS(fail_window_ms), 1),
     DURATION("down_time", UPS(down_time_ms), 1),

@@ -87,6 +87,7 @@
 
 #include "portico/acl.h"
 #include "portico/balance.h"
+#include "portico/hashkey.h"
 #include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/errpage.h"
@@ -199,11 +200,33 @@ static void release_origin(struct exchange *ex, enum balance_result r)
     balancer_done(balancer_of(ex), ex->origin, ex->probe, r, now_ms_of(ex));
 }
 
+/* balance = hash: the request's key into *key, false when it has none (hashkey.h). Read again
+ * for a retry: the walk of the ring from the same key finds the next origin. */
+static bool request_key(const struct exchange *ex, uint64_t *key)
+{
+    struct fault_addr client;
+    struct hashkey_request r = {
+        .client = ex->up->hash_key == HASH_KEY_CLIENT_ADDR && ex_client_addr(ex, &client) == 0
+                      ? &client
+                      : NULL,
+        .path = ex->route_path,
+        .path_len = ex->path_len,
+        .host = ex->host,
+        .host_len = ex->host_len,
+        .fields = ex->req.fields,
+        .nfields = ex->req.nfields,
+    };
+    return hashkey_of(ex->up, &r, key);
+}
+
 /* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
 static bool pick_origin(struct exchange *ex)
 {
-    int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
-                          ex->tried, &ex->probe);
+    uint64_t key;
+    int o = ex->up->balance == BALANCE_HASH && request_key(ex, &key)
+                ? balancer_pick_hash(balancer_of(ex), now_ms_of(ex), key, ex->tried, &ex->probe)
+                : balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
+                                ex->tried, &ex->probe);
     if (o < 0)
         return false;
     ex->origin = o;

@@ -5,9 +5,10 @@
  * sum(weights) turns, computed once, in which each origin's turns are spread evenly; least_conn
  * takes the origin with the fewest attempts in flight relative to its weight (ties in the
  * weighted round-robin order); random_two draws two origins at random by weight and takes the
- * less busy one (power of two choices). Every pick is matched by exactly one balancer_done when
- * that attempt ends: it keeps the in-flight counts least_conn and random_two read, and carries
- * the origin's verdict.
+ * less busy one (power of two choices); hash puts a request key on a consistent-hash ring
+ * (ketama's: points per origin and weight, placed by its host:port). Every pick is matched by
+ * exactly one balancer_done when that attempt ends: it keeps the in-flight counts least_conn
+ * and random_two read, and carries the origin's verdict.
  *
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
@@ -86,6 +87,16 @@ void balancer_free(struct balancer *b);
  * number of the origin's probe after its down_time when the attempt is that probe, else 0. */
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
                   uint64_t *probe);
+
+/* balance = hash: picks as balancer_pick does, the origin of the first point at or after key
+ * (hashkey_of) on the consistent-hash ring that is up (or due for its probe) and not in
+ * exclude; a retry (exclude not 0) so goes to the next distinct origin on the ring. A request
+ * without a key goes to balancer_pick (round robin). */
+int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32_t exclude,
+                       uint64_t *probe);
+
+/* The points of b's ring (8 bytes each; 0 but for balance = hash): for tests and memory. */
+unsigned balancer_ring_points(const struct balancer *b);
 
 /* The response head of an attempt still in flight came from origin: its failure count starts
  * over, and a probed origin is up at once, not when the attempt ends (a long body). */

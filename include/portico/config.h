@@ -70,7 +70,17 @@ const char *timer_name(enum timer_kind t);
 #define BALANCE_LIST(X)                                                                            \
     X(BALANCE_ROUND_ROBIN, "round_robin")  /* smooth weighted round robin */                       \
     X(BALANCE_LEAST_CONN, "least_conn")    /* fewest requests in flight per weight */              \
-    X(BALANCE_RANDOM_TWO, "random_two")    /* the less busy of two origins drawn at random */
+    X(BALANCE_RANDOM_TWO, "random_two")    /* the less busy of two origins drawn at random */    \
+    X(BALANCE_HASH, "hash")                /* a request key on a consistent-hash ring */
+
+/* `balance = hash KEY`: what of the request the ring is keyed by (hashkey.h). The NAME of the
+ * last two follows their prefix ("$http_x_user", "$cookie_sid"). */
+#define HASH_KEY_LIST(X)                                                                           \
+    X(HASH_KEY_CLIENT_ADDR, "$client_addr") /* the client (real_ip, PROXY), IPv6 by its /64 */     \
+    X(HASH_KEY_URI, "$uri")                 /* the path as sent, without its query */              \
+    X(HASH_KEY_HOST, "$host")               /* Host (or the absolute-form authority), any case */  \
+    X(HASH_KEY_HTTP, "$http_")              /* a request field's value: its first */               \
+    X(HASH_KEY_COOKIE, "$cookie_")          /* a cookie's value */
 
 #define CFG_ENUM_ID(id, name) id,
 
@@ -91,6 +101,11 @@ enum half_close_mode { HALF_CLOSE_LIST(CFG_ENUM_ID) };
 
 /* `balance` of an [upstream]. */
 enum balance_policy { BALANCE_LIST(CFG_ENUM_ID) };
+
+/* The key of `balance = hash KEY`. */
+enum hash_key_kind { HASH_KEY_LIST(CFG_ENUM_ID) };
+
+#define CFG_HASH_NAME_MAX 64 /* the NAME of $http_NAME and $cookie_NAME, its NUL included */
 
 #define CFG_MAX_WEIGHT 100 /* `origin = ... weight=N` */
 #define CFG_MAX_HEALTH_COUNT 100 /* `health_check = ... rise N fall N` */
@@ -148,6 +163,10 @@ struct upstream_conf {
     uint64_t fail_window_ms;               /* ... counted within this window */
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
     enum balance_policy balance;
+    enum hash_key_kind hash_key;           /* balance = hash: what the ring is keyed by */
+    char hash_name[CFG_HASH_NAME_MAX];     /* $http_NAME: the field name, lowercase, '_' as '-';
+                                              $cookie_NAME: the cookie name as written */
+    size_t hash_name_len;
     uint64_t retries;                      /* other origins tried after a failed attempt */
     bool retry_sent;                       /* also after the request was sent (idempotent) */
     struct health_check_conf health;       /* active health check */

@@ -19,6 +19,7 @@
 
 #include "portico/balance.h"
 #include "portico/config.h"
+#include "portico/hashkey.h"
 #include "portico/log.h"
 #include "portico/util.h"
 
@@ -673,6 +674,240 @@ static void test_in_flight(void **state)
     balancer_free(b);
 }
 
+/* ---- balance = hash: the consistent-hash ring ---- */
+
+#define KEYS 100000
+
+/* An upstream of balance = hash over origins named texts[0..n) (host:port: the ring places
+ * them by name), with these weights (NULL: 1). */
+static void make_hash_upstream(struct upstream_conf *up, int n, const char *const *texts,
+                               const unsigned *weights, uint64_t max_fails)
+{
+    make_upstream(up, n, weights, BALANCE_HASH, max_fails);
+    for (int o = 0; o < n; o++)
+        snprintf(up->origins[o].text, sizeof(up->origins[o].text), "%s", texts[o]);
+}
+
+static const char *const five[] = {"127.0.0.1:18201", "127.0.0.1:18202", "127.0.0.1:18203",
+                                   "127.0.0.1:18204", "127.0.0.1:18205"};
+
+/* The key of client k: the hash of its IPv4 address 10.x.y.z, as hashkey_of makes it. */
+static uint64_t key_of(uint32_t k)
+{
+    uint8_t addr[16] = {[10] = 0xff, [11] = 0xff, [12] = 10};
+    addr[13] = (uint8_t)(k >> 16);
+    addr[14] = (uint8_t)(k >> 8);
+    addr[15] = (uint8_t)k;
+    return hashkey_bytes(addr, sizeof(addr), 0);
+}
+
+/* The origin text each of KEYS keys goes to (its answer given at once), into where[]. */
+static void place_keys(struct balancer *b, const struct upstream_conf *up, const char **where)
+{
+    for (uint32_t k = 0; k < KEYS; k++) {
+        int o = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+        assert_true(o >= 0);
+        balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+        where[k] = up->origins[o].text;
+    }
+}
+
+/* Four equal origins share 100,000 keys within 1.2 of each other (max/min; 1.11 measured);
+ * weights 1:2:1:1 give the second twice the others' share; the ring holds 256 points per unit
+ * of weight, the weights divided by their gcd first (8 bytes a point), and at most 32,768 (large
+ * coprime weights share them by weight). */
+static void test_hash_evenness(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        unsigned weights[MAXO];
+        unsigned points;
+        double max_over_min;  /* of the shares per unit of weight */
+    } rows[] = {
+        {"four equal origins", {1, 1, 1, 1}, 1024, 1.2},
+        {"weights 1:2:1:1", {1, 2, 1, 1}, 1280, 1.2},
+        {"weights 50:100:50:50 are 1:2:1:1", {50, 100, 50, 50}, 1280, 1.2},
+        {"weights 97:100:99:98: 32,768 points by weight", {97, 100, 99, 98}, 32766, 1.2},
+    };
+    static const char *where[KEYS];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct upstream_conf up;
+        make_hash_upstream(&up, 4, five, rows[i].weights, 0);
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        place_keys(b, &up, where);
+        double share[MAXO] = {0}, lo = 1e9, hi = 0;
+        for (uint32_t k = 0; k < KEYS; k++)
+            for (int o = 0; o < 4; o++)
+                share[o] += where[k] == up.origins[o].text;
+        for (int o = 0; o < 4; o++) {
+            share[o] /= up.origins[o].weight;
+            lo = share[o] < lo ? share[o] : lo;
+            hi = share[o] > hi ? share[o] : hi;
+        }
+        print_message("  %s: %.0f %.0f %.0f %.0f per unit of weight, max/min %.3f\n",
+                      rows[i].why, share[0], share[1], share[2], share[3], hi / lo);
+        assert_int_equal(balancer_ring_points(b), rows[i].points);
+        if (hi / lo > rows[i].max_over_min)
+            fail_msg("%s: max/min %.3f over %.2f", rows[i].why, hi / lo, rows[i].max_over_min);
+        balancer_free(b);
+    }
+}
+
+/* One origin of four removed: only its keys move (~1/4), the others' stay; one added to four:
+ * ~1/5 of the keys move, all to it. Each origin's points are placed by its host:port, not its
+ * index, so the others' are where they were. */
+static const char *const but_third[] = {"127.0.0.1:18201", "127.0.0.1:18202",
+                                        "127.0.0.1:18204"};
+static const char *const fifth_first[] = {"127.0.0.1:18205", "127.0.0.1:18201", "127.0.0.1:18202",
+                                          "127.0.0.1:18203", "127.0.0.1:18204"};
+
+static void test_hash_movement(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        int nbefore, nafter;
+        const char *const *before, *const *after;
+        double lo, hi;             /* bounds of the fraction moved */
+    } rows[] = {
+        {"the third of four removed", 4, 3, five, but_third, 0.20, 0.30},
+        {"the first of four removed", 4, 3, five, five + 1, 0.20, 0.30},
+        {"a fifth added", 4, 5, five, five, 0.16, 0.24},
+        {"a fifth added first", 4, 5, five, fifth_first, 0.16, 0.24},
+    };
+    static const char *before[KEYS], *after[KEYS];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct upstream_conf ub, ua;
+        make_hash_upstream(&ub, rows[i].nbefore, rows[i].before, NULL, 0);
+        make_hash_upstream(&ua, rows[i].nafter, rows[i].after, NULL, 0);
+        struct balancer *bb = balancer_new(&ub), *ba = balancer_new(&ua);
+        place_keys(bb, &ub, before);
+        place_keys(ba, &ua, after);
+        unsigned moved = 0, astray = 0;
+        for (uint32_t k = 0; k < KEYS; k++) {
+            if (strcmp(before[k], after[k]) == 0)
+                continue;
+            moved++;
+            /* a key moves only off the origin removed, or onto the one added */
+            bool gone = true, added = true;
+            for (int o = 0; o < ua.norigins; o++)
+                gone &= strcmp(before[k], ua.origins[o].text) != 0;
+            for (int o = 0; o < ub.norigins; o++)
+                added &= strcmp(after[k], ub.origins[o].text) != 0;
+            astray += !gone && !added;
+        }
+        double fraction = (double)moved / KEYS;
+        print_message("  %s: %.4f of %d keys moved, %u of them astray\n", rows[i].why, fraction,
+                      KEYS, astray);
+        if (astray || fraction < rows[i].lo || fraction > rows[i].hi)
+            fail_msg("%s: %.4f moved (want %.2f-%.2f), %u astray", rows[i].why, fraction,
+                     rows[i].lo, rows[i].hi, astray);
+        balancer_free(bb);
+        balancer_free(ba);
+    }
+}
+
+/* An origin down (max_fails, or its check failing) is passed over to the next origin on the
+ * ring: only its keys move, spread over the others, and they come back with it (its probe
+ * after down_time answered; its check passing again). */
+static void test_hash_skip_down(void **state)
+{
+    (void)state;
+    enum { N = 4000, DOWN = 2 };
+    for (int by_check = 0; by_check < 2; by_check++) {
+        struct upstream_conf up;
+        make_hash_upstream(&up, 4, five, NULL, 1);
+        struct balancer *b = balancer_new(&up);
+        int home[N], moved_to[MAXO] = {0};
+        uint32_t probe_key = 0;
+        for (uint32_t k = 0; k < N; k++) {
+            home[k] = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+            balancer_done(b, home[k], 0, BALANCE_ANSWERED, 0);
+            if (home[k] == DOWN)
+                probe_key = k;
+        }
+        if (by_check) {
+            balancer_check(b, DOWN, CHECK_FAILING, "test");
+        } else {
+            int o = balancer_pick_hash(b, 0, key_of(probe_key), 0, NULL);
+            assert_int_equal(o, DOWN);
+            balancer_done(b, o, 0, BALANCE_FAILED, 0); /* max_fails = 1: down for 5 s */
+        }
+        assert_true(balancer_origin_down(b, DOWN));
+        for (uint32_t k = 0; k < N; k++) {
+            int o = balancer_pick_hash(b, 10, key_of(k), 0, NULL);
+            balancer_done(b, o, 0, BALANCE_ANSWERED, 10);
+            if (home[k] == DOWN) {
+                assert_int_not_equal(o, DOWN);
+                moved_to[o]++;
+            } else if (o != home[k]) {
+                fail_msg("key %u moved from %d to %d with origin %d down", k, home[k], o, DOWN);
+            }
+        }
+        print_message("  %s: origin %d's keys went %d %d - %d\n",
+                      by_check ? "its check failing" : "passively down", DOWN, moved_to[0],
+                      moved_to[1], moved_to[3]);
+        for (int o = 0; o < 4; o++)
+            if (o != DOWN && moved_to[o] == 0)
+                fail_msg("no key of the down origin went to origin %d", o);
+        /* back: the probe (a key of its own) after down_time, or a passing check */
+        if (by_check) {
+            balancer_check(b, DOWN, CHECK_PASSING, "test");
+        } else {
+            uint64_t probe;
+            int o = balancer_pick_hash(b, 5000, key_of(probe_key), 0, &probe);
+            assert_int_equal(o, DOWN);
+            assert_true(probe != 0);
+            balancer_done(b, o, probe, BALANCE_ANSWERED, 5000);
+        }
+        for (uint32_t k = 0; k < N; k++) {
+            int o = balancer_pick_hash(b, 5001, key_of(k), 0, NULL);
+            balancer_done(b, o, 0, BALANCE_ANSWERED, 5001);
+            if (o != home[k])
+                fail_msg("key %u on %d, not back home on %d", k, o, home[k]);
+        }
+        balancer_free(b);
+    }
+}
+
+/* A retry (the origins tried excluded) goes to the next distinct origin on the ring: the one
+ * the key goes to while its first is down; then the next, until none is left. A request
+ * without a key goes round robin. */
+static void test_hash_retry_next(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_hash_upstream(&up, 4, five, NULL, 1);
+    for (uint32_t k = 0; k < 50; k++) {
+        struct balancer *b = balancer_new(&up);
+        uint32_t tried = 0;
+        int order[MAXO];
+        for (int a = 0; a < 4; a++) {
+            order[a] = balancer_pick_hash(b, 0, key_of(k), tried, NULL);
+            assert_true(order[a] >= 0 && !(tried & (1u << order[a])));
+            balancer_done(b, order[a], 0, BALANCE_ANSWERED, 0);
+            tried |= 1u << order[a];
+        }
+        assert_int_equal(balancer_pick_hash(b, 0, key_of(k), tried, NULL), -1);
+        /* the first down: its keys go where its retries went */
+        int o = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+        balancer_done(b, o, 0, BALANCE_FAILED, 0);
+        o = balancer_pick_hash(b, 1, key_of(k), 0, NULL);
+        assert_int_equal(o, order[1]);
+        balancer_done(b, o, 0, BALANCE_ANSWERED, 1);
+        balancer_free(b);
+    }
+    /* no key: round robin, one of each of four in four picks */
+    struct balancer *b = balancer_new(&up);
+    uint32_t seen = 0;
+    for (int a = 0; a < 4; a++)
+        seen |= 1u << pick_answer(b, 0);
+    assert_int_equal(seen, 0xf);
+    balancer_free(b);
+}
+
 /* ---- configuration ---- */
 
 #define U1 "[upstream app]\norigin = 127.0.0.1:3000\n"
@@ -735,6 +970,30 @@ static void test_config_values(void **state)
     assert_int_equal(up->health.fall, 1);
     cfg_free(cfg);
 
+    /* balance = hash KEY: a field's name lowercase with '_' as '-', a cookie's as written */
+    static const struct {
+        const char *value;
+        enum hash_key_kind key;
+        const char *name;
+    } hash_rows[] = {
+        {"hash $client_addr", HASH_KEY_CLIENT_ADDR, ""},
+        {"hash\t$uri", HASH_KEY_URI, ""},
+        {"hash $host", HASH_KEY_HOST, ""},
+        {"hash $http_X_User", HASH_KEY_HTTP, "x-user"},
+        {"hash   $cookie_SID", HASH_KEY_COOKIE, "SID"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(hash_rows); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), U1 "balance = %s\n", hash_rows[i].value);
+        cfg = load_ok(text);
+        up = &cfg->upstreams[0];
+        assert_int_equal(up->balance, BALANCE_HASH);
+        assert_int_equal(up->hash_key, hash_rows[i].key);
+        assert_string_equal(up->hash_name, hash_rows[i].name);
+        assert_int_equal(up->hash_name_len, strlen(hash_rows[i].name));
+        cfg_free(cfg);
+    }
+
     cfg = load_ok(U1);
     assert_int_equal(cfg->upstreams[0].health.interval_ms, 0); /* no active check */
     assert_null(cfg->upstreams[0].health.path);
@@ -789,7 +1048,26 @@ static const struct {
     {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 backup\norigin = sim\n",
      {"test.ini:2: origin: unknown option 'backup' (expected weight=N)"}},
     {"unknown policy", U1 "balance = fastest\n",
-     {"test.ini:3: balance: 'fastest' is not one of round_robin, least_conn, random_two"}},
+     {"test.ini:3: balance: 'fastest' is not one of round_robin, least_conn, random_two, hash"}},
+    {"hash without a key", U1 "balance = hash\n",
+     {"test.ini:3: balance: hash needs a key: hash $client_addr, $uri, $host, $http_NAME or "
+      "$cookie_NAME"}},
+    {"hash of an unknown variable", U1 "balance = hash $remote_addr\n",
+     {"test.ini:3: balance: unknown hash key '$remote_addr' (one of $client_addr, $uri, $host, "
+      "$http_NAME, $cookie_NAME)"}},
+    {"hash of a key without its $", U1 "balance = hash client_addr\n",
+     {"test.ini:3: balance: unknown hash key 'client_addr' (one of $client_addr, $uri, $host, "
+      "$http_NAME, $cookie_NAME)"}},
+    {"hash of two keys", U1 "balance = hash $uri $host\n",
+     {"test.ini:3: balance: 'hash $uri $host': one key only"}},
+    {"$http_ without a name", U1 "balance = hash $http_\n",
+     {"test.ini:3: balance: '$http_' needs a NAME of 1-63 bytes after $http_"}},
+    {"a field name that is no token", U1 "balance = hash $http_x/user\n",
+     {"test.ini:3: balance: '$http_x/user': 'x/user' is no field name (token characters only)"}},
+    {"a cookie name that is no token", U1 "balance = hash $cookie_s=id\n",
+     {"test.ini:3: balance: '$cookie_s=id': 's=id' is no cookie name (token characters only)"}},
+    {"a policy with an argument", U1 "balance = least_conn $uri\n",
+     {"test.ini:3: balance: 'least_conn $uri' takes no argument (only hash takes a key)"}},
     {"fail_timeout with fail_window", U1 "fail_window = 1s\nfail_timeout = 2s\n",
      {"test.ini:4: fail_timeout: it sets both fail_window and down_time; use either it or them"}},
     {"fail_timeout with down_time", U1 "fail_timeout = 2s\ndown_time = 1s\n",
@@ -914,6 +1192,10 @@ int main(void)
         cmocka_unit_test(test_rise_fall),
         cmocka_unit_test(test_inherit_run),
         cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_hash_evenness),
+        cmocka_unit_test(test_hash_movement),
+        cmocka_unit_test(test_hash_skip_down),
+        cmocka_unit_test(test_hash_retry_next),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_rise_fall),
         cmocka_unit_test(test_config_errors),
