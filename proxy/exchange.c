@@ -87,11 +87,11 @@
 
 #include "portico/acl.h"
 #include "portico/balance.h"
-#include "portico/hashkey.h"
 #include "portico/climit.h"
 #include "portico/config.h"
 #include "portico/errpage.h"
 #include "portico/generation.h"
+#include "portico/hashkey.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
