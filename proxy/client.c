@@ -1531,7 +1531,7 @@ static void state_expired(struct client *c)
                     c->loop->cfg->client_header_timeout_ms, false);
         break;
     case CS_EXCHANGE: /* still running WATCH_LATER_MS after a read at the accept */
-        sock_watch_now(&c->sock);
+        sock_watch_once(&c->sock); /* a hang-up, most likely the close after our answer */
         break;
     case CS_H2:
     case CS_TUNNEL:

@@ -832,6 +832,19 @@ void sock_watch_now(struct sock *s)
     update_rev(s);
 }
 
+void sock_watch_once(struct sock *s)
+{
+    if (!(s->flags & SF_WATCH_LATER))
+        return;
+    s->flags &= ~SF_WATCH_LATER;
+    if (s->waitset && s->state == SOCK_OPEN && !s->ssl && want_rev(s) &&
+        waitset_arm(s->waitset, s->fd, s, (s->flags & SF_IN_WAITSET) != 0) == 0) {
+        s->flags |= SF_FIRST_WAIT | SF_IN_WAITSET;
+        return;
+    }
+    update_rev(s);
+}
+
 void sock_read(struct sock *s, bool on)
 {
     if (s->state == SOCK_CLOSED)

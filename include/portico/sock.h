@@ -155,6 +155,12 @@ bool sock_watch_later(struct sock *s);
  * when none was held back. */
 void sock_watch_now(struct sock *s);
 
+/* sock_watch_now, for an owner that expects nothing of the peer but its hang-up (an exchange
+ * that outlived sock_watch_later's bound): the first report comes through sock_read_now's
+ * first_wait, so that a close before it makes no epoll_ctl DEL; libevent watches from that
+ * report on. sock_watch_now without a first_wait. */
+void sock_watch_once(struct sock *s);
+
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either
  * ends a wait of sock_watch_later: reading off then costs no epoll_ctl either. */
 void sock_read(struct sock *s, bool on);
