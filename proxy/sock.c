@@ -798,6 +798,8 @@ void sock_read_now(struct sock *s, struct waitset *first_wait)
 void sock_first_ready(void *arg)
 {
     struct sock *s = arg;
+    if (!(s->flags & SF_FIRST_WAIT))
+        return;
     s->flags &= ~SF_FIRST_WAIT; /* ONESHOT: the entry is disarmed */
     update_rev(s);              /* in the changelist, which this pass's read may withdraw */
     if (want_rev(s))
@@ -1138,8 +1140,8 @@ void sock_close(struct sock *s)
 {
     if (s->state == SOCK_CLOSED)
         return;
-    if (s->flags & SF_FIRST_WAIT) /* no DEL otherwise: a fired entry goes with the close */
-        waitset_disarm(s->waitset, s->fd);
+    if (s->flags & SF_FIRST_WAIT) /* the close removes the entry: no DEL */
+        waitset_forget(s->waitset, s->fd);
     event_del(&s->rev);
     if (s->wev)
         event_free(s->wev);

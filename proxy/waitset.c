@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -17,6 +18,8 @@ struct waitset {
     int epfd;
     struct event *ev; /* epfd readable: some entry fired */
     waitset_ready *ready;
+    void **owner;     /* by descriptor: the arg of its armed entry, NULL when none */
+    int nowner;
 };
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
@@ -26,10 +29,15 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     struct epoll_event evs[WAITSET_BATCH];
     event_begin();
     int n = epoll_wait(fd, evs, WAITSET_BATCH, 0);
-    /* Each report only activates its socket's read event: a callback here that closed another
-     * reported socket (max_connections' room) would leave its pointer dangling further on. */
-    for (int i = 0; i < n; i++)
-        ws->ready(evs[i].data.ptr);
+    /* The owner's callback only schedules its read: none closes another reported owner here. */
+    for (int i = 0; i < n; i++) {
+        int at = evs[i].data.fd;
+        void *owner = at < ws->nowner ? ws->owner[at] : NULL;
+        if (owner) {
+            ws->owner[at] = NULL;
+            ws->ready(owner);
+        }
+    }
     event_end();
 }
 
@@ -59,17 +67,30 @@ void waitset_free(struct waitset *ws)
     if (ws->ev)
         event_free(ws->ev);
     close(ws->epfd);
+    free(ws->owner);
     free(ws);
 }
 
 int waitset_arm(struct waitset *ws, int fd, void *arg, bool known)
 {
-    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = arg};
-    return epoll_ctl(ws->epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e);
+    if (fd >= ws->nowner) { /* grows with the highest descriptor armed: twice as far */
+        int n = MAX(fd + 1, ws->nowner * 2);
+        void **grown = realloc(ws->owner, (size_t)n * sizeof(*grown));
+        if (!grown)
+            return -1;
+        memset(grown + ws->nowner, 0, (size_t)(n - ws->nowner) * sizeof(*grown));
+        ws->owner = grown;
+        ws->nowner = n;
+    }
+    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
+    if (epoll_ctl(ws->epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) != 0)
+        return -1;
+    ws->owner[fd] = arg;
+    return 0;
 }
 
-void waitset_disarm(struct waitset *ws, int fd)
+void waitset_forget(struct waitset *ws, int fd)
 {
-    struct epoll_event e = {0}; /* kernels before 2.6.9 wanted one even for a DEL */
-    epoll_ctl(ws->epfd, EPOLL_CTL_DEL, fd, &e);
+    if (fd < ws->nowner)
+        ws->owner[fd] = NULL;
 }
