@@ -447,6 +447,101 @@ static void test_body_after_the_accept(void **state)
     stop();
 }
 
+/* ---- the first wait in the worker's own epoll (waitset.c) ---- */
+
+#define ARMED_ONCE 0x40000001u /* EPOLLONESHOT | EPOLLIN: an entry of the worker's waitset */
+
+/* Connects a client that sends nothing and waits (bounded) until Portico's side of it is armed
+ * for one report in an epoll (the read at the accept missed: it waits in the waitset, not in
+ * libevent's epoll); returns that side's inode. */
+static unsigned long connect_first_wait(struct raw_conn **out)
+{
+    struct raw_conn *c = px_connect(fx.h);
+    long queued;
+    unsigned long ino = 0;
+    bool armed = false;
+    for (int64_t end = tu_now_ms() + IO_MS; !armed && tu_now_ms() < end; sched_yield())
+        armed = (ino = portico_side(c, &queued)) &&
+                tu_epoll_watches_with(harness_pid(fx.h), ino, ARMED_ONCE);
+    if (!armed)
+        fail_msg("the silent client never waited armed once (EPOLLONESHOT) in an epoll");
+    *out = c;
+    return ino;
+}
+
+/* Waits (bounded) until Portico holds fds descriptors again. */
+static void wait_fds(int fds)
+{
+    int n = -1;
+    for (int64_t end = tu_now_ms() + IO_MS; n != fds && tu_now_ms() < end; sched_yield())
+        n = tu_fd_count(harness_pid(fx.h));
+    if (n != fds)
+        fail_msg("Portico holds %d descriptors, not the %d it held before the client", n, fds);
+}
+
+/* A request answered on a new connection: the loop still serves. */
+static void still_serves(void)
+{
+    open_gate(); /* the origin answers at once */
+    struct raw_conn *c = px_connect(fx.h);
+    assert_int_equal(raw_send_str(c, GET("/second", "cw-after")), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+/* A client that connects, sends nothing and closes: it waits in the waitset (armed once), its
+ * FIN is reported there, and Portico closes its side: the descriptor goes (the count is back to
+ * what it was before the client), and the loop serves the next one. Before the waitset the
+ * silent client waited in libevent's epoll (no EPOLLONESHOT): the row fails there. */
+static void test_close_in_the_first_wait(void **state)
+{
+    (void)state;
+    start();
+    still_serves(); /* the origin connection and the loop's lazy allocations are made */
+    int fds = tu_fd_count(harness_pid(fx.h));
+    struct raw_conn *c;
+    connect_first_wait(&c);
+    raw_close(c);
+    wait_fds(fds);
+    still_serves();
+    wait_fds(fds);
+    stop();
+}
+
+/* A silent client in the waitset when client_header_timeout passes: the deadline, the sock's
+ * own timer, ends it there (no report of the waitset needed: our FIN goes out, and the
+ * client's, reported by the waitset, ends the linger), the descriptor goes, and the loop serves
+ * the next one. Fails before the waitset as the row above does. */
+static void test_header_timeout_in_the_first_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe(org.gate), 0);
+    org.gone = 0;
+    struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
+    fx.o = fake_origin_start(&o);
+    assert_non_null(fx.o);
+    fx.h = px_start("client_header_timeout = 300ms\n",
+                    "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n",
+                    fake_origin_port(fx.o));
+    still_serves();
+    int fds = tu_fd_count(harness_pid(fx.h));
+    struct raw_conn *c;
+    int64_t t0 = tu_now_ms();
+    unsigned long ino = connect_first_wait(&c);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1); /* Portico closed it: its timeout */
+    int64_t after = tu_now_ms() - t0;
+    print_message("  closed %lld ms after the connect\n", (long long)after);
+    assert_true(after >= 250);
+    raw_close(c); /* Portico lingers for it, still in the waitset (armed: the FIN reports) */
+    wait_fds(fds);
+    assert_false(tu_epoll_watches(harness_pid(fx.h), ino));
+    still_serves();
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +554,8 @@ int main(void)
         cmocka_unit_test_teardown(test_pipelined_after_the_first_read, teardown),
         cmocka_unit_test_teardown(test_keep_alive_after_a_quick_answer, teardown),
         cmocka_unit_test_teardown(test_body_after_the_accept, teardown),
+        cmocka_unit_test_teardown(test_close_in_the_first_wait, teardown),
+        cmocka_unit_test_teardown(test_header_timeout_in_the_first_wait, teardown),
     };
     tu_test_filter(); /* TEST_FILTER=test_watched_after_5_ms runs the matching tests only */
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -259,6 +259,24 @@ int tu_answer_head(int fd, const char *answer, int timeout_ms)
 
 bool tu_epoll_watches(pid_t pid, unsigned long ino)
 {
+    return tu_epoll_watches_with(pid, ino, 0);
+}
+
+int tu_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+bool tu_epoll_watches_with(pid_t pid, unsigned long ino, unsigned events)
+{
     char dir[64], needle[32];
     if (pid)
         snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
@@ -281,8 +299,11 @@ bool tu_epoll_watches(pid_t pid, unsigned long ino)
             continue;
         snprintf(path, sizeof(path), "%s/fdinfo/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
+        while (f && !found && fgets(line, sizeof(line), f)) {
+            const char *mask = strstr(line, " events:");
+            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle) && mask &&
+                    (strtoul(mask + 8, NULL, 16) & events) == events;
+        }
         if (f)
             fclose(f);
     }
