@@ -262,19 +262,6 @@ bool tu_epoll_watches(pid_t pid, unsigned long ino)
     return tu_epoll_watches_with(pid, ino, 0);
 }
 
-int tu_fd_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 bool tu_epoll_watches_with(pid_t pid, unsigned long ino, unsigned events)
 {
     char dir[64], needle[32];

@@ -68,9 +68,6 @@ bool tu_epoll_watches(pid_t pid, unsigned long ino);
  * events: EPOLLIN | EPOLLONESHOT for one armed for a single report. */
 bool tu_epoll_watches_with(pid_t pid, unsigned long ino, unsigned events);
 
-/* How many descriptors process pid holds (its /proc/PID/fd entries). */
-int tu_fd_count(pid_t pid);
-
 /* In a cmocka row that needs ::1: skips it, with a line saying why, on a host without
  * (tu_ipv6_loopback). First thing in the row, before it starts anything. */
 #define TU_SKIP_WITHOUT_IPV6_LOOPBACK()                                                            \
