@@ -1531,7 +1531,7 @@ static void state_expired(struct client *c)
                     c->loop->cfg->client_header_timeout_ms, false);
         break;
     case CS_EXCHANGE: /* still running WATCH_LATER_MS after a read at the accept */
-        sock_watch_now(&c->sock);
+        sock_watch_once(&c->sock); /* a hang-up, most likely the close after our answer */
         break;
     case CS_H2:
     case CS_TUNNEL:
@@ -1675,9 +1675,12 @@ client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum cl
      * injected fault, an error) costs no epoll_ctl at all, nor does one answered soon after
      * (watch_later). A plain client whose request is not there yet costs a read that would
      * block, then waits for epoll as before. Over TLS only with defer_accept: a silent client
-     * costs a peek there, and its handshake nothing is saved by (it needs epoll anyway). */
+     * costs a peek there, and its handshake nothing is saved by (it needs epoll anyway). A
+     * plain HTTP/1 client whose read misses waits in the worker's first_wait, which needs no
+     * DEL after the close (waitset.h); an h2c one is watched by libevent for its connection's
+     * life anyway, and would pay the waitset's ADD on top. */
     if (deferred || !tls)
-        sock_read_now(&c->sock);
+        sock_read_now(&c->sock, kind == CLIENT_H2C ? NULL : l->first_wait);
     return c;
 }
 

@@ -39,6 +39,7 @@
 #include "portico/log.h"
 #include "portico/tls.h"
 #include "portico/util.h"
+#include "portico/waitset.h"
 
 #define FIRST_READ (16 * 1024)   /* first read of an event (its chain: EVMEM_BLOCK, evmem.h) */
 #define NEXT_READ (64 * 1024)    /* after a read that filled its space */
@@ -76,6 +77,8 @@ enum sock_flag {
                                      applied its registration yet (sock_may_watch_later) */
     SF_WATCH_LATER = 1u << 16,    /* rev held back until sock_watch_now (sock_watch_later) */
     SF_WROTE = 1u << 17,          /* a byte the owner queued went to the socket (sock_wrote) */
+    SF_FIRST_WAIT = 1u << 18,     /* armed in s->waitset instead of rev (first_wait_park) */
+    SF_IN_WAITSET = 1u << 19,     /* registered in s->waitset, armed or fired, until the close */
 };
 
 static const char *const sock_event_names[] = {
@@ -103,7 +106,8 @@ static bool want_rev(const struct sock *s)
         return false;
     if (s->flags & SF_WRITE_NEEDS_READ)
         return true;
-    return (s->flags & SF_READING) && !(s->flags & (SF_READ_PAUSED | SF_EOF | SF_WATCH_LATER));
+    return (s->flags & SF_READING) &&
+           !(s->flags & (SF_READ_PAUSED | SF_EOF | SF_WATCH_LATER | SF_FIRST_WAIT));
 }
 
 /* Reading for real: the read deadline only runs while we wait on the socket for the peer. */
@@ -526,6 +530,20 @@ static void handshake_step(struct sock *s)
 
 /* ---- events ---- */
 
+/* A read at the accept (or at the first wait's report) found nothing: the socket waits in the
+ * waitset rather than in libevent's epoll, whose ADD (sock_init's, still in the changelist: no
+ * dispatch since, SF_FRESH) is withdrawn. Only for a plain socket that waits for nothing else
+ * (the conditions of sock_watch_later); when the waitset refuses, libevent watches as before. */
+static void first_wait_park(struct sock *s)
+{
+    const unsigned riding = SF_EOF_PENDING | SF_FAIL_PENDING | SF_REQUEUED | SF_OWNER_DUE;
+    if (s->ssl || s->state != SOCK_OPEN || (s->flags & riding) || !(s->flags & SF_REV_ADDED) ||
+        waitset_arm(s->waitset, s->fd, s, (s->flags & SF_IN_WAITSET) != 0) != 0)
+        return;
+    s->flags = (s->flags & ~SF_FRESH) | SF_FIRST_WAIT | SF_IN_WAITSET;
+    update_rev(s); /* event_del: it cancels the event_add in the changelist */
+}
+
 /* Input arrived (or an EOF/error pending behind earlier bytes is due). */
 static void do_read(struct sock *s)
 {
@@ -550,6 +568,8 @@ static void do_read(struct sock *s)
         s->cb(s->arg, SOCK_READABLE);
         return;
     }
+    if (n == 0 && (s->flags & SF_FRESH) && s->waitset)
+        first_wait_park(s);
     if (n == -2) {
         s->flags |= SF_EOF;
         update_rev(s);
@@ -760,8 +780,9 @@ void sock_handshake(struct sock *s)
         event_active(&s->rev, EV_READ, 1);
 }
 
-void sock_read_now(struct sock *s)
+void sock_read_now(struct sock *s, struct waitset *first_wait)
 {
+    s->waitset = first_wait;
     /* A handshake's first step allocates OpenSSL's buffers (sock_handshake): not for a socket
      * the kernel handed over with nothing to read (a silent client after the deferral's 1 s, or
      * one accepted by SYN cookie): 42 KB each instead of 9 (one peek per TLS accept). */
@@ -772,6 +793,17 @@ void sock_read_now(struct sock *s)
         s->flags |= SF_READ_NOW;
         event_active(&s->rev, EV_READ, 1);
     }
+}
+
+void sock_first_ready(void *arg)
+{
+    struct sock *s = arg;
+    if (!(s->flags & SF_FIRST_WAIT))
+        return;
+    s->flags &= ~SF_FIRST_WAIT; /* ONESHOT: the entry is disarmed */
+    update_rev(s);              /* in the changelist, which this pass's read may withdraw */
+    if (want_rev(s))
+        sock_read_now(s, s->waitset);
 }
 
 bool sock_may_watch_later(const struct sock *s)
@@ -799,6 +831,19 @@ void sock_watch_now(struct sock *s)
     if (!(s->flags & SF_WATCH_LATER))
         return;
     s->flags &= ~SF_WATCH_LATER;
+    update_rev(s);
+}
+
+void sock_watch_once(struct sock *s)
+{
+    if (!(s->flags & SF_WATCH_LATER))
+        return;
+    s->flags &= ~SF_WATCH_LATER;
+    if (s->waitset && s->state == SOCK_OPEN && !s->ssl && want_rev(s) &&
+        waitset_arm(s->waitset, s->fd, s, (s->flags & SF_IN_WAITSET) != 0) == 0) {
+        s->flags |= SF_FIRST_WAIT | SF_IN_WAITSET;
+        return;
+    }
     update_rev(s);
 }
 
@@ -1095,6 +1140,8 @@ void sock_close(struct sock *s)
 {
     if (s->state == SOCK_CLOSED)
         return;
+    if (s->flags & SF_FIRST_WAIT) /* the close removes the entry: no DEL */
+        waitset_forget(s->waitset, s->fd);
     event_del(&s->rev);
     if (s->wev)
         event_free(s->wev);

@@ -44,9 +44,11 @@
 #include "portico/metrics.h"
 #include "portico/proxyproto.h"
 #include "portico/recent.h"
+#include "portico/sock.h"
 #include "portico/upgrade.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
+#include "portico/waitset.h"
 #include "portico/watchdog.h"
 
 struct worker {
@@ -471,6 +473,8 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
      * real time when woken, so a coarse wake-up up to a tick (4 ms) early only re-arms it. */
     w->loop.base = evbase_new(EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->loop.clock = w->loop.base ? deadline_clock_new(w->loop.base) : NULL;
+    /* Without it (no descriptor or memory for it), first waits are libevent's, as before. */
+    w->loop.first_wait = w->loop.base ? waitset_new(w->loop.base, sock_first_ready) : NULL;
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
     w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
@@ -531,6 +535,8 @@ static void worker_free(struct worker *w)
         close(w->stop_pipe[1]);
     }
     deadline_clock_free(w->loop.clock); /* every deadline on it has stopped with its owner */
+    waitset_free(w->loop.first_wait); /* its sockets closed with their clients */
+    w->loop.first_wait = NULL;
     if (w->loop.base)
         event_base_free(w->loop.base);
     metrics_shard_retire(w->loop.metrics); /* last: nothing of this worker counts any more */

@@ -17,6 +17,7 @@
 #include "portico/trace.h"
 
 struct deadline_clock;
+struct waitset;
 struct evdns_base;
 struct config;
 struct generation;
@@ -49,6 +50,8 @@ enum loop_state {
 
 struct loop {
     struct event_base *base;           /* owned by the worker */
+    struct waitset *first_wait;        /* owned by the worker: clients whose read at the accept
+                                          missed (sock_read_now); NULL: they wait in libevent */
     struct evdns_base *dns;            /* owned by the worker */
     uint64_t dns_attempt_us;           /* how long evdns waits for a lookup's answer */
     unsigned dns_tcp_inflight;         /* names asked over TCP under way (dns_tcp.h) */

@@ -27,6 +27,8 @@
 
 #include "portico/deadline.h"
 
+struct waitset;
+
 struct evbuffer;
 struct deadline_clock;
 struct ssl_st;
@@ -86,6 +88,7 @@ struct sock {
     uint64_t owner_at;                 /* µs: the owner's deadline, 0 = none */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
+    struct waitset *waitset;           /* borrowed: where a miss of sock_read_now waits, or NULL */
 };
 
 /*
@@ -123,8 +126,15 @@ void sock_handshake(struct sock *s);
  * a TLS handshake takes its step, a plain one reads. Finding nothing costs a read that would
  * block; the sock then waits for epoll. A TLS handshake peeks first, and waits for epoll when
  * there is nothing (OpenSSL's buffers). Called in sock_init's turn, it lets the owner's
- * callback for that read hold the registration back (sock_watch_later). */
-void sock_read_now(struct sock *s);
+ * callback for that read hold the registration back (sock_watch_later). With first_wait (a
+ * plain socket), a read that finds nothing waits there instead of in libevent's epoll: its
+ * registration is withdrawn before any dispatch applies it, so that no DEL follows the close
+ * (waitset.h); when first_wait reports the socket, it is read as sock_read_now reads. */
+void sock_read_now(struct sock *s, struct waitset *first_wait);
+
+/* The waitset's callback for a sock that waited there (sock_read_now's first_wait): readable,
+ * hung up or failed. arg is the sock. */
+void sock_first_ready(void *arg);
 
 /* Whether the owner's callback runs for the read sock_read_now scheduled, in the same turn of
  * the loop, on a plain socket: the registration sock_init made is still in libevent's
@@ -144,6 +154,12 @@ bool sock_watch_later(struct sock *s);
 /* Ends sock_watch_later's wait: the read event is registered (at the next dispatch). Nothing
  * when none was held back. */
 void sock_watch_now(struct sock *s);
+
+/* sock_watch_now, for an owner that expects nothing of the peer but its hang-up (an exchange
+ * that outlived sock_watch_later's bound): the first report comes through sock_read_now's
+ * first_wait, so that a close before it makes no epoll_ctl DEL; libevent watches from that
+ * report on. sock_watch_now without a first_wait. */
+void sock_watch_once(struct sock *s);
 
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either
  * ends a wait of sock_watch_later: reading off then costs no epoll_ctl either. */

@@ -4,8 +4,9 @@
  * for 5 ms of its exchange (client.c, watch_later), so that a quick answer and the close cost no
  * epoll_ctl. What must hold all the same: a client that leaves while the origin is silent is
  * seen, its origin connection closed and the exchange logged 499, whether its request was read
- * at the accept (the hit) or the read there found nothing (the miss: then it is watched at
- * once); a second request pipelined behind the first, in the same read or later, is answered;
+ * at the accept (the hit) or the read there found nothing (the miss: then it waits for its
+ * request in the worker's own epoll, armed once, and a client that closes there, or whose
+ * client_header_timeout passes there, leaves no descriptor behind); a second request pipelined behind the first, in the same read or later, is answered;
  * a POST whose body comes after the accept gets it through; a keep-alive request after a quick
  * answer is read and answered; a client that reset before a quick answer is logged 499, as a
  * watched one is, and the origin connection that answered is kept.
@@ -16,6 +17,7 @@
  * each of its epoll descriptors lists. The origin holds each request until the test opens its
  * gate, or until Portico closes the origin connection (the exchange cancelled), which it notes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -31,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <linux/sockios.h>
 
 #include <cmocka.h>
@@ -320,8 +323,10 @@ static void test_watched_after_5_ms(void **state)
     stop();
 }
 
-/* The miss: the read at the accept found nothing, the client is watched as before (from the
- * loop's next turn), and its FIN is seen at once: 499, the origin connection closed. */
+/* The miss: the read at the accept found nothing, the client waits in the worker's own epoll
+ * (waitset.c), whose entry stays listed once it reported the request; the request, read whole
+ * there, is then treated as one read at the accept (watched 5 ms on), and the FIN is seen:
+ * 499, the origin connection closed. */
 static void test_abort_after_a_read_that_found_nothing(void **state)
 {
     (void)state;
@@ -447,6 +452,116 @@ static void test_body_after_the_accept(void **state)
     stop();
 }
 
+/* ---- the first wait in the worker's own epoll (waitset.c) ---- */
+
+#define ARMED_ONCE 0x40000001u /* EPOLLONESHOT | EPOLLIN: an entry of the worker's waitset */
+
+/* Connects a client that sends nothing and waits (bounded) until Portico's side of it is armed
+ * for one report in an epoll (the read at the accept missed: it waits in the waitset, not in
+ * libevent's epoll); returns that side's inode. */
+static unsigned long connect_first_wait(struct raw_conn **out)
+{
+    struct raw_conn *c = px_connect(fx.h);
+    long queued;
+    unsigned long ino = 0;
+    bool armed = false;
+    for (int64_t end = tu_now_ms() + IO_MS; !armed && tu_now_ms() < end; sched_yield())
+        armed = (ino = portico_side(c, &queued)) &&
+                tu_epoll_watches_with(harness_pid(fx.h), ino, ARMED_ONCE);
+    if (!armed)
+        fail_msg("the silent client never waited armed once (EPOLLONESHOT) in an epoll");
+    *out = c;
+    return ino;
+}
+
+/* Whether Portico holds a descriptor of the socket of inode ino. */
+static bool holds(unsigned long ino)
+{
+    char dir[64], path[400], link[64], want[40];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)harness_pid(fx.h));
+    snprintf(want, sizeof(want), "socket:[%lu]", ino);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        found = n > 0 && (link[n] = '\0', strcmp(link, want) == 0);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Waits (bounded) until Portico closed its side of the connection of inode ino. */
+static void wait_released(unsigned long ino)
+{
+    bool kept = true;
+    for (int64_t end = tu_now_ms() + IO_MS; kept && tu_now_ms() < end; sched_yield())
+        kept = holds(ino);
+    if (kept)
+        fail_msg("Portico still holds the client's descriptor");
+}
+
+/* A request answered on a new connection: the loop still serves. */
+static void still_serves(void)
+{
+    open_gate(); /* the origin answers at once */
+    struct raw_conn *c = px_connect(fx.h);
+    assert_int_equal(raw_send_str(c, GET("/second", "cw-after")), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+/* A client that connects, sends nothing and closes: it waits in the waitset (armed once), its
+ * FIN is reported there, and Portico closes its side: the descriptor goes, no epoll lists it,
+ * and the loop serves the next one. Before the waitset the
+ * silent client waited in libevent's epoll (no EPOLLONESHOT): the row fails there. */
+static void test_close_in_the_first_wait(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c;
+    unsigned long ino = connect_first_wait(&c);
+    assert_true(holds(ino));
+    raw_close(c);
+    wait_released(ino);
+    assert_false(tu_epoll_watches(harness_pid(fx.h), ino)); /* the close took the entry */
+    still_serves();
+    stop();
+}
+
+/* A silent client in the waitset when client_header_timeout passes: the deadline, the sock's
+ * own timer, ends it there (no report of the waitset needed: our FIN goes out, and the
+ * client's, reported by the waitset, ends the linger), the descriptor goes, and the loop serves
+ * the next one. Fails before the waitset as the row above does. */
+static void test_header_timeout_in_the_first_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe(org.gate), 0);
+    org.gone = 0;
+    struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
+    fx.o = fake_origin_start(&o);
+    assert_non_null(fx.o);
+    fx.h = px_start("client_header_timeout = 300ms\n",
+                    "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n",
+                    fake_origin_port(fx.o));
+    struct raw_conn *c;
+    int64_t t0 = tu_now_ms();
+    unsigned long ino = connect_first_wait(&c);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1); /* Portico closed it: its timeout */
+    int64_t after = tu_now_ms() - t0;
+    print_message("  closed %lld ms after the connect\n", (long long)after);
+    assert_true(after >= 250);
+    raw_close(c); /* Portico lingers for it, still in the waitset (armed: the FIN reports) */
+    wait_released(ino);
+    assert_false(tu_epoll_watches(harness_pid(fx.h), ino));
+    still_serves();
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +574,8 @@ int main(void)
         cmocka_unit_test_teardown(test_pipelined_after_the_first_read, teardown),
         cmocka_unit_test_teardown(test_keep_alive_after_a_quick_answer, teardown),
         cmocka_unit_test_teardown(test_body_after_the_accept, teardown),
+        cmocka_unit_test_teardown(test_close_in_the_first_wait, teardown),
+        cmocka_unit_test_teardown(test_header_timeout_in_the_first_wait, teardown),
     };
     tu_test_filter(); /* TEST_FILTER=test_watched_after_5_ms runs the matching tests only */
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -259,6 +259,11 @@ int tu_answer_head(int fd, const char *answer, int timeout_ms)
 
 bool tu_epoll_watches(pid_t pid, unsigned long ino)
 {
+    return tu_epoll_watches_with(pid, ino, 0);
+}
+
+bool tu_epoll_watches_with(pid_t pid, unsigned long ino, unsigned events)
+{
     char dir[64], needle[32];
     if (pid)
         snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
@@ -281,8 +286,11 @@ bool tu_epoll_watches(pid_t pid, unsigned long ino)
             continue;
         snprintf(path, sizeof(path), "%s/fdinfo/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
+        while (f && !found && fgets(line, sizeof(line), f)) {
+            const char *mask = strstr(line, " events:");
+            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle) && mask &&
+                    (strtoul(mask + 8, NULL, 16) & events) == events;
+        }
         if (f)
             fclose(f);
     }

@@ -64,6 +64,10 @@ int tu_answer_head(int fd, const char *answer, int timeout_ms);
  * fdinfo lists each target as "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
 bool tu_epoll_watches(pid_t pid, unsigned long ino);
 
+/* tu_epoll_watches, for an entry whose event mask (fdinfo's "events: E", hex) holds every bit of
+ * events: EPOLLIN | EPOLLONESHOT for one armed for a single report. */
+bool tu_epoll_watches_with(pid_t pid, unsigned long ino, unsigned events);
+
 /* In a cmocka row that needs ::1: skips it, with a line saying why, on a host without
  * (tu_ipv6_loopback). First thing in the row, before it starts anything. */
 #define TU_SKIP_WITHOUT_IPV6_LOOPBACK()                                                            \

@@ -523,7 +523,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct accepting *a = arg;
     assert_int_equal(sock_init(&a->r->s, a->r->clock, a->fd, NULL, record, a->r), 0);
-    sock_read_now(&a->r->s);
+    sock_read_now(&a->r->s, NULL);
 }
 
 /* A recorder whose sock is made and read inside a loop pass, on a base that applies its
