@@ -1289,8 +1289,12 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
 {
+    /* what goes to an origin, and what only a forwarded exchange does: interim responses
+     * (exchange.c, after the return branch) and Server-Timing on a relayed response (relay.c) */
     static const char *const origin_keys[] = {
-        "upstream", "rewrite_prefix", "request_header", "request_header_remove",
+        "upstream",          "rewrite_prefix",    "request_header",      "request_header_remove",
+        "early_hints",       "early_hints_learn", "early_hints_cache",   "expect",
+        "continue_timeout",  "processing_interval", "server_timing",
     };
     for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
@@ -1343,11 +1347,15 @@ static void validate_routes(struct cfg_loader *ld)
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
                                                         strcmp(o->host, r->host) == 0);
-            /* the same as they read ("/%61pi/" is "/api/"): one would never be taken */
-            if (same_host && o->prefix_read_len == r->prefix_read_len &&
+            /* the same as they read ("/%61pi/" is "/api/"): one would never be taken; routes
+             * of other schemes (or one naming a scheme, one not) each take their own */
+            if (same_host && o->scheme == r->scheme && o->prefix_read_len == r->prefix_read_len &&
                 route_prefix_matches(o->prefix, o->prefix_len, r->prefix))
-                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]",
-                           r->name, o->name);
+                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]%s",
+                           r->name, o->name,
+                           r->scheme == ROUTE_SCHEME_ANY    ? ""
+                           : r->scheme == ROUTE_SCHEME_HTTP ? ", and the same scheme = http"
+                                                            : ", and the same scheme = https");
         }
     }
 }
