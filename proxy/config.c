@@ -1290,11 +1290,15 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
 {
     /* what goes to an origin, and what only a forwarded exchange does: interim responses
-     * (exchange.c, after the return branch) and Server-Timing on a relayed response (relay.c) */
+     * (exchange.c, after the return branch), Server-Timing on a relayed response and the body
+     * rate of a body relayed (relay.c: a return route's body is discarded, ex_body_owed is
+     * never called) */
     static const char *const origin_keys[] = {
-        "upstream",          "rewrite_prefix",    "request_header",      "request_header_remove",
-        "early_hints",       "early_hints_learn", "early_hints_cache",   "expect",
-        "continue_timeout",  "processing_interval", "server_timing",
+        "upstream",          "rewrite_prefix",      "request_header",
+        "request_header_remove", "early_hints",     "early_hints_learn",
+        "early_hints_cache", "expect",              "continue_timeout",
+        "processing_interval", "server_timing",     "client_body_min_rate",
+        "client_body_rate_grace",
     };
     for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
