@@ -1268,6 +1268,22 @@ static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r
              r->name, r->rewrite_prefix, r->prefix, r->prefix, r->rewrite_prefix);
 }
 
+/* A route naming a scheme no listener speaks would never be taken: said, not refused (a
+ * listener of that scheme may be on its way in the next reload). */
+static void warn_scheme_unserved(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    if (r->scheme == ROUTE_SCHEME_ANY)
+        return;
+    const struct config *cfg = ld->cfg;
+    for (int l = 0; l < cfg->nlisten; l++)
+        if (route_scheme_of(cfg->listens[l].tls) == r->scheme)
+            return;
+    bool https = r->scheme == ROUTE_SCHEME_HTTPS;
+    cfg_warn(ld, cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "scheme"),
+             "[route %s]: scheme = %s and no %s listener: no request will take the route",
+             r->name, https ? "https" : "http", https ? "`listen ... tls`" : "plain or h2c");
+}
+
 /* The route's [upstream], by name. */
 static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
 {
@@ -1343,6 +1359,7 @@ static void validate_routes(struct cfg_loader *ld)
         validate_client_rate(ld, r, i);
         r->acl = r->acl_own ? r->acl_own : cfg->acl; /* any rule of its own: none of [proxy]'s */
         warn_rewrite_joint(ld, r, i);
+        warn_scheme_unserved(ld, r, i);
         if (r->answer)
             validate_return(ld, r, i);
         else

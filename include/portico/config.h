@@ -97,6 +97,14 @@ enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
 /* `scheme` of a [route]. */
 enum route_scheme { ROUTE_SCHEME_LIST(CFG_ENUM_ID) };
 
+/* The scheme of a request that came over a connection: https over TLS, else http (h2c, and a
+ * PROXY-protocol or trusted proxy's client alike: the connection Portico accepted, as $scheme
+ * and the X-Forwarded-Proto it writes are). */
+static inline enum route_scheme route_scheme_of(bool tls)
+{
+    return tls ? ROUTE_SCHEME_HTTPS : ROUTE_SCHEME_HTTP;
+}
+
 /* `error_detail`: what error responses tell the client about the upstream side. */
 enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
 

@@ -15,7 +15,7 @@
  * reads: route_prefix_read_len) among routes whose host and scheme match (exact hosts before
  * wildcards, the longer wildcard first, before host-less routes at equal prefix length; at equal
  * prefix and host, a route naming the scheme before one that does not). scheme is the request's
- * (ROUTE_SCHEME_HTTP or _HTTPS: the connection's, route_scheme_of). host is the Host field value
+ * (ROUTE_SCHEME_HTTP or _HTTPS: the connection's, route_scheme_of in config.h). host is the Host field value
  * (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
  */
 const struct route_conf *route_match(const struct config *cfg, enum route_scheme scheme,
@@ -27,12 +27,5 @@ const struct route_conf *route_match(const struct config *cfg, enum route_scheme
 const struct route_conf *route_match_plain(const struct config *cfg, enum route_scheme scheme,
                                            const char *host, size_t host_len, const char *path,
                                            size_t path_len, size_t plain);
-
-/* The scheme a request that came over a connection is: https over TLS, else http (h2c, and a
- * PROXY-protocol or trusted-proxy client alike: the connection Portico accepted, as $scheme). */
-static inline enum route_scheme route_scheme_of(bool tls)
-{
-    return tls ? ROUTE_SCHEME_HTTPS : ROUTE_SCHEME_HTTP;
-}
 
 #endif
