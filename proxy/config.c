@@ -1352,6 +1352,7 @@ static void validate_routes(struct cfg_loader *ld)
         r->prefix_len = strlen(r->prefix);
         r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
         r->prefix_read_len = route_prefix_read_len(r->prefix);
+        r->narrowed = r->host || r->scheme != ROUTE_SCHEME_ANY;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_min_rate"))
             r->client_body_min_rate = cfg->client_body_min_rate;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))

@@ -54,18 +54,19 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
     unsigned best_rank = HOST_NO_MATCH;
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
-        if (r->scheme != ROUTE_SCHEME_ANY && r->scheme != scheme)
-            continue;
-        if (r->host && !keyed) {
-            hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
-            keyed = true;
+        /* one test for a route of neither host nor scheme, as the host's alone was before */
+        unsigned rank = HOST_ANY;
+        if (r->narrowed) {
+            if (r->scheme != ROUTE_SCHEME_ANY && r->scheme != scheme)
+                continue;
+            if (r->host && !keyed) {
+                hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+                keyed = true;
+            }
+            rank = host_rank(r->host, h, hlen);
+            if (rank == HOST_NO_MATCH)
+                continue;
         }
-        unsigned rank = host_rank(r->host, h, hlen);
-        if (rank == HOST_NO_MATCH)
-            continue;
-        /* at equal host rank, the route that names the scheme before the one that does not:
-         * the rank doubled, plus one for a scheme, keeps the host's order above it */
-        rank = rank * 2 + (r->scheme != ROUTE_SCHEME_ANY);
         /* Where both read as themselves, memcmp says it at once: every request is matched
          * against every route (up to 1024), and reading a normalised character at a time cost
          * 1024 routes sharing "/api/v1/" 4 times the CPU */
@@ -73,7 +74,11 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
                                 r->prefix_plain))
             continue;
         size_t plen = r->prefix_read_len; /* "/%61pi/" is no longer than "/api/" */
-        if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
+        /* at equal prefix and host rank, the route that names the scheme before the one that
+         * does not (two that name it, or two that do not, are the same route twice: refused) */
+        bool tie = plen == best_len && rank == best_rank;
+        if (!best || plen > best_len || (plen == best_len && rank > best_rank) ||
+            (tie && r->scheme != ROUTE_SCHEME_ANY && best->scheme == ROUTE_SCHEME_ANY)) {
             best = r;
             best_len = plen;
             best_rank = rank;

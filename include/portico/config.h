@@ -227,6 +227,8 @@ struct route_conf {
     bool prefix_plain;                     /* no escape, backslash or "//": it reads as itself */
     size_t prefix_read_len;                /* its length as it reads (route_prefix_read_len) */
     enum route_scheme scheme;              /* the connections it takes: any, http or https */
+    bool narrowed;                         /* names a host or a scheme (route.c tests them
+                                              behind this one flag) */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
     enum expect_mode expect;
