@@ -231,7 +231,7 @@ static void test_idle_keys_refused(void **state)
     }
     /* and what a return route does use loads */
     check_file("[route r]\nreturn = 410\nresponse_header = X-A: b\nclient_rate = 5/s"
-               "\nclient_rate_burst = 2\nscheme = http",
+               "\nclient_rate_burst = 2\nscheme = http\nallow = 127.0.0.1\ndeny = all",
                0, 0, NULL);
 }
 
