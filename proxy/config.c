@@ -1268,6 +1268,22 @@ static void warn_rewrite_joint(struct cfg_loader *ld, const struct route_conf *r
              r->name, r->rewrite_prefix, r->prefix, r->prefix, r->rewrite_prefix);
 }
 
+/* A route naming a scheme no listener speaks would never be taken: said, not refused (a
+ * listener of that scheme may be on its way in the next reload). */
+static void warn_scheme_unserved(struct cfg_loader *ld, const struct route_conf *r, int i)
+{
+    if (r->scheme == ROUTE_SCHEME_ANY)
+        return;
+    const struct config *cfg = ld->cfg;
+    for (int l = 0; l < cfg->nlisten; l++)
+        if (route_scheme_of(cfg->listens[l].tls) == r->scheme)
+            return;
+    bool https = r->scheme == ROUTE_SCHEME_HTTPS;
+    cfg_warn(ld, cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "scheme"),
+             "[route %s]: scheme = %s and no %s listener: no request will take the route",
+             r->name, https ? "https" : "http", https ? "`listen ... tls`" : "plain or h2c");
+}
+
 /* The route's [upstream], by name. */
 static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
 {
@@ -1289,8 +1305,16 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
 {
+    /* what goes to an origin, and what only a forwarded exchange does: interim responses
+     * (exchange.c, after the return branch), Server-Timing on a relayed response and the body
+     * rate of a body relayed (relay.c: a return route's body is discarded, ex_body_owed is
+     * never called) */
     static const char *const origin_keys[] = {
-        "upstream", "rewrite_prefix", "request_header", "request_header_remove",
+        "upstream",          "rewrite_prefix",      "request_header",
+        "request_header_remove", "early_hints",     "early_hints_learn",
+        "early_hints_cache", "expect",              "continue_timeout",
+        "processing_interval", "server_timing",     "client_body_min_rate",
+        "client_body_rate_grace",
     };
     for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
@@ -1328,6 +1352,7 @@ static void validate_routes(struct cfg_loader *ld)
         r->prefix_len = strlen(r->prefix);
         r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
         r->prefix_read_len = route_prefix_read_len(r->prefix);
+        r->narrowed = r->host || r->scheme != ROUTE_SCHEME_ANY;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_min_rate"))
             r->client_body_min_rate = cfg->client_body_min_rate;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
@@ -1335,6 +1360,7 @@ static void validate_routes(struct cfg_loader *ld)
         validate_client_rate(ld, r, i);
         r->acl = r->acl_own ? r->acl_own : cfg->acl; /* any rule of its own: none of [proxy]'s */
         warn_rewrite_joint(ld, r, i);
+        warn_scheme_unserved(ld, r, i);
         if (r->answer)
             validate_return(ld, r, i);
         else
@@ -1343,11 +1369,15 @@ static void validate_routes(struct cfg_loader *ld)
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
                                                         strcmp(o->host, r->host) == 0);
-            /* the same as they read ("/%61pi/" is "/api/"): one would never be taken */
-            if (same_host && o->prefix_read_len == r->prefix_read_len &&
+            /* the same as they read ("/%61pi/" is "/api/"): one would never be taken; routes
+             * of other schemes (or one naming a scheme, one not) each take their own */
+            if (same_host && o->scheme == r->scheme && o->prefix_read_len == r->prefix_read_len &&
                 route_prefix_matches(o->prefix, o->prefix_len, r->prefix))
-                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]",
-                           r->name, o->name);
+                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]%s",
+                           r->name, o->name,
+                           r->scheme == ROUTE_SCHEME_ANY    ? ""
+                           : r->scheme == ROUTE_SCHEME_HTTP ? ", and the same scheme = http"
+                                                            : ", and the same scheme = https");
         }
     }
 }

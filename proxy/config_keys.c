@@ -28,6 +28,7 @@
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
 #define CFG_ENUM_NAME(id, name) [id] = name,
 static const char *const expect_names[] = {EXPECT_LIST(CFG_ENUM_NAME)};
+static const char *const route_scheme_names[] = {ROUTE_SCHEME_LIST(CFG_ENUM_NAME)};
 static const char *const profile_names[] = {PROFILE_LIST(CFG_ENUM_NAME)};
 static const char *const log_format_names[] = {LOG_FORMAT_LIST(CFG_ENUM_NAME)};
 static const char *const log_level_names[] = {LOG_LEVEL_LIST(CFG_ENUM_NAME)};
@@ -39,6 +40,7 @@ static const char *const hash_key_names[] = {HASH_KEY_LIST(CFG_ENUM_NAME)};
 static const char *const mtls_mode_names[] = {MTLS_MODE_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
+                   sizeof(enum route_scheme) == sizeof(int) &&
                    sizeof(enum balance_policy) == sizeof(int) &&
                    sizeof(enum error_profile) == sizeof(int) &&
                    sizeof(enum log_format) == sizeof(int) &&
@@ -1669,6 +1671,7 @@ static const struct cfg_key upstream_keys[] = {
 static const struct cfg_key route_keys[] = {
     KEY("host", set_host, RTE(host)),
     KEY("prefix", set_prefix, RTE(prefix)),
+    NAMED("scheme", set_enum, RTE(scheme), route_scheme_names),
     KEY("upstream", set_string, RTE(upstream_name)),
     NAMED("expect", set_enum, RTE(expect), expect_names),
     DURATION("continue_timeout", RTE(continue_timeout_ms), 0),

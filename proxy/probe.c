@@ -739,7 +739,8 @@ int probe_main(int argc, char **argv)
     size_t path_len = strcspn(u.path, "?#");
     const char *path = path_len ? u.path : "/";
     const struct route_conf *route =
-        route_match(cfg, u.authority, strlen(u.authority), path, path_len ? path_len : 1);
+        route_match(cfg, route_scheme_of(u.tls), u.authority, strlen(u.authority), path,
+                    path_len ? path_len : 1);
     if (!route) {
         fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
         cfg_free(cfg);

@@ -1,5 +1,6 @@
 /*
- * route.c — route matching: longest prefix, then the most specific host. See route.h.
+ * route.c — route matching: the request's scheme, longest prefix, then the most specific host,
+ * then a route naming the scheme before one that does not. See route.h.
  */
 #include "portico/route.h"
 
@@ -33,15 +34,17 @@ static unsigned host_rank(const char *pattern, const char *host, size_t hlen)
     return strlen(pattern) == hlen && memcmp(pattern, host, hlen) == 0 ? HOST_EXACT : HOST_NO_MATCH;
 }
 
-const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
-                                     const char *path, size_t path_len)
+const struct route_conf *route_match(const struct config *cfg, enum route_scheme scheme,
+                                     const char *host, size_t host_len, const char *path,
+                                     size_t path_len)
 {
-    return route_match_plain(cfg, host, host_len, path, path_len, route_plain_len(path, path_len));
+    return route_match_plain(cfg, scheme, host, host_len, path, path_len,
+                             route_plain_len(path, path_len));
 }
 
-const struct route_conf *route_match_plain(const struct config *cfg, const char *host,
-                                           size_t host_len, const char *path, size_t path_len,
-                                           size_t plain)
+const struct route_conf *route_match_plain(const struct config *cfg, enum route_scheme scheme,
+                                           const char *host, size_t host_len, const char *path,
+                                           size_t path_len, size_t plain)
 {
     char h[256];
     size_t hlen = 0;
@@ -51,13 +54,19 @@ const struct route_conf *route_match_plain(const struct config *cfg, const char 
     unsigned best_rank = HOST_NO_MATCH;
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
-        if (r->host && !keyed) {
-            hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
-            keyed = true;
+        /* one test for a route of neither host nor scheme, as the host's alone was before */
+        unsigned rank = HOST_ANY;
+        if (r->narrowed) {
+            if (r->scheme != ROUTE_SCHEME_ANY && r->scheme != scheme)
+                continue;
+            if (r->host && !keyed) {
+                hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+                keyed = true;
+            }
+            rank = host_rank(r->host, h, hlen);
+            if (rank == HOST_NO_MATCH)
+                continue;
         }
-        unsigned rank = host_rank(r->host, h, hlen);
-        if (rank == HOST_NO_MATCH)
-            continue;
         /* Where both read as themselves, memcmp says it at once: every request is matched
          * against every route (up to 1024), and reading a normalised character at a time cost
          * 1024 routes sharing "/api/v1/" 4 times the CPU */
@@ -65,7 +74,11 @@ const struct route_conf *route_match_plain(const struct config *cfg, const char 
                                 r->prefix_plain))
             continue;
         size_t plen = r->prefix_read_len; /* "/%61pi/" is no longer than "/api/" */
-        if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
+        /* at equal prefix and host rank, the route that names the scheme before the one that
+         * does not (two that name it, or two that do not, are the same route twice: refused) */
+        bool tie = plen == best_len && rank == best_rank;
+        if (!best || plen > best_len || (plen == best_len && rank > best_rank) ||
+            (tie && r->scheme != ROUTE_SCHEME_ANY && best->scheme == ROUTE_SCHEME_ANY)) {
             best = r;
             best_len = plen;
             best_rank = rank;

@@ -48,6 +48,13 @@ const char *timer_name(enum timer_kind t);
     X(EXPECT_SYNTHESIZE, "synthesize")                                                             \
     X(EXPECT_IGNORE, "ignore")
 
+/* `scheme` of a [route]: the scheme of the connection a request came over that the route takes
+ * (a `listen ... tls` listener's is https, a plain or h2c one's http). */
+#define ROUTE_SCHEME_LIST(X)                                                                       \
+    X(ROUTE_SCHEME_ANY, "any")                                                                     \
+    X(ROUTE_SCHEME_HTTP, "http")                                                                   \
+    X(ROUTE_SCHEME_HTTPS, "https")
+
 #define ERROR_DETAIL_LIST(X)                                                                       \
     X(ERROR_DETAIL_FULL, "full")                                                                   \
     X(ERROR_DETAIL_MINIMAL, "minimal")
@@ -86,6 +93,17 @@ const char *timer_name(enum timer_kind t);
 
 /* `expect`: what a route does with Expect: 100-continue. */
 enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
+
+/* `scheme` of a [route]. */
+enum route_scheme { ROUTE_SCHEME_LIST(CFG_ENUM_ID) };
+
+/* The scheme of a request that came over a connection: https over TLS, else http (h2c, and a
+ * PROXY-protocol or trusted proxy's client alike: the connection Portico accepted, as $scheme
+ * and the X-Forwarded-Proto it writes are). */
+static inline enum route_scheme route_scheme_of(bool tls)
+{
+    return tls ? ROUTE_SCHEME_HTTPS : ROUTE_SCHEME_HTTP;
+}
 
 /* `error_detail`: what error responses tell the client about the upstream side. */
 enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
@@ -208,6 +226,9 @@ struct route_conf {
                                               every route */
     bool prefix_plain;                     /* no escape, backslash or "//": it reads as itself */
     size_t prefix_read_len;                /* its length as it reads (route_prefix_read_len) */
+    enum route_scheme scheme;              /* the connections it takes: any, http or https */
+    bool narrowed;                         /* names a host or a scheme (route.c tests them
+                                              behind this one flag) */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
     enum expect_mode expect;

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < cfg->nupstreams; i++)
             if (cfg->upstreams[i].norigins < 1)
                 abort();
-        route_match(cfg, "a.example", 9, "/x", 2);
+        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2);
         cfg_free(cfg);
     } else if (nerrors == 0) {
         abort(); /* refused without saying why */

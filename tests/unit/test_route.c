@@ -1,7 +1,7 @@
 /*
  * test_route.c — route_match(): longest prefix first, then exact host > wildcard > any host;
  * hosts compared without port, case or root dot; paths as an origin that normalises reads them;
- * the implicit route of a one-upstream config.
+ * the implicit route of a one-upstream config; a route's scheme.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,13 +87,20 @@ static const struct {
     {NULL, "/esc/y/", "any_root"},
 };
 
+/* route_match for a request over plain HTTP: these routes name no scheme, so any would do. */
+static const struct route_conf *match_http(const struct config *cfg, const char *host,
+                                           size_t host_len, const char *path, size_t path_len)
+{
+    return route_match(cfg, ROUTE_SCHEME_HTTP, host, host_len, path, path_len);
+}
+
 static void test_route(void **state)
 {
     (void)state;
     struct config *cfg = load_ok(route_ini);
     for (size_t i = 0; i < sizeof(route_rows) / sizeof(route_rows[0]); i++) {
         const char *h = route_rows[i].host;
-        const struct route_conf *r = route_match(cfg, h, h ? strlen(h) : 0, route_rows[i].path,
+        const struct route_conf *r = match_http(cfg, h, h ? strlen(h) : 0, route_rows[i].path,
                                                  strlen(route_rows[i].path));
         const char *got = r ? r->name : "(none)";
         const char *want = route_rows[i].route ? route_rows[i].route : "(none)";
@@ -103,13 +110,13 @@ static void test_route(void **state)
     }
 
     /* host_len bounds the host: bytes after it are not part of it */
-    const struct route_conf *r = route_match(cfg, "api.example.comXYZ", 15, "/api/", 5);
+    const struct route_conf *r = match_http(cfg, "api.example.comXYZ", 15, "/api/", 5);
     assert_string_equal(r->name, "exact_api");
     /* a Host too long for the buffer matches only host-less routes */
     char longhost[400];
     memset(longhost, 'a', sizeof(longhost));
     memcpy(longhost + sizeof(longhost) - 12, ".example.com", 12);
-    r = route_match(cfg, longhost, sizeof(longhost), "/api/x", 6);
+    r = match_http(cfg, longhost, sizeof(longhost), "/api/x", 6);
     assert_string_equal(r->name, "any_api");
     cfg_free(cfg);
 }
@@ -128,9 +135,9 @@ static void test_route_no_match(void **state)
         {"a.test", ""},     /* empty path */
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-        assert_null(route_match(cfg, rows[i].host, rows[i].host ? strlen(rows[i].host) : 0,
+        assert_null(match_http(cfg, rows[i].host, rows[i].host ? strlen(rows[i].host) : 0,
                               rows[i].path, strlen(rows[i].path)));
-    assert_non_null(route_match(cfg, "a.test", 6, "/x/y", 4));
+    assert_non_null(match_http(cfg, "a.test", 6, "/x/y", 4));
     cfg_free(cfg);
 }
 
@@ -150,7 +157,7 @@ static void test_route_read_length(void **state)
         {"/%61pi/%76", "longer"},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        const struct route_conf *r = route_match(cfg, NULL, 0, rows[i].path, strlen(rows[i].path));
+        const struct route_conf *r = match_http(cfg, NULL, 0, rows[i].path, strlen(rows[i].path));
         if (!r || strcmp(r->name, rows[i].route) != 0)
             fail_msg("path '%s': %s, want %s", rows[i].path, r ? r->name : "(none)",
                      rows[i].route);
@@ -161,6 +168,53 @@ static void test_route_read_length(void **state)
     cfg_free(cfg);
 }
 
+/* scheme = http|https: a route takes only its scheme's requests; at equal prefix and host, the
+ * one naming the scheme first; a longer prefix, or a more specific host, still first. */
+static void test_route_scheme(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route http_root]\nupstream = app\nscheme = http\n"
+                                    "[route any_root]\nupstream = app\n"
+                                    "[route https_api]\nupstream = app\nscheme = https\n"
+                                    "prefix = /api/\n"
+                                    "[route http_api]\nupstream = app\nscheme = http\n"
+                                    "prefix = /api/\n"
+                                    "[route any_v1]\nupstream = app\nprefix = /api/v1/\n"
+                                    "[route exact_https]\nupstream = app\nhost = a.test\n"
+                                    "scheme = https\n"
+                                    "[route exact_any]\nupstream = app\nhost = b.test\n"
+                                    "[route wild_https]\nupstream = app\nhost = *.test\n"
+                                    "scheme = https\n");
+    static const struct {
+        enum route_scheme scheme;
+        const char *host;
+        const char *path;
+        const char *route;
+    } rows[] = {
+        {ROUTE_SCHEME_HTTP, NULL, "/x", "http_root"},   /* named before any */
+        {ROUTE_SCHEME_HTTPS, NULL, "/x", "any_root"},   /* http_root is not https's */
+        {ROUTE_SCHEME_HTTPS, NULL, "/api/x", "https_api"},
+        {ROUTE_SCHEME_HTTP, NULL, "/api/x", "http_api"},
+        {ROUTE_SCHEME_HTTP, NULL, "/api/v1/x", "any_v1"}, /* the longer prefix still first */
+        {ROUTE_SCHEME_HTTPS, NULL, "/api/v1/x", "any_v1"},
+        {ROUTE_SCHEME_HTTPS, "a.test", "/x", "exact_https"},
+        {ROUTE_SCHEME_HTTP, "a.test", "/x", "http_root"}, /* its host's routes are https's */
+        {ROUTE_SCHEME_HTTPS, "b.test", "/x", "exact_any"}, /* an exact host before a scheme */
+        {ROUTE_SCHEME_HTTPS, "c.test", "/x", "wild_https"},
+        {ROUTE_SCHEME_HTTP, "c.test", "/x", "http_root"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const char *h = rows[i].host;
+        const struct route_conf *r = route_match(cfg, rows[i].scheme, h, h ? strlen(h) : 0,
+                                                 rows[i].path, strlen(rows[i].path));
+        if (!r || strcmp(r->name, rows[i].route) != 0)
+            fail_msg("%s Host '%s' path '%s': %s, want %s",
+                     rows[i].scheme == ROUTE_SCHEME_HTTPS ? "https" : "http", h ? h : "(null)",
+                     rows[i].path, r ? r->name : "(none)", rows[i].route);
+    }
+    cfg_free(cfg);
+}
+
 /* One upstream and no route: the implicit route takes every host and path. */
 static void test_implicit_route(void **state)
 {
@@ -168,9 +222,9 @@ static void test_implicit_route(void **state)
     struct config *cfg = load_ok(UP);
     assert_int_equal(cfg->nroutes, 1);
     const struct route_conf *r = &cfg->routes[0];
-    assert_ptr_equal(route_match(cfg, "any.host", 8, "/whatever", 9), r);
-    assert_ptr_equal(route_match(cfg, NULL, 0, "/", 1), r);
-    assert_ptr_equal(route_match(cfg, "x", 1, "", 0), NULL); /* a path is never empty: no "/" */
+    assert_ptr_equal(match_http(cfg, "any.host", 8, "/whatever", 9), r);
+    assert_ptr_equal(match_http(cfg, NULL, 0, "/", 1), r);
+    assert_ptr_equal(match_http(cfg, "x", 1, "", 0), NULL); /* a path is never empty: no "/" */
     cfg_free(cfg);
 }
 
@@ -223,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_route_no_match),
         cmocka_unit_test(test_route_read_length),
+        cmocka_unit_test(test_route_scheme),
         cmocka_unit_test(test_implicit_route),
         cmocka_unit_test(test_plain_len),
     };
