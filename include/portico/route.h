@@ -15,8 +15,9 @@
  * reads: route_prefix_read_len) among routes whose host and scheme match (exact hosts before
  * wildcards, the longer wildcard first, before host-less routes at equal prefix length; at equal
  * prefix and host, a route naming the scheme before one that does not). scheme is the request's
- * (ROUTE_SCHEME_HTTP or _HTTPS: the connection's, route_scheme_of in config.h). host is the Host field value
- * (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
+ * (ROUTE_SCHEME_HTTP or _HTTPS: the connection's, route_scheme_of in config.h). host is the Host
+ * field value (port stripped by the function), may be NULL. Returns the route, or NULL for no
+ * match.
  */
 const struct route_conf *route_match(const struct config *cfg, enum route_scheme scheme,
                                      const char *host, size_t host_len, const char *path,
