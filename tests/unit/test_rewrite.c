@@ -266,6 +266,30 @@ static void test_return_location(void **state)
     }
 }
 
+/* hrule_check_value judges n bytes, which need not end with a NUL (fuzz_return's input): an
+ * unknown variable at the very end is shown from those bytes alone (on main, "%.24s" read on past
+ * them: a heap-buffer-overflow under ASan, fuzz_return's first crash). */
+static void test_rule_check_unterminated(void **state)
+{
+    (void)state;
+    static const char *const rows[] = {"/to/$hostquest", "$x", "/a$"};
+    for (size_t i = 0; i < ROWS(rows); i++) {
+        size_t n = strlen(rows[i]);
+        char *v = malloc(n); /* exact size, no NUL */
+        assert_non_null(v);
+        memcpy(v, rows[i], n);
+        bool vars;
+        char why[200];
+        assert_int_equal(hrule_check_value(v, n, true, &vars, why, sizeof(why)), -1);
+        const char *at = strchr(rows[i], '$');
+        char want[64];
+        snprintf(want, sizeof(want), "unknown variable at '%s' (", at);
+        if (strncmp(why, want, strlen(want)) != 0)
+            fail_msg("%s: '%s'", rows[i], why);
+        free(v);
+    }
+}
+
 /* Names match in any case and with '_' for '-'; one rule a name; Host apart; a prefix of a
  * long trailer name matches the rules it may be. */
 static void test_rule_names(void **state)
@@ -412,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_rule_names_more),
         cmocka_unit_test(test_rule_expand),
         cmocka_unit_test(test_return_location),
+        cmocka_unit_test(test_rule_check_unterminated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
