@@ -133,8 +133,10 @@ int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *wh
             continue;
         size_t len;
         if (hrule_var_at(v + i, n - i, &len) == HRULE_VAR_NONE) {
-            snprintf(why, size, "unknown variable at '%.24s' (known: $client_addr, $request_id, "
-                                "$scheme, $host, $request_uri; $$ is a '$')", v + i);
+            /* at most the n - i bytes left: v need not end with a NUL */
+            int shown = n - i < 24 ? (int)(n - i) : 24;
+            snprintf(why, size, "unknown variable at '%.*s' (known: $client_addr, $request_id, "
+                                "$scheme, $host, $request_uri; $$ is a '$')", shown, v + i);
             return -1;
         }
         *vars = true;

@@ -13,6 +13,7 @@
 #include "portico/config.h"
 #include "portico/header_rules.h"
 #include "portico/headers.h"
+#include "portico/route_return.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
@@ -56,22 +57,13 @@ static void text_put(void *ctx, const char *p, size_t n, bool variable)
 
 /* The route's text (a redirect's URL, another code's body) with its variables expanded into
  * out; 0, or -1 out of memory. */
-static int expand(const struct exchange *ex, const struct route_return *a, struct evbuffer *out,
-                  hrule_put_fn *put)
+static int expand(const struct route_return *a, const struct hrule_values *vals,
+                  struct evbuffer *out, hrule_put_fn *put)
 {
     if (!a->vars)
         return evbuffer_add(out, a->text, a->text_len);
-    struct hrule_values vals = {
-        .client_addr = ex->ds.peer->ip,
-        .request_id = ex->request_id,
-        .tls = ex->ds.peer->tls,
-        .host = ex->host,
-        .host_len = ex->host_len,
-        .request_uri = ex->uri,
-        .request_uri_len = ex->uri_len,
-    };
     struct made m = {out, false};
-    hrule_expand(a->text, a->text_len, &vals, put, &m);
+    hrule_expand(a->text, a->text_len, vals, put, &m);
     return m.failed ? -1 : 0;
 }
 
@@ -84,12 +76,28 @@ static int one_leading_slash(struct evbuffer *loc)
     const char *p = (const char *)evbuffer_pullup(loc, -1);
     if (!p || len < 2 || p[0] != '/')
         return p || len == 0 ? 0 : -1;
-    size_t run = strspn(p, "/\\");
-    run = run > len ? len : run;
+    /* counted within len: the pulled-up bytes have no NUL after them (strspn read on, past
+     * the chain's end when the slashes filled it) */
+    size_t run = 0;
+    while (run < len && (p[run] == '/' || p[run] == '\\'))
+        run++;
     if (run < 2)
         return 0;
     evbuffer_drain(loc, run);
     return evbuffer_prepend(loc, "/", 1);
+}
+
+int route_return_location(const struct route_return *a, const struct hrule_values *vals,
+                          struct evbuffer *out)
+{
+    return expand(a, vals, out, location_put) != 0 || one_leading_slash(out) != 0 ? -1 : 0;
+}
+
+/* Another code's body: the text with its variables expanded, and a newline. */
+static int text_body(const struct route_return *a, const struct hrule_values *vals,
+                     struct evbuffer *out)
+{
+    return expand(a, vals, out, text_put) != 0 || evbuffer_add(out, "\n", 1) != 0 ? -1 : 0;
 }
 
 /* Our own field, unless a response_header rule of the route names it: the rule's wins, as it
@@ -120,10 +128,18 @@ void route_return_answer(struct exchange *ex)
     /* the request body is not wanted: read and dropped as a refusal's is, else the connection
      * cannot go on */
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
+    struct hrule_values vals = {
+        .client_addr = ex->ds.peer->ip,
+        .request_id = ex->request_id,
+        .tls = ex->ds.peer->tls,
+        .host = ex->host,
+        .host_len = ex->host_len,
+        .request_uri = ex->uri,
+        .request_uri_len = ex->uri_len,
+    };
     struct evbuffer *made = a->text ? evbuffer_new() : NULL;
-    if (a->text && (!made || expand(ex, a, made, redirect ? location_put : text_put) != 0 ||
-                    (redirect && one_leading_slash(made) != 0) ||
-                    (!redirect && evbuffer_add(made, "\n", 1) != 0))) {
+    if (a->text && (!made || (redirect ? route_return_location(a, &vals, made)
+                                       : text_body(a, &vals, made)) != 0)) {
         if (made)
             evbuffer_free(made);
         /* (not ex_fail: that one speaks of an upstream, and this route has none) */

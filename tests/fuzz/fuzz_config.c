@@ -34,9 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int nerrors = 0;
     struct config *cfg = cfg_load_string(text, "fuzz.ini", "/nonexistent", NULL, &nerrors);
     if (cfg) {
-        /* a loaded config must be coherent: routes point at upstreams, upstreams have origins */
+        /* a loaded config must be coherent: routes point at upstreams or answer themselves
+         * (return, with no upstream), upstreams have origins */
         for (int i = 0; i < cfg->nroutes; i++)
-            if (cfg->routes[i].upstream < 0 || cfg->routes[i].upstream >= cfg->nupstreams)
+            if (cfg->routes[i].answer ? cfg->routes[i].upstream != -1
+                                      : cfg->routes[i].upstream < 0 ||
+                                            cfg->routes[i].upstream >= cfg->nupstreams)
                 abort();
         for (int i = 0; i < cfg->nupstreams; i++)
             if (cfg->upstreams[i].norigins < 1)
