@@ -87,10 +87,29 @@ static int one_leading_slash(struct evbuffer *loc)
     return evbuffer_prepend(loc, "/", 1);
 }
 
+/* Whether loc is an absolute URL whose authority came out empty: "https://$host$request_uri"
+ * of a request without a Host is "https:///x", and of a target "//evil.example/x"
+ * "https:////evil.example/x", which browsers read as a URL of host evil.example. */
+static bool authority_empty(struct evbuffer *loc)
+{
+    static const char *const absolute[] = {"http://", "https://"}; /* all a URL may start
+                                                                      with (config_keys.c) */
+    size_t len = evbuffer_get_length(loc);
+    const char *p = (const char *)evbuffer_pullup(loc, -1);
+    for (size_t i = 0; p && i < ARRAY_LEN(absolute); i++) {
+        size_t n = strlen(absolute[i]);
+        if (len >= n && memcmp(p, absolute[i], n) == 0)
+            return len == n || p[n] == '/' || p[n] == '\\' || p[n] == '?' || p[n] == '#';
+    }
+    return false;
+}
+
 int route_return_location(const struct route_return *a, const struct hrule_values *vals,
                           struct evbuffer *out)
 {
-    return expand(a, vals, out, location_put) != 0 || one_leading_slash(out) != 0 ? -1 : 0;
+    if (expand(a, vals, out, location_put) != 0 || one_leading_slash(out) != 0)
+        return -1;
+    return authority_empty(out) ? -2 : 0;
 }
 
 /* Another code's body: the text with its variables expanded, and a newline. */
@@ -138,12 +157,17 @@ void route_return_answer(struct exchange *ex)
         .request_uri_len = ex->uri_len,
     };
     struct evbuffer *made = a->text ? evbuffer_new() : NULL;
-    if (a->text && (!made || (redirect ? route_return_location(a, &vals, made)
-                                       : text_body(a, &vals, made)) != 0)) {
+    int rc = !made       ? 0
+             : redirect ? route_return_location(a, &vals, made)
+                        : text_body(a, &vals, made);
+    if (a->text && (!made || rc != 0)) {
         if (made)
             evbuffer_free(made);
-        /* (not ex_fail: that one speaks of an upstream, and this route has none) */
-        ex_refuse(ex, HTTP_SERVICE_UNAVAILABLE, "out of memory for the route's answer", true);
+        if (rc == -2) /* nginx's $host falls back to its server_name; a route has none */
+            ex_refuse(ex, HTTP_BAD_REQUEST, "no host to redirect to: the request named none",
+                      !relay_discard_body(ex));
+        else /* (not ex_fail: that one speaks of an upstream, and this route has none) */
+            ex_refuse(ex, HTTP_SERVICE_UNAVAILABLE, "out of memory for the route's answer", true);
         return;
     }
     size_t made_len = made ? evbuffer_get_length(made) : 0;

@@ -13,7 +13,8 @@
 
 /* A redirect's Location into out: a's URL with its variables expanded from vals, the client's
  * words percent-encoded where they are no URL byte, a leading run of '/' or '\' made one '/'.
- * 0, or -1 out of memory. */
+ * 0; -1 out of memory; -2 when an absolute URL's authority came out empty (its $host, of a
+ * request without a Host: no Location to send). */
 int route_return_location(const struct route_return *a, const struct hrule_values *vals,
                           struct evbuffer *out);
 

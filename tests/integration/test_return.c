@@ -111,6 +111,10 @@ static const struct {
      400, NULL},
     {"a Host with a quote and sub-delims goes as it came (URL bytes)",
      "GET /q HTTP/1.1\r\nHost: a!$&'()*+,;=b\r\n\r\n", 301, "https://a!$&'()*+,;=b/q"},
+    {"no Host (HTTP/1.0): no authority for https://$host, 400 (not https:////evil.example/x, "
+     "which browsers read as host evil.example)", "GET //evil.example/x HTTP/1.0\r\n\r\n", 400,
+     NULL},
+    {"... nor an empty Host", "GET /x HTTP/1.1\r\nHost: \r\n\r\n", 400, NULL},
 };
 
 static void test_hostile_host_and_target(void **state)

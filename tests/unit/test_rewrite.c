@@ -250,6 +250,23 @@ static void test_return_location(void **state)
                      rows[i].want);
         evbuffer_free(out);
     }
+    /* an absolute URL whose $host came out empty (a request without a Host) has no
+     * authority: "https:////evil.example/x" is a URL of host evil.example to a browser */
+    static const char *const no_host[] = {"https://$host$request_uri", "$scheme://$host/",
+                                          "http://$host"};
+    for (size_t i = 0; i < ROWS(no_host); i++) {
+        char url[64];
+        snprintf(url, sizeof(url), "%s", no_host[i]);
+        struct route_return a = {.status = 308, .text = url, .text_len = strlen(url),
+                                 .vars = true};
+        struct hrule_values vals = {.client_addr = "127.0.0.1", .request_id = "rid",
+                                    .request_uri = "//evil.example/x", .request_uri_len = 16};
+        struct evbuffer *out = evbuffer_new();
+        assert_non_null(out);
+        if (route_return_location(&a, &vals, out) != -2)
+            fail_msg("%s without a host: not -2", no_host[i]);
+        evbuffer_free(out);
+    }
     static char slashes[4096];
     memset(slashes, '/', sizeof(slashes));
     char url[] = "/$request_uri";
