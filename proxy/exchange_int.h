@@ -20,6 +20,7 @@
 #include "portico/hints.h"
 #include "portico/http1.h"
 #include "portico/phase.h"
+#include "portico/realip.h"
 #include "portico/trace.h"
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
@@ -227,6 +228,14 @@ static inline int ex_client_addr(const struct exchange *ex, struct fault_addr *o
         return 0;
     }
     return fault_addr_parse(ex->ds.peer->ip, out);
+}
+
+/* The client's address as text, for $client_addr (header rules, return): the one real_ip took
+ * from a trusted proxy, else the peer's, as nginx's realip module makes $remote_addr (and as
+ * client_rate, allow/deny and balance = hash key on). buf: PEER_ADDR_MAX bytes. */
+static inline const char *ex_client_text(const struct exchange *ex, char *buf, size_t size)
+{
+    return ex->real_ip ? realip_text(&ex->client_addr, buf, size) : ex->ds.peer->ip;
 }
 
 /* Ends the exchange with outcome o (the one setter); the entry point's settle() finishes it. */

@@ -509,7 +509,7 @@ static void rule_put(void *ctx, const char *p, size_t n, bool variable)
 static void rule_value(struct head_buf *b, const struct hrule *r, const struct fwd_request *fwd)
 {
     struct hrule_values vals = {
-        .client_addr = fwd->client_ip,
+        .client_addr = fwd->client_addr ? fwd->client_addr : fwd->client_ip,
         .request_id = fwd->request_id,
         .tls = fwd->client_tls,
         .host = fwd->client_host,

@@ -359,12 +359,13 @@ static int resend_replay(struct exchange *ex)
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
-    char traceparent[TRACEPARENT_LEN + 1];
+    char traceparent[TRACEPARENT_LEN + 1], client[PEER_ADDR_MAX];
     trace_format(&ex->trace, traceparent, sizeof(traceparent));
     struct fwd_request fwd = {
         .target = ex->target,
         .target_len = ex->target_len,
         .client_ip = ex->ds.peer->ip,
+        .client_addr = ex->route->request_rules ? ex_client_text(ex, client, sizeof(client)) : NULL,
         .client_tls = ex->ds.peer->tls,
         .trusted_proxy = ex->from_trusted,
         .request_id = ex->request_id,

@@ -147,8 +147,9 @@ void route_return_answer(struct exchange *ex)
     /* the request body is not wanted: read and dropped as a refusal's is, else the connection
      * cannot go on */
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
+    char client[PEER_ADDR_MAX];
     struct hrule_values vals = {
-        .client_addr = ex->ds.peer->ip,
+        .client_addr = ex_client_text(ex, client, sizeof(client)),
         .request_id = ex->request_id,
         .tls = ex->ds.peer->tls,
         .host = ex->host,

@@ -90,7 +90,8 @@ enum hrule_var hrule_var_at(const char *v, size_t n, size_t *len);
 
 /* What a value's variables stand for, in one request. */
 struct hrule_values {
-    const char *client_addr;     /* $client_addr: the connection's peer, NUL-terminated */
+    const char *client_addr;     /* $client_addr: the client real_ip or the PROXY header named,
+                                    else the peer, NUL-terminated */
     const char *request_id;      /* $request_id, NUL-terminated */
     bool tls;                    /* $scheme: https, else http */
     const char *host;            /* $host: the host the client addressed, or NULL (empty) */

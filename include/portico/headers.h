@@ -28,6 +28,8 @@ struct fwd_request {
     const char *target;          /* origin-form target to send */
     size_t target_len;
     const char *client_ip;       /* appended to X-Forwarded-For */
+    const char *client_addr;     /* $client_addr of the rules: real_ip's client, else the peer;
+                                    NULL: client_ip */
     bool client_tls;             /* X-Forwarded-Proto: https */
     bool trusted_proxy;          /* the client is one of trusted_proxies: its X-Forwarded-Proto
                                     and -Host, Forwarded, X-Real-IP and proxy claims go on */

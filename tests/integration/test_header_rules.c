@@ -845,6 +845,36 @@ static void test_long_trailer_name_ruled(void **state)
     fake_origin_stop(o);
 }
 
+/* $client_addr is the client Portico decided on: behind a trusted proxy, the address real_ip
+ * took from it (nginx's realip module makes $remote_addr so), not the proxy's; X-Forwarded-For's
+ * last element stays the connection's. On the old code X-Real-IP was 127.0.0.1, the proxy. */
+static void test_client_addr_behind_trusted_proxy(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("trusted_proxies = 127.0.0.1\nreal_ip = x-forwarded-for\n",
+                                 RULES_ROUTES, fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /rules/r HTTP/1.1\r\nHost: t\r\n"
+                                     "X-Forwarded-For: 127.9.9.9\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    static const char *const want[] = {"\r\nX-Real-IP: 127.9.9.9\r\n",
+                                       "\r\nX-Forwarded-For: 127.9.9.9, 127.0.0.1\r\n", NULL};
+    static const char *const absent[] = {"X-Real-IP: 127.0.0.1", NULL};
+    check_head("behind a trusted proxy", head, want, absent, "X-Real-IP");
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -864,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_reload_changes_rules),
         cmocka_unit_test(test_request_rules_over_tls),
         cmocka_unit_test(test_long_trailer_name_ruled),
+        cmocka_unit_test(test_client_addr_behind_trusted_proxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -455,6 +455,25 @@ static void test_reload_swaps(void **state)
     px_stop(h);
 }
 
+/* $client_addr in a return's text is the client real_ip took from a trusted proxy, as in
+ * header rules (on the old code: the proxy's own address, 127.0.0.1). */
+static void test_client_addr_behind_trusted_proxy(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("trusted_proxies = 127.0.0.1\nreal_ip = x-forwarded-for\n",
+                                 "[route who]\nreturn = 200 you are $client_addr\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: a\r\n"
+                                     "X-Forwarded-For: 127.9.9.9\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "you are 127.9.9.9\n");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -468,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_request_uri_in_rule),
         cmocka_unit_test(test_refused_at_load),
         cmocka_unit_test(test_reload_swaps),
+        cmocka_unit_test(test_client_addr_behind_trusted_proxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
