@@ -22,21 +22,6 @@ const char *acl_action_name(enum acl_action a)
     return (unsigned)a < ARRAY_LEN(action_names) ? action_names[a] : "?";
 }
 
-/* Whether a block's address has no bit set past its length: 127.0.0.1/8 names 127.0.0.0/8 to
- * the matcher, but whoever wrote it meant one address or the other (nginx warns "low address
- * bits are meaningless"; a rule that decides who gets in is refused until it says one). */
-static bool host_bits_clear(const struct fault_cidr *c)
-{
-    unsigned width = c->net.v6 ? 16 : 4;
-    for (unsigned byte = c->bits / 8; byte < width; byte++) {
-        unsigned keep = byte == c->bits / 8 ? c->bits % 8 : 0;
-        uint8_t mask = (uint8_t)(0xff >> keep);
-        if (c->net.bytes[byte] & mask)
-            return false;
-    }
-    return true;
-}
-
 static const char *block_text(const struct fault_cidr *c, char *buf, size_t size)
 {
     char addr[INET6_ADDRSTRLEN];
@@ -58,8 +43,7 @@ const char *acl_rule_text(const struct acl_rule *r, char *buf, size_t size)
     return buf;
 }
 
-/* The network of c: its address with the bits past its length cleared (host_bits_clear's
- * answer, for the message that says what to write). */
+/* The network of c: its address with the bits past its length cleared. */
 static struct fault_cidr network_of(const struct fault_cidr *c)
 {
     struct fault_cidr n = *c;
@@ -69,6 +53,15 @@ static struct fault_cidr network_of(const struct fault_cidr *c)
         n.net.bytes[byte] &= (uint8_t)~(0xff >> keep);
     }
     return n;
+}
+
+/* Whether a block's address has no bit set past its length: 127.0.0.1/8 names 127.0.0.0/8 to
+ * the matcher, but whoever wrote it meant one address or the other (nginx warns "low address
+ * bits are meaningless"; a rule that decides who gets in is refused until it says one). */
+static bool host_bits_clear(const struct fault_cidr *c)
+{
+    struct fault_cidr n = network_of(c);
+    return memcmp(n.net.bytes, c->net.bytes, sizeof(n.net.bytes)) == 0;
 }
 
 /* The 16 bytes of an address as two words (an IPv4 one in the first 4, the rest 0). */
