@@ -508,6 +508,9 @@ static void test_return_edges(void **state)
         if (rows[i].location ? !loc || strcmp(loc, rows[i].location) != 0 : !!loc)
             fail_msg("%s: Location %s:\n%s", rows[i].why, loc ? loc : "(none)", r.head.text);
         assert_int_equal(raw_head_field_count(&r.head, "Server"), 1); /* the rule's, or ours */
+        const char *conn = raw_header(&r, "Connection"); /* said, not only done */
+        if (rows[i].closes != (conn && strcmp(conn, "close") == 0))
+            fail_msg("%s: Connection %s", rows[i].why, conn ? conn : "(none)");
         if (raw_wait_closed(c, rows[i].closes ? PX_IO_MS : 0) != rows[i].closes)
             fail_msg("%s: the connection %s", rows[i].why, rows[i].closes ? "stayed" : "closed");
         raw_response_free(&r);
