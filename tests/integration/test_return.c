@@ -519,6 +519,36 @@ static void test_return_edges(void **state)
     px_stop(h);
 }
 
+/* The access line counts the body sent: a HEAD's answer has none (bytes_out=0), where the GET
+ * of the same route sent its 12 bytes. */
+static void test_head_logs_no_body(void **state)
+{
+    (void)state;
+    struct harness *h = px_start(NULL, RETURN_ROUTES);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "HEAD /healthz HTTP/1.1\r\nHost: app.test\r\n"
+                                     "X-Request-Id: ret-head\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\nHost: app.test\r\n"
+                                     "X-Request-Id: ret-get\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    char *line = px_log_line_for_id(h, "ret-head");
+    if (!tu_contains(line, " bytes_out=0 "))
+        fail_msg("HEAD: %s", line);
+    free(line);
+    line = px_log_line_for_id(h, "ret-get");
+    if (!tu_contains(line, " bytes_out=12 "))
+        fail_msg("GET: %s", line);
+    free(line);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -534,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_reload_swaps),
         cmocka_unit_test(test_client_addr_behind_trusted_proxy),
         cmocka_unit_test(test_return_edges),
+        cmocka_unit_test(test_head_logs_no_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
