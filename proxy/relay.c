@@ -22,6 +22,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mirror.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
 #include "portico/sock.h"
@@ -112,8 +113,19 @@ static bool interim_in_time(struct exchange *ex)
     return restarts || ex->now < ex->first_byte_deadline;
 }
 
+/* The request is whole in our hands: its copy goes to the route's mirrors, which the
+ * exchange forgets (each is its own owner from now). */
+static void send_mirror(struct exchange *ex)
+{
+    struct mirror_copy *c = ex->mirror;
+    ex->mirror = NULL;
+    mirror_copy_send(ex->loop, c);
+}
+
 void relay_request_sent(struct exchange *ex)
 {
+    if (ex->mirror && ex->req_state == REQ_DONE)
+        send_mirror(ex);
     if (ex->pc.current != PHASE_SEND || !request_sent(ex))
         return;
     phase_close(&ex->pc, ex->now);
@@ -256,6 +268,8 @@ void relay_request_body(struct exchange *ex)
          * without a length from an HTTP/2 client lacked it, and the origin waited for it) */
         if (ex->replay && ex->usock)
             keep_replay(ex, out, before_out);
+        if (ex->mirror && ex->usock)
+            mirror_copy_body(ex->mirror, out, before_out);
         if (ex->usock)
             flush_origin(ex);
         else
@@ -356,6 +370,15 @@ static int resend_replay(struct exchange *ex)
     return p && evbuffer_add(out, p, n) == 0 ? 0 : -1;
 }
 
+/* The route mirrors: the copy of this request for its mirrors, decided once (mirror.h). Its
+ * body streams past a copy when it is an upgrade's or a CONNECT's: never mirrored. */
+static void make_mirror(struct exchange *ex, const struct fwd_request *fwd)
+{
+    ex->mirror_made = true;
+    ex->mirror = mirror_copy_new(ex->loop, ex->route, ex->route_index, &ex->req, fwd,
+                                 ex->upgrade || ex->req.method_id == METHOD_CONNECT);
+}
+
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
@@ -410,6 +433,9 @@ static void send_request(struct exchange *ex)
         ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
         return;
     }
+    size_t body_from = evbuffer_get_length(ex->usock->out);
+    if (ex->route->nmirrors && !ex->mirror_made) /* the first send: the head as it went */
+        make_mirror(ex, &fwd);
     /* Resent (a stale pooled connection, another origin): the body taken so far goes again
      * first (the rest follows from the client). Else (no replay): an empty chunked body was
      * consumed from the client already, its last chunk went to the failed connection; it goes
@@ -427,13 +453,15 @@ static void send_request(struct exchange *ex)
             return;
         }
     }
+    if (ex->mirror && ex->attempts == 1) /* (an empty chunked body's last chunk, above) */
+        mirror_copy_body(ex->mirror, ex->usock->out, body_from);
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     /* (not while a copy is kept: spliced bytes pass it by, and a body of exactly REPLAY_MAX,
      * its head read alone, lost its copy and its retry) */
     ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) && !ex->replay &&
-                     splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
+                     !ex->mirror && splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
          * nothing */
