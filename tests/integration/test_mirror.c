@@ -6,7 +6,9 @@
  * lines when they name no upstream, the route's own, or a share out of range. Fake origins on
  * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
  */
+#include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +304,42 @@ static void test_mirror_http2(void **state)
     fake_origin_stop(prod);
 }
 
+static atomic_int heads_seen; /* request heads the primary origin read */
+
+static void head_seen(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&heads_seen, 1);
+}
+
+/* A client gone before its request was whole: nothing is mirrored (unsent), the copy freed
+ * (ASan: no leak); one gone after it was whole does not take back its mirror request. */
+static void test_mirror_client_gone(void **state)
+{
+    (void)state;
+    atomic_store(&heads_seen, 0);
+    struct fake_origin *prod = origin((struct fake_origin_opts){.kind = FO_OK,
+                                                                .on_head = head_seen});
+    struct fake_origin *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "POST /g HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+                                     "abc"),
+                     0);
+    /* the head reached the origin: the copy was made with it */
+    for (int64_t end = tu_now_ms() + IO_MS; !atomic_load(&heads_seen) && tu_now_ms() < end;)
+        sched_yield();
+    assert_int_equal(atomic_load(&heads_seen), 1);
+    raw_close(c);
+    wait_count(h, "unsent", 1);
+    assert_int_equal(fake_origin_requests(staging), 0);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 /* A reload: a mirror request under way on the old worker is cut when that worker ends, and
  * counted. */
 static void test_mirror_reload_cuts(void **state)
@@ -378,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_mirror_body_bound),
         cmocka_unit_test(test_mirror_percent),
         cmocka_unit_test(test_mirror_http2),
+        cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
         cmocka_unit_test(test_mirror_refused_at_load),
     };
