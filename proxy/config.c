@@ -1326,12 +1326,14 @@ static void resolve_mirrors(struct cfg_loader *ld, struct route_conf *r, int i)
                 cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror = %s named twice (line "
                            "%d)", r->name, r->mirror_names[m], r->mirror_lines[o]);
     }
-    /* the sampling and body keys of a route that mirrors nothing would be silently idle */
+    /* the sampling and body keys of a route that mirrors nothing are idle: said, as a mirror
+     * commented out for a while leaves them behind */
     static const char *const mirror_keys[] = {"mirror_percent", "mirror_body"};
     for (size_t k = 0; r->nmirrors == 0 && k < ARRAY_LEN(mirror_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, mirror_keys[k]);
         if (line)
-            cfg_report(ld, line, "[route %s]: %s without mirror", r->name, mirror_keys[k]);
+            cfg_warn(ld, line, "[route %s]: %s without mirror: it does nothing", r->name,
+                     mirror_keys[k]);
     }
 }
 

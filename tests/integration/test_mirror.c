@@ -373,8 +373,6 @@ static const struct {
     {"mirror = nowhere\n", 9, "[route r]: mirror: no [upstream nowhere]"},
     {"mirror = prod\n", 9, "[route r]: mirror = prod is the route's own upstream"},
     {"mirror = staging\nmirror_percent = 101\n", 10, "mirror_percent"},
-    {"mirror_percent = 50\n", 9, "[route r]: mirror_percent without mirror"},
-    {"mirror_body = off\n", 9, "[route r]: mirror_body without mirror"},
     {"mirror = staging\nmirror = staging\n", 10, "[route r]: mirror = staging named twice"},
     {"mirror = staging\nmirror = staging\nmirror = staging\nmirror = staging\nmirror = staging\n",
      13, "mirror: at most 4 per route"},
@@ -400,6 +398,28 @@ static void test_mirror_refused_at_load(void **state)
                  refusal_rows[i].message);
         if (!tu_contains(res.err, want))
             fail_msg("%s: no \"%s\" in:\n%s", refusal_rows[i].route, want, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+    /* idle keys load, with a warning at their line */
+    static const char *const idle[] = {"mirror_percent = 50", "mirror_body = off"};
+    for (size_t i = 0; i < ARRAY_SIZE(idle); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "[upstream prod]\norigin = sim\n"
+                                              "[upstream staging]\norigin = sim\n"
+                                              "[route r]\nupstream = prod\n%s\n",
+                                              idle[i]),
+                         0);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 0);
+        char want[1200];
+        snprintf(want, sizeof(want), "%s:9: warning: [route r]: %.*s without mirror: it does "
+                 "nothing", harness_config_path(h), (int)strcspn(idle[i], " "), idle[i]);
+        if (!tu_contains(res.err, want))
+            fail_msg("%s: no \"%s\" in:\n%s", idle[i], want, res.err);
         tu_cmd_result_free(&res);
         harness_free(h);
     }
