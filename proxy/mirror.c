@@ -99,11 +99,6 @@ int mirror_loop_init(struct loop *l)
     return 0;
 }
 
-unsigned mirror_in_flight(const struct loop *l)
-{
-    return l->mirror ? l->mirror->in_flight : 0;
-}
-
 /* ---- one mirror request ---- */
 
 /* The one exit of a mirror request: counted, logged when it failed (rate-limited), freed. */

@@ -78,7 +78,4 @@ int mirror_loop_init(struct loop *l);
 /* Mirror requests still under way are cut (counted cut), the state freed: the worker ends. */
 void mirror_loop_free(struct loop *l);
 
-/* Mirror requests under way on the loop. */
-unsigned mirror_in_flight(const struct loop *l);
-
 #endif
