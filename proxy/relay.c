@@ -156,7 +156,6 @@ static bool splice_allowed(const struct exchange *ex, bool can_splice,
     return ex->cfg->splice && can_splice && !ex->usock->ssl && body_spliceable(body);
 }
 
-/* All of the request body is in: wait for the response. */
 /* The request is whole in our hands, and went to the origin first: its copy goes to the
  * route's mirrors, which the exchange forgets (each is its own owner from now). Not inlined:
  * the callers stay as small as they were for the routes that mirror nothing. */
@@ -167,6 +166,7 @@ static __attribute__((noinline)) void send_mirror(struct exchange *ex)
     mirror_copy_send(ex->loop, c);
 }
 
+/* All of the request body is in: wait for the response. */
 static void request_body_done(struct exchange *ex)
 {
     ex->req_state = REQ_DONE;
@@ -467,10 +467,11 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
-    /* (not while a copy is kept: spliced bytes pass it by, and a body of exactly REPLAY_MAX,
-     * its head read alone, lost its copy and its retry) */
+    /* (not while a copy is kept, the replay or the mirrors': spliced bytes pass it by, and a
+     * body of exactly REPLAY_MAX, its head read alone, lost its copy and its retry) */
     ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) && !ex->replay &&
-                     !ex->mirror && splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
+                     !ex->mirror &&
+                     splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
          * nothing */
