@@ -101,6 +101,8 @@ static void route_defaults(struct route_conf *r)
     r->continue_timeout_ms = 1000;
     r->early_hints_cache = 1000;
     r->upstream = -1;
+    r->mirror_percent = 100;
+    r->mirror_body = true;
 }
 
 /* Makes room for entry n of a section array and of its key lines (doubling; sections are few).
@@ -529,6 +531,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->max_request_line = 8 * 1024;
     cfg->max_body_size = UINT64_C(1) << 30;
     cfg->client_limit_table = 100000;
+    cfg->mirror_max_in_flight = 64;
     for (int t = 0; t < TIMER_COUNT; t++)
         cfg->timers_ms[t] = timer_rows[t].def_ms;
     cfg->interim_resets_timer = true;
@@ -1301,6 +1304,39 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
                    r->name, r->upstream_name);
 }
 
+/* The route's mirror upstreams, by name: each another upstream than the route's own (a copy to
+ * production itself would double its load), named once. */
+static void resolve_mirrors(struct cfg_loader *ld, struct route_conf *r, int i)
+{
+    struct config *cfg = ld->cfg;
+    for (int m = 0; m < r->nmirrors; m++) {
+        r->mirrors[m] = -1;
+        for (int u = 0; u < cfg->nupstreams; u++)
+            if (strcmp(cfg->upstreams[u].name, r->mirror_names[m]) == 0)
+                r->mirrors[m] = u;
+        if (r->mirrors[m] < 0)
+            cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror: no [upstream %s]", r->name,
+                       r->mirror_names[m]);
+        else if (r->mirrors[m] == r->upstream)
+            cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror = %s is the route's own "
+                       "upstream: its origins would get every request twice", r->name,
+                       r->mirror_names[m]);
+        for (int o = 0; o < m; o++)
+            if (strcmp(r->mirror_names[o], r->mirror_names[m]) == 0)
+                cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror = %s named twice (line "
+                           "%d)", r->name, r->mirror_names[m], r->mirror_lines[o]);
+    }
+    /* the sampling and body keys of a route that mirrors nothing are idle: said, as a mirror
+     * commented out for a while leaves them behind */
+    static const char *const mirror_keys[] = {"mirror_percent", "mirror_body"};
+    for (size_t k = 0; r->nmirrors == 0 && k < ARRAY_LEN(mirror_keys); k++) {
+        int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, mirror_keys[k]);
+        if (line)
+            cfg_warn(ld, line, "[route %s]: %s without mirror: it does nothing", r->name,
+                     mirror_keys[k]);
+    }
+}
+
 /* A route that answers itself (return) has no origin: the keys that speak of one would be
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
@@ -1314,7 +1350,8 @@ static void validate_return(struct cfg_loader *ld, const struct route_conf *r, i
         "request_header_remove", "early_hints",     "early_hints_learn",
         "early_hints_cache", "expect",              "continue_timeout",
         "processing_interval", "server_timing",     "client_body_min_rate",
-        "client_body_rate_grace",
+        "client_body_rate_grace", "mirror",            "mirror_percent",
+        "mirror_body",
     };
     for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
@@ -1365,6 +1402,8 @@ static void validate_routes(struct cfg_loader *ld)
             validate_return(ld, r, i);
         else
             resolve_upstream(ld, r, i);
+        if (!r->answer)
+            resolve_mirrors(ld, r, i);
         for (int j = 0; j < i; j++) {
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
@@ -1601,6 +1640,8 @@ void cfg_free(struct config *cfg)
         free(r->host);
         free(r->prefix);
         free(r->upstream_name);
+        for (int m = 0; m < r->nmirrors; m++)
+            free(r->mirror_names[m]);
         for (int h = 0; h < r->nhints; h++)
             free(r->early_hints[h]);
         hrules_free(r->request_rules);
