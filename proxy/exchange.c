@@ -1020,6 +1020,7 @@ static struct exchange *exchange_alloc(struct loop *l, size_t size, size_t *got)
 
 void exchange_spare_free(struct loop *l)
 {
+    fault_exec_spare_free(l);
     while (l->spare_exchanges > 0) {
         unsigned i = --l->spare_exchanges;
         SPARE_UNPOISON(l->spare_exchange[i].p, l->spare_exchange[i].size);
