@@ -441,6 +441,9 @@ const char *fault_exec_name(const struct exchange *ex);
 /* The exchange ends: its place under max_active is given back, the fault freed. */
 void fault_exec_end(struct exchange *ex);
 
+/* Frees the fault allocation the loop keeps (loop.h), if any. */
+void fault_exec_spare_free(struct loop *l);
+
 /* ---- the one exit ---- */
 
 /* Ends an entry point: when the exchange is over, logs it, gives back or closes the origin
