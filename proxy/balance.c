@@ -502,7 +502,11 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
      * of a refusing origin (a weight by repetition) failed again while another answered. */
     exclude = balancer_listings(b, exclude);
     /* the backups when no primary will do, a retry after the last primary failed included (as
-     * nginx's backup servers take the tries the primaries could not) */
+     * nginx's backup servers take the tries the primaries could not); asked first, so that a
+     * pick among no primary takes no turn of the cycle (the turn after a backup's is a
+     * primary's: each request then took the same backup's) */
+    if (b->backups && !any_usable(b, now_ms, exclude | b->backups))
+        return pick_among(b, now_ms, rnd, exclude | b->primaries, retry, probe);
     int o = pick_among(b, now_ms, rnd, exclude | b->backups, retry, probe);
     return o >= 0 || !b->backups ? o : pick_among(b, now_ms, rnd, exclude | b->primaries, retry,
                                                   probe);
