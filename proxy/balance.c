@@ -98,6 +98,7 @@ struct balancer {
     uint8_t *cycle;                    /* the round-robin order, one origin index per turn */
     uint32_t backups;                  /* the backup origins (bit i: origin i) */
     uint32_t primaries;                /* the others */
+    bool ramps;                        /* slow_start is set: read by each pick */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -225,6 +226,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
     if (!b)
         return NULL;
     b->up = up;
+    b->ramps = up->slow_start_ms > 0;
     for (int o = 0; o < up->norigins; o++)
         b->ncycle += weight_of(b, o);
     b->cycle = calloc(b->ncycle ? b->ncycle : 1, sizeof(*b->cycle));
@@ -272,7 +274,8 @@ static uint64_t state_word(enum origin_state st, uint64_t probe)
 }
 
 /* May origin o take an attempt at now: up, or down with its down_time over (the probe). */
-static bool usable(const struct balancer *b, int o, uint64_t now_ms)
+__attribute__((always_inline)) static inline bool usable(const struct balancer *b, int o,
+                                                        uint64_t now_ms)
 {
     const struct origin_slot *s = &b->origins[o];
     if (atomic_load_explicit(&s->check, memory_order_relaxed) == CHECK_FAILING)
@@ -397,19 +400,34 @@ static int turn_at(struct balancer *b, uint64_t now_ms, uint32_t exclude)
 /* The origin of the next turn of the shared cycle that is usable and outside exclude, or -1.
  * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
  * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
- * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
-static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+ * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000).
+ * ramped: a ramping origin's turn may pass on too (slow_start). */
+__attribute__((always_inline)) static inline int turn_walk(struct balancer *b, uint64_t now_ms,
+                                                         uint32_t exclude, bool ramped)
 {
     for (unsigned i = 0; i < b->ncycle; i++) {
         unsigned turn = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
         int o = b->cycle[turn % b->ncycle];
         if (!(exclude & (1u << o)) && usable(b, o, now_ms) &&
-            (!b->up->slow_start_ms || ramp_takes_turn(b, o, now_ms)))
+            (!ramped || ramp_takes_turn(b, o, now_ms)))
             return o;
         if (i == 0 && !any_usable(b, now_ms, exclude))
             return -1; /* every origin down: no walk over the whole cycle */
     }
     return turn_at(b, now_ms, exclude); /* other threads took the turns between ours */
+}
+
+/* turn_walk under slow_start: a function of its own, so that the walk without it keeps its
+ * registers (the call inside cost every pick 8 instructions). */
+__attribute__((noinline)) static int ramped_turn(struct balancer *b, uint64_t now_ms,
+                                                 uint32_t exclude)
+{
+    return turn_walk(b, now_ms, exclude, true);
+}
+
+static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    return b->ramps ? ramped_turn(b, now_ms, exclude) : turn_walk(b, now_ms, exclude, false);
 }
 
 /* The least busy usable origin outside exclude; ties go to the first in index order from start. */
@@ -456,8 +474,9 @@ static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t 
 
 /* balancer_pick among the origins outside exclude (their listings included), a retry's or a
  * first attempt's. */
-static int pick_among(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
-                      bool retry, uint64_t *probe)
+__attribute__((always_inline)) static inline int pick_among(struct balancer *b, uint64_t now_ms,
+                                                          uint64_t rnd, uint32_t exclude,
+                                                          bool retry, uint64_t *probe)
 {
     /* A retry (origins already tried) takes no turn of the cycle: it goes to the origin whose
      * turn comes, and so does the next request. Taking one put the next request back on the
@@ -490,6 +509,21 @@ static int pick_among(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_
     return -1;
 }
 
+/* pick_among in an upstream with backups: the backups when no primary will do, a retry after
+ * the last primary failed included (as nginx's backup servers take the tries the primaries
+ * could not). No primary usable is asked first, so that a pick among none takes no turn of the
+ * cycle (the turn after a backup's is a primary's: each request then took the same backup's). */
+__attribute__((noinline)) static int pick_tier(struct balancer *b, uint64_t now_ms, uint64_t rnd,
+                                               uint32_t exclude, bool retry, uint64_t *probe)
+{
+    if (any_usable(b, now_ms, exclude | b->backups)) {
+        int o = pick_among(b, now_ms, rnd, exclude | b->backups, retry, probe);
+        if (o >= 0)
+            return o; /* else the primaries went between any_usable and the pick */
+    }
+    return pick_among(b, now_ms, rnd, exclude | b->primaries, retry, probe);
+}
+
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
                   uint64_t *probe)
 {
@@ -501,15 +535,9 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
     /* An origin tried is tried at every listing of its address: a retry on the second listing
      * of a refusing origin (a weight by repetition) failed again while another answered. */
     exclude = balancer_listings(b, exclude);
-    /* the backups when no primary will do, a retry after the last primary failed included (as
-     * nginx's backup servers take the tries the primaries could not); asked first, so that a
-     * pick among no primary takes no turn of the cycle (the turn after a backup's is a
-     * primary's: each request then took the same backup's) */
-    if (b->backups && !any_usable(b, now_ms, exclude | b->backups))
-        return pick_among(b, now_ms, rnd, exclude | b->primaries, retry, probe);
-    int o = pick_among(b, now_ms, rnd, exclude | b->backups, retry, probe);
-    return o >= 0 || !b->backups ? o : pick_among(b, now_ms, rnd, exclude | b->primaries, retry,
-                                                  probe);
+    if (b->backups) /* a call of its own: without backups a pick pays a load and a branch */
+        return pick_tier(b, now_ms, rnd, exclude, retry, probe);
+    return pick_among(b, now_ms, rnd, exclude, retry, probe);
 }
 
 /* The origin of the first point at or after key on the ring that is usable and outside
