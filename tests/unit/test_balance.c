@@ -1,9 +1,9 @@
 /*
  * test_balance.c — the balancer (balance.h) without sockets or clocks: round-robin spread and
  * weights, least_conn, random_two, passive health (max_fails within fail_window, down_time,
- * the half-open probe), active check verdicts and their rise and fall counts, in-flight counts;
- * and the configuration keys of balancing, health, retries, tunnels and limits with their
- * FILE:LINE errors.
+ * the half-open probe), active check verdicts and their rise and fall counts, in-flight counts,
+ * backup origins (by every policy) and slow_start's ramp; and the configuration keys of
+ * balancing, health, retries, tunnels and limits with their FILE:LINE errors.
  */
 #include <pthread.h>
 #include <setjmp.h>
