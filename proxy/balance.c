@@ -592,6 +592,9 @@ int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32
     if (!b->npoints) /* not an upstream of balance = hash */
         return balancer_pick(b, now_ms, key, exclude, probe);
     exclude = balancer_listings(b, exclude);
+    /* the backups' points are passed over while a primary will do, as pick_tier's turns are */
+    if (b->backups && !any_usable(b, now_ms, exclude | b->backups))
+        return ring_pick(b, now_ms, key, exclude | b->primaries, probe);
     int o = ring_pick(b, now_ms, key, exclude | b->backups, probe);
     return o >= 0 || !b->backups ? o : ring_pick(b, now_ms, key, exclude | b->primaries, probe);
 }
