@@ -220,6 +220,51 @@ static void test_backup_health_check(void **state)
     fake_origin_stop(backup);
 }
 
+/* Every policy: two primaries out by their checks send every request (8 paths) to the two
+ * backups, shared by the policy; one primary back takes them all. */
+static const char *const policies[] = {"least_conn", "random_two", "hash $uri"};
+
+static void test_backup_policies(void **state)
+{
+    (void)state;
+    for (size_t p = 0; p < ARRAY_SIZE(policies); p++) {
+        struct mortal m[4];
+        struct fake_origin *o[4];
+        for (int i = 0; i < 4; i++)
+            o[i] = mortal_start(&m[i]);
+        atomic_store(&m[0].dead, true);
+        atomic_store(&m[1].dead, true);
+        struct harness *h = px_start(
+            NULL,
+            "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+            "origin = 127.0.0.1:%u backup\norigin = 127.0.0.1:%u backup\nbalance = %s\n"
+            "health_check = GET /healthz every 100ms expect 200\n",
+            fake_origin_port(o[0]), fake_origin_port(o[1]), fake_origin_port(o[2]),
+            fake_origin_port(o[3]), policies[p]);
+        assert_int_equal(harness_wait_log_count(h, "answered 500); marked down", 2, PX_IO_MS), 0);
+        char path[32];
+        for (int k = 0; k < 8; k++) {
+            snprintf(path, sizeof(path), "/down/%d", k);
+            assert_int_equal(status_of(h, path), 200);
+        }
+        unsigned on_backups = atomic_load(&m[2].served) + atomic_load(&m[3].served);
+        print_message("  %s, primaries out: the backups took %u and %u\n", policies[p],
+                      atomic_load(&m[2].served), atomic_load(&m[3].served));
+        assert_int_equal(on_backups, 8);
+        atomic_store(&m[1].dead, false);
+        assert_int_equal(harness_wait_log(h, "passed its health check; up", PX_IO_MS), 0);
+        for (int k = 0; k < 8; k++) {
+            snprintf(path, sizeof(path), "/back/%d", k);
+            assert_int_equal(status_of(h, path), 200);
+        }
+        assert_int_equal(atomic_load(&m[1].served), 8);
+        assert_int_equal(atomic_load(&m[2].served) + atomic_load(&m[3].served), on_backups);
+        px_stop(h);
+        for (int i = 0; i < 4; i++)
+            fake_origin_stop(o[i]);
+    }
+}
+
 /* ---- slow start ---- */
 
 /* /status's weight_percent of origin o of the first upstream. */
@@ -384,6 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backup_max_fails),
         cmocka_unit_test(test_backup_health_check),
+        cmocka_unit_test(test_backup_policies),
         cmocka_unit_test(test_slow_start_share),
         cmocka_unit_test(test_slow_start_reload),
         cmocka_unit_test(test_backup_config_errors),
