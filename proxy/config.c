@@ -1168,6 +1168,33 @@ static void validate_proxy(struct cfg_loader *ld)
     resolve_user(ld);
 }
 
+/* Backup origins and slow_start: a standby needs a primary to stand by for, an address is a
+ * primary or a backup (its listings share one verdict), and a ring cannot ramp a weight (a key
+ * would move back and forth between origins as it grew: nginx refuses slow_start with hash). */
+static void validate_backups(struct cfg_loader *ld, struct upstream_conf *up,
+                             const struct cfg_key_lines *lines)
+{
+    int primaries = 0;
+    for (int o = 0; o < up->norigins; o++) {
+        primaries += !up->origins[o].backup;
+        for (int f = 0; f < o; f++)
+            if (up->origins[f].backup != up->origins[o].backup &&
+                strcmp(up->origins[f].text, up->origins[o].text) == 0) {
+                cfg_report(ld, up->line, "[upstream %s]: origin %s is listed both as a primary "
+                                         "and as a backup", up->name, up->origins[o].text);
+                break;
+            }
+    }
+    if (up->norigins > 0 && primaries == 0)
+        cfg_report(ld, up->line, "[upstream %s]: every origin is a backup; a backup takes "
+                                 "requests only when no primary can, so list one without "
+                                 "`backup`", up->name);
+    int slow_start = cfg_key_line(lines, CFG_SEC_UPSTREAM, "slow_start");
+    if (slow_start && up->slow_start_ms && up->balance == BALANCE_HASH)
+        cfg_report(ld, slow_start, "slow_start: not with balance = hash (a ramped weight would "
+                                   "move keys back and forth between origins)");
+}
+
 static void validate_upstream(struct cfg_loader *ld, int i)
 {
     struct config *cfg = ld->cfg;
@@ -1199,6 +1226,7 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                  (unsigned long long)up->max_fails, up->max_fails == 1 ? "" : "s",
                  cfg_duration_text(up->down_time_ms, down, sizeof(down)));
     }
+    validate_backups(ld, up, lines);
     bool has_sim = false;
     for (int o = 0; o < up->norigins; o++)
         has_sim |= up->origins[o].is_sim;

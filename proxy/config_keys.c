@@ -809,9 +809,10 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return 0;
 }
 
-/* "ADDR [weight=N]": the address into addr, the weight (1 when not given) into *weight. */
+/* "ADDR [weight=N] [backup]", the options in any order, each once: the address into addr, the
+ * weight (1 when not given) into *weight, whether it is a backup into *backup. */
 static int origin_options(struct cfg_loader *ld, const char *value, char *addr, size_t size,
-                          uint64_t *weight)
+                          uint64_t *weight, bool *backup)
 {
     const char *sp = strpbrk(value, " \t");
     size_t alen = sp ? (size_t)(sp - value) : strlen(value);
@@ -822,17 +823,35 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
     memcpy(addr, value, alen);
     addr[alen] = '\0';
     *weight = 1;
-    if (!sp)
-        return 0;
-    while (*sp == ' ' || *sp == '\t')
-        sp++;
-    if (strncmp(sp, "weight=", 7) != 0) {
-        cfg_report(ld, ld->line, "origin: unknown option '%s' (expected weight=N)", sp);
-        return -1;
-    }
-    if (parse_uint(sp + 7, 1, CFG_MAX_WEIGHT, weight) != 0) {
-        cfg_report(ld, ld->line, "origin: weight '%s' is not a whole number between 1 and %d",
-                   sp + 7, CFG_MAX_WEIGHT);
+    *backup = false;
+    bool weighted = false;
+    while (sp && *sp) {
+        while (*sp == ' ' || *sp == '\t')
+            sp++;
+        size_t len = strcspn(sp, " \t");
+        char word[64];
+        if (len == 0)
+            break;
+        snprintf(word, sizeof(word), "%.*s", (int)MIN(len, sizeof(word) - 1), sp);
+        sp += len;
+        if (len == 6 && strncmp(word, "backup", 6) == 0 && !*backup) {
+            *backup = true; /* nginx's and HAProxy's word */
+            continue;
+        }
+        if (strncmp(word, "weight=", 7) == 0 && !weighted) {
+            if (parse_uint(word + 7, 1, CFG_MAX_WEIGHT, weight) != 0) {
+                cfg_report(ld, ld->line,
+                           "origin: weight '%s' is not a whole number between 1 and %d", word + 7,
+                           CFG_MAX_WEIGHT);
+                return -1;
+            }
+            weighted = true;
+            continue;
+        }
+        bool repeated = (len == 6 && strncmp(word, "backup", 6) == 0) ||
+                        strncmp(word, "weight=", 7) == 0;
+        cfg_report(ld, ld->line, "origin: %s option '%s' (expected weight=N or backup, each once)",
+                   repeated ? "repeated" : "unknown", word);
         return -1;
     }
     return 0;
@@ -860,8 +879,10 @@ static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base
     memset(o, 0, sizeof(*o));
     char addr[300];
     uint64_t weight;
-    if (origin_options(ld, value, addr, sizeof(addr), &weight) != 0)
+    bool backup;
+    if (origin_options(ld, value, addr, sizeof(addr), &weight, &backup) != 0)
         return -1;
+    o->backup = backup;
     if (strcmp(addr, "sim") == 0) {
         if (!(o->host = cfg_copy(ld, "127.0.0.1")))
             return -1;
@@ -1671,6 +1692,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
     DURATION("fail_window", UPS(fail_window_ms), 1),
     DURATION("down_time", UPS(down_time_ms), 1),
+    DURATION("slow_start", UPS(slow_start_ms), 0),
     {"fail_timeout", set_fail_timeout, UPS(fail_window_ms), 1, CFG_MAX_DURATION_MS, NULL, 0,
      false},
     NUMBER("retries", set_uint, UPS(retries), 0, CFG_MAX_ORIGINS - 1),

@@ -233,6 +233,8 @@ static bool pick_origin(struct exchange *ex)
     ex->origin = o;
     ex->tried |= 1u << o;
     ex->holds_origin = true;
+    if (ex->up->origins[o].backup)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_BACKUP_ATTEMPTS, 1);
     return true;
 }
 

@@ -148,6 +148,7 @@ struct origin_conf {
     struct sockaddr_storage addr; /* valid when numeric */
     socklen_t addrlen;
     unsigned weight;              /* `weight=N`: its share of the requests (1-CFG_MAX_WEIGHT) */
+    bool backup;                  /* `backup`: takes requests only when no primary can */
     char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
 
@@ -181,6 +182,7 @@ struct upstream_conf {
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
     uint64_t fail_window_ms;               /* ... counted within this window */
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
+    uint64_t slow_start_ms;                /* an origin back up ramps to its weight in it; 0: off */
     enum balance_policy balance;
     enum hash_key_kind hash_key;           /* balance = hash: what the ring is keyed by */
     char hash_name[CFG_HASH_NAME_MAX];     /* $http_NAME: the field name, lowercase, '_' as '-';

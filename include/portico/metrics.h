@@ -58,6 +58,8 @@ struct evbuffer;
       "Responses cut short after their head was forwarded")                                        \
     X(M_UPSTREAM_NEXT_ORIGIN, "portico_upstream_next_origin_total",                                \
       "Attempts moved to another origin after a failed one (retries)")                             \
+    X(M_UPSTREAM_BACKUP_ATTEMPTS, "portico_upstream_backup_attempts_total",                        \
+      "Attempts sent to a backup origin (no primary would do)")                                   \
     X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \
       "Connects moved to the next address of an origin's name after one failed")                   \
     X(M_UPSTREAM_NO_LOCAL_PORT, "portico_upstream_no_local_port_total",                            \
