@@ -199,6 +199,18 @@ void route_return_answer(struct exchange *ex)
                              .framing = a->status == HTTP_NO_CONTENT ? H1_BODY_NONE
                                                                      : H1_BODY_LENGTH,
                              .content_length = body, .close = ex->close_client};
+    char why_big[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why_big, sizeof(why_big))) {
+        /* a Location past the field section this HTTP/2 client takes (the client's $host and
+         * target are its length): sent, python-h2 ends the whole connection, every stream of
+         * it lost (ds_head_fits); refused, the client's own stream alone fails, as a relayed
+         * head's 502 does */
+        if (made)
+            evbuffer_free(made);
+        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, why_big, ex->close_client);
+        return;
+    }
     bool head_only = ex->req.method_id == METHOD_HEAD;
     if (!ex_client_gone(ex)) {
         ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
