@@ -89,7 +89,8 @@ static int one_leading_slash(struct evbuffer *loc)
 
 /* Whether loc is an absolute URL whose authority came out empty: "https://$host$request_uri"
  * of a request without a Host is "https:///x", and of a target "//evil.example/x"
- * "https:////evil.example/x", which browsers read as a URL of host evil.example. */
+ * "https:////evil.example/x", which browsers read as a URL of host evil.example. A Host of a
+ * port alone (":80", an empty reg-name that RFC 3986 lets by) has no host either. */
 static bool authority_empty(struct evbuffer *loc)
 {
     static const char *const absolute[] = {"http://", "https://"}; /* all a URL may start
@@ -99,7 +100,8 @@ static bool authority_empty(struct evbuffer *loc)
     for (size_t i = 0; p && i < ARRAY_LEN(absolute); i++) {
         size_t n = strlen(absolute[i]);
         if (len >= n && memcmp(p, absolute[i], n) == 0)
-            return len == n || p[n] == '/' || p[n] == '\\' || p[n] == '?' || p[n] == '#';
+            return len == n || p[n] == '/' || p[n] == '\\' || p[n] == '?' || p[n] == '#' ||
+                   p[n] == ':';
     }
     return false;
 }
