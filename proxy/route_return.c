@@ -89,7 +89,8 @@ static int one_leading_slash(struct evbuffer *loc)
 
 /* Whether loc is an absolute URL whose authority came out empty: "https://$host$request_uri"
  * of a request without a Host is "https:///x", and of a target "//evil.example/x"
- * "https:////evil.example/x", which browsers read as a URL of host evil.example. */
+ * "https:////evil.example/x", which browsers read as a URL of host evil.example. A Host of a
+ * port alone (":80", an empty reg-name that RFC 3986 lets by) has no host either. */
 static bool authority_empty(struct evbuffer *loc)
 {
     static const char *const absolute[] = {"http://", "https://"}; /* all a URL may start
@@ -99,7 +100,8 @@ static bool authority_empty(struct evbuffer *loc)
     for (size_t i = 0; p && i < ARRAY_LEN(absolute); i++) {
         size_t n = strlen(absolute[i]);
         if (len >= n && memcmp(p, absolute[i], n) == 0)
-            return len == n || p[n] == '/' || p[n] == '\\' || p[n] == '?' || p[n] == '#';
+            return len == n || p[n] == '/' || p[n] == '\\' || p[n] == '?' || p[n] == '#' ||
+                   p[n] == ':';
     }
     return false;
 }
@@ -199,6 +201,18 @@ void route_return_answer(struct exchange *ex)
                              .framing = a->status == HTTP_NO_CONTENT ? H1_BODY_NONE
                                                                      : H1_BODY_LENGTH,
                              .content_length = body, .close = ex->close_client};
+    char why_big[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why_big, sizeof(why_big))) {
+        /* a Location past the field section this HTTP/2 client takes (the client's $host and
+         * target are its length): sent, python-h2 ends the whole connection, every stream of
+         * it lost (ds_head_fits); refused, the client's own stream alone fails, as a relayed
+         * head's 502 does */
+        if (made)
+            evbuffer_free(made);
+        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, why_big, ex->close_client);
+        return;
+    }
     bool head_only = ex->req.method_id == METHOD_HEAD;
     if (!ex_client_gone(ex)) {
         ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);

@@ -245,6 +245,43 @@ static void test_http2(void **state)
     px_stop(h);
 }
 
+/* A redirect's Location is the client's $host and target: past the field section the client
+ * said it takes (SETTINGS_MAX_HEADER_LIST_SIZE), python-h2 ends the whole connection. The long
+ * one is refused 500 on its own stream, saying why; the short one beside it and the text after
+ * it are answered, and no GOAWAY comes (on the old code: 308 past the client's 600 bytes). */
+static void test_http2_location_past_client_list(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                                 "tls_cert = {{certs}}/server.pem\n"
+                                 "tls_key = {{certs}}/server.key\n",
+                                 RETURN_ROUTES);
+    char port[16], paths[1200];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    int n = snprintf(paths, sizeof(paths), "/short,/");
+    memset(paths + n, 'b', 1000);
+    snprintf(paths + n + 1000, sizeof(paths) - (size_t)n - 1000, ",/healthz");
+    const char *const argv[] = {"/usr/bin/python3", "tests/integration/h2_frames.py", port,
+                                "heads", paths, "600", NULL};
+    struct tu_cmd_result res = {0};
+    if (tu_run_command(argv, 20000, &res) != 0)
+        fail_msg("h2_frames.py: %s%s", res.out, res.err);
+    print_message("%s\n", res.out);
+    static const char *const want[] = {
+        "path=/short status=[301] seq=HEADERS,DATA+END rst=None",
+        "bbb status=[500] seq=HEADERS,DATA+END rst=None",
+        "path=/healthz status=[200] seq=HEADERS,DATA+END rst=None",
+        "goaway=None",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!tu_contains(res.out, want[i]))
+            fail_msg("no \"%s\" in:\n%s", want[i], res.out);
+    tu_cmd_result_free(&res);
+    px_log_line_has(h, "the client's SETTINGS_MAX_HEADER_LIST_SIZE", "status=500", "route=tohttps",
+                    NULL);
+    px_stop(h);
+}
+
 /* ---- client_rate first, the access line and the metrics ---- */
 
 static void test_rate_log_and_metrics(void **state)
@@ -558,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_hostile_host_and_target),
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_http2),
+        cmocka_unit_test(test_http2_location_past_client_list),
         cmocka_unit_test(test_rate_log_and_metrics),
         cmocka_unit_test(test_request_uri_in_rule),
         cmocka_unit_test(test_refused_at_load),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -714,8 +715,8 @@ static void place_keys(struct balancer *b, const struct upstream_conf *up, const
 
 /* Four equal origins share 100,000 keys within 1.2 of each other (max/min; 1.11 measured);
  * weights 1:2:1:1 give the second twice the others' share; the ring holds 256 points per unit
- * of weight, the weights divided by their gcd first (8 bytes a point), and at most 32,768 (large
- * coprime weights share them by weight). */
+ * of weight (8 bytes a point), and at most 262,144 (more than 1,024 units share them by
+ * weight: test_hash_ring_cap). */
 static void test_hash_evenness(void **state)
 {
     (void)state;
@@ -727,8 +728,8 @@ static void test_hash_evenness(void **state)
     } rows[] = {
         {"four equal origins", {1, 1, 1, 1}, 1024, 1.2},
         {"weights 1:2:1:1", {1, 2, 1, 1}, 1280, 1.2},
-        {"weights 50:100:50:50 are 1:2:1:1", {50, 100, 50, 50}, 1280, 1.2},
-        {"weights 97:100:99:98: 32,768 points by weight", {97, 100, 99, 98}, 32766, 1.2},
+        {"weights 50:100:50:50: 256 points a unit", {50, 100, 50, 50}, 64000, 1.2},
+        {"weights 97:100:99:98", {97, 100, 99, 98}, 100864, 1.2},
     };
     static const char *where[KEYS];
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -807,6 +808,106 @@ static void test_hash_movement(void **state)
         balancer_free(bb);
         balancer_free(ba);
     }
+}
+
+/* Weights changed on a reload, or an origin of another weight added or removed: keys move only
+ * to or from the origins whose weight changed, about the share that changed (2,2,2,2 -> 3,2,2,2:
+ * 1/4 -> 1/3, ideally 8.3%). On the old code the weights were divided by their greatest common
+ * divisor, so every origin's count of points changed with it: a fifth of weight 1 added to four
+ * of 2 moved 43% of the keys, 32% between origins that had not changed. Scaling every weight
+ * alike (1,1,1,1 -> 2,2,2,2) moves keys among them all, as in nginx. */
+static void test_hash_weight_movement(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        int nb, na;
+        unsigned wb[5], wa[5];
+        double lo, hi;             /* bounds of the fraction moved */
+    } rows[] = {
+        {"1,1,1,1 -> 2,1,1,1", 4, 4, {1, 1, 1, 1}, {2, 1, 1, 1}, 0.11, 0.18},
+        {"2,2,2,2 -> 3,2,2,2", 4, 4, {2, 2, 2, 2}, {3, 2, 2, 2}, 0.06, 0.11},
+        {"2,2,2,2 -> 1,2,2,2", 4, 4, {2, 2, 2, 2}, {1, 2, 2, 2}, 0.07, 0.12},
+        {"a fifth of weight 1 added to four of 2", 4, 5, {2, 2, 2, 2}, {2, 2, 2, 2, 1}, 0.09,
+         0.14},
+        {"... and removed", 5, 4, {2, 2, 2, 2, 1}, {2, 2, 2, 2}, 0.09, 0.14},
+        {"100,100,100,100 -> 100,100,100,50", 4, 4, {100, 100, 100, 100}, {100, 100, 100, 50},
+         0.08, 0.13},
+    };
+    static const char *before[KEYS], *after[KEYS];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct upstream_conf ub, ua;
+        make_hash_upstream(&ub, rows[i].nb, five, rows[i].wb, 0);
+        make_hash_upstream(&ua, rows[i].na, five, rows[i].wa, 0);
+        struct balancer *bb = balancer_new(&ub), *ba = balancer_new(&ua);
+        assert_non_null(bb);
+        assert_non_null(ba);
+        place_keys(bb, &ub, before);
+        place_keys(ba, &ua, after);
+        unsigned moved = 0, astray = 0;
+        for (uint32_t k = 0; k < KEYS; k++) {
+            if (strcmp(before[k], after[k]) == 0)
+                continue;
+            moved++;
+            /* from or to an origin whose weight changed (0: not in that configuration) */
+            bool changed = false;
+            for (int o = 0; o < 5; o++) {
+                unsigned wb = o < rows[i].nb ? rows[i].wb[o] : 0;
+                unsigned wa = o < rows[i].na ? rows[i].wa[o] : 0;
+                changed |= wb != wa &&
+                           (strcmp(before[k], five[o]) == 0 || strcmp(after[k], five[o]) == 0);
+            }
+            astray += !changed;
+        }
+        double fraction = (double)moved / KEYS;
+        print_message("  %s: %.4f of %d keys moved, %u of them astray (points %u -> %u)\n",
+                      rows[i].why, fraction, KEYS, astray, balancer_ring_points(bb),
+                      balancer_ring_points(ba));
+        if (astray || fraction < rows[i].lo || fraction > rows[i].hi)
+            fail_msg("%s: %.4f moved (want %.2f-%.2f), %u astray", rows[i].why, fraction,
+                     rows[i].lo, rows[i].hi, astray);
+        balancer_free(bb);
+        balancer_free(ba);
+    }
+}
+
+/* 32 origins of weight 100 (3,200 units) would be 819,200 points: past 1,024 units the ring
+ * holds at most 262,144 (2 MiB), each origin its share by weight, and still spreads the keys
+ * evenly. */
+static void test_hash_ring_cap(void **state)
+{
+    (void)state;
+    enum { N = CFG_MAX_ORIGINS };
+    unsigned weights[N];
+    for (int o = 0; o < N; o++)
+        weights[o] = o == 0 ? CFG_MAX_WEIGHT / 2 : CFG_MAX_WEIGHT;
+    struct upstream_conf up;
+    make_upstream(&up, N, weights, BALANCE_HASH, 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct balancer *b = balancer_new(&up);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_non_null(b);
+    unsigned points = balancer_ring_points(b);
+    print_message("  %u points, built in %.1f ms\n", points,
+                  (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    assert_true(points <= 262144 && points > 262144 - N);
+    unsigned count[N] = {0};
+    for (uint32_t k = 0; k < KEYS; k++) {
+        int o = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+        assert_true(o >= 0);
+        balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+        count[o]++;
+    }
+    double lo = 1e9, hi = 0;
+    for (int o = 0; o < N; o++) {
+        double per = (double)count[o] / weights[o];
+        lo = per < lo ? per : lo;
+        hi = per > hi ? per : hi;
+    }
+    print_message("  per unit of weight: max/min %.3f\n", hi / lo);
+    assert_true(hi / lo < 1.3);
+    balancer_free(b);
 }
 
 /* An origin down (max_fails, or its check failing) is passed over to the next origin on the
@@ -1545,6 +1646,8 @@ int main(void)
         cmocka_unit_test(test_in_flight),
         cmocka_unit_test(test_hash_evenness),
         cmocka_unit_test(test_hash_movement),
+        cmocka_unit_test(test_hash_weight_movement),
+        cmocka_unit_test(test_hash_ring_cap),
         cmocka_unit_test(test_hash_skip_down),
         cmocka_unit_test(test_hash_retry_next),
         cmocka_unit_test(test_backup),

@@ -267,6 +267,22 @@ static void test_return_location(void **state)
             fail_msg("%s without a host: not -2", no_host[i]);
         evbuffer_free(out);
     }
+    /* nor one whose Host is a port alone (":80": RFC 3986 lets the reg-name be empty), which
+     * made "https://:80/x" (on the old code: sent) */
+    for (size_t i = 0; i < ROWS(no_host); i++) {
+        char url[64];
+        snprintf(url, sizeof(url), "%s", no_host[i]);
+        struct route_return a = {.status = 308, .text = url, .text_len = strlen(url),
+                                 .vars = true};
+        struct hrule_values vals = {.client_addr = "127.0.0.1", .request_id = "rid",
+                                    .host = ":80", .host_len = 3,
+                                    .request_uri = "/x", .request_uri_len = 2};
+        struct evbuffer *out = evbuffer_new();
+        assert_non_null(out);
+        if (route_return_location(&a, &vals, out) != -2)
+            fail_msg("%s of Host :80: not -2", no_host[i]);
+        evbuffer_free(out);
+    }
     static char slashes[4096];
     memset(slashes, '/', sizeof(slashes));
     char url[] = "/$request_uri";
