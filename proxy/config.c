@@ -1301,6 +1301,14 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
                    r->name, r->upstream_name);
 }
 
+/* The line of the route's return key, or 0. A return line refused at load leaves no answer but
+ * still says the route answers itself: the route is not then also told it has no upstream (one
+ * mistake, one message, as for any other key). */
+static int return_line(const struct cfg_loader *ld, int i)
+{
+    return cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "return");
+}
+
 /* A route that answers itself (return) has no origin: the keys that speak of one would be
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
@@ -1320,17 +1328,18 @@ static void validate_return(struct cfg_loader *ld, const struct route_conf *r, i
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
         if (line)
             cfg_report(ld, line, "[route %s]: %s with return (line %d): the route answers "
-                       "itself, no origin is asked", r->name, origin_keys[k], r->answer->line);
+                       "itself, no origin is asked", r->name, origin_keys[k], return_line(ld, i));
     }
 }
 
-/* Whether every route answers itself (return): such a file needs no [upstream]. */
-static bool routes_all_return(const struct config *cfg)
+/* Whether every route answers itself (return, its line refused or not): such a file needs no
+ * [upstream]. */
+static bool routes_all_return(const struct cfg_loader *ld)
 {
-    for (int i = 0; i < cfg->nroutes; i++)
-        if (!cfg->routes[i].answer)
+    for (int i = 0; i < ld->cfg->nroutes; i++)
+        if (!return_line(ld, i))
             return false;
-    return cfg->nroutes > 0;
+    return ld->cfg->nroutes > 0;
 }
 
 static void validate_routes(struct cfg_loader *ld)
@@ -1361,7 +1370,7 @@ static void validate_routes(struct cfg_loader *ld)
         r->acl = r->acl_own ? r->acl_own : cfg->acl; /* any rule of its own: none of [proxy]'s */
         warn_rewrite_joint(ld, r, i);
         warn_scheme_unserved(ld, r, i);
-        if (r->answer)
+        if (return_line(ld, i))
             validate_return(ld, r, i);
         else
             resolve_upstream(ld, r, i);
@@ -1469,7 +1478,7 @@ static void validate(struct cfg_loader *ld)
 {
     ld->line = 0; /* an allocation failure from here on concerns the whole file */
     validate_proxy(ld);
-    if (ld->cfg->nupstreams == 0 && !routes_all_return(ld->cfg))
+    if (ld->cfg->nupstreams == 0 && !routes_all_return(ld))
         cfg_report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to "
                    "(or routes that all answer themselves: return)");
     for (int i = 0; i < ld->cfg->nupstreams; i++)
