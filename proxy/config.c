@@ -80,6 +80,33 @@ const char *real_ip_name(enum real_ip_field f)
     return (unsigned)f < ARRAY_LEN(names) ? names[f] : "?";
 }
 
+const char *balance_name(enum balance_policy b)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        BALANCE_LIST(X)
+#undef X
+    };
+    return (unsigned)b < ARRAY_LEN(names) ? names[b] : "?";
+}
+
+const char *hash_key_text(const struct upstream_conf *up, char *buf, size_t size)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        HASH_KEY_LIST(X)
+#undef X
+    };
+    const char *prefix = (unsigned)up->hash_key < ARRAY_LEN(names) ? names[up->hash_key] : "?";
+    int n = snprintf(buf, size, "%s%s", prefix, up->hash_name);
+    /* a field name is kept as it is matched (X-User as x-user): written back as $http_x_user */
+    if (up->hash_key == HASH_KEY_HTTP && n > 0 && (size_t)n < size)
+        for (char *c = buf + strlen(prefix); *c; c++)
+            if (*c == '-')
+                *c = '_';
+    return buf;
+}
+
 /* ---- sections ---- */
 
 static void upstream_defaults(struct upstream_conf *up)
