@@ -200,7 +200,16 @@ void route_return_answer(struct exchange *ex)
                                                                      : H1_BODY_LENGTH,
                              .content_length = body, .close = ex->close_client};
     bool head_only = ex->req.method_id == METHOD_HEAD;
-    if (!ex_client_gone(ex)) {
+    char fit[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, fit, sizeof(fit))) {
+        /* Past what this client takes (HTTP/2: its SETTINGS_MAX_HEADER_LIST_SIZE, a long
+         * Location of its own long target): python-h2 would end the whole connection for it.
+         * Refused on its own stream instead, as an origin's head is (relay.c), saying why. */
+        char reason[sizeof(ex->detail)];
+        snprintf(reason, sizeof(reason), "answered by the route (return %d): %s", a->status, fit);
+        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, reason, false);
+    } else if (!ex_client_gone(ex)) {
         ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
         if (body && !head_only && evbuffer_add(ex->sink.out, made_text, body) != 0) {
             ex_own_body_lost(ex);
