@@ -892,15 +892,42 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     return true;
 }
 
-/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line. */
+/* The CAs without a CRL named one a line; the rest in one line that counts them: a bundle of
+ * hundreds (a system store given as tls_client_ca) printed hundreds of lines at every load. */
+#define CRL_GAPS_NAMED 5
+
+/* The CAs of tls_client_ca mtls_crl_gaps found without a CRL, so far. */
+struct crl_gaps {
+    struct key_origin *at;                /* tls_client_crl's line */
+    int n;
+};
+
+/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line:
+ * named, while CRL_GAPS_NAMED have not been. */
 static void warn_crl_gap(void *arg, const char *subject)
 {
+    struct crl_gaps *g = arg;
+    if (++g->n > CRL_GAPS_NAMED)
+        return;
     char text[400];
     snprintf(text, sizeof(text), "holds no CRL of %s, a CA of tls_client_ca: every client "
                                  "certificate whose chain goes through it is refused (unable to "
                                  "get certificate CRL); add its CRL, an empty one if it revoked "
                                  "nothing", subject);
-    warn_cert(arg, text);
+    warn_cert(g->at, text);
+}
+
+/* The CAs past the named ones, counted in one line. */
+static void warn_crl_gaps_unnamed(const struct crl_gaps *g)
+{
+    if (g->n <= CRL_GAPS_NAMED)
+        return;
+    char text[300];
+    snprintf(text, sizeof(text), "holds no CRL of %d more CAs of tls_client_ca (only the first %d "
+                                 "are named): every client certificate whose chain goes through "
+                                 "one of them is refused too", g->n - CRL_GAPS_NAMED,
+             CRL_GAPS_NAMED);
+    warn_cert(g->at, text);
 }
 
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
@@ -939,7 +966,9 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     if (cfg->tls_client_crl) {
         struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
         certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
-        mtls_crl_gaps(ctx, warn_crl_gap, &o);
+        struct crl_gaps gaps = {&o, 0};
+        mtls_crl_gaps(ctx, warn_crl_gap, &gaps);
+        warn_crl_gaps_unnamed(&gaps);
     }
     return true;
 }
