@@ -156,11 +156,15 @@ static int check_crc(const unsigned char *p, size_t total, size_t tlvs, enum pp_
         if (at + 3 + len > total)
             return 0;
         if (p[at] == PP2_TYPE_CRC32C) {
+            if (len != 4) {
+                *err = PP_ERR_MALFORMED;
+                return -1;
+            }
             const unsigned char *v = p + at + 3;
             uint32_t sent =
                 (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
-            *err = len != 4 ? PP_ERR_MALFORMED : PP_ERR_CHECKSUM;
-            return len == 4 && crc32c_zeroed(p, total, at + 3) == sent ? 0 : -1;
+            *err = PP_ERR_CHECKSUM;
+            return crc32c_zeroed(p, total, at + 3) == sent ? 0 : -1;
         }
         at += 3 + len;
     }
