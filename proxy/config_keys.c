@@ -1101,6 +1101,22 @@ static int set_hint(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     return 0;
 }
 
+/* mirror = UPSTREAM, repeatable up to CFG_MAX_MIRRORS: resolved once every upstream is known
+ * (config.c). */
+static int set_mirror(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct route_conf *r = base;
+    (void)k;
+    if (r->nmirrors >= CFG_MAX_MIRRORS) {
+        cfg_report(ld, ld->line, "mirror: at most %d per route", CFG_MAX_MIRRORS);
+        return -1;
+    }
+    if (!(r->mirror_names[r->nmirrors] = cfg_copy(ld, value)))
+        return -1;
+    r->mirror_lines[r->nmirrors++] = ld->line;
+    return 0;
+}
+
 /* A route's host: exact or "*.domain", stored lowercase without the root dot. */
 static int set_host(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
@@ -1583,6 +1599,7 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
+    NUMBER("mirror_max_in_flight", set_uint, CFG(mirror_max_in_flight), 1, 100000),
     /* per client address, all workers together (climit.c) */
     NUMBER("max_connections_per_client", set_uint, CFG(max_connections_per_client), 0, 1000000),
     NUMBER("client_rate", set_client_rate, CFG(client_rate), 1, 1000000),
@@ -1697,6 +1714,10 @@ static const struct cfg_key route_keys[] = {
     /* repeatable, in file order; any of them replaces [proxy]'s (acl.h) */
     LIST("allow", set_route_allow),
     LIST("deny", set_route_deny),
+    /* request mirroring (mirror.h) */
+    LIST("mirror", set_mirror),
+    NUMBER("mirror_percent", set_uint, RTE(mirror_percent), 0, 100),
+    KEY("mirror_body", set_bool, RTE(mirror_body)),
 };
 
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */

@@ -95,6 +95,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mirror.h"
 #include "portico/mtls.h"
 #include "portico/realip.h"
 #include "portico/recent.h"
@@ -1049,6 +1050,8 @@ static void exchange_free(struct exchange *ex)
     fault_exec_end(ex);
     if (ex->replay)
         evbuffer_free(ex->replay);
+    if (ex->mirror) /* its request never went whole: nothing is mirrored */
+        mirror_copy_free(ex->loop, ex->mirror);
     free(ex->hints);
     if (ex->rewritten) /* (a route with rewrite_prefix: free(NULL) is a call) */
         free(ex->rewritten);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
+#include "portico/mirror.h"
 #include "portico/timing.h"
 
 struct evbuffer;
@@ -436,6 +437,10 @@ void metrics_rate_limited(struct metrics *m, int route);
 /* Counts one request refused by its route's allow/deny rules: portico_requests_denied_total
  * {route} (route: index in the labels' routes). */
 void metrics_denied(struct metrics *m, int route);
+
+/* Counts one mirror request, or one not sent, of route (index in the labels' routes):
+ * portico_mirror_requests_total{route,outcome}. */
+void metrics_mirror(struct metrics *m, int route, enum mirror_outcome o);
 
 /* Counts one connection closed at its accept: portico_client_connections_refused_total. */
 void metrics_conn_refused(struct metrics *m, enum conn_refusal reason);

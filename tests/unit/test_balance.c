@@ -1177,6 +1177,106 @@ static void test_config_errors(void **state)
     }
 }
 
+/* The ring as balance.c places it: origin o's points at the top 32 bits of the hash of
+ * "host:port#listing-i", 256 per unit of weight, sorted by where they stand. */
+struct ring_spot {
+    uint32_t at;
+    int origin;
+};
+
+static int spot_order(const void *a, const void *c)
+{
+    const struct ring_spot *pa = a, *pc = c;
+    if (pa->at != pc->at)
+        return pa->at < pc->at ? -1 : 1;
+    return pa->origin - pc->origin;
+}
+
+/* A key right on a point goes to that point's origin (the first point at or after it), and one
+ * past the last point to the first point's: the circle closes at index 0. A binary search off
+ * by one, or a wrap to another index, sends such keys to a neighbour's origin. */
+static void test_hash_points_and_wrap(void **state)
+{
+    (void)state;
+    enum { PER_UNIT = 256, N = 4 * PER_UNIT };
+    static struct ring_spot ring[N];
+    for (int o = 0; o < 4; o++) {
+        for (unsigned i = 0; i < PER_UNIT; i++) {
+            char name[64];
+            int len = snprintf(name, sizeof(name), "%s#0-%u", five[1 + o], i);
+            ring[o * PER_UNIT + i] =
+                (struct ring_spot){(uint32_t)(hashkey_bytes(name, (size_t)len, 0) >> 32), o};
+        }
+    }
+    qsort(ring, N, sizeof(ring[0]), spot_order);
+    struct upstream_conf up;
+    make_hash_upstream(&up, 4, five + 1, NULL, 0); /* (five's first four: one origin first twice) */
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    assert_int_equal(balancer_ring_points(b), N);
+    for (unsigned j = 0; j < N; j++) {
+        int o = balancer_pick_hash(b, 0, (uint64_t)ring[j].at << 32, 0, NULL);
+        if (o != ring[j].origin)
+            fail_msg("a key on point %u (%08x) went to origin %d, not to its %d", j, ring[j].at,
+                     o, ring[j].origin);
+        balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    }
+    assert_true(ring[N - 1].at < UINT32_MAX);
+    assert_int_not_equal(ring[0].origin, ring[1].origin); /* else index 1 would pass for 0 */
+    int o = balancer_pick_hash(b, 0, (uint64_t)(ring[N - 1].at + 1) << 32, 0, NULL);
+    assert_int_equal(o, ring[0].origin);
+    balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+}
+
+/* One host:port listed twice (a weight by repetition) is one origin to a retry: the next pick
+ * of a key whose first went to either listing is the other host:port, never the same again. */
+static void test_hash_retry_leaves_the_host(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"127.0.0.1:18201", "127.0.0.1:18201",
+                                        "127.0.0.1:18202"};
+    struct upstream_conf up;
+    make_hash_upstream(&up, 3, texts, NULL, 0);
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    for (uint32_t k = 0; k < 200; k++) {
+        int first = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+        assert_true(first >= 0);
+        balancer_done(b, first, 0, BALANCE_FAILED, 0);
+        int next = balancer_pick_hash(b, 0, key_of(k), 1u << first, NULL);
+        assert_true(next >= 0);
+        if (strcmp(texts[next], texts[first]) == 0)
+            fail_msg("key %u: the retry went to %s again (listing %d after %d)", k, texts[next],
+                     next, first);
+        balancer_done(b, next, 0, BALANCE_ANSWERED, 0);
+    }
+    balancer_free(b);
+}
+
+/* A host:port listed twice weighs twice: its listings' points stand apart (placed by
+ * "host:port#listing-i"), so [A, A, B] gives A two thirds of the keys, not the half that one
+ * set of points twice over would. */
+static void test_hash_listed_twice_weighs_twice(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"127.0.0.1:18201", "127.0.0.1:18201",
+                                        "127.0.0.1:18202"};
+    struct upstream_conf up;
+    make_hash_upstream(&up, 3, texts, NULL, 0);
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    static const char *where[KEYS];
+    place_keys(b, &up, where);
+    unsigned a = 0;
+    for (uint32_t k = 0; k < KEYS; k++)
+        a += strcmp(where[k], texts[0]) == 0;
+    print_message("  A listed twice: %u of %u keys\n", a, KEYS);
+    if (a < KEYS * 6 / 10 || a > KEYS * 73 / 100)
+        fail_msg("A listed twice has %u of %u keys, not about two thirds", a, KEYS);
+    balancer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1199,6 +1299,9 @@ int main(void)
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_rise_fall),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_hash_points_and_wrap),
+        cmocka_unit_test(test_hash_retry_leaves_the_host),
+        cmocka_unit_test(test_hash_listed_twice_weighs_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
