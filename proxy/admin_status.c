@@ -319,8 +319,8 @@ static const char admin_status_page[] =
     "<table><thead><tr><th>failure type</th><th class=\"n\">count</th><th class=\"n\">last 5 "
     "min</th><th>what it means</th></tr></thead><tbody id=\"failures\"></tbody></table>\n"
     "<h2>Origins</h2>\n"
-    "<table><thead><tr><th>upstream</th><th>origin</th><th>health</th><th class=\"n\">idle "
-    "pooled (upstream)</th><th class=\"n\">recent failures "
+    "<table><thead><tr><th>upstream (balance)</th><th>origin</th><th>health</th><th "
+    "class=\"n\">idle pooled (upstream)</th><th class=\"n\">recent failures "
     "(upstream)</th></tr></thead><tbody id=\"origins\"></tbody></table>\n"
     "<h2>Latency per phase and upstream <span class=\"meta\">(since start, from the "
     "histograms)</span></h2>\n"
@@ -494,9 +494,15 @@ static const char admin_status_page[] =
     "+ ' in flight' + (o.weight_percent < 100 ? ', slow start: ' + o.weight_percent + "
     "'% of its weight' : ''), o.up ? 'up' : 'down');\n"
     "      h.id = 'health-' + u.name + '-' + o.origin;\n"
-    "      var name = el('td', o.origin + (o.backup ? ' (backup)' : ''), 'mono');\n"
-    "      name.id = 'origin-' + u.name + '-' + o.origin;\n"
-    "      rows.push(row([el('td', i ? '' : u.name), name, h,\n"
+    "      var name = el('td', i ? '' : u.name + ' ');\n"
+    "      if (!i) {\n"
+    "        var how = el('span', u.balance + (u.hash_key ? ' ' + u.hash_key : ''), 'meta');\n"
+    "        how.id = 'balance-' + u.name;\n"
+    "        name.appendChild(how);\n"
+    "      }\n"
+    "      var origin = el('td', o.origin + (o.backup ? ' (backup)' : ''), 'mono');\n"
+    "      origin.id = 'origin-' + u.name + '-' + o.origin;\n"
+    "      rows.push(row([name, origin, h,\n"
     "                     el('td', i ? '' : u.pool_idle + ' (keepalive ' + u.keepalive + ' "
     "per worker)', 'n'),\n"
     "                     el('td', i ? '' : u.recent_failures.length, 'n')]));\n"
@@ -695,6 +701,11 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
     const struct upstream_conf *up = &gen->cfg->upstreams[u];
     jprintf(out, "%s{\"name\":", u ? "," : "");
     jstr(out, up->name, false);
+    /* how the origins share the load, and what a hash is keyed by: the origin a client
+     * reaches follows from them */
+    char key[CFG_HASH_KEY_TEXT_MAX];
+    jprintf(out, ",\"balance\":\"%s\",\"hash_key\":", balance_name(up->balance));
+    jstr(out, up->balance == BALANCE_HASH ? hash_key_text(up, key, sizeof(key)) : NULL, false);
     jprintf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
                         (unsigned long long)up->keepalive, (unsigned long long)v->pool_idle[u]);
     for (int o = 0; o < up->norigins; o++) {

@@ -80,6 +80,33 @@ const char *real_ip_name(enum real_ip_field f)
     return (unsigned)f < ARRAY_LEN(names) ? names[f] : "?";
 }
 
+const char *balance_name(enum balance_policy b)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        BALANCE_LIST(X)
+#undef X
+    };
+    return (unsigned)b < ARRAY_LEN(names) ? names[b] : "?";
+}
+
+const char *hash_key_text(const struct upstream_conf *up, char *buf, size_t size)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        HASH_KEY_LIST(X)
+#undef X
+    };
+    const char *prefix = (unsigned)up->hash_key < ARRAY_LEN(names) ? names[up->hash_key] : "?";
+    int n = snprintf(buf, size, "%s%s", prefix, up->hash_name);
+    /* a field name is kept as it is matched (X-User as x-user): written back as $http_x_user */
+    if (up->hash_key == HASH_KEY_HTTP && n > 0 && (size_t)n < size)
+        for (char *c = buf + strlen(prefix); *c; c++)
+            if (*c == '-')
+                *c = '_';
+    return buf;
+}
+
 /* ---- sections ---- */
 
 static void upstream_defaults(struct upstream_conf *up)
@@ -868,15 +895,42 @@ static bool load_staple(struct cfg_loader *ld, void *ctx, int i, const char *kin
     return true;
 }
 
-/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line. */
+/* The CAs without a CRL named one a line; the rest in one line that counts them: a bundle of
+ * hundreds (a system store given as tls_client_ca) printed hundreds of lines at every load. */
+#define CRL_GAPS_NAMED 5
+
+/* The CAs of tls_client_ca mtls_crl_gaps found without a CRL, so far. */
+struct crl_gaps {
+    struct key_origin *at;                /* tls_client_crl's line */
+    int n;
+};
+
+/* A CA of tls_client_ca without a CRL in tls_client_crl (mtls_crl_gaps), at that key's line:
+ * named, while CRL_GAPS_NAMED have not been. */
 static void warn_crl_gap(void *arg, const char *subject)
 {
+    struct crl_gaps *g = arg;
+    if (++g->n > CRL_GAPS_NAMED)
+        return;
     char text[400];
     snprintf(text, sizeof(text), "holds no CRL of %s, a CA of tls_client_ca: every client "
                                  "certificate whose chain goes through it is refused (unable to "
                                  "get certificate CRL); add its CRL, an empty one if it revoked "
                                  "nothing", subject);
-    warn_cert(arg, text);
+    warn_cert(g->at, text);
+}
+
+/* The CAs past the named ones, counted in one line. */
+static void warn_crl_gaps_unnamed(const struct crl_gaps *g)
+{
+    if (g->n <= CRL_GAPS_NAMED)
+        return;
+    char text[300];
+    snprintf(text, sizeof(text), "holds no CRL of %d more CAs of tls_client_ca (only the first %d "
+                                 "are named): every client certificate whose chain goes through "
+                                 "one of them is refused too", g->n - CRL_GAPS_NAMED,
+             CRL_GAPS_NAMED);
+    warn_cert(g->at, text);
 }
 
 /* Client certificates (tls_verify_client) asked by the default context: the CA file read and
@@ -915,7 +969,9 @@ static bool ask_client_certs(struct cfg_loader *ld, void *ctx, unsigned char *bi
     if (cfg->tls_client_crl) {
         struct key_origin o = {ld, ca[1].line, ca[1].key, ca[1].path, NULL};
         certexpiry_check_crls(ctx, (int64_t)time(NULL), warn_cert, &o);
-        mtls_crl_gaps(ctx, warn_crl_gap, &o);
+        struct crl_gaps gaps = {&o, 0};
+        mtls_crl_gaps(ctx, warn_crl_gap, &gaps);
+        warn_crl_gaps_unnamed(&gaps);
     }
     return true;
 }
@@ -1365,6 +1421,14 @@ static void resolve_mirrors(struct cfg_loader *ld, struct route_conf *r, int i)
     }
 }
 
+/* The line of the route's return key, or 0. A return line refused at load leaves no answer but
+ * still says the route answers itself: the route is not then also told it has no upstream (one
+ * mistake, one message, as for any other key). */
+static int return_line(const struct cfg_loader *ld, int i)
+{
+    return cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "return");
+}
+
 /* A route that answers itself (return) has no origin: the keys that speak of one would be
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
@@ -1385,17 +1449,18 @@ static void validate_return(struct cfg_loader *ld, const struct route_conf *r, i
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
         if (line)
             cfg_report(ld, line, "[route %s]: %s with return (line %d): the route answers "
-                       "itself, no origin is asked", r->name, origin_keys[k], r->answer->line);
+                       "itself, no origin is asked", r->name, origin_keys[k], return_line(ld, i));
     }
 }
 
-/* Whether every route answers itself (return): such a file needs no [upstream]. */
-static bool routes_all_return(const struct config *cfg)
+/* Whether every route answers itself (return, its line refused or not): such a file needs no
+ * [upstream]. */
+static bool routes_all_return(const struct cfg_loader *ld)
 {
-    for (int i = 0; i < cfg->nroutes; i++)
-        if (!cfg->routes[i].answer)
+    for (int i = 0; i < ld->cfg->nroutes; i++)
+        if (!return_line(ld, i))
             return false;
-    return cfg->nroutes > 0;
+    return ld->cfg->nroutes > 0;
 }
 
 static void validate_routes(struct cfg_loader *ld)
@@ -1426,11 +1491,11 @@ static void validate_routes(struct cfg_loader *ld)
         r->acl = r->acl_own ? r->acl_own : cfg->acl; /* any rule of its own: none of [proxy]'s */
         warn_rewrite_joint(ld, r, i);
         warn_scheme_unserved(ld, r, i);
-        if (r->answer)
+        if (return_line(ld, i))
             validate_return(ld, r, i);
         else
             resolve_upstream(ld, r, i);
-        if (!r->answer)
+        if (!return_line(ld, i)) /* (a refused return too: its line said it all) */
             resolve_mirrors(ld, r, i);
         for (int j = 0; j < i; j++) {
             const struct route_conf *o = &cfg->routes[j];
@@ -1536,7 +1601,7 @@ static void validate(struct cfg_loader *ld)
 {
     ld->line = 0; /* an allocation failure from here on concerns the whole file */
     validate_proxy(ld);
-    if (ld->cfg->nupstreams == 0 && !routes_all_return(ld->cfg))
+    if (ld->cfg->nupstreams == 0 && !routes_all_return(ld))
         cfg_report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to "
                    "(or routes that all answer themselves: return)");
     for (int i = 0; i < ld->cfg->nupstreams; i++)

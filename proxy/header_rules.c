@@ -3,6 +3,7 @@
  */
 #include "portico/header_rules.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,13 +137,45 @@ int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *wh
             /* at most the n - i bytes left: v need not end with a NUL */
             int shown = n - i < 24 ? (int)(n - i) : 24;
             snprintf(why, size, "unknown variable at '%.*s' (known: $client_addr, $request_id, "
-                                "$scheme, $host, $request_uri; $$ is a '$')", shown, v + i);
+                                "$scheme, $host, $http_host, $request_uri; $$ is a '$')", shown, v + i);
             return -1;
         }
         *vars = true;
         i += len - 1;
     }
     return 0;
+}
+
+/* The length of host without its port ("app.test:8080" and "[::1]:8080" lose ":8080"). */
+static size_t host_name_len(const char *host, size_t len)
+{
+    size_t colon = len;
+    while (colon > 0 && host[colon - 1] >= '0' && host[colon - 1] <= '9')
+        colon--;
+    if (colon == 0 || host[colon - 1] != ':')
+        return len; /* no port */
+    colon--;
+    /* an IPv6 literal's colons are within its brackets: its port's is after ']' */
+    if (host[0] == '[' && (colon == 0 || host[colon - 1] != ']'))
+        return len;
+    return colon;
+}
+
+/* $host as nginx makes it: the host the client addressed without its port, lowercase (one
+ * name however the client wrote it), put in pieces of a small buffer. */
+static void put_host_name(const struct hrule_values *vals, hrule_put_fn *put, void *ctx)
+{
+    if (!vals->host)
+        return;
+    size_t len = host_name_len(vals->host, vals->host_len);
+    char piece[64];
+    for (size_t done = 0; done < len;) {
+        size_t k = 0;
+        for (; k < sizeof(piece) && done + k < len; k++)
+            piece[k] = (char)tolower((unsigned char)vals->host[done + k]);
+        put(ctx, piece, k, true);
+        done += k;
+    }
 }
 
 void hrule_expand(const char *v, size_t n, const struct hrule_values *vals, hrule_put_fn *put,
@@ -168,6 +201,9 @@ void hrule_expand(const char *v, size_t n, const struct hrule_values *vals, hrul
             put(ctx, vals->tls ? "https" : "http", vals->tls ? 5 : 4, false);
             break;
         case HRULE_VAR_HOST:
+            put_host_name(vals, put, ctx);
+            break;
+        case HRULE_VAR_HTTP_HOST:
             if (vals->host)
                 put(ctx, vals->host, vals->host_len, true);
             break;

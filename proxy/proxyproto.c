@@ -128,6 +128,49 @@ static int parse_v1(const unsigned char *p, size_t len, struct pp_header *h, enu
 /* Address block bytes each v2 family needs: UNSPEC, INET, INET6, UNIX. */
 static const size_t v2_family_len[4] = {0, 12, 36, 216};
 
+#define PP2_TYPE_CRC32C 0x03 /* a TLV of 4 bytes: the header's CRC32c, big-endian */
+
+/* CRC32c (Castagnoli, RFC 4960 Appendix B: the reflected polynomial 0x82F63B78) of the n bytes
+ * of p, the 4 at skip counted as zeros: the checksum's own field. Bitwise: a header holds at
+ * most PP_HEADER_MAX bytes, one per connection, and only those that carry a checksum. */
+static uint32_t crc32c_zeroed(const unsigned char *p, size_t n, size_t skip)
+{
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= i - skip < 4 ? 0 : p[i]; /* (i < skip wraps: counted) */
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+/* The PP2_TYPE_CRC32C TLV among those from tlvs to total, checked as proxy-protocol.txt 2.2.5
+ * says a receiver must: over the whole header, its own field zeroed. 0 when it matches or the
+ * header has none; -1 with *err when it does not (a balancer's or the path's corruption: the
+ * connection is invalid) or is not 4 bytes. A TLV that runs past the header ends the walk:
+ * the others are skipped unread, as they were before. */
+static int check_crc(const unsigned char *p, size_t total, size_t tlvs, enum pp_error *err)
+{
+    for (size_t at = tlvs; at + 3 <= total;) {
+        size_t len = (size_t)p[at + 1] << 8 | p[at + 2];
+        if (at + 3 + len > total)
+            return 0;
+        if (p[at] == PP2_TYPE_CRC32C) {
+            if (len != 4) {
+                *err = PP_ERR_MALFORMED;
+                return -1;
+            }
+            const unsigned char *v = p + at + 3;
+            uint32_t sent =
+                (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+            *err = PP_ERR_CHECKSUM;
+            return crc32c_zeroed(p, total, at + 3) == sent ? 0 : -1;
+        }
+        at += 3 + len;
+    }
+    return 0;
+}
+
 static int parse_v2(const unsigned char *p, size_t len, struct pp_header *h, enum pp_error *err)
 {
     if (len < PP_V2_FIXED)
@@ -152,6 +195,8 @@ static int parse_v2(const unsigned char *p, size_t len, struct pp_header *h, enu
         *err = PP_ERR_MALFORMED;
         return -1;
     }
+    if (check_crc(p, total, PP_V2_FIXED + v2_family_len[family], err) != 0)
+        return -1;
     if (transport != 1 || (family != 1 && family != 2))
         return (int)total; /* not TCP over IPv4 or IPv6: the socket's own address stands */
     const unsigned char *a = p + PP_V2_FIXED; /* source, destination, then their ports */
@@ -170,7 +215,7 @@ static int parse_v2(const unsigned char *p, size_t len, struct pp_header *h, enu
         h->source_len = sizeof(*in6);
     }
     h->has_source = true;
-    return (int)total; /* the TLVs after the addresses are skipped */
+    return (int)total; /* the other TLVs after the addresses are skipped */
 }
 
 int pp_parse(const unsigned char *p, size_t len, struct pp_header *h, enum pp_error *err)

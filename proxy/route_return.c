@@ -201,20 +201,17 @@ void route_return_answer(struct exchange *ex)
                              .framing = a->status == HTTP_NO_CONTENT ? H1_BODY_NONE
                                                                      : H1_BODY_LENGTH,
                              .content_length = body, .close = ex->close_client};
-    char why_big[160];
-    if (ex->ds.ops->head_fits &&
-        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why_big, sizeof(why_big))) {
-        /* a Location past the field section this HTTP/2 client takes (the client's $host and
-         * target are its length): sent, python-h2 ends the whole connection, every stream of
-         * it lost (ds_head_fits); refused, the client's own stream alone fails, as a relayed
-         * head's 502 does */
-        if (made)
-            evbuffer_free(made);
-        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, why_big, ex->close_client);
-        return;
-    }
     bool head_only = ex->req.method_id == METHOD_HEAD;
-    if (!ex_client_gone(ex)) {
+    char fit[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, fit, sizeof(fit))) {
+        /* Past what this client takes (HTTP/2: its SETTINGS_MAX_HEADER_LIST_SIZE, a long
+         * Location of its own long target): python-h2 would end the whole connection for it.
+         * Refused on its own stream instead, as an origin's head is (relay.c), saying why. */
+        char reason[sizeof(ex->detail)];
+        snprintf(reason, sizeof(reason), "answered by the route (return %d): %s", a->status, fit);
+        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, reason, ex->close_client);
+    } else if (!ex_client_gone(ex)) {
         ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
         if (body && !head_only && evbuffer_add(ex->sink.out, made_text, body) != 0) {
             ex_own_body_lost(ex);

@@ -201,6 +201,15 @@ struct upstream_conf {
     void *ssl_ctx;                         /* SSL_CTX *, built at load time when tls */
 };
 
+/* The name an upstream's balance is written with in the INI ("least_conn"; "hash" for hash
+ * KEY); never NULL. */
+const char *balance_name(enum balance_policy b);
+
+/* The KEY of `balance = hash KEY` as nginx spells it ("$uri", "$http_x_user", "$cookie_sid")
+ * into buf of size bytes (CFG_HASH_KEY_TEXT_MAX fits any); returns buf. */
+#define CFG_HASH_KEY_TEXT_MAX (16 + CFG_HASH_NAME_MAX)
+const char *hash_key_text(const struct upstream_conf *up, char *buf, size_t size);
+
 /* A per-client request rate (client_rate): `count` requests per second or minute, one admitted
  * every interval_ns; count 0: off. */
 struct client_rate {

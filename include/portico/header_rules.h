@@ -31,7 +31,8 @@ enum hrule_op {
     X(HRULE_VAR_CLIENT_ADDR, "client_addr")                                                        \
     X(HRULE_VAR_REQUEST_ID, "request_id")                                                          \
     X(HRULE_VAR_SCHEME, "scheme")                                                                  \
-    X(HRULE_VAR_HOST, "host")                                                                      \
+    X(HRULE_VAR_HOST, "host")           /* nginx's: no port, lowercase */                          \
+    X(HRULE_VAR_HTTP_HOST, "http_host") /* as the client wrote it, port included */              \
     X(HRULE_VAR_REQUEST_URI, "request_uri")
 
 enum hrule_var {
@@ -94,7 +95,8 @@ struct hrule_values {
                                     else the peer, NUL-terminated */
     const char *request_id;      /* $request_id, NUL-terminated */
     bool tls;                    /* $scheme: https, else http */
-    const char *host;            /* $host: the host the client addressed, or NULL (empty) */
+    const char *host;            /* $http_host: the host the client addressed, as it wrote it
+                                    (port included), or NULL (empty); $host is its name */
     size_t host_len;
     const char *request_uri;     /* $request_uri: the target's path and query as the client sent
                                     them (absolute-form: after the authority), or NULL */

@@ -197,6 +197,7 @@ enum tunnel_end {
     X(PP_ERR_MISSING, "missing", "no PROXY header: the bytes begin something else")              \
     X(PP_ERR_MALFORMED, "malformed", "malformed PROXY header")                                    \
     X(PP_ERR_OVERSIZED, "oversized", "PROXY header too long")                                     \
+    X(PP_ERR_CHECKSUM, "checksum", "PROXY header checksum (CRC32c TLV) does not match")         \
     X(PP_ERR_TRUNCATED, "truncated", "connection closed within the PROXY header")                 \
     X(PP_ERR_TIMEOUT, "timeout", "PROXY header not complete within client_header_timeout")
 

@@ -736,6 +736,59 @@ static void test_metrics_and_status(void **state)
     px_stop(h);
 }
 
+/* /status names each upstream's balance policy and, for hash, its key as nginx spells it: which
+ * origin a client reaches follows from them (it showed neither). */
+static const struct {
+    const char *upstream;
+    const char *balance_line; /* in [upstream NAME]; "" for the default */
+    const char *balance;
+    const char *hash_key;     /* NULL: JSON null */
+} balance_rows[] = {
+    {"rr", "", "round_robin", NULL},
+    {"lc", "balance = least_conn\n", "least_conn", NULL},
+    {"r2", "balance = random_two\n", "random_two", NULL},
+    {"ha", "balance = hash $client_addr\n", "hash", "$client_addr"},
+    {"hu", "balance = hash $uri\n", "hash", "$uri"},
+    /* a field is matched as X-User: shown back as nginx writes it */
+    {"hx", "balance = hash $http_X_User\n", "hash", "$http_x_user"},
+    {"hc", "balance = hash $cookie_SID\n", "hash", "$cookie_SID"},
+};
+
+static void test_status_balance(void **state)
+{
+    (void)state;
+    char rest[2048];
+    size_t len = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(balance_rows); i++)
+        len += (size_t)snprintf(rest + len, sizeof(rest) - len,
+                                "[upstream %s]\norigin = sim\n%s[route %s]\nprefix = /%s/\n"
+                                "upstream = %s\n",
+                                balance_rows[i].upstream, balance_rows[i].balance_line,
+                                balance_rows[i].upstream, balance_rows[i].upstream,
+                                balance_rows[i].upstream);
+    assert_true(len < sizeof(rest));
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n", "%s", rest);
+    struct tj *s = status_doc(h);
+    const struct tj *ups = tj_get(s, "upstreams");
+    assert_non_null(ups);
+    assert_int_equal(ups->n, ARRAY_SIZE(balance_rows));
+    for (size_t i = 0; i < ARRAY_SIZE(balance_rows); i++) {
+        const struct tj *u = ups->items[i];
+        assert_string_equal(tj_str(u, "name"), balance_rows[i].upstream);
+        const char *balance = tj_str(u, "balance"), *key = tj_str(u, "hash_key");
+        if (!balance || strcmp(balance, balance_rows[i].balance) != 0)
+            fail_msg("[upstream %s]: balance %s, expected %s", balance_rows[i].upstream,
+                     balance ? balance : "(absent)", balance_rows[i].balance);
+        if (balance_rows[i].hash_key ? !key || strcmp(key, balance_rows[i].hash_key) != 0
+                                     : !tj_is_null(u, "hash_key"))
+            fail_msg("[upstream %s]: hash_key %s, expected %s", balance_rows[i].upstream,
+                     key ? key : "(absent or null)",
+                     balance_rows[i].hash_key ? balance_rows[i].hash_key : "null");
+    }
+    tj_free(s);
+    px_stop(h);
+}
+
 /* ---- trace context ---- */
 
 struct trace_row {
@@ -1448,6 +1501,7 @@ int main(void)
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_status_balance),
         cmocka_unit_test(test_minutes_count_refusals),
         cmocka_unit_test(test_minutes_count_h2_refusals),
         cmocka_unit_test(test_failure_after_head_status_null),

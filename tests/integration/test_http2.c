@@ -2238,6 +2238,47 @@ static void test_response_head_too_large(void **state)
     fake_origin_stop(o);
 }
 
+/* A route's own answer (return) is held to the client's SETTINGS_MAX_HEADER_LIST_SIZE as an
+ * origin's head is (ds_head_fits): a redirect whose Location (the client's own long target, by
+ * $request_uri) makes the head larger is refused on its own stream with Portico's 500 (the
+ * access log says why), the streams beside it answered and the connection kept. The old code
+ * sent the head past the limit: python-h2's H2Connection, which holds a client to the limit it
+ * announced, ends the whole connection (GOAWAY ENHANCE_YOUR_CALM), every stream of it lost. */
+static void test_return_head_past_client_list(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[route r]\nprefix = /r/\n"
+                                    "return = 302 https://$host$request_uri\n"
+                                    "[route ok]\nreturn = 200 ok\n");
+    char paths[CLIENT_LIST_MAX / 4 + 64];
+    int n = snprintf(paths, sizeof(paths), "/r/short,/r/");
+    memset(paths + n, 'a', CLIENT_LIST_MAX / 8);
+    snprintf(paths + n + CLIENT_LIST_MAX / 8, sizeof(paths) - (size_t)n - CLIENT_LIST_MAX / 8,
+             ",/ok");
+    char max_arg[16];
+    snprintf(max_arg, sizeof(max_arg), "%d", CLIENT_LIST_MAX / 8); /* 1024 */
+    struct tu_cmd_result r = {0};
+    frames2(h, "heads", paths, max_arg, &r);
+    const char *const want[] = {
+        "path=/r/short status=[302] seq=HEADERS,DATA+END rst=None",
+        "aaaa status=[500] seq=HEADERS,DATA+END rst=None",
+        "path=/ok status=[200] seq=HEADERS,DATA+END rst=None",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "aaaa");
+    if (!tu_contains(line, "\"status\":500,") ||
+        !tu_contains(line, "answered by the route (return 302): response head too large for "
+                           "HTTP/2 (") ||
+        !tu_contains(line, " bytes of fields, limit 1024 bytes: the client's "
+                           "SETTINGS_MAX_HEADER_LIST_SIZE)"))
+        fail_msg("the access log line says why: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* The budget holds whatever the order in which streams open: a stream's first read from its
  * origin took its share as of its start (4 MiB / the streams open then, 256 KiB at most), never
  * lowered, and what it held counted against its own share only. 99 GETs of 8 MB with shut
@@ -4416,6 +4457,7 @@ int main(void)
         cmocka_unit_test(test_request_trailer_limit),
         cmocka_unit_test(test_response_trailers),
         cmocka_unit_test(test_response_head_too_large),
+        cmocka_unit_test(test_return_head_past_client_list),
         cmocka_unit_test(test_interim_synthesized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

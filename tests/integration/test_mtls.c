@@ -812,6 +812,54 @@ static void test_crl_missing_for_a_ca_warned(void **state)
     px_stop(h);
 }
 
+/* A tls_client_ca of many CAs without their CRLs (a system store given whole) is warned about
+ * in CRL_GAPS_NAMED (5) lines that name a CA each and one that counts the rest: it printed a
+ * line per CA, 500 for a bundle of 500. The test CA has its CRL: never named. */
+#define GAP_CAS 8
+
+static void test_crl_gaps_capped(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof(cmd), "cd '%s' && cp '%s' cas.pem", harness_dir(h),
+                     t.certs->ca_cert);
+    for (int i = 0; i < GAP_CAS; i++)
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n,
+                      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                      "-keyout gap%d.key -out gap%d.pem -days 2 -subj '/CN=Gap CA %d' -addext "
+                      "basicConstraints=critical,CA:TRUE 2>/dev/null && cat gap%d.pem >> cas.pem",
+                      i, i, i, i);
+    assert_true((size_t)n < sizeof(cmd));
+    assert_int_equal(system(cmd), 0);
+    const struct test_mtls_extra_certs *x = certs_get_mtls_extra(); /* the test CA's CRL */
+    assert_non_null(x);
+    char extra[1024];
+    snprintf(extra, sizeof(extra), "tls_verify_client = on\ntls_client_ca = {{dir}}/cas.pem\n"
+                                   "tls_client_crl = %s\n", x->crl);
+    assert_int_equal(write_config(h, extra), 0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(h, &res);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, res.err);
+    int named = 0, lines = 0;
+    for (const char *p = res.err; (p = strstr(p, "holds no CRL of ")) != NULL; p++) {
+        lines++;
+        named += strncmp(p + 16, "CN=Gap CA ", 10) == 0;
+    }
+    char more[160];
+    snprintf(more, sizeof(more), "holds no CRL of %d more CAs of tls_client_ca (only the first 5 "
+                                 "are named): every client certificate whose chain goes through "
+                                 "one of them is refused too", GAP_CAS - 5);
+    if (named != 5 || lines != 6 || !tu_contains(res.err, more) ||
+        tu_contains(res.err, "holds no CRL of CN=Portico Test CA"))
+        fail_msg("want 5 CAs named and \"%s\", got %d named of %d lines:\n%s", more, named,
+                 lines, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 /* A CRL is loaded only when a CA of tls_client_ca both is its issuer and signed it: one signed
  * by the CA's key under another name, and one under the CA's name signed by another key, are
  * each refused at load. */
@@ -1393,6 +1441,7 @@ int main(void)
         cmocka_unit_test(test_crl_reload),
         cmocka_unit_test(test_crl_expired),
         cmocka_unit_test(test_crl_missing_for_a_ca_warned),
+        cmocka_unit_test(test_crl_gaps_capped),
         cmocka_unit_test(test_self_signed_listed),
         cmocka_unit_test(test_subject_escaped_in_log),
         cmocka_unit_test(test_ca_names_sent),

@@ -67,6 +67,10 @@ static const char v1_tcp6[] = "PROXY TCP6 ::1 ::1 4243 443\r\n";
     SIG "\x21\x21\x00\x2c" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01"                                    \
         "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01" "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce"
 #define V2_LOCAL SIG "\x20\x00\x00\x00"
+/* V2_INET with a PP2_TYPE_CRC32C TLV that matches */
+#define V2_INET_CRC                                                                                \
+    SIG "\x21\x11\x00\x13" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"             \
+        "\x03\x00\x04\xbe\xb6\x61\x6c"
 
 static const struct good_row good_rows[] = {
     GOOD("plain v1 TCP4", L_PLAIN, v1_tcp4, false, "127.0.113.7", "127.0.113.7:4242"),
@@ -74,6 +78,8 @@ static const struct good_row good_rows[] = {
     GOOD("plain v2 IPv4", L_PLAIN, V2_INET, false, "127.0.100.9", "127.0.100.9:5000"),
     GOOD("plain v2 IPv6, a TLV", L_PLAIN, V2_INET6, false, "::1", "[::1]:5001"),
     GOOD("plain v2 LOCAL", L_PLAIN, V2_LOCAL, false, "127.0.0.1", "127.0.0.1:"),
+    GOOD("plain v2 IPv4, its CRC32c", L_PLAIN, V2_INET_CRC, false, "127.0.100.9",
+         "127.0.100.9:5000"),
     GOOD("plain v1 UNKNOWN", L_PLAIN, "PROXY UNKNOWN\r\n", false, "127.0.0.1", "127.0.0.1:"),
     GOOD("plain v1 byte by byte", L_PLAIN, v1_tcp4, true, "127.0.113.7", "127.0.113.7:4242"),
     GOOD("plain v2 byte by byte", L_PLAIN, V2_INET6, true, "::1", "[::1]:5001"),
@@ -447,6 +453,11 @@ static const struct bad_row bad_rows[] = {
         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         false, "oversized"),
     BAD("v2 announcing 65535 bytes", SIG "\x21\x11\xff\xff", false, "oversized"),
+    /* PP2_TYPE_CRC32C over the header, its field zeroed: one bit off (it was skipped unread) */
+    BAD("v2 a CRC32c that does not match",
+        SIG "\x21\x11\x00\x13" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
+        "\x03\x00\x04\xbe\xb6\x61\x6d" "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        false, "checksum"),
     BAD("v1 cut by a FIN", "PROXY TCP4 1.2", true, "truncated"),
     BAD("v2 cut by a FIN", SIG "\x21\x11\x00\x0c\x01\x02", true, "truncated"),
 };
@@ -475,9 +486,9 @@ static void test_refused(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = start(fake_origin_port(o), "client_header_timeout = 1s\n");
-    static const char *const reasons[] = {"missing", "malformed", "oversized", "truncated",
-                                          "timeout"};
-    double want[5] = {0};
+    static const char *const reasons[] = {"missing", "malformed", "oversized", "checksum",
+                                          "truncated", "timeout"};
+    double want[6] = {0};
     for (size_t i = 0; i < ARRAY_SIZE(bad_rows); i++) {
         const struct bad_row *r = &bad_rows[i];
         struct raw_conn *c = raw_connect(harness_port(h, i % 2 ? "pptls" : "pp"), PX_IO_MS);
@@ -528,7 +539,7 @@ static void test_refused(void **state)
     assert_int_equal(resp.status, 200);
     raw_response_free(&resp);
     raw_close(c);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         if (pp_errors(h, reasons[k]) != want[k])
             fail_msg("%s: %g, not %g", reasons[k], pp_errors(h, reasons[k]), want[k]);
     assert_int_equal(fake_origin_requests(o), 1); /* nothing refused went on */
@@ -540,6 +551,7 @@ static void test_refused(void **state)
     assert_true(harness_log_contains(h, "[info] client 127.0.0.1:"));
     assert_true(harness_log_contains(h, "no PROXY header: the bytes begin something else"));
     assert_true(harness_log_contains(h, "malformed PROXY header"));
+    assert_true(harness_log_contains(h, "PROXY header checksum (CRC32c TLV) does not match"));
     assert_true(harness_log_contains(h, "PROXY header not complete within client_header_timeout"));
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);

@@ -31,7 +31,8 @@
     "[route tohttps]\nreturn = 301 https://$host$request_uri\n"                                    \
     "response_header = Strict-Transport-Security: max-age=63072000\n"                              \
     "[route relative]\nhost = rel.test\nreturn = 302 /$request_uri\n"                              \
-    "[route health]\nprefix = /healthz\nreturn = 200 ok $host\n"                                   \
+    "[route porthost]\nhost = port.test\nreturn = 302 http://$http_host$request_uri\n"            \
+    "[route health]\nprefix = /healthz\nreturn = 200 ok $http_host\n"                              \
     "[route empty]\nprefix = /empty\nreturn = 200\n"                                               \
     "[route nocontent]\nprefix = /nc\nreturn = 204\n"                                              \
     "[route retired]\nprefix = /old/\nreturn = 410\n"                                              \
@@ -48,8 +49,13 @@ static const struct {
     {"HTTP to HTTPS: the host and the target, query included",
      "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: app.test\r\n\r\n", 301,
      "https://app.test/a/b?x=1&y=2"},
-    {"a Host with its port keeps it",
-     "GET /p HTTP/1.1\r\nHost: 127.0.0.1:18180\r\n\r\n", 301, "https://127.0.0.1:18180/p"},
+    /* $host is nginx's: https://$host goes to 443 whatever port the plain request came to */
+    {"a Host with its port: $host has none",
+     "GET /p HTTP/1.1\r\nHost: 127.0.0.1:18180\r\n\r\n", 301, "https://127.0.0.1/p"},
+    {"... nor a capital: $host is lowercase",
+     "GET /p HTTP/1.1\r\nHost: App.Test:18180\r\n\r\n", 301, "https://app.test/p"},
+    {"$http_host keeps the port as the client wrote it",
+     "GET /p HTTP/1.1\r\nHost: Port.Test:18180\r\n\r\n", 302, "http://Port.Test:18180/p"},
     {"absolute-form: the authority is $host, the path and query $request_uri",
      "GET http://app.test/abs?q=1 HTTP/1.1\r\nHost: other.test\r\n\r\n", 301,
      "https://app.test/abs?q=1"},
@@ -215,7 +221,8 @@ static void test_http2(void **state)
         const char *want[3];   /* in curl's -D output and body */
         const char *absent;
     } rows[] = {
-        {"/a?b=1", NULL, {"HTTP/2 301", "\r\nlocation: https://127.0.0.1:", "/a?b=1\r\n"}, NULL},
+        /* :authority's port is not $host's */
+        {"/a?b=1", NULL, {"HTTP/2 301", "\r\nlocation: https://127.0.0.1/a?b=1\r\n", NULL}, NULL},
         {"/healthz", NULL, {"HTTP/2 200", "\r\ncontent-length: 19\r\n", "\r\n\r\nok 127.0.0.1:"},
          NULL},
         {"/healthz", "-I", {"HTTP/2 200", "\r\ncontent-length: 19\r\n", NULL}, "ok 127"},

@@ -105,6 +105,9 @@ static const struct dom_row dom_rows[] = {
     {"the app's origin is healthy, nothing in flight", "health-app-127.0.0.1:", "up, 0 in flight"},
     {"a failed check short of fall 3: still up, and going", "health-flaky-127.0.0.1:",
      "up (1 failed check in a row), 0 in flight"},
+    /* how each upstream spreads its load, a hash with its key */
+    {"the default balance beside its upstream", "balance-app", "round_robin"},
+    {"a hash and what it is keyed by", "balance-flaky", "hash $uri"},
 };
 
 static void test_page_in_chromium(void **state)
@@ -122,7 +125,7 @@ static void test_page_in_chromium(void **state)
         "[upstream app]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u backup\n"
         "[upstream gone]\norigin = 127.0.0.1:%u\n"
         /* the origin answers 200 to the check that expects 204: one failure at start */
-        "[upstream flaky]\norigin = 127.0.0.1:%u\n"
+        "[upstream flaky]\norigin = 127.0.0.1:%u\nbalance = hash $uri\n"
         "health_check = GET /h every 1h expect 204 fall 3\n"
         "[route app]\nprefix = /app/\nupstream = app\n"
         "[route gone]\nprefix = /gone/\nupstream = gone\n",

@@ -201,6 +201,32 @@ static void test_refuse(void **state)
     fake_origin_stop(o);
 }
 
+/* An origin stopped and started again on its port while a connection it closed first still
+ * holds that port (TIME_WAIT): it binds (SO_REUSEADDR), as a test restarting an origin needs.
+ * The listener had no SO_REUSEADDR, and the new bind failed with EADDRINUSE for a minute. */
+static void test_restart_on_same_port(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK};
+    assert_int_equal(tu_free_port(&opts.port), 0); /* PORTICO_TEST_PORTS' when set */
+    for (int round = 0; round < 3; round++) {
+        struct fake_origin *o = fake_origin_start(&opts);
+        if (!o)
+            fail_msg("round %d: no origin on port %u: %s", round, opts.port, strerror(errno));
+        opts.port = fake_origin_port(o);
+        struct raw_conn *c = connect_ok(opts.port);
+        struct raw_response r;
+        /* the origin closes first: its side of the connection is the one left waiting */
+        assert_int_equal(
+            raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+        raw_close(c);
+        fake_origin_stop(o);
+    }
+}
+
 static void test_blackhole(void **state)
 {
     (void)state;
@@ -1458,6 +1484,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_certs_files),
         cmocka_unit_test(test_curl),
         cmocka_unit_test(test_refuse),
+        cmocka_unit_test(test_restart_on_same_port),
         cmocka_unit_test(test_blackhole),
         cmocka_unit_test(test_close_behaviours),
         cmocka_unit_test(test_no_read),

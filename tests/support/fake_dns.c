@@ -494,6 +494,13 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
         if (d->tcp_fd < 0) {
             goto fail;
         }
+        if (d->tcp != FAKE_DNS_TCP_OFF) {
+            /* a port an earlier server's connections still hold (TIME_WAIT) is taken; not
+             * the TCP_OFF one, bound without listening to refuse: it must stay ours */
+            int one = 1;
+
+            setsockopt(d->tcp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        }
         if (bind(d->tcp_fd, (struct sockaddr *)&a, alen) < 0) {
             close(d->tcp_fd);
             d->tcp_fd = -1;

@@ -1149,6 +1149,13 @@ struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
 
         setsockopt(o->listen_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }
+    if (opts->kind != FO_REFUSE) {
+        /* A test restarting an origin on its port binds while connections the old one closed
+         * hold it (TIME_WAIT). Not a REFUSE port: bound, not listening, it must stay ours. */
+        int one = 1;
+
+        setsockopt(o->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (bind(o->listen_fd, (struct sockaddr *)&a, alen) < 0
         || getsockname(o->listen_fd, (struct sockaddr *)&a, &alen) < 0) {
         goto fail;

@@ -119,7 +119,9 @@ struct fake_origin_opts {
     int tls_max_version;              /* e.g. TLS1_2_VERSION; 0: OpenSSL's highest */
     bool ipv6;                        /* on [::1] (IPV6_V6ONLY) instead of 127.0.0.1 */
     uint16_t port;                    /* this port (e.g. another origin's on the other
-                                       * address); 0: one the kernel chooses */
+                                       * address, or its own again after a stop: bound with
+                                       * SO_REUSEADDR, but for FO_REFUSE); 0: one the kernel
+                                       * chooses */
 };
 
 struct fake_origin;

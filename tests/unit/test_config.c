@@ -834,6 +834,25 @@ static const struct {
     {"route without upstream: the line of its header",
      UP "[route r]\nprefix = /x\n",
      {"test.ini:3: [route r] has no upstream"}},
+    /* a return line refused says what is wrong with it, and nothing more: the route answers
+     * itself all the same, it is not also a route without an upstream */
+    {"return with no status code: its line alone",
+     UP "[route r]\nreturn = 2x0 x\n",
+     {"test.ini:4: return: '2x0 x': expected a status code (200-599), then a URL or a text"}},
+    {"return redirect without a URL: its line alone",
+     UP "[route r]\nprefix = /x\nreturn = 301\n",
+     {"test.ini:5: return: 301 is a redirect: give the URL (return = 301 "
+      "https://$host$request_uri)"}},
+    {"a file of return routes, one refused: no [upstream] is still needed",
+     "[route a]\nreturn = 204\n[route b]\nprefix = /b/\nreturn = 302\n",
+     {"test.ini:5: return: 302 is a redirect: give the URL (return = 302 "
+      "https://$host$request_uri)"}},
+    {"a refused return beside an origin key: both lines, no cascade",
+     UP "[route r]\nreturn = 301\nrewrite_prefix = /y/\n",
+     {"test.ini:4: return: 301 is a redirect: give the URL (return = 301 "
+      "https://$host$request_uri)",
+      "test.ini:5: [route r]: rewrite_prefix with return (line 4): the route answers itself, no "
+      "origin is asked"}},
     {"upstream without origin: the line of its header",
      "[proxy]\n[upstream empty]\nkeepalive = 1\n",
      {"test.ini:2: [upstream empty] has no origin"}},

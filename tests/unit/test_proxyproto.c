@@ -115,6 +115,29 @@ static const struct row rows[] = {
     HDR("v2 PROXY UDP over IPv4: the socket's address",
         V2("\x21", "\x12", "\x00", "\x0c") "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
         2, NULL),
+    /* PP2_TYPE_CRC32C (proxy-protocol.txt 2.2.5): checked over the whole header, its own field
+     * zeroed; a mismatch is refused (it was skipped unread as any TLV) */
+    HDR("v2 IPv4 with its CRC32c",
+        V2("\x21", "\x11", "\x00", "\x13") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x04\xbe\xb6\x61\x6c",
+        2, "127.0.100.9 5000"),
+    HDR("v2 IPv6 with its CRC32c after another TLV",
+        V2("\x21", "\x21", "\x00", "\x33")
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01"
+        "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce" "\x03\x00\x04\x7d\x7d\x4e\xd8",
+        2, "::1 5001"),
+    ERR("v2 a CRC32c one bit off",
+        V2("\x21", "\x11", "\x00", "\x13") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x04\xbe\xb6\x61\x6d",
+        PP_ERR_CHECKSUM),
+    ERR("v2 a CRC32c right, the source port changed on the way",
+        V2("\x21", "\x11", "\x00", "\x13") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x89"
+        "\x00\x50" "\x03\x00\x04\xbe\xb6\x61\x6c",
+        PP_ERR_CHECKSUM),
+    ERR("v2 a CRC32c TLV of 3 bytes",
+        V2("\x21", "\x11", "\x00", "\x12") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x03\xbe\xb6\x61",
+        PP_ERR_MALFORMED),
     MORE("v2 signature cut", "\r\n\r\n\0\r"),
     MORE("v2 fixed part cut", SIG "\x21\x11"),
     MORE("v2 addresses cut", V2("\x21", "\x11", "\x00", "\x0c") "\x01\x02\x03"),

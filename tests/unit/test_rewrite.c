@@ -180,7 +180,15 @@ static void test_rule_expand(void **state)
         unsigned client_pieces;
     } rows[] = {
         {"https://$host$request_uri", "/a?b", "app.test", "https://app.test/a?b", 2},
-        {"${scheme}://${host}${request_uri}", "/x", "h:8080", "http://h:8080/x", 2},
+        /* $host is nginx's: no port, lowercase; $http_host as the client wrote it */
+        {"${scheme}://${host}${request_uri}", "/x", "h:8080", "http://h/x", 2},
+        {"${scheme}://${http_host}${request_uri}", "/x", "h:8080", "http://h:8080/x", 2},
+        {"$host|$http_host", "/", "App.Test:8080", "app.test|App.Test:8080", 2},
+        {"$host|$http_host", "/", "[::1]:8443", "[::1]|[::1]:8443", 2},
+        {"$host|$http_host", "/", "[::1]", "[::1]|[::1]", 2},
+        {"$host|$http_host", "/", "h:", "h|h:", 2},
+        {"$host|$http_host", "/", "127.0.0.1", "127.0.0.1|127.0.0.1", 2},
+        {"<$host><$http_host>", "/", NULL, "<><>", 0},
         {"$request_uri", "?q", "h", "/?q", 1},      /* absolute-form "http://h?q" is "/?q" */
         {"$request_uri", "*", "h", "*", 1},         /* OPTIONS * */
         {"<$host>", "/", NULL, "<>", 0},            /* HTTP/1.0 without Host: empty */
