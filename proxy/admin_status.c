@@ -750,10 +750,18 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
             size_t same = first;
             while (same < k && strcmp(rows[same].origin, origin) != 0)
                 same++;
-            if (same < k)
+            const struct balancer *b = gen->balancers[u];
+            unsigned in_flight = balancer_in_flight(b, o);
+            if (same < k) {
                 rows[same].up = rows[same].up && up;
-            else
-                rows[k++] = (struct metrics_origin){cfg->upstreams[u].name, origin, up};
+                rows[same].in_flight += in_flight;
+            } else {
+                rows[k] = (struct metrics_origin){
+                    cfg->upstreams[u].name, origin, up, in_flight, .first = k == first,
+                    .queue_length = balancer_queue_length(b), .queued = balancer_queued_total(b),
+                    .queue_timeouts = balancer_queue_timeouts(b)};
+                k++;
+            }
         }
     }
     struct metrics_cert *certs = calloc(cfg->ncerts ? (size_t)cfg->ncerts : 1, sizeof(*certs));

@@ -21,6 +21,7 @@
 #include "portico/balance.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct balancer {
     _Atomic unsigned next;             /* position in the cycle (least_conn: where ties start) */
     unsigned ncycle;                   /* sum of the weights */
     uint8_t *cycle;                    /* the round-robin order, one origin index per turn */
+    struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -110,6 +112,13 @@ const char *balance_result_name(enum balance_result r)
 {
     return (unsigned)r < ARRAY_LEN(balance_result_names) ? balance_result_names[r] : "unknown";
 }
+
+/* ---- max_conns and the queue (the end of this file) ---- */
+
+static struct balance_queue *queue_new(void);
+static void queue_free(struct balance_queue *q);
+static bool claim_slot(struct balancer *b, int o);
+static void slot_free(struct balancer *b, int o);
 
 /* ---- creation ---- */
 
@@ -219,6 +228,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         for (int f = 0; f < up->norigins; f++)
             if (strcmp(up->origins[o].text, up->origins[f].text) == 0)
                 b->origins[o].same |= 1u << f;
+    if (up->limited && !(b->queue = queue_new())) {
+        balancer_free(b);
+        return NULL;
+    }
     return b;
 }
 
@@ -226,6 +239,7 @@ void balancer_free(struct balancer *b)
 {
     if (!b)
         return;
+    queue_free(b->queue);
     free(b->ring);
     free(b->cycle);
     free(b);
@@ -262,17 +276,23 @@ static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
     struct origin_slot *s = &b->origins[o];
     if (!usable(b, o, now_ms))
         return false;
+    if (b->queue && !claim_slot(b, o)) /* at max_conns: full, not failed */
+        return false;
     uint64_t word = atomic_load_explicit(&s->state, memory_order_acquire);
     *probe = 0;
     if ((word & STATE_MASK) == ORIGIN_DOWN) {
         uint64_t number = (word >> STATE_BITS) + 1; /* 62 bits: never back to 0 */
         if (!atomic_compare_exchange_strong_explicit(&s->state, &word,
                                                      state_word(ORIGIN_PROBING, number),
-                                                     memory_order_acq_rel, memory_order_relaxed))
+                                                     memory_order_acq_rel, memory_order_relaxed)) {
+            if (b->queue)
+                slot_free(b, o); /* the slot claimed goes back (or to a waiter) */
             return false;
+        }
         *probe = number;
     }
-    atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+    if (!b->queue)
+        atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
     return true;
 }
 
@@ -541,7 +561,6 @@ void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_
     if (origin < 0 || origin >= b->up->norigins)
         return;
     struct origin_slot *s = &b->origins[origin];
-    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
     switch (r) {
     case BALANCE_ANSWERED:
         answered(b, origin);
@@ -561,11 +580,20 @@ void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_
         break;
     }
     }
+    /* after the verdict: a slot handed to a waiter goes to an origin known to be down */
+    if (b->queue)
+        slot_free(b, origin);
+    else
+        atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
 }
 
 void balancer_release(struct balancer *b, int origin)
 {
-    if (origin >= 0 && origin < b->up->norigins)
+    if (origin < 0 || origin >= b->up->norigins)
+        return;
+    if (b->queue)
+        slot_free(b, origin);
+    else
         atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
 }
 
@@ -742,4 +770,199 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
     return origin >= 0 && origin < b->up->norigins
                ? atomic_load_explicit(&b->origins[origin].in_flight, memory_order_relaxed)
                : 0;
+}
+
+/* ---- max_conns and the queue ----
+ *
+ * An origin with max_conns takes an attempt only while fewer than that many are in flight on it
+ * (claim_slot, a compare-and-swap on in_flight: every worker's attempts count). When every usable
+ * origin is full the request waits in its upstream's queue, one FIFO list shared by the workers
+ * under a mutex. A slot that frees goes straight to the oldest waiter that may use it: in_flight
+ * stays, the waiter's origin is set and its wake called (an event_active on the waiter's worker,
+ * which libevent's thread notification wakes: no polling tick). Handing the slot over, rather than
+ * freeing it for whoever picks next, keeps the order FIFO: a new request finds no room while
+ * anyone waits for it. Slots of a limited upstream are freed under the mutex, and a request
+ * queues under it only once it saw no room there, so no wake is lost between the two.
+ */
+
+struct balance_queue {
+    pthread_mutex_t lock;
+    struct balance_waiter *head, *tail; /* oldest first */
+    _Atomic unsigned length;           /* waiters in the list (read without the lock: metrics) */
+    _Atomic uint64_t queued;           /* requests that ever waited */
+    _Atomic uint64_t timeouts;         /* ... and left at queue_timeout */
+};
+
+static struct balance_queue *queue_new(void)
+{
+    struct balance_queue *q = calloc(1, sizeof(*q));
+    if (q && pthread_mutex_init(&q->lock, NULL) != 0) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void queue_free(struct balance_queue *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* Counts an attempt on o against its max_conns: false when the origin is full. */
+static bool claim_slot(struct balancer *b, int o)
+{
+    _Atomic unsigned *in_flight = &b->origins[o].in_flight;
+    unsigned max = b->up->origins[o].max_conns;
+    if (!max) {
+        atomic_fetch_add_explicit(in_flight, 1, memory_order_relaxed);
+        return true;
+    }
+    unsigned now = atomic_load_explicit(in_flight, memory_order_relaxed);
+    while (now < max)
+        if (atomic_compare_exchange_weak_explicit(in_flight, &now, now + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+/* Whether a waiter may be handed a slot of o: up by both healths (a probe is a pick's to take). */
+static bool hands_over(const struct balancer *b, int o)
+{
+    const struct origin_slot *s = &b->origins[o];
+    return state_of(s) == ORIGIN_UP &&
+           atomic_load_explicit(&s->check, memory_order_relaxed) != CHECK_FAILING;
+}
+
+static void unlink_waiter(struct balance_queue *q, struct balance_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->next = w->prev = NULL;
+    w->queued = false;
+    atomic_fetch_sub_explicit(&q->length, 1, memory_order_relaxed);
+}
+
+/* An attempt on o ended: its slot goes to the oldest waiter that may take o, else back. */
+static void slot_free(struct balancer *b, int o)
+{
+    struct balance_queue *q = b->queue;
+    pthread_mutex_lock(&q->lock);
+    struct balance_waiter *w = q->head;
+    if (hands_over(b, o))
+        while (w && (balancer_listings(b, w->exclude) & (1u << o)))
+            w = w->next;
+    else
+        w = NULL;
+    if (w) {
+        unlink_waiter(q, w);
+        w->origin = o;
+        w->wake(w); /* under the lock: the waiter cannot leave before it is told */
+    } else {
+        atomic_fetch_sub_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* What the origins outside exclude offer: a free slot, only full ones, or none usable. */
+static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    enum balance_room room = BALANCE_ROOM_NONE;
+    exclude = balancer_listings(b, exclude);
+    for (int o = 0; o < b->up->norigins; o++) {
+        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+            continue;
+        unsigned max = b->up->origins[o].max_conns;
+        if (!max || atomic_load_explicit(&b->origins[o].in_flight, memory_order_relaxed) < max)
+            return BALANCE_ROOM_FREE;
+        room = BALANCE_ROOM_FULL;
+    }
+    return room;
+}
+
+bool balancer_limited(const struct balancer *b)
+{
+    return b->queue != NULL;
+}
+
+enum balance_room balancer_room(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    return room_of(b, now_ms, exclude);
+}
+
+enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, uint64_t now_ms)
+{
+    struct balance_queue *q = b->queue;
+    if (!q)
+        return room_of(b, now_ms, w->exclude);
+    pthread_mutex_lock(&q->lock);
+    enum balance_room room = room_of(b, now_ms, w->exclude);
+    if (room == BALANCE_ROOM_FULL) {
+        if (atomic_load_explicit(&q->length, memory_order_relaxed) >= b->up->max_queue) {
+            room = BALANCE_ROOM_QUEUE_FULL;
+        } else {
+            w->origin = -1;
+            w->next = NULL;
+            w->prev = q->tail;
+            if (q->tail)
+                q->tail->next = w;
+            else
+                q->head = w;
+            q->tail = w;
+            w->queued = true;
+            atomic_fetch_add_explicit(&q->length, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&q->queued, 1, memory_order_relaxed);
+            room = BALANCE_ROOM_QUEUED;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return room;
+}
+
+int balancer_unqueue(struct balancer *b, struct balance_waiter *w, bool timed_out)
+{
+    struct balance_queue *q = b->queue;
+    if (!q)
+        return -1;
+    pthread_mutex_lock(&q->lock);
+    int o = w->origin;
+    if (w->queued) {
+        unlink_waiter(q, w);
+        if (timed_out)
+            atomic_fetch_add_explicit(&q->timeouts, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return o;
+}
+
+unsigned balancer_queue_length(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->length, memory_order_relaxed) : 0;
+}
+
+uint64_t balancer_queued_total(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->queued, memory_order_relaxed) : 0;
+}
+
+uint64_t balancer_queue_timeouts(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->timeouts, memory_order_relaxed) : 0;
+}
+
+void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
+{
+    if (!b->queue || !from->queue)
+        return;
+    atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
+    atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
+                          memory_order_relaxed);
 }

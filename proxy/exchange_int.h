@@ -36,6 +36,7 @@ struct upstream_conf;
 struct upconn;
 struct sock;
 struct ex_fault;
+struct ex_queue;
 struct errpage_out;
 struct evbuffer;
 
@@ -200,6 +201,7 @@ struct exchange {
     char detail[200];
 
     struct ex_fault *fault;            /* owned: the fault rule acting on it (fault_exec.c) */
+    struct ex_queue *queue;            /* owned while it waits for a slot (exchange_queue.c) */
     size_t alloc_size;                 /* bytes of this allocation: the loop may keep it */
     struct fault_addr client_addr;     /* set with real_ip, read only then: left out of the
                                           zeroing at the start (exchange_start), which it
@@ -311,6 +313,23 @@ bool ex_pick_origin(struct exchange *ex);
 
 /* The upstream part of run(): choose the origin and connect to it. */
 void ex_to_origin(struct exchange *ex);
+
+/* Picks an origin again after the queue saw a free slot: true when one was taken (no failure is
+ * written when none was). */
+bool ex_pick_again(struct exchange *ex);
+
+/* ---- exchange_queue.c: waiting for a slot (max_conns) ---- */
+
+/* Every usable origin is full: the exchange waits in its upstream's queue (phase queue), is
+ * refused with queue_full, or, the queue having seen a free slot, goes on with a pick. false
+ * when no origin is usable after all (the caller fails with no_healthy_origin). */
+bool ex_queue_enter(struct exchange *ex);
+
+/* queue_timeout came: queue_timeout failure, unless a slot was handed over just then. */
+void ex_queue_timeout(struct exchange *ex, uint64_t limit_ms);
+
+/* The exchange ends while it waits: out of the queue, a slot handed to it passed on. */
+void ex_queue_leave(struct exchange *ex);
 
 /* ---- relay.c ---- */
 

@@ -79,7 +79,7 @@ size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_ti
                      size_t max)
 {
     size_t n = 0;
-    for (int p = PHASE_DNS; p <= PHASE_READ && n < max; p++)
+    for (int p = PHASE_QUEUE; p <= PHASE_READ && n < max; p++)
         if (pc->start[p] || (pc->walked & 1u << p))
             out[n++] = (struct phase_timing){(enum phase)p, phase_elapsed_us(pc, p, now)};
     return n;

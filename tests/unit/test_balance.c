@@ -1046,7 +1046,7 @@ static const struct {
     {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
      {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
     {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 backup\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'backup' (expected weight=N)"}},
+     {"test.ini:2: origin: unknown option 'backup' (expected weight=N or max_conns=N)"}},
     {"unknown policy", U1 "balance = fastest\n",
      {"test.ini:3: balance: 'fastest' is not one of round_robin, least_conn, random_two, hash"}},
     {"hash without a key", U1 "balance = hash\n",

@@ -997,7 +997,7 @@ static void test_metric_types_and_labels(void **state)
         metrics_tls_handshake(m, k);
     metrics_rate_limited(m, 0);
     metrics_denied(m, 0);
-    const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
     struct evbuffer *out = evbuffer_new();
