@@ -778,8 +778,8 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
  * (claim_slot, a compare-and-swap on in_flight: every worker's attempts count). When every usable
  * origin is full the request waits in its upstream's queue, one FIFO list shared by the workers
  * under a mutex. A slot that frees goes straight to the oldest waiter that may use it: in_flight
- * stays, the waiter's origin is set and its wake called (an event_active on the waiter's worker,
- * which libevent's thread notification wakes: no polling tick). Handing the slot over, rather than
+ * stays, the waiter's origin is set and its wake called (a post to its worker's wakebox: an
+ * eventfd its loop wakes on, no polling tick). Handing the slot over, rather than
  * freeing it for whoever picks next, keeps the order FIFO: a new request finds no room while
  * anyone waits for it. Slots of a limited upstream are freed under the mutex, and a request
  * queues under it only once it saw no room there, so no wake is lost between the two.

@@ -4,16 +4,14 @@
  * When every usable origin is full (balance.h), the exchange enters phase queue: its waiter goes
  * to the end of the upstream's queue and the phase timer runs queue_timeout. The slot of an
  * attempt that ends anywhere, in any worker, is handed to the oldest waiter that may use it, and
- * that worker's balancer calls wake: an event_active on this exchange's own event, which
- * libevent's thread notification delivers to its loop at once (no polling). The exchange then
+ * the balancer calls wake: a post to this exchange's loop's wakebox (an eventfd its loop wakes
+ * on at once: no polling; the workers' bases take no locks, so no event_active). The exchange then
  * holds the slot as a pick's and goes on to connect. A full queue (max_queue) refuses at once
  * (queue_full), and a waiter whose client leaves or whose timer ends leaves the queue; a slot
  * handed to it in between is ended again, which hands it on.
  */
 #include "exchange_int.h"
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,11 +20,12 @@
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/util.h"
+#include "portico/wakebox.h"
 
 struct ex_queue {
     struct balance_waiter w;           /* first: wake's argument is the ex_queue */
     struct exchange *ex;
-    struct event woken;                /* in the exchange's loop: made active by wake */
+    struct wake_item woken;            /* posted to the exchange's loop by wake */
 };
 
 static struct balancer *queue_balancer(const struct exchange *ex)
@@ -37,15 +36,16 @@ static struct balancer *queue_balancer(const struct exchange *ex)
 /* balance_waiter.wake: any thread, the queue's lock held. */
 static void waiter_wake(struct balance_waiter *w)
 {
-    event_active(&((struct ex_queue *)w)->woken, EV_READ, 0);
+    struct ex_queue *q = (struct ex_queue *)w;
+    wakebox_post(q->ex->loop->wakebox, &q->woken);
 }
 
-/* The waiter is out of the queue: its event goes (a wake may be pending), then its memory. */
+/* The waiter is out of the queue: its wake goes (one may be pending), then its memory. */
 static void queue_free(struct exchange *ex)
 {
     struct ex_queue *q = ex->queue;
     ex->queue = NULL;
-    event_del(&q->woken);
+    wakebox_cancel(ex->loop->wakebox, &q->woken);
     free(q);
 }
 
@@ -60,10 +60,8 @@ static void queue_granted(struct exchange *ex, int o)
     relay_connect(ex);
 }
 
-static void queue_woken_cb(evutil_socket_t fd, short what, void *arg)
+static void queue_woken(void *arg)
 {
-    (void)fd;
-    (void)what;
     struct exchange *ex = arg;
     ex->now = event_now_us();
     /* handed over under the lock: w.origin is set, and the waiter is out of the list */
@@ -96,6 +94,10 @@ static void origins_text(const struct exchange *ex, char *buf, size_t size)
 bool ex_queue_enter(struct exchange *ex)
 {
     struct balancer *b = queue_balancer(ex);
+    if (!ex->loop->wakebox && !(ex->loop->wakebox = wakebox_new(ex->loop->base))) {
+        ex_fail(ex, PHASE_QUEUE, CAUSE_LOCAL, 0, "no descriptor or memory to wait in the queue");
+        return true;
+    }
     struct ex_queue *q = calloc(1, sizeof(*q));
     if (!q) {
         ex_fail(ex, PHASE_QUEUE, CAUSE_LOCAL, 0, "out of memory");
@@ -105,7 +107,8 @@ bool ex_queue_enter(struct exchange *ex)
     q->w.exclude = ex->tried;
     q->w.origin = -1;
     q->w.wake = waiter_wake;
-    event_assign(&q->woken, ex->loop->base, -1, 0, queue_woken_cb, ex);
+    q->woken.run = queue_woken;
+    q->woken.arg = ex;
     ex->queue = q;
     /* A slot seen free goes to a pick again; another worker may take it first, a few times. */
     for (int tries = 0; tries < 8; tries++) {

@@ -179,7 +179,7 @@ struct balance_waiter {
                                            waits: the slot is its own, as a pick's */
     bool queued;                        /* in the list */
     /* The slot was handed over (origin set): called from any worker's thread with the queue's
-     * lock held, so it only schedules the owner's event (event_active). */
+     * lock held, so it only posts to the owner's loop (wakebox.h). */
     void (*wake)(struct balance_waiter *w);
 };
 
