@@ -117,8 +117,16 @@ const char *balance_result_name(enum balance_result r)
 
 static struct balance_queue *queue_new(void);
 static void queue_free(struct balance_queue *q);
-static bool claim_slot(struct balancer *b, int o);
+/* Out of line: an upstream without max_conns pays a test of b->queue only. */
+static __attribute__((noinline)) bool take_limited(struct balancer *b, int o, uint64_t *probe);
+static __attribute__((noinline)) void done_limited(struct balancer *b, int origin, uint64_t probe,
+                                                   enum balance_result r, uint64_t now_ms);
 static void slot_free(struct balancer *b, int o);
+static inline __attribute__((always_inline)) bool take_probe(struct balancer *b, int o,
+                                                            uint64_t *probe);
+static inline __attribute__((always_inline)) void verdict(struct balancer *b, int origin,
+                                                          uint64_t probe, enum balance_result r,
+                                                          uint64_t now_ms);
 
 /* ---- creation ---- */
 
@@ -269,30 +277,34 @@ static bool usable(const struct balancer *b, int o, uint64_t now_ms)
             now_ms >= atomic_load_explicit(&s->down_until_ms, memory_order_relaxed));
 }
 
-/* Takes origin o for an attempt: counted in flight. A DOWN origin is taken by one attempt only,
- * the one that turns it PROBING, with the next probe number (*probe; 0 for any other). */
-static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
+/* A DOWN origin is taken by one attempt only, the one that turns it PROBING, with the next
+ * probe number (*probe; 0 for any other): false when another attempt took the probe. */
+static inline bool take_probe(struct balancer *b, int o, uint64_t *probe)
 {
     struct origin_slot *s = &b->origins[o];
-    if (!usable(b, o, now_ms))
-        return false;
-    if (b->queue && !claim_slot(b, o)) /* at max_conns: full, not failed */
-        return false;
     uint64_t word = atomic_load_explicit(&s->state, memory_order_acquire);
     *probe = 0;
     if ((word & STATE_MASK) == ORIGIN_DOWN) {
         uint64_t number = (word >> STATE_BITS) + 1; /* 62 bits: never back to 0 */
         if (!atomic_compare_exchange_strong_explicit(&s->state, &word,
                                                      state_word(ORIGIN_PROBING, number),
-                                                     memory_order_acq_rel, memory_order_relaxed)) {
-            if (b->queue)
-                slot_free(b, o); /* the slot claimed goes back (or to a waiter) */
+                                                     memory_order_acq_rel, memory_order_relaxed))
             return false;
-        }
         *probe = number;
     }
-    if (!b->queue)
-        atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Takes origin o for an attempt: counted in flight (take_limited with max_conns). */
+static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
+{
+    if (!usable(b, o, now_ms))
+        return false;
+    if (__builtin_expect(b->queue != NULL, 0))
+        return take_limited(b, o, probe);
+    if (!take_probe(b, o, probe))
+        return false;
+    atomic_fetch_add_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
     return true;
 }
 
@@ -555,11 +567,10 @@ void balancer_answered(struct balancer *b, int origin)
         answered(b, origin);
 }
 
-void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
-                   uint64_t now_ms)
+/* What an attempt on origin that ended with r says of its health (balancer_done). */
+static inline void verdict(struct balancer *b, int origin, uint64_t probe,
+                           enum balance_result r, uint64_t now_ms)
 {
-    if (origin < 0 || origin >= b->up->norigins)
-        return;
     struct origin_slot *s = &b->origins[origin];
     switch (r) {
     case BALANCE_ANSWERED:
@@ -580,18 +591,26 @@ void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_
         break;
     }
     }
-    /* after the verdict: a slot handed to a waiter goes to an origin known to be down */
-    if (b->queue)
-        slot_free(b, origin);
-    else
-        atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+}
+
+void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
+                   uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return;
+    if (__builtin_expect(b->queue != NULL, 0)) {
+        done_limited(b, origin, probe, r, now_ms);
+        return;
+    }
+    atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
+    verdict(b, origin, probe, r, now_ms);
 }
 
 void balancer_release(struct balancer *b, int origin)
 {
     if (origin < 0 || origin >= b->up->norigins)
         return;
-    if (b->queue)
+    if (__builtin_expect(b->queue != NULL, 0))
         slot_free(b, origin);
     else
         atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
@@ -826,6 +845,27 @@ static bool claim_slot(struct balancer *b, int o)
                                                   memory_order_relaxed))
             return true;
     return false;
+}
+
+/* take() of a limited upstream: a slot of o claimed under max_conns (false: full, which is no
+ * failure), then the probe's turn as without a limit. */
+static bool take_limited(struct balancer *b, int o, uint64_t *probe)
+{
+    if (!claim_slot(b, o))
+        return false;
+    if (take_probe(b, o, probe))
+        return true;
+    slot_free(b, o); /* the probe was another's: the slot goes back, or to a waiter */
+    return false;
+}
+
+/* balancer_done of a limited upstream: the verdict first, so that a slot handed on does not go
+ * to an origin this attempt found down; then the slot. */
+static void done_limited(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
+                         uint64_t now_ms)
+{
+    verdict(b, origin, probe, r, now_ms);
+    slot_free(b, origin);
 }
 
 /* Whether a waiter may be handed a slot of o: up by both healths (a probe is a pick's to take). */

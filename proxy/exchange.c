@@ -1048,7 +1048,7 @@ static void exchange_release(struct loop *l, struct exchange *ex)
 static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
-    if (ex->queue) /* its client left while it waited for a slot */
+    if (__builtin_expect(ex->pc.current == PHASE_QUEUE, 0) && ex->queue) /* left, waiting */
         ex_queue_leave(ex);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
@@ -1522,12 +1522,20 @@ bool ex_pick_again(struct exchange *ex)
     return pick_origin(ex);
 }
 
+/* No origin was picked: the queue's (every usable one at max_conns), or no_healthy_origin. Out
+ * of line: the pick's path stays as it was without max_conns. */
+static __attribute__((noinline, cold)) void no_origin_now(struct exchange *ex)
+{
+    if (!balancer_limited(balancer_of(ex)) || !ex_queue_enter(ex))
+        ex_fail_no_origin(ex);
+}
+
 void ex_to_origin(struct exchange *ex)
 {
-    if (pick_origin(ex))
+    if (__builtin_expect(pick_origin(ex), 1))
         relay_connect(ex);
-    else if (!balancer_limited(balancer_of(ex)) || !ex_queue_enter(ex))
-        ex_fail_no_origin(ex);
+    else
+        no_origin_now(ex);
 }
 
 /* ---- entry points from the downstream ---- */

@@ -94,6 +94,7 @@ static void origins_text(const struct exchange *ex, char *buf, size_t size)
 bool ex_queue_enter(struct exchange *ex)
 {
     struct balancer *b = queue_balancer(ex);
+    ex->queue = NULL; /* not zeroed at the start (exchange_int.h) */
     if (!ex->loop->wakebox && !(ex->loop->wakebox = wakebox_new(ex->loop->base))) {
         ex_fail(ex, PHASE_QUEUE, CAUSE_LOCAL, 0, "no descriptor or memory to wait in the queue");
         return true;
@@ -157,7 +158,7 @@ void ex_queue_timeout(struct exchange *ex, uint64_t limit_ms)
     ex_fail_text(ex, PHASE_QUEUE, CAUSE_TIMEOUT, limit_ms, detail);
 }
 
-void ex_queue_leave(struct exchange *ex)
+__attribute__((noinline, cold)) void ex_queue_leave(struct exchange *ex)
 {
     int o = balancer_unqueue(queue_balancer(ex), &ex->queue->w, false);
     if (o >= 0) /* a slot handed over as the client left: it goes on to the next waiter */

@@ -832,9 +832,10 @@ void metrics_request_done(struct metrics *m, const struct metrics_sample *x)
     if (!x->timings || x->upstream < 0 || x->upstream >= s->nupstreams)
         return;
     struct hist *h = &s->hist[x->upstream * TIMING_COUNT];
-    for (int p = 0; p < TIMING_COUNT; p++) {
-        if (!timings_has(x->timings, (enum timing_phase)p))
-            continue;
+    /* the phases present only: a request walks 4 or 5 of the TIMING_COUNT */
+    for (unsigned left = x->timings->present & ((1u << TIMING_COUNT) - 1); left;
+         left &= left - 1) {
+        int p = __builtin_ctz(left);
         uint64_t us = x->timings->us[p];
         bump(&h[p].buckets[bucket_of(us)], 1);
         bump(&h[p].sum_us, us);
