@@ -495,9 +495,12 @@ static const char admin_status_page[] =
     "' in a row)' : '';\n"
     "      var stopped = o.checks_stopped ? ' (checks stopped: out of memory)' : '';\n"
     "      var h = el('td', (o.up ? 'up' + going : 'down' + why) + stopped + ', ' + o.in_flight "
-    "+ ' in flight', o.up ? 'up' : 'down');\n"
+    "+ ' in flight' + (o.weight_percent < 100 ? ', slow start: ' + o.weight_percent + "
+    "'% of its weight' : ''), o.up ? 'up' : 'down');\n"
     "      h.id = 'health-' + u.name + '-' + o.origin;\n"
-    "      rows.push(row([el('td', i ? '' : u.name), el('td', o.origin, 'mono'), h,\n"
+    "      var name = el('td', o.origin + (o.backup ? ' (backup)' : ''), 'mono');\n"
+    "      name.id = 'origin-' + u.name + '-' + o.origin;\n"
+    "      rows.push(row([el('td', i ? '' : u.name), name, h,\n"
     "                     el('td', i ? '' : u.pool_idle + ' (keepalive ' + u.keepalive + ' "
     "per worker)', 'n'),\n"
     "                     el('td', i ? '' : u.recent_failures.length, 'n')]));\n"
@@ -719,7 +722,9 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
         else
             jprintf(out, "null,\"checks_passed_in_row\":null,"
                                      "\"checks_failed_in_row\":null,\"checks_stopped\":null");
-        jprintf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
+        jprintf(out, ",\"in_flight\":%u,\"backup\":%s,\"weight_percent\":%u}",
+                balancer_in_flight(b, o), balancer_origin_is_backup(b, o) ? "true" : "false",
+                balancer_weight_permille(b, o, event_now_us() / 1000) / 10);
     }
     jadd(out, "],\"recent_failures\":[", 21);
     bool first = true;

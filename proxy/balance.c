@@ -17,6 +17,18 @@
  * origin on the ring. Maglev's table evens the shares better and jump hash needs no memory, but
  * both pick one slot: skipping an origin there means hashing again or rebuilding, where the
  * ring's walk is the fallback order itself.
+ *
+ * Backup origins are a second tier: a pick looks among the primaries first, the backups left
+ * out, and among the backups only when no primary will do (down, failing its check, or tried
+ * by this request already), by the same policy. They keep their turns in the one cycle and
+ * their points on the one ring, skipped as excluded origins are: the primaries' order and keys
+ * are the same as without them (a ring walk past an excluded point is the ring without it).
+ *
+ * slow_start ramps an origin back from down (or new to the upstream on a reload) from ~0 to its
+ * weight over the duration, linearly, from the first pick that finds it usable: round robin
+ * lets it take that fraction of its turns (the rest go round the others, as a down origin's
+ * do), least_conn and random_two scale its weight by it. Unset, it costs one load and branch a
+ * pick.
  */
 #include "portico/balance.h"
 
@@ -53,7 +65,16 @@ struct origin_slot {
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     _Atomic unsigned in_flight;        /* attempts picked and not done */
     uint32_t same;                     /* the origins listed with its host:port, itself included */
+    _Atomic unsigned ramp_turns;       /* slow_start: its turns seen while ramping */
+    _Atomic uint64_t ramp_until_ms;    /* slow_start: when its ramp ends; 0 none, RAMP_PENDING
+                                          from its next pick */
 };
+
+/* An origin back up whose ramp starts at the first pick that finds it usable: an answered probe
+ * or a passing check has no clock of its own, and a ramp begun while the other health still
+ * kept it out would be spent before it took a request. */
+#define RAMP_PENDING UINT64_MAX
+#define RAMP_FULL 1000u /* permille */
 
 /* One point of the hash ring: 8 bytes. */
 struct ring_point {
@@ -76,6 +97,9 @@ struct balancer {
     _Atomic unsigned next;             /* position in the cycle (least_conn: where ties start) */
     unsigned ncycle;                   /* sum of the weights */
     uint8_t *cycle;                    /* the round-robin order, one origin index per turn */
+    uint32_t backups;                  /* the backup origins (bit i: origin i) */
+    uint32_t primaries;                /* the others */
+    bool ramps;                        /* slow_start is set: read by each pick */
     struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct origin_slot origins[];      /* one per origin of up */
 };
@@ -219,6 +243,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
     if (!b)
         return NULL;
     b->up = up;
+    b->ramps = up->slow_start_ms > 0;
     for (int o = 0; o < up->norigins; o++)
         b->ncycle += weight_of(b, o);
     b->cycle = calloc(b->ncycle ? b->ncycle : 1, sizeof(*b->cycle));
@@ -232,10 +257,15 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         free(b);
         return NULL;
     }
-    for (int o = 0; o < up->norigins; o++)
+    for (int o = 0; o < up->norigins; o++) {
         for (int f = 0; f < up->norigins; f++)
             if (strcmp(up->origins[o].text, up->origins[f].text) == 0)
                 b->origins[o].same |= 1u << f;
+        if (up->origins[o].backup)
+            b->backups |= 1u << o;
+        else
+            b->primaries |= 1u << o;
+    }
     if (up->limited && !(b->queue = queue_new())) {
         balancer_free(b);
         return NULL;
@@ -266,7 +296,8 @@ static uint64_t state_word(enum origin_state st, uint64_t probe)
 }
 
 /* May origin o take an attempt at now: up, or down with its down_time over (the probe). */
-static bool usable(const struct balancer *b, int o, uint64_t now_ms)
+__attribute__((always_inline)) static inline bool usable(const struct balancer *b, int o,
+                                                        uint64_t now_ms)
 {
     const struct origin_slot *s = &b->origins[o];
     if (atomic_load_explicit(&s->check, memory_order_relaxed) == CHECK_FAILING)
@@ -308,12 +339,72 @@ static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
     return true;
 }
 
-/* Whether a is less busy than c relative to their weights: in_flight/weight compared. */
-static bool less_busy(const struct balancer *b, int a, int c)
+/* ---- slow start ---- */
+
+/* The share of its weight an origin whose ramp ends at until has at now, in permille: from 1
+ * (never 0: an origin alone must still be drawn) to RAMP_FULL. */
+static unsigned ramp_share(uint64_t slow_ms, uint64_t until, uint64_t now_ms)
+{
+    if (until == 0 || now_ms >= until)
+        return RAMP_FULL;
+    uint64_t left = MIN(until - now_ms, slow_ms);
+    return MAX(1u, (unsigned)(RAMP_FULL - left * RAMP_FULL / slow_ms));
+}
+
+/* Origin o's share of its weight at now (slow_start set), its pending ramp started. */
+static unsigned ramp_permille(struct balancer *b, int o, uint64_t now_ms)
+{
+    struct origin_slot *s = &b->origins[o];
+    uint64_t until = atomic_load_explicit(&s->ramp_until_ms, memory_order_relaxed);
+    if (until == 0)
+        return RAMP_FULL;
+    if (until == RAMP_PENDING) {
+        uint64_t start = now_ms + b->up->slow_start_ms;
+        if (atomic_compare_exchange_strong_explicit(&s->ramp_until_ms, &until, start,
+                                                    memory_order_relaxed, memory_order_relaxed))
+            until = start; /* else another thread started it: until holds its end */
+    }
+    unsigned share = ramp_share(b->up->slow_start_ms, until, now_ms);
+    if (share == RAMP_FULL) /* over: later picks read a 0 */
+        atomic_compare_exchange_strong_explicit(&s->ramp_until_ms, &until, 0,
+                                                memory_order_relaxed, memory_order_relaxed);
+    return share;
+}
+
+/* Whether round robin's turn of origin o at now is its own: a ramping origin takes that share
+ * of its turns, evenly (the kth when k * share crosses a whole RAMP_FULL). */
+static bool ramp_takes_turn(struct balancer *b, int o, uint64_t now_ms)
+{
+    unsigned share = ramp_permille(b, o, now_ms);
+    if (share >= RAMP_FULL)
+        return true;
+    uint64_t k = atomic_fetch_add_explicit(&b->origins[o].ramp_turns, 1, memory_order_relaxed);
+    return (k + 1) * share / RAMP_FULL > k * share / RAMP_FULL;
+}
+
+/* Origin o's weight at now in thousandths: its ramp's share of it under slow_start. */
+static uint64_t weight_now(struct balancer *b, int o, uint64_t now_ms)
+{
+    return (uint64_t)weight_of(b, o) * (b->up->slow_start_ms ? ramp_permille(b, o, now_ms)
+                                                               : RAMP_FULL);
+}
+
+/* Marks origin o back up (from down, failing, or new on a reload): under slow_start its ramp
+ * starts at its next pick. */
+static void ramp_from_next_pick(struct balancer *b, int o)
+{
+    if (b->up->slow_start_ms) {
+        atomic_store_explicit(&b->origins[o].ramp_turns, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->origins[o].ramp_until_ms, RAMP_PENDING, memory_order_relaxed);
+    }
+}
+
+/* Whether a is less busy than c relative to their weights at now: in_flight/weight compared. */
+static bool less_busy(struct balancer *b, int a, int c, uint64_t now_ms)
 {
     uint64_t fa = atomic_load_explicit(&b->origins[a].in_flight, memory_order_relaxed);
     uint64_t fc = atomic_load_explicit(&b->origins[c].in_flight, memory_order_relaxed);
-    return fa * weight_of(b, c) < fc * weight_of(b, a);
+    return fa * weight_now(b, c, now_ms) < fc * weight_now(b, a, now_ms);
 }
 
 /* Whether any origin outside exclude may take an attempt at now. */
@@ -341,18 +432,34 @@ static int turn_at(struct balancer *b, uint64_t now_ms, uint32_t exclude)
 /* The origin of the next turn of the shared cycle that is usable and outside exclude, or -1.
  * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
  * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
- * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
-static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+ * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000).
+ * ramped: a ramping origin's turn may pass on too (slow_start). */
+__attribute__((always_inline)) static inline int turn_walk(struct balancer *b, uint64_t now_ms,
+                                                         uint32_t exclude, bool ramped)
 {
     for (unsigned i = 0; i < b->ncycle; i++) {
         unsigned turn = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
         int o = b->cycle[turn % b->ncycle];
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms) &&
+            (!ramped || ramp_takes_turn(b, o, now_ms)))
             return o;
         if (i == 0 && !any_usable(b, now_ms, exclude))
             return -1; /* every origin down: no walk over the whole cycle */
     }
     return turn_at(b, now_ms, exclude); /* other threads took the turns between ours */
+}
+
+/* turn_walk under slow_start: a function of its own, so that the walk without it keeps its
+ * registers (the call inside cost every pick 8 instructions). */
+__attribute__((noinline)) static int ramped_turn(struct balancer *b, uint64_t now_ms,
+                                                 uint32_t exclude)
+{
+    return turn_walk(b, now_ms, exclude, true);
+}
+
+static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    return b->ramps ? ramped_turn(b, now_ms, exclude) : turn_walk(b, now_ms, exclude, false);
 }
 
 /* The least busy usable origin outside exclude; ties go to the first in index order from start. */
@@ -361,7 +468,8 @@ static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, uns
     int n = b->up->norigins, best = -1;
     for (int i = 0; i < n; i++) {
         int o = (int)((start + (unsigned)i) % (unsigned)n);
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms) && (best < 0 || less_busy(b, o, best)))
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms) &&
+            (best < 0 || less_busy(b, o, best, now_ms)))
             best = o;
     }
     return best;
@@ -374,12 +482,13 @@ static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, uns
 static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t r)
 {
     int n = b->up->norigins;
-    uint64_t total = 0;
+    uint64_t total = 0, weights[CFG_MAX_ORIGINS];
     uint32_t in = 0;
     for (int o = 0; o < n; o++) {
         if (!(exclude & (1u << o)) && usable(b, o, now_ms)) {
             in |= 1u << o;
-            total += weight_of(b, o);
+            weights[o] = weight_now(b, o, now_ms); /* read once, as usable is */
+            total += weights[o];
         }
     }
     if (total == 0)
@@ -388,27 +497,23 @@ static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t 
     for (int o = 0; o < n; o++) {
         if (!(in & (1u << o)))
             continue;
-        if (at < weight_of(b, o))
+        if (at < weights[o])
             return o;
-        at -= weight_of(b, o);
+        at -= weights[o];
     }
     return -1; /* not reached: the weights of `in` add up to total */
 }
 
-int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
-                  uint64_t *probe)
+/* balancer_pick among the origins outside exclude (their listings included), a retry's or a
+ * first attempt's. */
+__attribute__((always_inline)) static inline int pick_among(struct balancer *b, uint64_t now_ms,
+                                                          uint64_t rnd, uint32_t exclude,
+                                                          bool retry, uint64_t *probe)
 {
-    uint64_t probe_unwanted;
-    if (!probe)
-        probe = &probe_unwanted;
-    *probe = 0;
     /* A retry (origins already tried) takes no turn of the cycle: it goes to the origin whose
      * turn comes, and so does the next request. Taking one put the next request back on the
      * origin that failed: with one refusing origin of two, every request tried it first. */
-    int (*turn)(struct balancer *, uint64_t, uint32_t) = exclude ? turn_at : next_turn;
-    /* An origin tried is tried at every listing of its address: a retry on the second listing
-     * of a refusing origin (a weight by repetition) failed again while another answered. */
-    exclude = balancer_listings(b, exclude);
+    int (*turn)(struct balancer *, uint64_t, uint32_t) = retry ? turn_at : next_turn;
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
@@ -423,7 +528,7 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
         } else {
             o = draw(b, now_ms, exclude, (uint32_t)rnd);
             int other = o < 0 ? -1 : draw(b, now_ms, exclude | (1u << o), (uint32_t)(rnd >> 32));
-            if (other >= 0 && less_busy(b, other, o))
+            if (other >= 0 && less_busy(b, other, o, now_ms))
                 o = other;
             rnd = rnd * 6364136223846793005u + 1442695040888963407u; /* the next draw differs */
         }
@@ -434,6 +539,37 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
         exclude |= 1u << o;
     }
     return -1;
+}
+
+/* pick_among in an upstream with backups: the backups when no primary will do, a retry after
+ * the last primary failed included (as nginx's backup servers take the tries the primaries
+ * could not). No primary usable is asked first, so that a pick among none takes no turn of the
+ * cycle (the turn after a backup's is a primary's: each request then took the same backup's). */
+__attribute__((noinline)) static int pick_tier(struct balancer *b, uint64_t now_ms, uint64_t rnd,
+                                               uint32_t exclude, bool retry, uint64_t *probe)
+{
+    if (any_usable(b, now_ms, exclude | b->backups)) {
+        int o = pick_among(b, now_ms, rnd, exclude | b->backups, retry, probe);
+        if (o >= 0)
+            return o; /* else the primaries went between any_usable and the pick */
+    }
+    return pick_among(b, now_ms, rnd, exclude | b->primaries, retry, probe);
+}
+
+int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
+                  uint64_t *probe)
+{
+    uint64_t probe_unwanted;
+    if (!probe)
+        probe = &probe_unwanted;
+    *probe = 0;
+    bool retry = exclude != 0;
+    /* An origin tried is tried at every listing of its address: a retry on the second listing
+     * of a refusing origin (a weight by repetition) failed again while another answered. */
+    exclude = balancer_listings(b, exclude);
+    if (b->backups) /* a call of its own: without backups a pick pays a load and a branch */
+        return pick_tier(b, now_ms, rnd, exclude, retry, probe);
+    return pick_among(b, now_ms, rnd, exclude, retry, probe);
 }
 
 /* The origin of the first point at or after key on the ring that is usable and outside
@@ -463,6 +599,21 @@ static int ring_next(const struct balancer *b, uint64_t now_ms, uint32_t key, ui
     return -1;
 }
 
+/* The first origin on key's walk of the ring outside exclude that it takes, or -1. */
+static int ring_pick(struct balancer *b, uint64_t now_ms, uint64_t key, uint32_t exclude,
+                     uint64_t *probe)
+{
+    for (int tries = 0; tries < b->up->norigins; tries++) {
+        int o = ring_next(b, now_ms, (uint32_t)(key >> 32), exclude);
+        if (o < 0)
+            return -1;
+        if (take(b, o, now_ms, probe))
+            return o;
+        exclude |= 1u << o; /* another thread took its probe first */
+    }
+    return -1;
+}
+
 int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32_t exclude,
                        uint64_t *probe)
 {
@@ -473,15 +624,11 @@ int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32
     if (!b->npoints) /* not an upstream of balance = hash */
         return balancer_pick(b, now_ms, key, exclude, probe);
     exclude = balancer_listings(b, exclude);
-    for (int tries = 0; tries < b->up->norigins; tries++) {
-        int o = ring_next(b, now_ms, (uint32_t)(key >> 32), exclude);
-        if (o < 0)
-            return -1;
-        if (take(b, o, now_ms, probe))
-            return o;
-        exclude |= 1u << o; /* another thread took its probe first */
-    }
-    return -1;
+    /* the backups' points are passed over while a primary will do, as pick_tier's turns are */
+    if (b->backups && !any_usable(b, now_ms, exclude | b->backups))
+        return ring_pick(b, now_ms, key, exclude | b->primaries, probe);
+    int o = ring_pick(b, now_ms, key, exclude | b->backups, probe);
+    return o >= 0 || !b->backups ? o : ring_pick(b, now_ms, key, exclude | b->primaries, probe);
 }
 
 unsigned balancer_ring_points(const struct balancer *b)
@@ -556,9 +703,11 @@ static void answered(struct balancer *b, int o)
     /* up, the probe number kept: a probe still out is an older attempt from now on */
     _Static_assert(ORIGIN_UP == 0, "clearing the state bits makes the word UP");
     uint64_t was = atomic_fetch_and_explicit(&s->state, ~STATE_MASK, memory_order_acq_rel);
-    if ((was & STATE_MASK) != ORIGIN_UP)
+    if ((was & STATE_MASK) != ORIGIN_UP) {
+        ramp_from_next_pick(b, o);
         log_info("upstream %s: origin %s answered; back up", b->up->name,
                  b->up->origins[o].text);
+    }
 }
 
 void balancer_answered(struct balancer *b, int origin)
@@ -662,6 +811,7 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
                  up->name, name, in_row, rise);
         return;
     }
+    ramp_from_next_pick(b, origin); /* before it is usable: its first pick starts the ramp */
     atomic_store_explicit(&s->check, CHECK_PASSING, memory_order_relaxed);
     /* Passive health is left alone: it judges requests, and a check passing between them
      * started its count over (and ended its down_time), so an origin that answers /healthz
@@ -695,16 +845,32 @@ static int same_origin(const struct balancer *b, const struct balancer *from, in
     return -1;
 }
 
+/* A reload: origin o of b ramps on from where old was in its ramp (a pending one stays
+ * pending), for at most b's slow_start from now. */
+static void inherit_ramp(struct balancer *b, int o, const struct origin_slot *old,
+                         uint64_t now_ms)
+{
+    uint64_t until = atomic_load_explicit(&old->ramp_until_ms, memory_order_relaxed);
+    if (!b->up->slow_start_ms || until == 0 || (until != RAMP_PENDING && until <= now_ms))
+        return;
+    if (until != RAMP_PENDING)
+        until = MIN(until, now_ms + b->up->slow_start_ms);
+    atomic_store_explicit(&b->origins[o].ramp_until_ms, until, memory_order_relaxed);
+}
+
 void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms)
 {
     const struct upstream_conf *up = b->up;
     bool check = same_check(&up->health, &from->up->health);
     for (int o = 0; o < up->norigins; o++) {
         int f = same_origin(b, from, o);
-        if (f < 0)
+        if (f < 0) { /* new to the upstream: cold, as one back from down */
+            ramp_from_next_pick(b, o);
             continue;
+        }
         const struct origin_slot *old = &from->origins[f];
         struct origin_slot *s = &b->origins[o];
+        inherit_ramp(b, o, old, now_ms);
         if (check) { /* the run too: the next check counts on toward the new rise or fall */
             atomic_store_explicit(&s->check, atomic_load_explicit(&old->check,
                                                                   memory_order_relaxed),
@@ -1005,4 +1171,17 @@ void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
     atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
     atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
                           memory_order_relaxed);
+}
+
+bool balancer_origin_is_backup(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins && (b->backups & (1u << origin));
+}
+
+unsigned balancer_weight_permille(const struct balancer *b, int origin, uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins || !b->up->slow_start_ms)
+        return RAMP_FULL;
+    uint64_t until = atomic_load_explicit(&b->origins[origin].ramp_until_ms, memory_order_relaxed);
+    return until == RAMP_PENDING ? 1 : ramp_share(b->up->slow_start_ms, until, now_ms);
 }

@@ -1111,6 +1111,14 @@ static void watch_later(struct client *c)
     }
 }
 
+/* A head is being read (client_header_timeout) and not yet an exchange: every way out of
+ * parse_head but a started exchange. */
+static void head_begun(struct client *c)
+{
+    if (c->state == CS_IDLE)
+        set_state(c, CS_HEAD);
+}
+
 static void parse_head(struct client *c)
 {
     const struct config *cfg = c->loop->cfg;
@@ -1126,14 +1134,16 @@ static void parse_head(struct client *c)
     if (c->admin_due && c->sock.read_limit != input_bound(cfg))
         sock_set_read_limit(&c->sock, input_bound(cfg)); /* back once it is all in */
     c->admin_due = 0;
-    if (c->state == CS_IDLE) {
+    /* CS_HEAD is entered only when this call does not start the exchange (head_begun): a head
+     * that came whole goes from CS_IDLE to CS_EXCHANGE, one state change instead of two, its
+     * header deadline never armed (callgrind: -120 instructions a request). */
+    if (c->state == CS_IDLE)
         c->head_start_us = event_now_us();
-        set_state(c, CS_HEAD);
-    }
     size_t max = (size_t)cfg->max_header_size;
     size_t n = MIN(len, max - c->head_skipped);
     const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     if (!p && n) { /* a head in several chains, and no memory to make it one: ours, not theirs */
+        head_begun(c);
         refuse_head(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0, false);
         return;
     }
@@ -1145,6 +1155,7 @@ static void parse_head(struct client *c)
     while (skip + 1 < n && p[skip] == '\r' && p[skip + 1] == '\n')
         skip += 2;
     if (skip) {
+        head_begun(c);
         evbuffer_drain(in, skip);
         sock_consumed(&c->sock);
         c->head_skipped += skip;
@@ -1171,6 +1182,8 @@ static void parse_head(struct client *c)
     struct h1_request req;
     struct h1_error err;
     int rc = h1_parse_request(p, n, &lim, &req, &err);
+    if (rc < 0 || c->kind == CLIENT_ADMIN)
+        head_begun(c);
     if (rc == -2) {
         c->head_scanned = n;
         return;
@@ -1193,13 +1206,14 @@ static void parse_head(struct client *c)
     c->pipelined = false;
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
+        head_begun(c);
         refuse_request(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0,
                        req.method_id == METHOD_HEAD, &req);
         return;
     }
     c->ex = ex;
+    set_state(c, CS_EXCHANGE); /* first: from CS_IDLE, the count says whether it was listed idle */
     c->requests++;
-    set_state(c, CS_EXCHANGE);
     evbuffer_drain(in, (size_t)rc);
     sock_consumed(&c->sock);
     exchange_run(ex); /* may end it: done() then changed our state */

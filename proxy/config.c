@@ -102,6 +102,8 @@ static void route_defaults(struct route_conf *r)
     r->continue_timeout_ms = 1000;
     r->early_hints_cache = 1000;
     r->upstream = -1;
+    r->mirror_percent = 100;
+    r->mirror_body = true;
 }
 
 /* Makes room for entry n of a section array and of its key lines (doubling; sections are few).
@@ -530,6 +532,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->max_request_line = 8 * 1024;
     cfg->max_body_size = UINT64_C(1) << 30;
     cfg->client_limit_table = 100000;
+    cfg->mirror_max_in_flight = 64;
     for (int t = 0; t < TIMER_COUNT; t++)
         cfg->timers_ms[t] = timer_rows[t].def_ms;
     cfg->interim_resets_timer = true;
@@ -1166,6 +1169,33 @@ static void validate_proxy(struct cfg_loader *ld)
     resolve_user(ld);
 }
 
+/* Backup origins and slow_start: a standby needs a primary to stand by for, an address is a
+ * primary or a backup (its listings share one verdict), and a ring cannot ramp a weight (a key
+ * would move back and forth between origins as it grew: nginx refuses slow_start with hash). */
+static void validate_backups(struct cfg_loader *ld, struct upstream_conf *up,
+                             const struct cfg_key_lines *lines)
+{
+    int primaries = 0;
+    for (int o = 0; o < up->norigins; o++) {
+        primaries += !up->origins[o].backup;
+        for (int f = 0; f < o; f++)
+            if (up->origins[f].backup != up->origins[o].backup &&
+                strcmp(up->origins[f].text, up->origins[o].text) == 0) {
+                cfg_report(ld, up->line, "[upstream %s]: origin %s is listed both as a primary "
+                                         "and as a backup", up->name, up->origins[o].text);
+                break;
+            }
+    }
+    if (up->norigins > 0 && primaries == 0)
+        cfg_report(ld, up->line, "[upstream %s]: every origin is a backup; a backup takes "
+                                 "requests only when no primary can, so list one without "
+                                 "`backup`", up->name);
+    int slow_start = cfg_key_line(lines, CFG_SEC_UPSTREAM, "slow_start");
+    if (slow_start && up->slow_start_ms && up->balance == BALANCE_HASH)
+        cfg_report(ld, slow_start, "slow_start: not with balance = hash (a ramped weight would "
+                                   "move keys back and forth between origins)");
+}
+
 static void validate_upstream(struct cfg_loader *ld, int i)
 {
     struct config *cfg = ld->cfg;
@@ -1197,6 +1227,7 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                  (unsigned long long)up->max_fails, up->max_fails == 1 ? "" : "s",
                  cfg_duration_text(up->down_time_ms, down, sizeof(down)));
     }
+    validate_backups(ld, up, lines);
     bool has_sim = false;
     for (int o = 0; o < up->norigins; o++) {
         has_sim |= up->origins[o].is_sim;
@@ -1306,6 +1337,39 @@ static void resolve_upstream(struct cfg_loader *ld, struct route_conf *r, int i)
                    r->name, r->upstream_name);
 }
 
+/* The route's mirror upstreams, by name: each another upstream than the route's own (a copy to
+ * production itself would double its load), named once. */
+static void resolve_mirrors(struct cfg_loader *ld, struct route_conf *r, int i)
+{
+    struct config *cfg = ld->cfg;
+    for (int m = 0; m < r->nmirrors; m++) {
+        r->mirrors[m] = -1;
+        for (int u = 0; u < cfg->nupstreams; u++)
+            if (strcmp(cfg->upstreams[u].name, r->mirror_names[m]) == 0)
+                r->mirrors[m] = u;
+        if (r->mirrors[m] < 0)
+            cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror: no [upstream %s]", r->name,
+                       r->mirror_names[m]);
+        else if (r->mirrors[m] == r->upstream)
+            cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror = %s is the route's own "
+                       "upstream: its origins would get every request twice", r->name,
+                       r->mirror_names[m]);
+        for (int o = 0; o < m; o++)
+            if (strcmp(r->mirror_names[o], r->mirror_names[m]) == 0)
+                cfg_report(ld, r->mirror_lines[m], "[route %s]: mirror = %s named twice (line "
+                           "%d)", r->name, r->mirror_names[m], r->mirror_lines[o]);
+    }
+    /* the sampling and body keys of a route that mirrors nothing are idle: said, as a mirror
+     * commented out for a while leaves them behind */
+    static const char *const mirror_keys[] = {"mirror_percent", "mirror_body"};
+    for (size_t k = 0; r->nmirrors == 0 && k < ARRAY_LEN(mirror_keys); k++) {
+        int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, mirror_keys[k]);
+        if (line)
+            cfg_warn(ld, line, "[route %s]: %s without mirror: it does nothing", r->name,
+                     mirror_keys[k]);
+    }
+}
+
 /* A route that answers itself (return) has no origin: the keys that speak of one would be
  * silently idle, so they are refused at their lines. */
 static void validate_return(struct cfg_loader *ld, const struct route_conf *r, int i)
@@ -1319,7 +1383,8 @@ static void validate_return(struct cfg_loader *ld, const struct route_conf *r, i
         "request_header_remove", "early_hints",     "early_hints_learn",
         "early_hints_cache", "expect",              "continue_timeout",
         "processing_interval", "server_timing",     "client_body_min_rate",
-        "client_body_rate_grace",
+        "client_body_rate_grace", "mirror",            "mirror_percent",
+        "mirror_body",
     };
     for (size_t k = 0; k < ARRAY_LEN(origin_keys); k++) {
         int line = cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, origin_keys[k]);
@@ -1370,6 +1435,8 @@ static void validate_routes(struct cfg_loader *ld)
             validate_return(ld, r, i);
         else
             resolve_upstream(ld, r, i);
+        if (!r->answer)
+            resolve_mirrors(ld, r, i);
         for (int j = 0; j < i; j++) {
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
@@ -1606,6 +1673,8 @@ void cfg_free(struct config *cfg)
         free(r->host);
         free(r->prefix);
         free(r->upstream_name);
+        for (int m = 0; m < r->nmirrors; m++)
+            free(r->mirror_names[m]);
         for (int h = 0; h < r->nhints; h++)
             free(r->early_hints[h]);
         hrules_free(r->request_rules);

@@ -809,7 +809,7 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return 0;
 }
 
-/* One option of an origin line, "NAME=N": its name, bounds, and where it goes. */
+/* One numeric option of an origin line, "NAME=N": its name, bounds, and where it goes. */
 struct origin_option {
     const char *name;                  /* with its '=' */
     uint64_t min, max;
@@ -821,8 +821,8 @@ static const struct origin_option origin_option_rows[] = {
     {"max_conns=", 1, CFG_MAX_CONNS, offsetof(struct origin_conf, max_conns)},
 };
 
-/* "ADDR [weight=N] [max_conns=N]": the address into addr, the options into o (weight 1 when not
- * given, max_conns 0: the upstream's). */
+/* "ADDR [weight=N] [max_conns=N] [backup]", the options in any order, each once: the address
+ * into addr, the options into o (weight 1 when not given, max_conns 0: the upstream's). */
 static int origin_options(struct cfg_loader *ld, const char *value, char *addr, size_t size,
                           struct origin_conf *o)
 {
@@ -835,33 +835,45 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
     memcpy(addr, value, alen);
     addr[alen] = '\0';
     o->weight = 1;
+    o->backup = false;
+    unsigned seen = 0; /* bit i: origin_option_rows[i] given */
     while (sp && *sp) {
         while (*sp == ' ' || *sp == '\t')
             sp++;
-        if (!*sp)
-            break;
+        size_t len = strcspn(sp, " \t");
         char word[64];
-        size_t wlen = strcspn(sp, " \t");
-        snprintf(word, sizeof(word), "%.*s", (int)MIN(wlen, sizeof(word) - 1), sp);
-        sp += wlen;
-        const struct origin_option *row = NULL;
-        for (size_t i = 0; i < ARRAY_LEN(origin_option_rows); i++)
-            if (strncmp(word, origin_option_rows[i].name, strlen(origin_option_rows[i].name)) == 0)
-                row = &origin_option_rows[i];
-        if (!row) {
-            cfg_report(ld, ld->line,
-                       "origin: unknown option '%s' (expected weight=N or max_conns=N)", word);
-            return -1;
+        if (len == 0)
+            break;
+        snprintf(word, sizeof(word), "%.*s", (int)MIN(len, sizeof(word) - 1), sp);
+        sp += len;
+        if (len == 6 && strncmp(word, "backup", 6) == 0 && !o->backup) {
+            o->backup = true; /* nginx's and HAProxy's word */
+            continue;
         }
-        uint64_t n;
-        const char *num = word + strlen(row->name);
-        if (parse_uint(num, row->min, row->max, &n) != 0) {
-            cfg_report(ld, ld->line, "origin: %.*s '%s' is not a whole number between %llu and "
-                                     "%llu", (int)strlen(row->name) - 1, row->name, num,
-                       (unsigned long long)row->min, (unsigned long long)row->max);
-            return -1;
+        size_t i = 0;
+        while (i < ARRAY_LEN(origin_option_rows) &&
+               strncmp(word, origin_option_rows[i].name, strlen(origin_option_rows[i].name)) != 0)
+            i++;
+        if (i < ARRAY_LEN(origin_option_rows) && !(seen & (1u << i))) {
+            const struct origin_option *row = &origin_option_rows[i];
+            const char *num = word + strlen(row->name);
+            uint64_t n;
+            if (parse_uint(num, row->min, row->max, &n) != 0) {
+                cfg_report(ld, ld->line, "origin: %.*s '%s' is not a whole number between %llu "
+                                         "and %llu", (int)strlen(row->name) - 1, row->name, num,
+                           (unsigned long long)row->min, (unsigned long long)row->max);
+                return -1;
+            }
+            *(unsigned *)(void *)((char *)o + row->at) = (unsigned)n;
+            seen |= 1u << i;
+            continue;
         }
-        *(unsigned *)((char *)o + row->at) = (unsigned)n;
+        bool repeated = (len == 6 && strncmp(word, "backup", 6) == 0) ||
+                        i < ARRAY_LEN(origin_option_rows);
+        cfg_report(ld, ld->line,
+                   "origin: %s option '%s' (expected weight=N, max_conns=N or backup, each once)",
+                   repeated ? "repeated" : "unknown", word);
+        return -1;
     }
     return 0;
 }
@@ -1123,6 +1135,22 @@ static int set_hint(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     if (!(r->early_hints[r->nhints] = cfg_copy(ld, value)))
         return -1;
     r->nhints++;
+    return 0;
+}
+
+/* mirror = UPSTREAM, repeatable up to CFG_MAX_MIRRORS: resolved once every upstream is known
+ * (config.c). */
+static int set_mirror(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct route_conf *r = base;
+    (void)k;
+    if (r->nmirrors >= CFG_MAX_MIRRORS) {
+        cfg_report(ld, ld->line, "mirror: at most %d per route", CFG_MAX_MIRRORS);
+        return -1;
+    }
+    if (!(r->mirror_names[r->nmirrors] = cfg_copy(ld, value)))
+        return -1;
+    r->mirror_lines[r->nmirrors++] = ld->line;
     return 0;
 }
 
@@ -1608,6 +1636,7 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
+    NUMBER("mirror_max_in_flight", set_uint, CFG(mirror_max_in_flight), 1, 100000),
     /* per client address, all workers together (climit.c) */
     NUMBER("max_connections_per_client", set_uint, CFG(max_connections_per_client), 0, 1000000),
     NUMBER("client_rate", set_client_rate, CFG(client_rate), 1, 1000000),
@@ -1679,6 +1708,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
     DURATION("fail_window", UPS(fail_window_ms), 1),
     DURATION("down_time", UPS(down_time_ms), 1),
+    DURATION("slow_start", UPS(slow_start_ms), 0),
     {"fail_timeout", set_fail_timeout, UPS(fail_window_ms), 1, CFG_MAX_DURATION_MS, NULL, 0,
      false},
     NUMBER("retries", set_uint, UPS(retries), 0, CFG_MAX_ORIGINS - 1),
@@ -1725,6 +1755,10 @@ static const struct cfg_key route_keys[] = {
     /* repeatable, in file order; any of them replaces [proxy]'s (acl.h) */
     LIST("allow", set_route_allow),
     LIST("deny", set_route_deny),
+    /* request mirroring (mirror.h) */
+    LIST("mirror", set_mirror),
+    NUMBER("mirror_percent", set_uint, RTE(mirror_percent), 0, 100),
+    KEY("mirror_body", set_bool, RTE(mirror_body)),
 };
 
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */

@@ -39,6 +39,7 @@ struct ex_fault;
 struct ex_queue;
 struct errpage_out;
 struct evbuffer;
+struct mirror_copy;
 
 enum req_state {
     REQ_GATED,  /* Expect: 100-continue relayed, body held until the origin's 100 or timeout */
@@ -149,9 +150,13 @@ struct exchange {
     bool retried;                      /* already resent once after a stale pooled connection */
     bool replay_over;                  /* the replay was let go past REPLAY_MAX (in retried's
                                           padding) */
+    bool mirror_made;                  /* the route's mirror copy was decided (made or not,
+                                          counted) at the first send: a resend makes none */
     struct evbuffer *replay;           /* owned: the request body as sent (framed), all of it so
                                           far, for a resend (replay_wanted, relay.c); NULL when
                                           none is kept (no resend possible, over REPLAY_MAX) */
+    struct mirror_copy *mirror;        /* owned: the request for the route's mirrors while it
+                                          goes out (mirror.h), handed over once whole */
     unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
@@ -460,6 +465,9 @@ const char *fault_exec_name(const struct exchange *ex);
 
 /* The exchange ends: its place under max_active is given back, the fault freed. */
 void fault_exec_end(struct exchange *ex);
+
+/* Frees the fault allocation the loop keeps (loop.h), if any. */
+void fault_exec_spare_free(struct loop *l);
 
 /* ---- the one exit ---- */
 

@@ -267,6 +267,8 @@ struct shard {
     uint8_t *served_key;               /* [nserved]: enum tls_key_type */
     _Atomic uint64_t *rate_limited;    /* [nroutes]: portico_requests_rate_limited_total */
     _Atomic uint64_t *denied;          /* [nroutes]: portico_requests_denied_total */
+    _Atomic uint64_t *mirrored;        /* [nroutes * MIRROR_OUTCOME_COUNT]:
+                                          portico_mirror_requests_total */
 
     int nroutes, nupstreams, nfaults, nserved;
     char **names;                      /* routes, then upstreams, then faults, then the served
@@ -314,6 +316,7 @@ static void shard_free(struct shard *s)
     free(s->served_key);
     free(s->rate_limited);
     free(s->denied);
+    free(s->mirrored);
     free(s);
 }
 
@@ -345,8 +348,9 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
     s->served_key = calloc((size_t)s->nserved + 1, sizeof(*s->served_key));
     s->rate_limited = zalloc_lines((size_t)s->nroutes * sizeof(*s->rate_limited));
     s->denied = zalloc_lines((size_t)s->nroutes * sizeof(*s->denied));
+    s->mirrored = zalloc_lines((size_t)s->nroutes * MIRROR_OUTCOME_COUNT * sizeof(*s->mirrored));
     if (!s->names || !s->requests || !s->hist || !s->faults || !s->handshakes || !s->served_key ||
-        !s->rate_limited || !s->denied ||
+        !s->rate_limited || !s->denied || !s->mirrored ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
                copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
@@ -388,6 +392,7 @@ struct hist_row {
  * route: all are a name and a count, summed, sorted and copied alike. */
 #define RATE_LIMITED_ROW FAULT_ACTION_COUNT
 #define DENIED_ROW (FAULT_ACTION_COUNT + 1)
+#define MIRROR_ROW (FAULT_ACTION_COUNT + 2) /* + the outcome: portico_mirror_requests_total */
 struct fault_row {
     const char *fault;
     int action;
@@ -586,6 +591,9 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             add_fault(t, s->names[r], RATE_LIMITED_ROW, n);
         if ((n = get(&s->denied[r])) != 0)
             add_fault(t, s->names[r], DENIED_ROW, n);
+        for (int o = 0; o < MIRROR_OUTCOME_COUNT; o++)
+            if ((n = get(&s->mirrored[r * MIRROR_OUTCOME_COUNT + o])) != 0)
+                add_fault(t, s->names[r], MIRROR_ROW + o, n);
     }
     for (int f = 0; f < s->nfaults; f++)
         for (int a = 0; a < FAULT_ACTION_COUNT; a++) {
@@ -935,6 +943,13 @@ void metrics_denied(struct metrics *m, int route)
     struct shard *s = shard_of(m);
     if (route >= 0 && route < s->nroutes)
         bump(&s->denied[route], 1);
+}
+
+void metrics_mirror(struct metrics *m, int route, enum mirror_outcome o)
+{
+    struct shard *s = shard_of(m);
+    if (route >= 0 && route < s->nroutes && (unsigned)o < MIRROR_OUTCOME_COUNT)
+        bump(&s->mirrored[route * MIRROR_OUTCOME_COUNT + o], 1);
 }
 
 void metrics_conn_refused(struct metrics *m, enum conn_refusal reason)
@@ -1635,6 +1650,27 @@ static bool stage_denied(struct metrics_cursor *c, struct render *out, size_t bu
     return true;
 }
 
+static bool stage_mirror(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_mirror_requests_total", "counter",
+               "Mirror requests (mirror = UPSTREAM) by route and what became of them");
+    while (c->row < t->nfaults) {
+        const struct fault_row *f = &t->faults[c->row++];
+        if (f->action < MIRROR_ROW || f->action >= MIRROR_ROW + MIRROR_OUTCOME_COUNT)
+            continue;
+        PUT_LIT(out, "portico_mirror_requests_total");
+        label(out, "route", f->fault, true);
+        label(out, "outcome", mirror_outcome_name((enum mirror_outcome)(f->action - MIRROR_ROW)),
+              false);
+        value_u64(out, f->n);
+        if (slice_full(c, t->nfaults, out, budget))
+            return false;
+    }
+    return true;
+}
+
 /* The per-client table of the serving configuration (climit.h): how full it may get, the
  * connections it counts (back to 0 when every client went: a count lost would show), what its
  * eviction gave away and what it let through uncounted (a table too small for the clients it
@@ -1683,7 +1719,7 @@ static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
     stage_queues,
     stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_rate_limited,
-    stage_denied,   stage_client_limit, stage_handshakes, stage_process,
+    stage_denied,   stage_mirror,   stage_client_limit, stage_handshakes, stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

@@ -22,6 +22,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mirror.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
 #include "portico/sock.h"
@@ -155,6 +156,16 @@ static bool splice_allowed(const struct exchange *ex, bool can_splice,
     return ex->cfg->splice && can_splice && !ex->usock->ssl && body_spliceable(body);
 }
 
+/* The request is whole in our hands, and went to the origin first: its copy goes to the
+ * route's mirrors, which the exchange forgets (each is its own owner from now). Not inlined:
+ * the callers stay as small as they were for the routes that mirror nothing. */
+static __attribute__((noinline)) void send_mirror(struct exchange *ex)
+{
+    struct mirror_copy *c = ex->mirror;
+    ex->mirror = NULL;
+    mirror_copy_send(ex->loop, c);
+}
+
 /* All of the request body is in: wait for the response. */
 static void request_body_done(struct exchange *ex)
 {
@@ -165,6 +176,8 @@ static void request_body_done(struct exchange *ex)
         fault_exec_request_read(ex);
     else
         relay_request_sent(ex);
+    if (ex->mirror) /* only a body's request gets here: the others pay nothing */
+        send_mirror(ex);
 }
 
 /* The request will not go again (or cannot): its body's copy goes. */
@@ -256,6 +269,8 @@ void relay_request_body(struct exchange *ex)
          * without a length from an HTTP/2 client lacked it, and the origin waited for it) */
         if (ex->replay && ex->usock)
             keep_replay(ex, out, before_out);
+        if (ex->mirror && ex->usock)
+            mirror_copy_body(ex->mirror, out, before_out);
         if (ex->usock)
             flush_origin(ex);
         else
@@ -356,6 +371,26 @@ static int resend_replay(struct exchange *ex)
     return p && evbuffer_add(out, p, n) == 0 ? 0 : -1;
 }
 
+/* The route mirrors: the copy of this request for its mirrors, decided once (mirror.h). Its
+ * body streams past a copy when it is an upgrade's or a CONNECT's: never mirrored. Not inlined:
+ * send_request stays as it was for the routes that mirror nothing (callgrind). */
+static __attribute__((noinline)) void make_mirror(struct exchange *ex,
+                                                  const struct fwd_request *fwd)
+{
+    ex->mirror_made = true;
+    ex->mirror = mirror_copy_new(ex->loop, ex->route, ex->route_index, &ex->req, fwd,
+                                 ex->upgrade || ex->req.method_id == METHOD_CONNECT);
+    /* an empty chunked body already read whole: its last chunk is written below, not relayed */
+    if (ex->mirror && ex->req_state == REQ_DONE && ex->req_body.done &&
+        ex->info.framing == H1_BODY_CHUNKED) {
+        struct evbuffer *last = evbuffer_new();
+        if (last && evbuffer_add(last, "0\r\n\r\n", 5) == 0)
+            mirror_copy_body(ex->mirror, last, 0);
+        if (last)
+            evbuffer_free(last);
+    }
+}
+
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
@@ -410,6 +445,8 @@ static void send_request(struct exchange *ex)
         ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
         return;
     }
+    if (ex->route->nmirrors && !ex->mirror_made) /* the first send: the head as it went */
+        make_mirror(ex, &fwd);
     /* Resent (a stale pooled connection, another origin): the body taken so far goes again
      * first (the rest follows from the client). Else (no replay): an empty chunked body was
      * consumed from the client already, its last chunk went to the failed connection; it goes
@@ -430,9 +467,10 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
-    /* (not while a copy is kept: spliced bytes pass it by, and a body of exactly REPLAY_MAX,
-     * its head read alone, lost its copy and its retry) */
+    /* (not while a copy is kept, the replay or the mirrors': spliced bytes pass it by, and a
+     * body of exactly REPLAY_MAX, its head read alone, lost its copy and its retry) */
     ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) && !ex->replay &&
+                     !ex->mirror &&
                      splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
@@ -443,6 +481,8 @@ static void send_request(struct exchange *ex)
     }
     flush_origin(ex);
     relay_request_sent(ex);
+    if (ex->mirror && ex->req_state == REQ_DONE) /* after the origin's: it goes first */
+        send_mirror(ex);
 }
 
 /* ---- response heads ---- */

@@ -42,6 +42,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/mirror.h"
 #include "portico/proxyproto.h"
 #include "portico/recent.h"
 #include "portico/sock.h"
@@ -152,6 +153,7 @@ static void stop_now(struct worker *w)
         return;
     leave_running(w, LOOP_STOPPING);
     close_connections(&w->loop);
+    mirror_loop_free(&w->loop); /* mirror requests under way are cut (counted) */
     upstream_pools_free(&w->loop);
     event_base_loopbreak(w->loop.base);
 }
@@ -480,7 +482,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->loop.log = log_buffer_new(cfg->access_log_format);
     w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
     if (!w->loop.clock || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
-        upstream_pools_init(&w->loop) != 0)
+        upstream_pools_init(&w->loop) != 0 || mirror_loop_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)
         trace_rng_init(&w->loop.rng, now_us() ^ (uint64_t)(uintptr_t)w);
@@ -515,6 +517,7 @@ static void worker_free(struct worker *w)
     health_stop(w->health);
     close_listeners(w);
     close_connections(&w->loop);
+    mirror_loop_free(&w->loop);
     if (w->loop.pools)
         upstream_pools_free(&w->loop);
     if (w->loop.dns)

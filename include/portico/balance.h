@@ -10,6 +10,11 @@
  * exactly one balancer_done when that attempt ends: it keeps the in-flight counts least_conn
  * and random_two read, and carries the origin's verdict.
  *
+ * Backup origins (`backup`) are picked, by the same policy, only when no primary will do: all
+ * down or failing their checks, or tried by the request already. slow_start ramps an origin
+ * back up (or new on a reload) from ~0 to its weight over that time (round_robin, least_conn,
+ * random_two; config.c refuses it with hash).
+ *
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
  * half-open state; balancer_pick says which attempt is the probe): a response brings the origin
@@ -207,6 +212,13 @@ uint64_t balancer_queue_timeouts(const struct balancer *b);
 
 /* A reload: b's queue counters go on from from's (metrics counters never go back). */
 void balancer_inherit_queue(struct balancer *b, const struct balancer *from);
+
+/* Whether origin is a backup (`origin = ... backup`): picked only when no primary will do. */
+bool balancer_origin_is_backup(const struct balancer *b, int origin);
+
+/* The share of its weight origin takes at now, in permille: 1000 but while slow_start ramps it
+ * (from 1 when its ramp has yet to start, at its next pick). For tests and /status. */
+unsigned balancer_weight_permille(const struct balancer *b, int origin, uint64_t now_ms);
 
 /* Names for logs and tests. Never NULL. */
 const char *origin_state_name(enum origin_state s);

@@ -29,6 +29,7 @@
 #define CFG_MAX_WORKERS 256
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
+#define CFG_MAX_MIRRORS 4                  /* `mirror` upstreams per route */
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
 #define CFG_MAX_HEADER_SIZE (UINT64_C(1) << 20) /* max_header_size and max_request_line: 1m */
 #define CFG_MAX_SOCKBUF (UINT64_C(64) << 20) /* client_sndbuf, origin_rcvbuf: 64m (the kernel
@@ -151,6 +152,7 @@ struct origin_conf {
     unsigned weight;              /* `weight=N`: its share of the requests (1-CFG_MAX_WEIGHT) */
     unsigned max_conns;           /* `max_conns=N`, else the upstream's: requests in flight to
                                      it at most, all workers together; 0: no limit */
+    bool backup;                  /* `backup`: takes requests only when no primary can */
     char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
 
@@ -184,6 +186,7 @@ struct upstream_conf {
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
     uint64_t fail_window_ms;               /* ... counted within this window */
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
+    uint64_t slow_start_ms;                /* an origin back up ramps to its weight in it; 0: off */
     enum balance_policy balance;
     enum hash_key_kind hash_key;           /* balance = hash: what the ring is keyed by */
     char hash_name[CFG_HASH_NAME_MAX];     /* $http_NAME: the field name, lowercase, '_' as '-';
@@ -265,6 +268,12 @@ struct route_conf {
     const struct acl *acl;                 /* the rules it is judged by: its own, else [proxy]'s
                                               (borrowed); NULL: none, the request pays one
                                               compare (acl.h) */
+    char *mirror_names[CFG_MAX_MIRRORS];   /* mirror = UPSTREAM, in file order (mirror.h) */
+    int mirror_lines[CFG_MAX_MIRRORS];     /* where each was set, for messages */
+    int mirrors[CFG_MAX_MIRRORS];          /* their indices into cfg->upstreams, resolved */
+    int nmirrors;                          /* 0: the route mirrors nothing (one test a request) */
+    uint64_t mirror_percent;               /* of the route's requests mirrored, 0-100 (100) */
+    bool mirror_body;                      /* bodies go with mirror requests (on) */
 };
 
 /* [faults]: how the fault rules (issue 8) behave as a whole. */
@@ -330,6 +339,7 @@ struct config {
     uint64_t max_request_line;
     uint64_t max_body_size;
     uint64_t max_connections;              /* client connections per worker; 0: no limit */
+    uint64_t mirror_max_in_flight;         /* mirror requests under way per worker (mirror.h) */
     uint64_t max_connections_per_client;   /* of one client address (IPv6: its /64), all
                                               workers together; 0: no limit (climit.h) */
     struct client_rate client_rate;        /* the routes' default request rate per client */

@@ -26,6 +26,7 @@ struct upstream_pools;
 struct log_buffer;
 struct recent;
 struct client;
+struct mirror_set;
 
 TAILQ_HEAD(client_list, client);
 struct pp_wait;
@@ -84,8 +85,12 @@ struct loop {
         size_t size;
     } spare_exchange[LOOP_SPARE_EXCHANGES];
     unsigned spare_exchanges;          /* how many are kept */
+    void *spare_fault;                 /* owned: an ended fault's allocation, kept for the next
+                                          (fault_exec.c); freed by exchange_spare_free */
     unsigned h2_streams;               /* HTTP/2 streams open on this loop (h2_stream.c) */
     unsigned h2_streams_peak;          /* most at once since the worker last trimmed the heap */
+    struct mirror_set *mirror;         /* owned: mirror requests under way, sampling (mirror.h);
+                                          NULL: none made on this loop */
 };
 
 /* Writes a new request id ("5f1c9a2e0100000000002a": salt, worker, a 48-bit counter) into buf

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
+#include "portico/mirror.h"
 #include "portico/timing.h"
 
 struct evbuffer;
@@ -57,6 +58,8 @@ struct evbuffer;
       "Responses cut short after their head was forwarded")                                        \
     X(M_UPSTREAM_NEXT_ORIGIN, "portico_upstream_next_origin_total",                                \
       "Attempts moved to another origin after a failed one (retries)")                             \
+    X(M_UPSTREAM_BACKUP_ATTEMPTS, "portico_upstream_backup_attempts_total",                        \
+      "Attempts sent to a backup origin (no primary would do)")                                   \
     X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \
       "Connects moved to the next address of an origin's name after one failed")                   \
     X(M_UPSTREAM_NO_LOCAL_PORT, "portico_upstream_no_local_port_total",                            \
@@ -441,6 +444,10 @@ void metrics_rate_limited(struct metrics *m, int route);
 /* Counts one request refused by its route's allow/deny rules: portico_requests_denied_total
  * {route} (route: index in the labels' routes). */
 void metrics_denied(struct metrics *m, int route);
+
+/* Counts one mirror request, or one not sent, of route (index in the labels' routes):
+ * portico_mirror_requests_total{route,outcome}. */
+void metrics_mirror(struct metrics *m, int route, enum mirror_outcome o);
 
 /* Counts one connection closed at its accept: portico_client_connections_refused_total. */
 void metrics_conn_refused(struct metrics *m, enum conn_refusal reason);

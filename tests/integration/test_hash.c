@@ -317,6 +317,48 @@ static void test_cookie_h1_h2(void **state)
     stop(h, &os);
 }
 
+/* Which origin answered a GET of target. */
+static int which_target(struct harness *h, const char *target)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", target);
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), PX_IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    int got = -1;
+    if (raw_read_response(c, &r, PX_IO_MS) == 0 && r.status == 200)
+        for (int i = 0; i < NORIGINS; i++)
+            if (strcmp(r.body, names[i]) == 0)
+                got = i;
+    raw_response_free(&r);
+    raw_close(c);
+    return got;
+}
+
+/* $uri is the path without its query (nginx's $uri): a page asked with any query goes where
+ * the page goes. Keyed with the query, 8 queries of one path would all land on its origin 1 run
+ * in 16,384. */
+static void test_uri_without_query(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, "$uri", NULL, NULL);
+    static const char *const paths[] = {"/img/a.png", "/img/b.png", "/doc"};
+    for (size_t p = 0; p < ARRAY_SIZE(paths); p++) {
+        int home = which_target(h, paths[p]);
+        assert_true(home >= 0);
+        for (int q = 0; q < 8; q++) {
+            char target[64];
+            snprintf(target, sizeof(target), "%s?v=%d", paths[p], q);
+            int o = which_target(h, target);
+            if (o != home)
+                fail_msg("%s went to origin %d, %s to %d", target, o, paths[p], home);
+        }
+    }
+    stop(h, &os);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_cookie* runs the matching rows only */
@@ -326,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_down_moves_only_its_keys),
         cmocka_unit_test(test_reload_rebuilds_ring),
         cmocka_unit_test(test_cookie_h1_h2),
+        cmocka_unit_test(test_uri_without_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -474,6 +474,81 @@ static void test_client_addr_behind_trusted_proxy(void **state)
     px_stop(h);
 }
 
+/* Edges of the answer: "/$request_uri" of a target "/p" is "//p" before the cut (a run of two
+ * is cut as a longer one is: "//p" is host p to a browser); "https://$host" of no Host is no
+ * authority at all (refused, not read past its end); a client's Connection: close is honoured
+ * by the route's answer as by any other; a rule's Server replaces ours, never adds a second. */
+static void test_return_edges(void **state)
+{
+    (void)state;
+    struct harness *h = px_start(NULL, RETURN_ROUTES "[route bare]\nprefix = /bare\n"
+                                                      "return = 302 https://$host\n"
+                                                      "response_header = Server: edge\n");
+    static const struct {
+        const char *why, *request;
+        int status;
+        const char *location;  /* NULL: none */
+        bool closes;
+    } rows[] = {
+        {"two slashes are one", "GET /p HTTP/1.1\r\nHost: rel.test\r\n\r\n", 302, "/p", false},
+        {"https:// and nothing", "GET /bare HTTP/1.0\r\n\r\n", 400, NULL, true},
+        {"https://$host of a Host", "GET /bare HTTP/1.1\r\nHost: app.test\r\n\r\n", 302,
+         "https://app.test", false},
+        {"Connection: close", "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+         200, NULL, true},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("%s\n", rows[i].why);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, rows[i].request), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, rows[i].status);
+        const char *loc = raw_header(&r, "Location");
+        if (rows[i].location ? !loc || strcmp(loc, rows[i].location) != 0 : !!loc)
+            fail_msg("%s: Location %s:\n%s", rows[i].why, loc ? loc : "(none)", r.head.text);
+        assert_int_equal(raw_head_field_count(&r.head, "Server"), 1); /* the rule's, or ours */
+        const char *conn = raw_header(&r, "Connection"); /* said, not only done */
+        if (rows[i].closes != (conn && strcmp(conn, "close") == 0))
+            fail_msg("%s: Connection %s", rows[i].why, conn ? conn : "(none)");
+        if (raw_wait_closed(c, rows[i].closes ? PX_IO_MS : 0) != rows[i].closes)
+            fail_msg("%s: the connection %s", rows[i].why, rows[i].closes ? "stayed" : "closed");
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    px_stop(h);
+}
+
+/* The access line counts the body sent: a HEAD's answer has none (bytes_out=0), where the GET
+ * of the same route sent its 12 bytes. */
+static void test_head_logs_no_body(void **state)
+{
+    (void)state;
+    struct harness *h = px_start(NULL, RETURN_ROUTES);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "HEAD /healthz HTTP/1.1\r\nHost: app.test\r\n"
+                                     "X-Request-Id: ret-head\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\nHost: app.test\r\n"
+                                     "X-Request-Id: ret-get\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    char *line = px_log_line_for_id(h, "ret-head");
+    if (!tu_contains(line, " bytes_out=0 "))
+        fail_msg("HEAD: %s", line);
+    free(line);
+    line = px_log_line_for_id(h, "ret-get");
+    if (!tu_contains(line, " bytes_out=12 "))
+        fail_msg("GET: %s", line);
+    free(line);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -488,6 +563,8 @@ int main(void)
         cmocka_unit_test(test_refused_at_load),
         cmocka_unit_test(test_reload_swaps),
         cmocka_unit_test(test_client_addr_behind_trusted_proxy),
+        cmocka_unit_test(test_return_edges),
+        cmocka_unit_test(test_head_logs_no_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

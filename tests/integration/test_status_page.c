@@ -119,13 +119,15 @@ static void test_page_in_chromium(void **state)
     assert_int_equal(harness_write_config(h,
         "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
         "access_log = off\nworkers = 2\n"
-        "[upstream app]\norigin = 127.0.0.1:%u\n[upstream gone]\norigin = 127.0.0.1:%u\n"
+        "[upstream app]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u backup\n"
+        "[upstream gone]\norigin = 127.0.0.1:%u\n"
         /* the origin answers 200 to the check that expects 204: one failure at start */
         "[upstream flaky]\norigin = 127.0.0.1:%u\n"
         "health_check = GET /h every 1h expect 204 fall 3\n"
         "[route app]\nprefix = /app/\nupstream = app\n"
         "[route gone]\nprefix = /gone/\nupstream = gone\n",
-        fake_origin_port(ok), fake_origin_port(refused), fake_origin_port(ok)), 0);
+        fake_origin_port(ok), fake_origin_port(refused), fake_origin_port(refused),
+        fake_origin_port(ok)), 0);
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_wait_log(h, "1 of 3 in a row, not marked down yet", 5000), 0);
     uint16_t port = harness_port(h, "listen");
@@ -172,6 +174,18 @@ static void test_page_in_chromium(void **state)
         if (!got || strcmp(got, dom_rows[i].text) != 0)
             fail_msg("%s: #%s shows \"%s\", expected \"%s\"", dom_rows[i].why, id,
                      got ? got : "(absent)", dom_rows[i].text);
+        free(got);
+    }
+    /* a backup says so after its address; a primary does not */
+    struct fake_origin *app_origins[] = {ok, refused};
+    for (size_t i = 0; i < ARRAY_SIZE(app_origins); i++) {
+        uint16_t at = fake_origin_port(app_origins[i]);
+        char id[64], want[64];
+        snprintf(id, sizeof(id), "origin-app-127.0.0.1:%u", at);
+        snprintf(want, sizeof(want), "127.0.0.1:%u%s", at, i ? " (backup)" : "");
+        char *got = element_text(dom, id);
+        if (!got || strcmp(got, want) != 0)
+            fail_msg("#%s shows \"%s\", expected \"%s\"", id, got ? got : "(absent)", want);
         free(got);
     }
     /* each class's tile has its colour's class: "no status" is .cother (it was "coother", so

@@ -82,6 +82,11 @@ static void test_verdicts(void **state)
         {"/0 of IPv4", {"deny 0.0.0.0/0"}, "127.0.0.1", false, 0},
         {"a list is rules in its order", {"allow 127.0.0.2, ::1"}, "::1", true, 1},
         {"an IPv6 list element", {"deny ::2, 127.0.0.1"}, "127.0.0.1", false, 1},
+        /* no address is no 0.0.0.0: only `all` names it (read as the words 0, 0.0.0.0/0 would) */
+        {"no address: not in 0.0.0.0/0", {"deny 0.0.0.0/0"}, NULL, true, -1},
+        /* 1:2:: is 0.1.0.2 with zeros after, as the rule's words go: the family tells them apart */
+        {"/0 of IPv4 is not an IPv6 of zeros past its 4th byte", {"deny 0.0.0.0/0"}, "1:2::", true,
+         -1},
     };
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         struct acl *acl = load(rows[i].lines);

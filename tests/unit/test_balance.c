@@ -1,9 +1,9 @@
 /*
  * test_balance.c — the balancer (balance.h) without sockets or clocks: round-robin spread and
  * weights, least_conn, random_two, passive health (max_fails within fail_window, down_time,
- * the half-open probe), active check verdicts and their rise and fall counts, in-flight counts;
- * and the configuration keys of balancing, health, retries, tunnels and limits with their
- * FILE:LINE errors.
+ * the half-open probe), active check verdicts and their rise and fall counts, in-flight counts,
+ * backup origins (by every policy) and slow_start's ramp; and the configuration keys of
+ * balancing, health, retries, tunnels and limits with their FILE:LINE errors.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -908,6 +908,220 @@ static void test_hash_retry_next(void **state)
     balancer_free(b);
 }
 
+/* ---- backup origins ---- */
+
+/* The picks of n attempts at now (each answered at once) per origin, into counts[]; a hash
+ * upstream's keys are clients 0..n-1. */
+static void count_picks(struct balancer *b, const struct upstream_conf *up, int n, uint64_t now,
+                        uint32_t exclude, int *counts)
+{
+    for (int k = 0; k < n; k++) {
+        int o = up->balance == BALANCE_HASH
+                    ? balancer_pick_hash(b, now, key_of((uint32_t)k), exclude, NULL)
+                    : balancer_pick(b, now, (uint64_t)k * 0x9e3779b97f4a7c15u, exclude, NULL);
+        if (o < 0) {
+            counts[MAXO]++; /* none: no_healthy_origin */
+            continue;
+        }
+        balancer_done(b, o, 0, BALANCE_ANSWERED, now);
+        counts[o]++;
+    }
+}
+
+static const enum balance_policy every_policy[] = {BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN,
+                                                   BALANCE_RANDOM_TWO, BALANCE_HASH};
+
+/* Origins o0, o1 primaries and o2, o3 backups, by every policy: the backups take nothing while
+ * a primary is usable; all the requests, shared by the policy, once both primaries are down
+ * (by their checks or passively), or tried already (a retry after the last primary failed);
+ * the primaries take everything back as soon as one is up; none left is no_healthy_origin. */
+static void test_backup(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    for (size_t p = 0; p < ARRAY_LEN(every_policy); p++) {
+        struct upstream_conf up;
+        make_upstream(&up, 4, NULL, every_policy[p], 1);
+        up.origins[2].backup = up.origins[3].backup = true;
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        assert_false(balancer_origin_is_backup(b, 1));
+        assert_true(balancer_origin_is_backup(b, 2));
+        int counts[MAXO + 1] = {0};
+        count_picks(b, &up, N, 0, 0, counts);
+        print_message("  policy %d, all up: %d %d %d %d\n", every_policy[p], counts[0],
+                      counts[1], counts[2], counts[3]);
+        assert_int_equal(counts[2] + counts[3] + counts[MAXO], 0);
+        assert_true(counts[0] > N / 4 && counts[1] > N / 4);
+        /* one primary left: it takes all, still no backup */
+        balancer_check(b, 0, CHECK_FAILING, "test");
+        memset(counts, 0, sizeof(counts));
+        count_picks(b, &up, N, 0, 0, counts);
+        assert_int_equal(counts[1], N);
+        /* a retry after the last primary failed goes to a backup */
+        memset(counts, 0, sizeof(counts));
+        count_picks(b, &up, N, 0, 1u << 1, counts);
+        assert_int_equal(counts[0] + counts[1] + counts[MAXO], 0);
+        /* both primaries down: the backups share the requests by the policy */
+        int o = balancer_pick(b, 0, 0, 0, NULL);
+        assert_int_equal(o, 1);
+        balancer_done(b, o, 0, BALANCE_FAILED, 0); /* max_fails = 1: down until 5000 */
+        memset(counts, 0, sizeof(counts));
+        count_picks(b, &up, N, 10, 0, counts);
+        print_message("  policy %d, primaries down: %d %d %d %d\n", every_policy[p],
+                      counts[0], counts[1], counts[2], counts[3]);
+        assert_int_equal(counts[0] + counts[1] + counts[MAXO], 0);
+        assert_true(counts[2] > N / 4 && counts[3] > N / 4);
+        /* a primary's check passes: everything goes back to it at once */
+        balancer_check(b, 0, CHECK_PASSING, "test");
+        memset(counts, 0, sizeof(counts));
+        count_picks(b, &up, N, 20, 0, counts);
+        assert_int_equal(counts[0], N);
+        /* every origin out: no_healthy_origin */
+        for (int f = 0; f < 4; f++)
+            balancer_check(b, f, CHECK_FAILING, "test");
+        memset(counts, 0, sizeof(counts));
+        count_picks(b, &up, N, 30, 0, counts);
+        assert_int_equal(counts[MAXO], N);
+        balancer_free(b);
+    }
+}
+
+/* A down primary's probe after down_time still goes out (it is a primary's turn, not the
+ * backups'), and its answer takes the requests back from the backup. */
+static void test_backup_probe(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 1);
+    up.origins[1].backup = true;
+    struct balancer *b = balancer_new(&up);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    balancer_done(b, 0, 0, BALANCE_FAILED, 0); /* down until 5000 */
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(pick_answer(b, 0), 1);
+    uint64_t probe;
+    assert_int_equal(balancer_pick(b, 5000, 0, 0, &probe), 0);
+    assert_true(probe != 0);
+    assert_int_equal(balancer_pick(b, 5000, 0, 0, NULL), 1); /* beside the probe: the backup */
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 5000);
+    balancer_done(b, 0, probe, BALANCE_ANSWERED, 5000);
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(pick_answer(b, 0), 0);
+    balancer_free(b);
+}
+
+/* ---- slow start ---- */
+
+/* Two equal origins, o1 back from failing its check with slow_start = 1s: its weight is ~0 at
+ * its first pick (the ramp's start), half at 500 ms, whole at 1 s, and its share of the picks
+ * follows, by each policy that ramps: ~0, a third (0.5 against 1), a half. */
+static const struct {
+    unsigned at_ms;      /* since the ramp's start */
+    unsigned permille;   /* balancer_weight_permille */
+    int lo, hi;          /* o1's picks of 3000 */
+} ramp_rows[] = {
+    {0, 1, 0, 30},
+    {500, 500, 900, 1100},
+    {1000, 1000, 1400, 1600},
+};
+
+static void test_slow_start(void **state)
+{
+    (void)state;
+    enum { N = 3000, T = 100000 };
+    static const enum balance_policy ramped[] = {BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN,
+                                                 BALANCE_RANDOM_TWO};
+    for (size_t p = 0; p < ARRAY_LEN(ramped); p++) {
+        for (size_t i = 0; i < ARRAY_LEN(ramp_rows); i++) {
+            struct upstream_conf up;
+            make_upstream(&up, 2, NULL, ramped[p], 0);
+            up.slow_start_ms = 1000;
+            struct balancer *b = balancer_new(&up);
+            assert_int_equal(balancer_weight_permille(b, 1, T), 1000); /* at start: whole */
+            balancer_check(b, 1, CHECK_FAILING, "test");
+            balancer_check(b, 1, CHECK_PASSING, "test");
+            assert_int_equal(balancer_weight_permille(b, 1, T), 1); /* pending */
+            int counts[MAXO + 1] = {0};
+            count_picks(b, &up, 2, T, 0, counts); /* o1's turn comes: its ramp starts at T */
+            memset(counts, 0, sizeof(counts));
+            uint64_t now = T + ramp_rows[i].at_ms;
+            assert_int_equal(balancer_weight_permille(b, 1, now), ramp_rows[i].permille);
+            count_picks(b, &up, N, now, 0, counts);
+            print_message("  policy %d at %u ms: %d %d\n", ramped[p], ramp_rows[i].at_ms,
+                          counts[0], counts[1]);
+            if (counts[1] < ramp_rows[i].lo || counts[1] > ramp_rows[i].hi)
+                fail_msg("policy %d at %u ms: o1 took %d of %d, want %d-%d", ramped[p],
+                         ramp_rows[i].at_ms, counts[1], N, ramp_rows[i].lo, ramp_rows[i].hi);
+            balancer_free(b);
+        }
+    }
+}
+
+/* Passively down and back through its probe ramps too; an origin alone is still picked at ~0;
+ * without slow_start nothing ramps. */
+static void test_slow_start_passive(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 1);
+    up.slow_start_ms = 1000;
+    struct balancer *b = balancer_new(&up);
+    balancer_check(b, 1, CHECK_FAILING, "test"); /* o0 alone from here */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    balancer_done(b, 0, 0, BALANCE_FAILED, 0); /* down until 5000 */
+    assert_int_equal(balancer_pick(b, 10, 0, 0, NULL), -1);
+    uint64_t probe;
+    assert_int_equal(balancer_pick(b, 5000, 0, 0, &probe), 0);
+    balancer_done(b, 0, probe, BALANCE_ANSWERED, 5000);
+    assert_int_equal(balancer_weight_permille(b, 0, 5000), 1); /* pending */
+    /* alone at the ramp's start: picked all the same, every time */
+    for (int k = 0; k < 10; k++) {
+        assert_int_equal(balancer_pick(b, 5000, 0, 0, NULL), 0);
+        balancer_done(b, 0, 0, BALANCE_ANSWERED, 5000);
+    }
+    assert_int_equal(balancer_weight_permille(b, 0, 5250), 250);
+    assert_int_equal(balancer_weight_permille(b, 0, 6000), 1000);
+    balancer_free(b);
+
+    up.slow_start_ms = 0;
+    b = balancer_new(&up);
+    balancer_check(b, 1, CHECK_FAILING, "test");
+    balancer_check(b, 1, CHECK_PASSING, "test");
+    assert_int_equal(balancer_weight_permille(b, 1, 0), 1000);
+    int counts[MAXO + 1] = {0};
+    count_picks(b, &up, 100, 0, 0, counts);
+    assert_int_equal(counts[1], 50);
+    balancer_free(b);
+}
+
+/* A reload: an origin ramping goes on where it was, one new to the upstream ramps from its
+ * first pick, one kept and up does not. */
+static void test_slow_start_inherit(void **state)
+{
+    (void)state;
+    struct upstream_conf old, up;
+    make_upstream(&old, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    old.slow_start_ms = 1000;
+    struct balancer *from = balancer_new(&old);
+    balancer_check(from, 1, CHECK_FAILING, "test");
+    balancer_check(from, 1, CHECK_PASSING, "test");
+    int counts[MAXO + 1] = {0};
+    count_picks(from, &old, 2, 1000, 0, counts); /* o1's ramp: 1000 to 2000 */
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.slow_start_ms = 1000;
+    struct balancer *b = balancer_new(&up);
+    balancer_inherit(b, from, 1500);
+    assert_int_equal(balancer_weight_permille(b, 0, 1500), 1000);
+    assert_int_equal(balancer_weight_permille(b, 1, 1500), 500);
+    assert_int_equal(balancer_weight_permille(b, 2, 1500), 1); /* o2: new, pending */
+    count_picks(b, &up, 3, 1500, 0, counts);
+    assert_int_equal(balancer_weight_permille(b, 2, 2000), 500);
+    assert_int_equal(balancer_weight_permille(b, 2, 2500), 1000);
+    balancer_free(b);
+    balancer_free(from);
+}
+
 /* ---- configuration ---- */
 
 #define U1 "[upstream app]\norigin = 127.0.0.1:3000\n"
@@ -994,7 +1208,20 @@ static void test_config_values(void **state)
         cfg_free(cfg);
     }
 
+    /* backup and weight in either order; slow_start */
+    cfg = load_ok(U1 "origin = 127.0.0.1:3001 backup\norigin = 127.0.0.1:3002 backup weight=3\n"
+                     "origin = 127.0.0.1:3003 weight=2\tbackup\nslow_start = 30s\n");
+    up = &cfg->upstreams[0];
+    assert_false(up->origins[0].backup);
+    assert_true(up->origins[1].backup && up->origins[1].weight == 1);
+    assert_true(up->origins[2].backup && up->origins[2].weight == 3);
+    assert_true(up->origins[3].backup && up->origins[3].weight == 2);
+    assert_string_equal(up->origins[2].text, "127.0.0.1:3002");
+    assert_int_equal(up->slow_start_ms, 30000);
+    cfg_free(cfg);
+
     cfg = load_ok(U1);
+    assert_int_equal(cfg->upstreams[0].slow_start_ms, 0); /* off */
     assert_int_equal(cfg->upstreams[0].health.interval_ms, 0); /* no active check */
     assert_null(cfg->upstreams[0].health.path);
     cfg_free(cfg);
@@ -1158,14 +1385,48 @@ static const struct {
      {"test.ini:2: origin: weight '0' is not a whole number between 1 and 100"}},
     {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
      {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
-    {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 backup\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'backup' (expected weight=N or max_conns=N)"}},
-    {"max_conns 0 on an origin", "[upstream a]\norigin = 127.0.0.1:1 max_conns=0\norigin = sim\n",
+    {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 standby\norigin = sim\n",
+     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
+    {"backup twice", "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 backup backup\n",
+     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
+    {"weight twice",
+     "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 weight=2 backup weight=3\n",
+     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N or "
+      "backup, each once)"}},
+    {"the only origin a backup", "[upstream a]\norigin = 127.0.0.1:1 backup\n",
+     {"test.ini:1: [upstream a]: every origin is a backup; a backup takes requests only when "
+      "no primary can, so list one without `backup`"}},
+    {"every origin a backup",
+     "[upstream a]\norigin = 127.0.0.1:1 backup\norigin = 127.0.0.1:2 weight=2 backup\n",
+     {"test.ini:1: [upstream a]: every origin is a backup; a backup takes requests only when "
+      "no primary can, so list one without `backup`"}},
+    {"one address a primary and a backup",
+     "[upstream a]\norigin = 127.0.0.1:1\norigin = 127.0.0.1:1 backup\n",
+     {"test.ini:1: [upstream a]: origin 127.0.0.1:1 is listed both as a primary and as a "
+      "backup"}},
+    {"slow_start with hash", U1 "balance = hash $uri\nslow_start = 10s\n",
+     {"test.ini:4: slow_start: not with balance = hash (a ramped weight would move keys back "
+      "and forth between origins)"}},
+    {"slow_start not a duration", U1 "slow_start = soon\n",
+     {"test.ini:3: slow_start: 'soon' is not a duration (e.g. 250ms, 2s, 1m)"}},
+    {"slow_start negative", U1 "slow_start = -1s\n",
+     {"test.ini:3: slow_start: '-1s' is not a duration (e.g. 250ms, 2s, 1m)"}},
+    {"max_conns 0 on an origin",
+     "[upstream a]\norigin = 127.0.0.1:1 max_conns=0\norigin = sim\n",
      {"test.ini:2: origin: max_conns '0' is not a whole number between 1 and 1000000"}},
-    {"max_conns not a number", "[upstream a]\norigin = 127.0.0.1:1 weight=2 max_conns=ten\norigin = sim\n",
+    {"max_conns not a number",
+     "[upstream a]\norigin = 127.0.0.1:1 weight=2 max_conns=ten\norigin = sim\n",
      {"test.ini:2: origin: max_conns 'ten' is not a whole number between 1 and 1000000"}},
-    {"max_conns with a space", "[upstream a]\norigin = 127.0.0.1:1 max_conns 10\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N or max_conns=N)"}},
+    {"max_conns with a space",
+     "[upstream a]\norigin = 127.0.0.1:1 max_conns 10\norigin = sim\n",
+     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
+    {"max_conns twice",
+     "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 max_conns=2 backup max_conns=3\n",
+     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N or "
+      "backup, each once)"}},
     {"upstream max_conns negative", U1 "max_conns = -1\n",
      {"test.ini:3: max_conns: '-1' is not a whole number between 0 and 1000000"}},
     {"max_queue too large", U1 "max_queue = 2000000\n",
@@ -1302,6 +1563,106 @@ static void test_config_errors(void **state)
     }
 }
 
+/* The ring as balance.c places it: origin o's points at the top 32 bits of the hash of
+ * "host:port#listing-i", 256 per unit of weight, sorted by where they stand. */
+struct ring_spot {
+    uint32_t at;
+    int origin;
+};
+
+static int spot_order(const void *a, const void *c)
+{
+    const struct ring_spot *pa = a, *pc = c;
+    if (pa->at != pc->at)
+        return pa->at < pc->at ? -1 : 1;
+    return pa->origin - pc->origin;
+}
+
+/* A key right on a point goes to that point's origin (the first point at or after it), and one
+ * past the last point to the first point's: the circle closes at index 0. A binary search off
+ * by one, or a wrap to another index, sends such keys to a neighbour's origin. */
+static void test_hash_points_and_wrap(void **state)
+{
+    (void)state;
+    enum { PER_UNIT = 256, N = 4 * PER_UNIT };
+    static struct ring_spot ring[N];
+    for (int o = 0; o < 4; o++) {
+        for (unsigned i = 0; i < PER_UNIT; i++) {
+            char name[64];
+            int len = snprintf(name, sizeof(name), "%s#0-%u", five[1 + o], i);
+            ring[o * PER_UNIT + i] =
+                (struct ring_spot){(uint32_t)(hashkey_bytes(name, (size_t)len, 0) >> 32), o};
+        }
+    }
+    qsort(ring, N, sizeof(ring[0]), spot_order);
+    struct upstream_conf up;
+    make_hash_upstream(&up, 4, five + 1, NULL, 0); /* (five's first four: one origin first twice) */
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    assert_int_equal(balancer_ring_points(b), N);
+    for (unsigned j = 0; j < N; j++) {
+        int o = balancer_pick_hash(b, 0, (uint64_t)ring[j].at << 32, 0, NULL);
+        if (o != ring[j].origin)
+            fail_msg("a key on point %u (%08x) went to origin %d, not to its %d", j, ring[j].at,
+                     o, ring[j].origin);
+        balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    }
+    assert_true(ring[N - 1].at < UINT32_MAX);
+    assert_int_not_equal(ring[0].origin, ring[1].origin); /* else index 1 would pass for 0 */
+    int o = balancer_pick_hash(b, 0, (uint64_t)(ring[N - 1].at + 1) << 32, 0, NULL);
+    assert_int_equal(o, ring[0].origin);
+    balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+}
+
+/* One host:port listed twice (a weight by repetition) is one origin to a retry: the next pick
+ * of a key whose first went to either listing is the other host:port, never the same again. */
+static void test_hash_retry_leaves_the_host(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"127.0.0.1:18201", "127.0.0.1:18201",
+                                        "127.0.0.1:18202"};
+    struct upstream_conf up;
+    make_hash_upstream(&up, 3, texts, NULL, 0);
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    for (uint32_t k = 0; k < 200; k++) {
+        int first = balancer_pick_hash(b, 0, key_of(k), 0, NULL);
+        assert_true(first >= 0);
+        balancer_done(b, first, 0, BALANCE_FAILED, 0);
+        int next = balancer_pick_hash(b, 0, key_of(k), 1u << first, NULL);
+        assert_true(next >= 0);
+        if (strcmp(texts[next], texts[first]) == 0)
+            fail_msg("key %u: the retry went to %s again (listing %d after %d)", k, texts[next],
+                     next, first);
+        balancer_done(b, next, 0, BALANCE_ANSWERED, 0);
+    }
+    balancer_free(b);
+}
+
+/* A host:port listed twice weighs twice: its listings' points stand apart (placed by
+ * "host:port#listing-i"), so [A, A, B] gives A two thirds of the keys, not the half that one
+ * set of points twice over would. */
+static void test_hash_listed_twice_weighs_twice(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"127.0.0.1:18201", "127.0.0.1:18201",
+                                        "127.0.0.1:18202"};
+    struct upstream_conf up;
+    make_hash_upstream(&up, 3, texts, NULL, 0);
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    static const char *where[KEYS];
+    place_keys(b, &up, where);
+    unsigned a = 0;
+    for (uint32_t k = 0; k < KEYS; k++)
+        a += strcmp(where[k], texts[0]) == 0;
+    print_message("  A listed twice: %u of %u keys\n", a, KEYS);
+    if (a < KEYS * 6 / 10 || a > KEYS * 73 / 100)
+        fail_msg("A listed twice has %u of %u keys, not about two thirds", a, KEYS);
+    balancer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1321,12 +1682,20 @@ int main(void)
         cmocka_unit_test(test_hash_movement),
         cmocka_unit_test(test_hash_skip_down),
         cmocka_unit_test(test_hash_retry_next),
+        cmocka_unit_test(test_backup),
+        cmocka_unit_test(test_backup_probe),
+        cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_slow_start_passive),
+        cmocka_unit_test(test_slow_start_inherit),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_rise_fall),
         cmocka_unit_test(test_max_conns_gate),
         cmocka_unit_test(test_queue_handoff),
         cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_hash_points_and_wrap),
+        cmocka_unit_test(test_hash_retry_leaves_the_host),
+        cmocka_unit_test(test_hash_listed_twice_weighs_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,6 +109,8 @@ static const struct {
     {"$cookie_sid: no Cookie at all, or sid empty", HASH_KEY_COOKIE, "sid",
      {"127.0.0.1", "/", "", {"Accept: */*"}}, {"127.0.0.1", "/", "", {"Cookie: sid="}},
      BOTH_NONE},
+    {"$cookie_sid: blanks before ';' are no part of it", HASH_KEY_COOKIE, "sid",
+     {"", "/", "", {"Cookie: sid=abc ; b=2"}}, {"", "/", "", {"Cookie: sid=abc"}}, SAME},
 };
 
 static void test_hashkey_rows(void **state)
@@ -151,11 +153,23 @@ static void test_hashkey_bytes(void **state)
     assert_int_equal(hashkey_bytes("abc", 3, 7), hashkey_bytes("abc", 3, 7));
 }
 
+/* A Host of no bytes (given, but empty) is no key, as none is: those requests go round robin
+ * rather than all to the origin of the hash of "". */
+static void test_hashkey_empty_host(void **state)
+{
+    (void)state;
+    struct upstream_conf up = {.balance = BALANCE_HASH, .hash_key = HASH_KEY_HOST};
+    struct hashkey_request hr = {.path = "/", .path_len = 1, .host = "", .host_len = 0};
+    uint64_t hash = 0;
+    assert_false(hashkey_of(&up, &hr, &hash));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hashkey_rows),
         cmocka_unit_test(test_hashkey_bytes),
+        cmocka_unit_test(test_hashkey_empty_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1000,6 +1000,8 @@ static void test_metric_types_and_labels(void **state)
         metrics_tls_handshake(m, k);
     metrics_rate_limited(m, 0);
     metrics_denied(m, 0);
+    for (int o = 0; o < MIRROR_OUTCOME_COUNT; o++)
+        metrics_mirror(m, 0, (enum mirror_outcome)o);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
@@ -1292,6 +1294,10 @@ static const struct bound_row {
      "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#: v", 0},
     {CFG_SEC_ROUTE, "response_header_remove", false,
      "[upstream a]\norigin = sim\n[route r]\nupstream = a\n", "", "X-#", 0},
+    /* distinct upstreams, each another than the route's own */
+    {CFG_SEC_ROUTE, "mirror", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
+     "[upstream m0]\norigin = sim\n[upstream m1]\norigin = sim\n[upstream m2]\norigin = sim\n"
+     "[upstream m3]\norigin = sim\n[upstream m4]\norigin = sim\n", "m#", 0},
     {CFG_SEC_PROXY, "trusted_proxies", true, "[proxy]\n", "[upstream a]\norigin = sim\n",
      "10.#.0.0/16", 0},
     /* ::1 to ::1025 (hex groups): 1025 rules, every one of its own */

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,11 +30,13 @@ static void ready(void *arg)
     got.n++;
 }
 
-/* Passes of the loop that wait for nothing: what is ready now is reported now. */
+/* Passes of the loop that wait for nothing: what is ready now is reported now. EVLOOP_ONCE too:
+ * EVLOOP_NONBLOCK alone goes on while an event is active, and an entry that stays ready (a
+ * waitset without EPOLLONESHOT) kept the row in its loop for good. */
 static void passes(struct event_base *base)
 {
     for (int i = 0; i < 3; i++)
-        event_base_loop(base, EVLOOP_NONBLOCK);
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
 struct fixture {
@@ -127,6 +130,33 @@ static void test_closed_while_armed(void **state)
     assert_ptr_equal(got.arg[0], &second);
 }
 
+/* The descriptor of the loop's one event: the waitset's epoll. */
+static int event_fd(const struct event_base *base, const struct event *ev, void *arg)
+{
+    (void)base;
+    *(int *)arg = event_get_fd(ev);
+    return 1;
+}
+
+/* Reported, its byte left unread: the entry is disarmed (EPOLLONESHOT), so the waitset's epoll
+ * has nothing more to say until a rearm. A level-triggered entry would keep it readable, and
+ * the worker's loop would wake for it at every pass. */
+static void test_disarmed_after_its_report(void **state)
+{
+    struct fixture *f = *state;
+    int owner, epfd = -1;
+    event_base_foreach_event(f->base, event_fd, &epfd);
+    assert_true(epfd >= 0);
+    assert_int_equal(waitset_arm(f->ws, f->sv[0], &owner, false), 0);
+    assert_int_equal(write(f->sv[1], "x", 1), 1);
+    passes(f->base);
+    assert_int_equal(got.n, 1);
+    struct pollfd p = {.fd = epfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_int_equal(waitset_arm(f->ws, f->sv[0], &owner, true), 0);
+    assert_int_equal(poll(&p, 1, 0), 1); /* rearmed: ready again */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +164,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_up_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forgotten_reports_to_no_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_while_armed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disarmed_after_its_report, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,444 @@
+/*
+ * test_mirror.c — request mirroring (mirror = UPSTREAM): the staging origin gets the request as
+ * the primary got it, plus X-Portico-Mirror: 1; the client gets the primary's answer at once
+ * whatever the staging origin does (stalls, refuses); bodies over 64 KiB and upgrades are not
+ * mirrored; mirror_percent samples; HTTP/2 streams are mirrored; the keys are refused at their
+ * lines when they name no upstream, the route's own, or a share out of range. Fake origins on
+ * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
+ */
+#include <sched.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/scrape.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define IO_MS 5000
+#define ADMIN "admin_listen = 127.0.0.1:{{port:admin}}\n"
+
+/* An origin at a port of the test's range (PORTICO_TEST_PORTS), else the kernel's. */
+static struct fake_origin *origin(struct fake_origin_opts opts)
+{
+    uint16_t port = 0;
+    if (tu_free_port(&port) == 0)
+        opts.port = port;
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    return o;
+}
+
+static struct fake_origin *origin_kind(enum fo_kind kind)
+{
+    return origin((struct fake_origin_opts){.kind = kind});
+}
+
+/* prod and staging upstreams; the route's keys after `mirror = staging`. */
+#define ROUTES                                                                                     \
+    "[upstream prod]\norigin = 127.0.0.1:%u\n"                                                     \
+    "[upstream staging]\norigin = 127.0.0.1:%u\nfirst_byte_timeout = 60s\n"                        \
+    "[route r]\nupstream = prod\nmirror = staging\n%s"
+
+/* The route's count of outcome, once it reads want (waited for: counted after the answer). */
+static void wait_count(struct harness *h, const char *outcome, double want)
+{
+    char series[160];
+    snprintf(series, sizeof(series), "portico_mirror_requests_total{route=\"r\",outcome=\"%s\"}",
+             outcome);
+    double got = scrape_wait(harness_port(h, "admin"), series, want, IO_MS);
+    if (got != want)
+        fail_msg("%s: %g, want %g", series, got, want);
+}
+
+/* Sends req on c and reads the answer: its status, and how long it took (ms) in *ms. */
+static int exchange(struct raw_conn *c, const char *req, size_t len, int64_t *ms)
+{
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send(c, req, len ? len : strlen(req)), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    if (ms)
+        *ms = tu_now_ms() - t0;
+    int status = r.status;
+    raw_response_free(&r);
+    return status;
+}
+
+/* The mirror origin gets the request as the primary got it (method, rewritten path, header
+ * rules' fields, body), with X-Portico-Mirror: 1 that the primary never sees; mirror_body = off
+ * sends the head alone, without its framing. */
+static void test_mirror_gets_request(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES
+                                 "prefix = /api/\nrewrite_prefix = /v1/\n"
+                                 "request_header = X-Env: prod\n"
+                                 "[route nobody]\nprefix = /nobody/\nupstream = prod\n"
+                                 "mirror = staging\nmirror_body = off\n",
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "POST /api/items?x=1 HTTP/1.1\r\nHost: shop\r\n"
+                                 "Content-Length: 5\r\n\r\nhello", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(staging, 0);
+    print_message("mirror got:\n%s\n", head);
+    assert_true(px_starts(head, "POST /v1/items?x=1 HTTP/1.1\r\n"));
+    free(head);
+    char *v = fake_origin_request_header(staging, 0, "X-Portico-Mirror");
+    assert_string_equal(v, "1");
+    free(v);
+    v = fake_origin_request_header(staging, 0, "X-Env");
+    assert_string_equal(v, "prod");
+    free(v);
+    v = fake_origin_request_header(staging, 0, "Host");
+    assert_string_equal(v, "shop");
+    free(v);
+    size_t len = 0;
+    char *body = fake_origin_request_body(staging, 0, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(body, "hello", 5);
+    free(body);
+    /* the primary's request carries no marker */
+    assert_null(fake_origin_request_header(prod, 0, "X-Portico-Mirror"));
+    wait_count(h, "answered", 1);
+
+    /* a chunked body goes as the origin got it, last chunk included */
+    static const char chunked[] = "PUT /api/c HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked"
+                                  "\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    assert_int_equal(exchange(c, chunked, 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 2, IO_MS), 0);
+    body = fake_origin_request_body(staging, 1, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(body, "abcde", 5);
+    free(body);
+
+    /* mirror_body = off: the head alone, no Content-Length */
+    assert_int_equal(exchange(c, "POST /nobody/x HTTP/1.1\r\nHost: shop\r\n"
+                                 "Content-Length: 3\r\n\r\nabc", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 3, IO_MS), 0);
+    head = fake_origin_request_head(staging, 2);
+    assert_true(px_starts(head, "POST /nobody/x HTTP/1.1\r\n"));
+    assert_false(tu_contains(head, "Content-Length"));
+    assert_true(tu_contains(head, "X-Portico-Mirror: 1\r\n"));
+    free(head);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror origin that never answers: every answer of the primary comes at once on the same
+ * keep-alive connection, mirror_max_in_flight of them are under way and the rest dropped,
+ * counted. */
+static void test_mirror_stalls(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN "mirror_max_in_flight = 2\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    int64_t worst = 0;
+    for (int i = 0; i < 6; i++) {
+        int64_t ms;
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, &ms), 200);
+        worst = ms > worst ? ms : worst;
+    }
+    print_message("slowest of 6 answers with a mirror that never answers: %lld ms\n",
+                  (long long)worst);
+    /* the mirror's first_byte_timeout is 60 s: an answer that waited on it would show */
+    assert_true(worst < (SANITIZED ? 2000 : 1000));
+    assert_int_equal(fake_origin_wait_requests(staging, 2, IO_MS), 0);
+    wait_count(h, "dropped", 4);
+    assert_int_equal(fake_origin_requests(staging), 2);
+    assert_int_equal(fake_origin_requests(prod), 6);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror origin that refuses connections: the client never knows; each is counted failed and
+ * the error log says so once, not once per request. */
+static void test_mirror_refused(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_REFUSE);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 3);
+    assert_int_equal(harness_wait_log(h, "mirror to [upstream staging] (route r) failed", IO_MS),
+                     0);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    unsigned lines = 0;
+    for (const char *p = err; (p = strstr(p, "mirror to [upstream staging]")) != NULL; p++)
+        lines++;
+    free(err);
+    if (lines != 1) /* three within a second: one line */
+        fail_msg("%u error-log lines for 3 failed mirror requests", lines);
+    harness_free(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* Bodies: 64 KiB is mirrored, one byte more is not (announced, or chunked past it); an upgrade
+ * is never. */
+static void test_mirror_body_bound(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    size_t big = 64 * 1024 + 1, cap = big + 256;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    /* 64 KiB exactly: mirrored */
+    int n = snprintf(req, cap, "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+                     big - 1);
+    memset(req + n, 'a', big - 1);
+    assert_int_equal(exchange(c, req, (size_t)n + big - 1, NULL), 200);
+    wait_count(h, "answered", 1);
+    size_t len = 0;
+    char *body = fake_origin_request_body(staging, 0, &len);
+    assert_int_equal(len, big - 1);
+    free(body);
+    /* one byte more: not */
+    n = snprintf(req, cap, "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", big);
+    memset(req + n, 'b', big);
+    assert_int_equal(exchange(c, req, (size_t)n + big, NULL), 200);
+    wait_count(h, "too_large", 1);
+    /* chunked, past the bound only as it comes */
+    n = snprintf(req, cap, "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "%zx\r\n", big);
+    memset(req + n, 'c', big);
+    n += (int)big;
+    n += snprintf(req + n, cap - (size_t)n, "\r\n0\r\n\r\n");
+    assert_int_equal(exchange(c, req, (size_t)n, NULL), 200);
+    wait_count(h, "too_large", 2);
+    free(req);
+    /* an upgrade: never */
+    assert_int_equal(exchange(c, "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                 "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 0, NULL),
+                     200);
+    wait_count(h, "streaming", 1);
+    assert_int_equal(fake_origin_requests(staging), 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* mirror_percent = 25: exactly 5 of 20 requests are mirrored, 15 sampled out. */
+static void test_mirror_percent(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "mirror_percent = 25\n");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(exchange(c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "sampled_out", 15);
+    wait_count(h, "answered", 5);
+    assert_int_equal(fake_origin_requests(staging), 5);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* An HTTP/2 stream is mirrored as HTTP/1.1, its body with it. */
+static void test_mirror_http2(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN "listen = 127.0.0.1:{{port:h2c}} h2c\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/h2/post", harness_port(h, "h2c"));
+    const char *const argv[] = {"curl", "-sS", "--max-time", "10", "--http2-prior-knowledge",
+                                "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                                "--data-binary", "from-h2", url, NULL};
+    struct tu_cmd_result res = {0};
+    px_run_ok(argv, &res);
+    assert_string_equal(res.out, "2 200");
+    tu_cmd_result_free(&res);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(staging, 0);
+    print_message("mirror got:\n%s\n", head);
+    assert_true(px_starts(head, "POST /h2/post HTTP/1.1\r\n"));
+    assert_true(tu_contains(head, "X-Portico-Mirror: 1\r\n"));
+    free(head);
+    size_t len = 0;
+    char *body = fake_origin_request_body(staging, 0, &len);
+    assert_int_equal(len, 7);
+    assert_memory_equal(body, "from-h2", 7);
+    free(body);
+    wait_count(h, "answered", 1);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+static atomic_int heads_seen; /* request heads the primary origin read */
+
+static void head_seen(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&heads_seen, 1);
+}
+
+/* A client gone before its request was whole: nothing is mirrored (unsent), the copy freed
+ * (ASan: no leak); one gone after it was whole does not take back its mirror request. */
+static void test_mirror_client_gone(void **state)
+{
+    (void)state;
+    atomic_store(&heads_seen, 0);
+    struct fake_origin *prod = origin((struct fake_origin_opts){.kind = FO_OK,
+                                                                .on_head = head_seen});
+    struct fake_origin *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "POST /g HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+                                     "abc"),
+                     0);
+    /* the head reached the origin: the copy was made with it */
+    for (int64_t end = tu_now_ms() + IO_MS; !atomic_load(&heads_seen) && tu_now_ms() < end;)
+        sched_yield();
+    assert_int_equal(atomic_load(&heads_seen), 1);
+    raw_close(c);
+    wait_count(h, "unsent", 1);
+    assert_int_equal(fake_origin_requests(staging), 0);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A reload: a mirror request under way on the old worker is cut when that worker ends, and
+ * counted. */
+static void test_mirror_reload_cuts(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 0,
+                              NULL),
+                     200);
+    raw_close(c);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "the previous workers have finished", IO_MS), 0);
+    wait_count(h, "cut", 1);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* ---- refused at load ---- */
+
+static const struct {
+    const char *route;         /* [route r]'s keys from line 9 on */
+    int line;
+    const char *message;       /* after "FILE:LINE: " */
+} refusal_rows[] = {
+    {"mirror = nowhere\n", 9, "[route r]: mirror: no [upstream nowhere]"},
+    {"mirror = prod\n", 9, "[route r]: mirror = prod is the route's own upstream"},
+    {"mirror = staging\nmirror_percent = 101\n", 10, "mirror_percent"},
+    {"mirror = staging\nmirror = staging\n", 10, "[route r]: mirror = staging named twice"},
+    {"mirror = staging\nmirror = staging\nmirror = staging\nmirror = staging\nmirror = staging\n",
+     13, "mirror: at most 4 per route"},
+};
+
+static void test_mirror_refused_at_load(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(refusal_rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "[upstream prod]\norigin = sim\n"
+                                              "[upstream staging]\norigin = sim\n"
+                                              "[route r]\nupstream = prod\n%s",
+                                              refusal_rows[i].route),
+                         0);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 1);
+        char want[1200];
+        snprintf(want, sizeof(want), "%s:%d: %s", harness_config_path(h), refusal_rows[i].line,
+                 refusal_rows[i].message);
+        if (!tu_contains(res.err, want))
+            fail_msg("%s: no \"%s\" in:\n%s", refusal_rows[i].route, want, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+    /* idle keys load, with a warning at their line */
+    static const char *const idle[] = {"mirror_percent = 50", "mirror_body = off"};
+    for (size_t i = 0; i < ARRAY_SIZE(idle); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "[upstream prod]\norigin = sim\n"
+                                              "[upstream staging]\norigin = sim\n"
+                                              "[route r]\nupstream = prod\n%s\n",
+                                              idle[i]),
+                         0);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 0);
+        char want[1200];
+        snprintf(want, sizeof(want), "%s:9: warning: [route r]: %.*s without mirror: it does "
+                 "nothing", harness_config_path(h), (int)strcspn(idle[i], " "), idle[i]);
+        if (!tu_contains(res.err, want))
+            fail_msg("%s: no \"%s\" in:\n%s", idle[i], want, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
+int main(void)
+{
+    tu_test_filter();
+    tu_ignore_sigpipe();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mirror_gets_request),
+        cmocka_unit_test(test_mirror_stalls),
+        cmocka_unit_test(test_mirror_refused),
+        cmocka_unit_test(test_mirror_body_bound),
+        cmocka_unit_test(test_mirror_percent),
+        cmocka_unit_test(test_mirror_http2),
+        cmocka_unit_test(test_mirror_client_gone),
+        cmocka_unit_test(test_mirror_reload_cuts),
+        cmocka_unit_test(test_mirror_refused_at_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
