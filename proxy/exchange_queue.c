@@ -49,6 +49,14 @@ static void queue_free(struct exchange *ex)
     free(q);
 }
 
+/* An origin is the exchange's after waiting: a rehearsal goes on simulating, as it would have
+ * without a wait; any other connects. */
+static void go_on(struct exchange *ex)
+{
+    if (!fault_exec_picked(ex))
+        relay_connect(ex);
+}
+
 /* The slot of origin o is the exchange's: it goes on as after a pick. */
 static void queue_granted(struct exchange *ex, int o)
 {
@@ -57,7 +65,7 @@ static void queue_granted(struct exchange *ex, int o)
     ex->tried |= 1u << o;
     ex->holds_origin = true;
     ex->probe = 0;
-    relay_connect(ex);
+    go_on(ex);
 }
 
 static void queue_woken(void *arg)
@@ -128,7 +136,7 @@ bool ex_queue_enter(struct exchange *ex)
         case BALANCE_ROOM_FREE:
             if (ex_pick_again(ex)) {
                 queue_free(ex);
-                relay_connect(ex);
+                go_on(ex);
                 return true;
             }
             break;

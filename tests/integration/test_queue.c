@@ -511,6 +511,40 @@ static void test_reload_mid_flight(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- rehearsals ---- */
+
+/* A [fault] failure rehearsed while the origin is at max_conns waits in the queue as a real
+ * request would (it used to fail at once with no_healthy_origin, "marked down": an origin that
+ * is up), then fails as rehearsed on the slot it was handed, which it gives back. */
+static void test_rehearsal_queues(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 1, NULL, "max_conns=1",
+                              "queue_timeout = 30s\n"
+                              "[faults]\n[fault refuse]\nprefix = /rehearse\n"
+                              "failure = connect_refused\n");
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *rehearsal = send_get(h, "/rehearse");
+    assert_true(metric(h, QLEN, 1) == 1); /* it waits, as a real request */
+    release_hold();
+    expect_status(first, 200);
+    struct raw_response r;
+    assert_int_equal(read_status(rehearsal, &r), 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+    assert_non_null(raw_header(&r, "Portico-Fault"));
+    raw_response_free(&r);
+    char *line = harness_file_line(h, "access.log", "target=\"/rehearse\"", PX_IO_MS);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "timing=queue:"));
+    free(line);
+    in_flight_is(h, fo, 0);
+    assert_true(metric(h, QLEN, 0) == 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -523,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_cross_worker_wake),
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
+        cmocka_unit_test(test_rehearsal_queues),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
