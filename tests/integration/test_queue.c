@@ -545,6 +545,60 @@ static void test_rehearsal_queues(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- /status ---- */
+
+/* /status shows the queue as the metrics do: the upstream's max_queue, length, waited and
+ * timed-out totals, each origin's in-flight count beside its max_conns; null without a limit;
+ * the status page renders them. */
+static void test_status_shows_queue(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 1, NULL, "max_conns=1",
+                              "max_queue = 7\nqueue_timeout = 30s\n"
+                              "[upstream free]\norigin = 127.0.0.1:1\n"
+                              "[route r]\nupstream = u\n");
+    struct raw_conn *c[3];
+    c[0] = send_get(h, "/first");
+    wait_held(1);
+    c[1] = send_get(h, "/q1");
+    c[2] = send_get(h, "/q2");
+    assert_true(metric(h, QLEN, 2) == 2);
+    char *text = px_admin_body(h, "/status"), err[128];
+    struct tj *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    assert_non_null(doc);
+    const struct tj *ups = tj_get(doc, "upstreams");
+    assert_true(ups && ups->n == 2);
+    const struct tj *u = ups->items[0], *free_up = ups->items[1];
+    double v = -1;
+    assert_int_equal(tj_num(u, "max_queue", &v), 0);
+    assert_true(v == 7);
+    assert_int_equal(tj_num(u, "queue_length", &v), 0);
+    assert_true(v == 2);
+    assert_int_equal(tj_num(u, "queued_total", &v), 0);
+    assert_true(v == 2);
+    assert_int_equal(tj_num(u, "queue_timeouts_total", &v), 0);
+    assert_true(v == 0);
+    const struct tj *o = tj_get(u, "origins")->items[0];
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_true(v == 1);
+    assert_int_equal(tj_num(o, "max_conns", &v), 0);
+    assert_true(v == 1);
+    assert_true(tj_is_null(free_up, "max_queue") && tj_is_null(free_up, "queue_length"));
+    assert_true(tj_is_null(tj_get(free_up, "origins")->items[0], "max_conns"));
+    tj_free(doc);
+    char *page = px_admin_body(h, "/");
+    assert_non_null(strstr(page, "' of max_conns '"));
+    assert_non_null(strstr(page, "', queue '"));
+    free(page);
+    release_hold();
+    for (int i = 0; i < 3; i++)
+        expect_status(c[i], 200);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -558,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
         cmocka_unit_test(test_rehearsal_queues),
+        cmocka_unit_test(test_status_shows_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
