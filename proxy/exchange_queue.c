@@ -72,9 +72,17 @@ static void queue_woken(void *arg)
 {
     struct exchange *ex = arg;
     ex->now = event_now_us();
-    /* handed over under the lock: w.origin is set, and the waiter is out of the list */
-    if (ex->outcome == OUTCOME_OPEN)
-        queue_granted(ex, ex->queue->w.origin);
+    /* handed over under the lock: w.origin is set, and the waiter is out of the list; -1 when
+     * its origins went down meanwhile (balance.c's rescan) */
+    if (ex->outcome == OUTCOME_OPEN) {
+        int o = ex->queue->w.origin;
+        if (o >= 0) {
+            queue_granted(ex, o);
+        } else {
+            queue_free(ex);
+            ex_fail_no_origin(ex);
+        }
+    }
     ex_settle(ex);
 }
 

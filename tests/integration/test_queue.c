@@ -102,7 +102,9 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
     pthread_mutex_unlock(&seen.lock);
     slots[k] = k;
     scripts[k][0] = (struct fo_step)FO_CALL(counted, &slots[k]);
-    scripts[k][1] = (struct fo_step)FO_RESPOND_OK();
+    /* /reset...: reset after the hold, a network failure (max_fails) */
+    bool reset = strncmp(seen.path[k < MAX_SEEN ? k : 0], "/reset", 6) == 0;
+    scripts[k][1] = reset ? (struct fo_step)FO_RST() : (struct fo_step)FO_RESPOND_OK();
     scripts[k][2] = (struct fo_step)FO_END();
     return scripts[k];
 }
@@ -599,6 +601,43 @@ static void test_status_shows_queue(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- health while waiting ---- */
+
+/* The origin is marked down (max_fails = 1) by the request holding its one slot while two wait:
+ * they fail no_healthy_origin at once, as a new request would, instead of waiting out their
+ * queue_timeout (30 s) for an origin that takes nothing; no slot is kept. */
+static void test_down_fails_waiters(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=1",
+                              "max_fails = 1\ndown_time = 30s\nretries = 0\n"
+                              "queue_timeout = 30s\n");
+    struct raw_conn *c[3];
+    c[0] = send_get(h, "/reset-first");
+    wait_held(1);
+    c[1] = send_get(h, "/q1");
+    c[2] = send_get(h, "/q2");
+    assert_true(metric(h, QLEN, 2) == 2);
+    int64_t t0 = tu_now_ms();
+    release_hold();
+    expect_status(c[0], 502);
+    for (int i = 1; i <= 2; i++) {
+        struct raw_response r;
+        assert_int_equal(read_status(c[i], &r), 503);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "no_healthy_origin");
+        raw_response_free(&r);
+    }
+    int64_t waited = tu_now_ms() - t0;
+    print_message("  origin marked down with 2 waiting: both answered in %lld ms\n",
+                  (long long)waited);
+    assert_true(waited < 3000);
+    assert_true(metric(h, QLEN, 0) == 0);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -613,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_reload_mid_flight),
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
+        cmocka_unit_test(test_down_fails_waiters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
