@@ -86,10 +86,18 @@ static int counted(int fd, void *arg)
 static unsigned slots[MAX_SEEN + 1];
 static struct fo_step scripts[MAX_SEEN + 1][3];
 
-/* Records the request's path, and gives it a script whose step knows its number. */
+static const struct fo_step healthz_500[] = {FO_RESPOND(500, NULL, "sick\n", FO_LENGTH),
+                                             FO_END()};
+static const struct fo_step respond_ok[] = {FO_RESPOND_OK(), FO_END()};
+static atomic_bool healthz_failing;
+
+/* Records the request's path, and gives it a script whose step knows its number. A health
+ * check is answered at once, uncounted. */
 static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
 {
     (void)arg;
+    if (strncmp(req->head, "GET /healthz ", 13) == 0)
+        return respond_ok;
     pthread_mutex_lock(&seen.lock);
     unsigned k = seen.n < MAX_SEEN ? seen.n : MAX_SEEN;
     if (seen.n < MAX_SEEN) {
@@ -638,6 +646,49 @@ static void test_down_fails_waiters(void **state)
     fake_origin_stop(fo);
 }
 
+/* A second origin whose checks fail, then pass: its checks answer 500 until told. */
+static const struct fo_step *pick_healthz(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    bool check = strncmp(req->head, "GET /healthz ", 13) == 0;
+    return check && atomic_load(&healthz_failing) ? healthz_500 : respond_ok;
+}
+
+/* A waiter is handed a slot of an origin its health check brings back up: the held origin is
+ * full, the other failing its checks, and once that one passes the waiter is served there at
+ * once (it used to wait for the held one's slot, here for ever, while a new request would have
+ * taken the free one). */
+static void test_check_up_wakes_waiters(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    atomic_store(&healthz_failing, true);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    assert_non_null(sick);
+    char up[256];
+    snprintf(up, sizeof(up),
+             "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 30s\n"
+             "health_check = GET /healthz every 100ms expect 2xx\n",
+             fake_origin_port(sick));
+    struct harness *h = start(fo, 1, NULL, "max_conns=1", up);
+    assert_int_equal(harness_wait_log(h, "failed its health check", PX_IO_MS), 0);
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *waiter = send_get(h, "/waiter");
+    assert_true(metric(h, QLEN, 1) == 1);
+    atomic_store(&healthz_failing, false);
+    expect_status(waiter, 200); /* served by the origin back up, the first one still held */
+    assert_int_equal(seen.now, 1);
+    assert_true(metric(h, QLEN, 0) == 0);
+    release_hold();
+    expect_status(first, 200);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+    fake_origin_stop(sick);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -653,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),
+        cmocka_unit_test(test_check_up_wakes_waiters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
