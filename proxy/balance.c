@@ -975,7 +975,9 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
  * eventfd its loop wakes on, no polling tick). Handing the slot over, rather than
  * freeing it for whoever picks next, keeps the order FIFO: a new request finds no room while
  * anyone waits for it. Slots of a limited upstream are freed under the mutex, and a request
- * queues under it only once it saw no room there, so no wake is lost between the two.
+ * queues under it only once it saw no room there, so no wake is lost between the two. An origin
+ * going down or back up walks the queue again (queue_rescan): free slots go to the waiters, and
+ * a waiter left with no usable origin is woken without one (no_healthy_origin).
  */
 
 struct balance_queue {

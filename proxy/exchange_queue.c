@@ -8,7 +8,9 @@
  * on at once: no polling; the workers' bases take no locks, so no event_active). The exchange then
  * holds the slot as a pick's and goes on to connect. A full queue (max_queue) refuses at once
  * (queue_full), and a waiter whose client leaves or whose timer ends leaves the queue; a slot
- * handed to it in between is ended again, which hands it on.
+ * handed to it in between is ended again, which hands it on. A waiter woken without a slot (its
+ * origins went down) fails no_healthy_origin; a rehearsal (fault_exec.c) woken with one goes on
+ * simulating, as it would have without the wait.
  */
 #include "exchange_int.h"
 
