@@ -425,6 +425,83 @@ static void test_mirror_refused_at_load(void **state)
     }
 }
 
+/* mirror_percent = 33: none of the first 3 (the running sum reaches 99, not 100), then exactly 6
+ * of 20. A sum started over at each mirrored request (5 of 20), or one taken at 99 (the 3rd
+ * mirrored), is not the share asked. */
+static void test_mirror_percent_not_a_divisor(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "mirror_percent = 33\n");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(exchange(c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "sampled_out", 3);
+    for (int i = 3; i < 20; i++)
+        assert_int_equal(exchange(c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "sampled_out", 14);
+    wait_count(h, "answered", 6);
+    assert_int_equal(fake_origin_requests(staging), 6);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* Two mirrors: each gets its own copy (the last the copy itself, the first a copy of it), and a
+ * request sampled out is counted once per mirror, as every outcome is. An Expect: 100-continue
+ * relayed to the origin (expect = relay) is not in the copy: its body follows at once. */
+static void test_mirror_two_mirrors(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *one = origin_kind(FO_OK),
+                       *two = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream one]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream two]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nprefix = /r/\nupstream = prod\nmirror = one\n"
+                                 "mirror = two\nexpect = relay\n"
+                                 "[route none]\nprefix = /none/\nupstream = prod\nmirror = one\n"
+                                 "mirror = two\nmirror_percent = 0\n",
+                                 fake_origin_port(prod), fake_origin_port(one),
+                                 fake_origin_port(two));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "POST /r/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                                 "Content-Length: 2\r\n\r\nhi", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(one, 1, IO_MS), 0);
+    assert_int_equal(fake_origin_wait_requests(two, 1, IO_MS), 0);
+    wait_count(h, "answered", 2);
+    assert_int_equal(fake_origin_requests(one), 1);
+    assert_int_equal(fake_origin_requests(two), 1);
+    char *v = fake_origin_request_header(prod, 0, "Expect");
+    assert_non_null(v); /* relayed to the origin: the copy's lack of it is the mirror's doing */
+    free(v);
+    for (struct fake_origin *m = one; m; m = m == one ? two : NULL) {
+        assert_null(fake_origin_request_header(m, 0, "Expect"));
+        size_t len = 0;
+        char *body = fake_origin_request_body(m, 0, &len);
+        assert_int_equal(len, 2);
+        assert_memory_equal(body, "hi", 2);
+        free(body);
+    }
+    assert_int_equal(exchange(c, "GET /none/x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_mirror_requests_total{route=\"none\",outcome=\"sampled_out\"}");
+    double got = scrape_wait(harness_port(h, "admin"), series, 2, IO_MS);
+    if (got != 2)
+        fail_msg("%s: %g, want 2 (one per mirror)", series, got);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(two);
+    fake_origin_stop(one);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -439,6 +516,8 @@ int main(void)
         cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
         cmocka_unit_test(test_mirror_refused_at_load),
+        cmocka_unit_test(test_mirror_percent_not_a_divisor),
+        cmocka_unit_test(test_mirror_two_mirrors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
