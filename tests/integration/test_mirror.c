@@ -502,6 +502,68 @@ static void test_mirror_two_mirrors(void **state)
     fake_origin_stop(prod);
 }
 
+/* A body of exactly 64 KiB (MIRROR_BODY_MAX, BODY_SPLICE_MIN) after its head: mirrored whole, so
+ * it is not spliced (splice is on by default): spliced bytes would pass the copy by, and the
+ * mirror would get the head and none of the body. */
+static void test_mirror_body_at_splice_min(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    static const char head[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n";
+    assert_int_equal(raw_send(c, head, strlen(head)), 0);
+    /* the head went to the origin (its connection made) before a byte of the body came */
+    assert_int_equal(fake_origin_wait_connections(prod, 1, IO_MS), 0);
+    char *body = malloc(65536);
+    assert_non_null(body);
+    for (size_t i = 0; i < 65536; i++)
+        body[i] = (char)('a' + i % 26);
+    assert_int_equal(exchange(c, body, 65536, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    size_t len = 0;
+    char *got = fake_origin_request_body(staging, 0, &len);
+    assert_int_equal(len, 65536);
+    assert_memory_equal(got, body, 65536);
+    free(got);
+    free(body);
+    wait_count(h, "answered", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* mirror_max_in_flight is judged again when the copy goes: a body's request whose copy was made
+ * (none under way) is dropped when, by the time its body is whole, another request's mirror
+ * took the one place. */
+static void test_mirror_bound_when_sent(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN "mirror_max_in_flight = 1\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *a = raw_connect(harness_port(h, "listen"), IO_MS);
+    struct raw_conn *b = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(a);
+    assert_non_null(b);
+    static const char head[] = "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhe";
+    assert_int_equal(raw_send(a, head, strlen(head)), 0);
+    assert_int_equal(fake_origin_wait_connections(prod, 1, IO_MS), 0); /* a's copy made */
+    assert_int_equal(exchange(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0); /* b's, held */
+    assert_int_equal(exchange(a, "llo", 0, NULL), 200);
+    wait_count(h, "dropped", 1);
+    assert_int_equal(fake_origin_connections(staging), 1);
+    raw_close(b);
+    raw_close(a);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -518,6 +580,8 @@ int main(void)
         cmocka_unit_test(test_mirror_refused_at_load),
         cmocka_unit_test(test_mirror_percent_not_a_divisor),
         cmocka_unit_test(test_mirror_two_mirrors),
+        cmocka_unit_test(test_mirror_body_at_splice_min),
+        cmocka_unit_test(test_mirror_bound_when_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,6 +166,11 @@ static const struct row rows[] = {
         V2("\x21", "\x11", "\x00", "\x0f") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
         "\x00\x50" "\x03\x00\x00",
         PP_ERR_MALFORMED),
+    /* one of 5 bytes is not a CRC32c either, its first 4 the right sum or not */
+    ERR("v2 a CRC32c TLV of 5 bytes",
+        V2("\x21", "\x11", "\x00", "\x14") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x05\xbe\xb6\x61\x6c\x00",
+        PP_ERR_MALFORMED),
 };
 
 /* The bytes at the end of a heap block of their exact size. */
