@@ -564,6 +564,57 @@ static void test_mirror_bound_when_sent(void **state)
     fake_origin_stop(prod);
 }
 
+/* A mirror origin that never answers is given up by its upstream's first_byte_timeout, counted
+ * failed (without its timer the connection was held until the worker ended). */
+static void test_mirror_times_out(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "first_byte_timeout = 200ms\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /t HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A request retried on another origin after it was sent (retry_sent) is mirrored once: the copy
+ * is made at its first send, not again at the retry's. */
+static void test_mirror_once_per_retry(void **state)
+{
+    (void)state;
+    struct fake_origin *bad = origin_kind(FO_CLOSE_EMPTY), *good = origin_kind(FO_OK),
+                       *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(bad), fake_origin_port(good),
+                                 fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    /* round robin: the first request goes to bad, then to good */
+    assert_int_equal(exchange(c, "GET /once HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    assert_int_equal(fake_origin_requests(bad), 1);
+    wait_count(h, "answered", 1);
+    /* a second copy would have started before the answer came: give it a moment to show */
+    assert_int_not_equal(fake_origin_wait_requests(staging, 2, 500), 0);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(good);
+    fake_origin_stop(bad);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -582,6 +633,8 @@ int main(void)
         cmocka_unit_test(test_mirror_two_mirrors),
         cmocka_unit_test(test_mirror_body_at_splice_min),
         cmocka_unit_test(test_mirror_bound_when_sent),
+        cmocka_unit_test(test_mirror_times_out),
+        cmocka_unit_test(test_mirror_once_per_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
