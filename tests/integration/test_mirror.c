@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -615,6 +616,77 @@ static void test_mirror_once_per_retry(void **state)
     fake_origin_stop(bad);
 }
 
+/* The failure lines of a refusing mirror, a second apart at most one: the next says how many
+ * were left out since, and the one after that none (the count starts over at each line). */
+static void test_mirror_log_lines_count_left_out(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_REFUSE);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    int64_t first = tu_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 3);
+    for (int round = 0; round < 2; round++) {
+        /* the rate limit is a second per line: the time passing is what is tested */
+        while (tu_now_ms() < first + 1100)
+            nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000}, NULL);
+        first = tu_now_ms();
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+        wait_count(h, "failed", 4 + round);
+    }
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    unsigned lines = 0, counted = 0;
+    for (const char *p = err; (p = strstr(p, "mirror to [upstream staging]")) != NULL; p++) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        lines++;
+        bool two = memmem(p, n, "(2 more left out)", 17) != NULL;
+        bool any = memmem(p, n, "more left out", 13) != NULL;
+        if (any && !(lines == 2 && two))
+            fail_msg("line %u says what was left out wrongly:\n%s", lines, err);
+        counted += two;
+    }
+    if (lines != 3 || counted != 1)
+        fail_msg("want 3 lines, the 2nd with \"(2 more left out)\": %u lines:\n%s", lines, err);
+    free(err);
+    harness_free(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror upstream of two origins: its requests go to each in turn. */
+static void test_mirror_origins_in_turn(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *one = origin_kind(FO_OK),
+                       *two = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(one),
+                                 fake_origin_port(two));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 4);
+    assert_int_equal(fake_origin_requests(one), 2);
+    assert_int_equal(fake_origin_requests(two), 2);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(two);
+    fake_origin_stop(one);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -635,6 +707,8 @@ int main(void)
         cmocka_unit_test(test_mirror_bound_when_sent),
         cmocka_unit_test(test_mirror_times_out),
         cmocka_unit_test(test_mirror_once_per_retry),
+        cmocka_unit_test(test_mirror_log_lines_count_left_out),
+        cmocka_unit_test(test_mirror_origins_in_turn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
