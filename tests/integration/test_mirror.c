@@ -687,6 +687,27 @@ static void test_mirror_origins_in_turn(void **state)
     fake_origin_stop(prod);
 }
 
+/* mirror_max_in_flight = 1: a mirror request that ended gives its place back, so one request
+ * after another (each mirror answered before the next) is each mirrored. */
+static void test_mirror_place_given_back(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN "mirror_max_in_flight = 1\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+        wait_count(h, "answered", i + 1); /* counted once its place is free */
+    }
+    assert_int_equal(fake_origin_requests(staging), 3);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -709,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_mirror_once_per_retry),
         cmocka_unit_test(test_mirror_log_lines_count_left_out),
         cmocka_unit_test(test_mirror_origins_in_turn),
+        cmocka_unit_test(test_mirror_place_given_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
