@@ -708,6 +708,24 @@ static void test_mirror_place_given_back(void **state)
     fake_origin_stop(prod);
 }
 
+/* A mirror origin that answers bytes that are not HTTP: failed, not answered. */
+static void test_mirror_garbage_is_failed(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_GARBAGE);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 1);
+    assert_int_equal(harness_wait_log(h, "not an HTTP response", IO_MS), 0);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -731,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_mirror_log_lines_count_left_out),
         cmocka_unit_test(test_mirror_origins_in_turn),
         cmocka_unit_test(test_mirror_place_given_back),
+        cmocka_unit_test(test_mirror_garbage_is_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
