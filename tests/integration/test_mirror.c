@@ -726,6 +726,28 @@ static void test_mirror_garbage_is_failed(void **state)
     fake_origin_stop(prod);
 }
 
+/* A mirror origin that began its answer ("HTTP/1.1 200 OK...") and stalls is given up by its
+ * read_timeout, the phase after the first byte, and counted answered: a response came. */
+static void test_mirror_answer_stalls(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_PARTIAL_HEAD);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "first_byte_timeout = 60s\nread_timeout = 200ms\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -750,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_mirror_origins_in_turn),
         cmocka_unit_test(test_mirror_place_given_back),
         cmocka_unit_test(test_mirror_garbage_is_failed),
+        cmocka_unit_test(test_mirror_answer_stalls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
