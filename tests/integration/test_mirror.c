@@ -3,7 +3,9 @@
  * the primary got it, plus X-Portico-Mirror: 1; the client gets the primary's answer at once
  * whatever the staging origin does (stalls, refuses); bodies over 64 KiB and upgrades are not
  * mirrored; mirror_percent samples; HTTP/2 streams are mirrored; the keys are refused at their
- * lines when they name no upstream, the route's own, or a share out of range. Fake origins on
+ * lines when they name no upstream, the route's own, or a share out of range. Then the rows of
+ * the mutation pass: two mirrors, the in-flight bound at the send, the mirror's own timers and
+ * outcomes, one copy per request however often it is retried, the failure log's rate limit. Fake origins on
  * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
  */
 #include <sched.h>
