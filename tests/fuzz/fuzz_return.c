@@ -116,7 +116,7 @@ static void check_host_vars(const struct hrule_values *vals)
     CHECK(host.len <= vals->host_len);
     for (size_t i = 0; i < host.len; i++) {
         CHECK(!(host.buf[i] >= 'A' && host.buf[i] <= 'Z'));
-        CHECK(host.buf[i] == tolower((unsigned char)vals->host[i]));
+        CHECK((unsigned char)host.buf[i] == tolower((unsigned char)vals->host[i]));
     }
     if (!vals->host_len || !h1_host_valid(vals->host, vals->host_len))
         return;
