@@ -124,10 +124,15 @@ static void check_host_vars(const struct hrule_values *vals)
     const char *close = memchr(host.buf, ']', host.len);
     CHECK(!literal || (close != NULL && close == host.buf + host.len - 1)); /* the whole literal */
     CHECK(literal || memchr(host.buf, ':', host.len) == NULL);
-    /* what is dropped is a port: ':' and digits, nothing else */
-    CHECK(host.len == vals->host_len || vals->host[host.len] == ':');
-    for (size_t i = host.len + 1; i < vals->host_len; i++)
+    /* what is dropped is trailing dots and a port (':' and digits), nothing else: the name
+     * routes match */
+    size_t at = host.len;
+    while (at < vals->host_len && vals->host[at] == '.')
+        at++;
+    CHECK(at == vals->host_len || vals->host[at] == ':');
+    for (size_t i = at + 1; i < vals->host_len; i++)
         CHECK(vals->host[i] >= '0' && vals->host[i] <= '9');
+    CHECK(host.len == 0 || host.buf[host.len - 1] != '.');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
