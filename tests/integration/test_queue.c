@@ -511,6 +511,50 @@ static void test_reload_mid_flight(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- the detail's origins ---- */
+
+/* GET /late, which waits out queue_timeout: its detail from "in the queue" on. */
+static const char *late_detail(struct harness *h, char *buf, size_t size)
+{
+    struct raw_response r;
+    assert_int_equal(read_status(send_get(h, "/late"), &r), 503);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "queue_timeout");
+    const char *ps = raw_header(&r, "Proxy-Status");
+    assert_non_null(ps);
+    const char *at = strstr(ps, "in the queue of upstream u: ");
+    assert_non_null(at);
+    snprintf(buf, size, "%.*s", (int)strcspn(at, "\""), at);
+    raw_response_free(&r);
+    return buf;
+}
+
+/* The Proxy-Status detail of a queue_timeout: the origins the request could use, "their
+ * max_conns" when those differ (an origin listed twice at two limits); the in-flight gauge of an
+ * origin listed twice sums both listings. */
+static void test_queue_detail_origins(void **state)
+{
+    (void)state;
+    char opts[160], detail[160];
+    struct fake_origin *fo = origin_start(0, true);
+    /* the origin listed twice, at max_conns 1 and 2: three held, the fourth waits */
+    snprintf(opts, sizeof(opts), "max_conns=1\norigin = 127.0.0.1:%u max_conns=2",
+             fake_origin_port(fo));
+    struct harness *h = start(fo, 1, NULL, opts, "queue_timeout = 300ms\n");
+    struct raw_conn *held[3];
+    for (int i = 0; i < 3; i++)
+        held[i] = send_get(h, "/held");
+    wait_held(3);
+    in_flight_is(h, fo, 3); /* both listings' counts, summed in one row */
+    assert_string_equal(late_detail(h, detail, sizeof(detail)),
+                        "in the queue of upstream u: all 2 origins at their max_conns");
+    release_hold();
+    for (int i = 0; i < 3; i++)
+        expect_status(held[i], 200);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -523,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_cross_worker_wake),
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
+        cmocka_unit_test(test_queue_detail_origins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
