@@ -102,7 +102,8 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
     pthread_mutex_unlock(&seen.lock);
     slots[k] = k;
     scripts[k][0] = (struct fo_step)FO_CALL(counted, &slots[k]);
-    scripts[k][1] = (struct fo_step)FO_RESPOND_OK();
+    bool closes = strncmp(req->head, "GET /close", 10) == 0; /* closes, no answer */
+    scripts[k][1] = closes ? (struct fo_step)FO_CLOSE() : (struct fo_step)FO_RESPOND_OK();
     scripts[k][2] = (struct fo_step)FO_END();
     return scripts[k];
 }
@@ -555,6 +556,32 @@ static void test_queue_detail_origins(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- a handed slot is a pick's ---- */
+
+/* A waiter handed the slot of the only origin tried it as a pick would: with retry_sent its
+ * attempt, closed without an answer, is not retried on that origin (502, two requests seen). */
+static void test_queue_granted_is_tried(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h =
+        start(fo, 1, NULL, "max_conns=1", "retry_sent = on\nqueue_timeout = 30s\n");
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *closed = send_get(h, "/close");
+    assert_true(metric(h, QLEN, 1) == 1);
+    release_hold();
+    expect_status(first, 200);
+    struct raw_response r;
+    assert_int_equal(read_status(closed, &r), 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
+    raw_response_free(&r);
+    assert_int_equal(seen.n, 2);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -568,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
         cmocka_unit_test(test_queue_detail_origins),
+        cmocka_unit_test(test_queue_granted_is_tried),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
