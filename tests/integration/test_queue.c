@@ -582,6 +582,39 @@ static void test_queue_granted_is_tried(void **state)
     fake_origin_stop(fo);
 }
 
+/* ---- the metrics' rows ---- */
+
+/* The queue's families have one row per upstream, however many origins it has; the in-flight
+ * gauge one per origin. */
+static void test_queue_metrics_one_row(void **state)
+{
+    (void)state;
+    uint16_t other;
+    assert_int_equal(tu_free_port(&other), 0); /* listed, never asked */
+    struct fake_origin *fo = origin_start(0, false);
+    char opts[96];
+    snprintf(opts, sizeof(opts), "max_conns=1\norigin = 127.0.0.1:%u max_conns=1", other);
+    struct harness *h = start(fo, 1, NULL, opts, NULL);
+    char *text = scrape_metrics(harness_port(h, "admin"), PX_IO_MS);
+    assert_non_null(text);
+    static const char *const rows[][2] = {
+        {"portico_upstream_queue_length{upstream=\"u\"} ", "1"},
+        {"portico_upstream_queued_total{upstream=\"u\"} ", "1"},
+        {"portico_upstream_queue_timeouts_total{upstream=\"u\"} ", "1"},
+        {"portico_upstream_origin_in_flight{upstream=\"u\",", "2"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int n = 0;
+        for (const char *at = text; (at = strstr(at, rows[i][0])); at++)
+            n++;
+        if (n != atoi(rows[i][1]))
+            fail_msg("%d rows of %s, want %s", n, rows[i][0], rows[i][1]);
+    }
+    free(text);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -596,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_reload_mid_flight),
         cmocka_unit_test(test_queue_detail_origins),
         cmocka_unit_test(test_queue_granted_is_tried),
+        cmocka_unit_test(test_queue_metrics_one_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
