@@ -1903,6 +1903,27 @@ static void test_queue_counts(void **state)
     balancer_free(b);
 }
 
+/* A slot released without a verdict (a tunnel's end, a waiter that left with one) is handed to
+ * the oldest waiter as a done one is. */
+static void test_queue_release_hands_over(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    struct balancer *b = limited_balancer(&up, 1, 1, 0);
+    struct balance_waiter w = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_release(b, 0);
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    assert_int_equal(balancer_unqueue(b, &w, false), 0);
+    balancer_release(b, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    balancer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1941,6 +1962,7 @@ int main(void)
         cmocka_unit_test(test_queue_slot_not_handed_down),
         cmocka_unit_test(test_queue_room_listings),
         cmocka_unit_test(test_queue_counts),
+        cmocka_unit_test(test_queue_release_hands_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
