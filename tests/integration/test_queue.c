@@ -514,7 +514,7 @@ static void test_reload_mid_flight(void **state)
 
 /* ---- the detail's origins ---- */
 
-/* GET /late, which waits out queue_timeout: its detail from "in the queue" on. */
+/* GET /late, which waits out queue_timeout (300 ms): its detail from "in the queue" on. */
 static const char *late_detail(struct harness *h, char *buf, size_t size)
 {
     struct raw_response r;
@@ -525,6 +525,7 @@ static const char *late_detail(struct harness *h, char *buf, size_t size)
     const char *at = strstr(ps, "in the queue of upstream u: ");
     assert_non_null(at);
     snprintf(buf, size, "%.*s", (int)strcspn(at, "\""), at);
+    assert_non_null(strstr(r.body, "\nlimit: 300 ms\n")); /* queue_timeout's */
     raw_response_free(&r);
     return buf;
 }
