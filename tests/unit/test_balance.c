@@ -1782,15 +1782,17 @@ static struct balancer *limited_balancer(struct upstream_conf *up, int n, unsign
 
 /* The slot of an attempt that marks its origin down is not handed to a waiter (the verdict
  * comes before the slot), nor one of an origin whose health check fails; a pick while the
- * probe is out claims no slot. */
+ * probe is out claims no slot. Two origins, both full: the waiter has origin 1 left to wait for
+ * in each case. */
 static void test_queue_slot_not_handed_down(void **state)
 {
     (void)state;
     struct upstream_conf up;
-    struct balancer *b = limited_balancer(&up, 1, 1, 1);
+    struct balancer *b = limited_balancer(&up, 2, 1, 1);
     struct balance_waiter w = {.wake = wake_record};
     nwoken = 0;
     assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
     assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
     balancer_done(b, 0, 0, BALANCE_FAILED, 0); /* max_fails 1: down */
     assert_int_equal(balancer_origin_state(b, 0), ORIGIN_DOWN);
@@ -1798,21 +1800,11 @@ static void test_queue_slot_not_handed_down(void **state)
     assert_int_equal(balancer_in_flight(b, 0), 0);
     assert_int_equal(balancer_queue_length(b), 1);
     assert_int_equal(balancer_unqueue(b, &w, true), -1);
-    /* down_time later: the probe holds one slot of two; the next pick, the probe out, claims
-     * none */
-    uint64_t probe = 0;
-    balancer_free(b);
-    b = limited_balancer(&up, 1, 2, 1);
-    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
-    balancer_done(b, 0, 0, BALANCE_FAILED, 0);
-    assert_int_equal(balancer_pick(b, 5100, 0, 0, &probe), 0);
-    assert_int_equal(balancer_in_flight(b, 0), 1);
-    assert_int_equal(balancer_pick(b, 5100, 0, 0, NULL), -1);
-    assert_int_equal(balancer_in_flight(b, 0), 1);
     balancer_free(b);
     /* a failing health check: the slot goes back, not to the waiter */
-    b = limited_balancer(&up, 1, 1, 0);
+    b = limited_balancer(&up, 2, 1, 0);
     assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
     w = (struct balance_waiter){.wake = wake_record};
     assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
     balancer_check(b, 0, CHECK_FAILING, "test");
@@ -1820,6 +1812,17 @@ static void test_queue_slot_not_handed_down(void **state)
     assert_int_equal(nwoken, 0);
     assert_int_equal(balancer_in_flight(b, 0), 0);
     assert_int_equal(balancer_unqueue(b, &w, false), -1);
+    balancer_free(b);
+    /* down_time later: the probe holds one slot of two; the next pick, the probe out, claims
+     * none */
+    uint64_t probe = 0;
+    b = limited_balancer(&up, 1, 2, 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    balancer_done(b, 0, 0, BALANCE_FAILED, 0);
+    assert_int_equal(balancer_pick(b, 5100, 0, 0, &probe), 0);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    assert_int_equal(balancer_pick(b, 5100, 0, 0, NULL), -1);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
     balancer_free(b);
 }
 
