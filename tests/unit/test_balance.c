@@ -1927,6 +1927,19 @@ static void test_queue_release_hands_over(void **state)
     balancer_free(b);
 }
 
+/* One origin with max_conns among others without (and no [upstream] max_conns) makes the
+ * upstream limited: the others stay unlimited. */
+static void test_config_max_conns_one_origin(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[upstream a]\norigin = 127.0.0.1:1 max_conns=3\n"
+                                 "origin = 127.0.0.1:2\n[route ra]\nprefix = /\nupstream = a\n");
+    assert_int_equal(cfg->upstreams[0].origins[0].max_conns, 3);
+    assert_int_equal(cfg->upstreams[0].origins[1].max_conns, 0);
+    assert_true(cfg->upstreams[0].limited);
+    cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1966,6 +1979,7 @@ int main(void)
         cmocka_unit_test(test_queue_room_listings),
         cmocka_unit_test(test_queue_counts),
         cmocka_unit_test(test_queue_release_hands_over),
+        cmocka_unit_test(test_config_max_conns_one_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
