@@ -495,12 +495,15 @@ static const char admin_status_page[] =
     "' in a row)' : '';\n"
     "      var stopped = o.checks_stopped ? ' (checks stopped: out of memory)' : '';\n"
     "      var h = el('td', (o.up ? 'up' + going : 'down' + why) + stopped + ', ' + o.in_flight "
-    "+ ' in flight' + (o.weight_percent < 100 ? ', slow start: ' + o.weight_percent + "
+    "+ ' in flight' + (o.max_conns ? ' of max_conns ' + o.max_conns : '') + "
+    "(o.weight_percent < 100 ? ', slow start: ' + o.weight_percent + "
     "'% of its weight' : ''), o.up ? 'up' : 'down');\n"
     "      h.id = 'health-' + u.name + '-' + o.origin;\n"
     "      var name = el('td', i ? '' : u.name + ' ');\n"
     "      if (!i) {\n"
-    "        var how = el('span', u.balance + (u.hash_key ? ' ' + u.hash_key : ''), 'meta');\n"
+    "        var how = el('span', u.balance + (u.hash_key ? ' ' + u.hash_key : '') + "
+    "(u.max_queue !== null ? ', queue ' + u.queue_length + ' of ' + u.max_queue + ' (' + "
+    "u.queued_total + ' waited, ' + u.queue_timeouts_total + ' timed out)' : ''), 'meta');\n"
     "        how.id = 'balance-' + u.name;\n"
     "        name.appendChild(how);\n"
     "      }\n"
@@ -710,8 +713,20 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
     char key[CFG_HASH_KEY_TEXT_MAX];
     jprintf(out, ",\"balance\":\"%s\",\"hash_key\":", balance_name(up->balance));
     jstr(out, up->balance == BALANCE_HASH ? hash_key_text(up, key, sizeof(key)) : NULL, false);
-    jprintf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
+    jprintf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,",
                         (unsigned long long)up->keepalive, (unsigned long long)v->pool_idle[u]);
+    /* the queue of max_conns (the metrics' figures): null without one, no origin limited */
+    const struct balancer *ub = gen->balancers[u];
+    if (balancer_limited(ub))
+        jprintf(out, "\"max_queue\":%llu,\"queue_length\":%u,\"queued_total\":%llu,"
+                     "\"queue_timeouts_total\":%llu,",
+                (unsigned long long)up->max_queue, balancer_queue_length(ub),
+                (unsigned long long)balancer_queued_total(ub),
+                (unsigned long long)balancer_queue_timeouts(ub));
+    else
+        jadd(out, "\"max_queue\":null,\"queue_length\":null,\"queued_total\":null,"
+                  "\"queue_timeouts_total\":null,", 85);
+    jadd(out, "\"origins\":[", 11);
     for (int o = 0; o < up->norigins; o++) {
         jprintf(out, "%s{\"origin\":", o ? "," : "");
         jstr(out, up->origins[o].text, false);
@@ -733,8 +748,13 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
         else
             jprintf(out, "null,\"checks_passed_in_row\":null,"
                                      "\"checks_failed_in_row\":null,\"checks_stopped\":null");
-        jprintf(out, ",\"in_flight\":%u,\"backup\":%s,\"weight_percent\":%u}",
-                balancer_in_flight(b, o), balancer_origin_is_backup(b, o) ? "true" : "false",
+        jprintf(out, ",\"in_flight\":%u,\"max_conns\":", balancer_in_flight(b, o));
+        if (up->origins[o].max_conns)
+            jprintf(out, "%u", up->origins[o].max_conns);
+        else
+            jadd(out, "null", 4);
+        jprintf(out, ",\"backup\":%s,\"weight_percent\":%u}",
+                balancer_origin_is_backup(b, o) ? "true" : "false",
                 balancer_weight_permille(b, o, event_now_us() / 1000) / 10);
     }
     jadd(out, "],\"recent_failures\":[", 21);

@@ -147,6 +147,7 @@ static __attribute__((noinline)) bool take_limited(struct balancer *b, int o, ui
 static __attribute__((noinline)) void done_limited(struct balancer *b, int origin, uint64_t probe,
                                                    enum balance_result r, uint64_t now_ms);
 static void slot_free(struct balancer *b, int o);
+static void queue_rescan(struct balancer *b, uint64_t now_ms);
 static inline __attribute__((always_inline)) bool take_probe(struct balancer *b, int o,
                                                             uint64_t *probe);
 static inline __attribute__((always_inline)) void verdict(struct balancer *b, int origin,
@@ -648,6 +649,8 @@ static void mark_down(struct balancer *b, int o, uint64_t now_ms, uint64_t from,
                                                  state_word(ORIGIN_DOWN, from >> STATE_BITS),
                                                  memory_order_acq_rel, memory_order_relaxed))
         return; /* another thread got there first, and said so */
+    if (b->queue) /* its waiters that have no other origin now fail, or take another's slot */
+        queue_rescan(b, now_ms);
     if ((from & STATE_MASK) == ORIGIN_PROBING)
         log_warn("upstream %s: origin %s failed its probe after down_time; down for another "
                  "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms);
@@ -704,6 +707,8 @@ static void answered(struct balancer *b, int o)
     uint64_t was = atomic_fetch_and_explicit(&s->state, ~STATE_MASK, memory_order_acq_rel);
     if ((was & STATE_MASK) != ORIGIN_UP) {
         ramp_from_next_pick(b, o);
+        if (b->queue) /* its free slots go to the waiters first, not to the next pick */
+            queue_rescan(b, event_now_us() / 1000);
         log_info("upstream %s: origin %s answered; back up", b->up->name,
                  b->up->origins[o].text);
     }
@@ -797,6 +802,8 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
         }
         /* marked down before it is said: a client that read the line finds it down */
         atomic_store_explicit(&s->check, CHECK_FAILING, memory_order_relaxed);
+        if (b->queue)
+            queue_rescan(b, event_now_us() / 1000);
         if (fall == 1)
             log_warn("upstream %s: origin %s failed its health check (%s); marked down",
                      up->name, name, reason);
@@ -812,6 +819,8 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
     }
     ramp_from_next_pick(b, origin); /* before it is usable: its first pick starts the ramp */
     atomic_store_explicit(&s->check, CHECK_PASSING, memory_order_relaxed);
+    if (b->queue)
+        queue_rescan(b, event_now_us() / 1000);
     /* Passive health is left alone: it judges requests, and a check passing between them
      * started its count over (and ended its down_time), so an origin that answers /healthz
      * while its requests time out was never marked down with checks more frequent than the
@@ -966,7 +975,9 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
  * eventfd its loop wakes on, no polling tick). Handing the slot over, rather than
  * freeing it for whoever picks next, keeps the order FIFO: a new request finds no room while
  * anyone waits for it. Slots of a limited upstream are freed under the mutex, and a request
- * queues under it only once it saw no room there, so no wake is lost between the two.
+ * queues under it only once it saw no room there, so no wake is lost between the two. An origin
+ * going down or back up walks the queue again (queue_rescan): free slots go to the waiters, and
+ * a waiter left with no usable origin is woken without one (no_healthy_origin).
  */
 
 struct balance_queue {
@@ -1073,6 +1084,36 @@ static void slot_free(struct balancer *b, int o)
         w->wake(w); /* under the lock: the waiter cannot leave before it is told */
     } else {
         atomic_fetch_sub_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* An origin went down or came back up: each waiter, oldest first, is handed a free slot of an
+ * origin it may take, or, when no origin outside its exclude is usable any more, woken without
+ * one (origin -1: no_healthy_origin, as a new request gets). A slot is otherwise handed over
+ * only as one frees: waiters of an origin gone down waited out their queue_timeout, and those
+ * of one back up (its slots all free) waited while new requests took them. */
+static void queue_rescan(struct balancer *b, uint64_t now_ms)
+{
+    struct balance_queue *q = b->queue;
+    pthread_mutex_lock(&q->lock);
+    for (struct balance_waiter *w = q->head, *next; w; w = next) {
+        next = w->next;
+        uint32_t exclude = balancer_listings(b, w->exclude);
+        int slot = -1;
+        bool any = false;
+        for (int o = 0; o < b->up->norigins && slot < 0; o++) {
+            if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+                continue;
+            any = true;
+            if (hands_over(b, o) && claim_slot(b, o))
+                slot = o;
+        }
+        if (slot >= 0 || !any) {
+            unlink_waiter(q, w);
+            w->origin = slot;
+            w->wake(w);
+        }
     }
     pthread_mutex_unlock(&q->lock);
 }

@@ -1555,14 +1555,6 @@ void ex_fail_no_origin(struct exchange *ex)
             ex->up->name);
 }
 
-bool ex_pick_origin(struct exchange *ex)
-{
-    if (pick_origin(ex))
-        return true;
-    ex_fail_no_origin(ex);
-    return false;
-}
-
 bool ex_pick_again(struct exchange *ex)
 {
     return pick_origin(ex);
@@ -1574,6 +1566,14 @@ static __attribute__((noinline, cold)) void no_origin_now(struct exchange *ex)
 {
     if (!balancer_limited(balancer_of(ex)) || !ex_queue_enter(ex))
         ex_fail_no_origin(ex);
+}
+
+bool ex_pick_or_queue(struct exchange *ex)
+{
+    if (pick_origin(ex))
+        return true;
+    no_origin_now(ex);
+    return false;
 }
 
 void ex_to_origin(struct exchange *ex)

@@ -318,9 +318,11 @@ void ex_fail_no_origin(struct exchange *ex);
  * (a probe brings the origin back up before a long body ends). */
 void ex_origin_answered(struct exchange *ex);
 
-/* Chooses the origin; when every one is marked down, fails with no_healthy_origin and returns
- * false. */
-bool ex_pick_origin(struct exchange *ex);
+/* Chooses the origin as ex_to_origin does, without connecting: false when none was taken now
+ * (every usable one full: the exchange waits in the queue, or was refused with queue_full; or
+ * every one is marked down: no_healthy_origin). A waiter handed a slot goes on by
+ * fault_exec_picked, else relay_connect. */
+bool ex_pick_or_queue(struct exchange *ex);
 
 /* The upstream part of run(): choose the origin and connect to it. */
 void ex_to_origin(struct exchange *ex);
@@ -458,6 +460,11 @@ void fault_exec_body_start(struct exchange *ex);
 /* The body's quota is spent: truncate aborts as a real mid-body failure, throttle pauses until
  * its next tick. True when the relay must stop here. */
 bool fault_exec_body_stop(struct exchange *ex);
+
+/* A queued rehearsal (a simulated failure that found every usable origin at max_conns, and
+ * waited as a real request does) was handed its slot: the simulation goes on, true. false
+ * for any other exchange (it connects). */
+bool fault_exec_picked(struct exchange *ex);
 
 /* The rule's name for the access log, or NULL (none, or a simulated failure that met every
  * origin really down: the real failure went out). */

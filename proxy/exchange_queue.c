@@ -8,7 +8,9 @@
  * on at once: no polling; the workers' bases take no locks, so no event_active). The exchange then
  * holds the slot as a pick's and goes on to connect. A full queue (max_queue) refuses at once
  * (queue_full), and a waiter whose client leaves or whose timer ends leaves the queue; a slot
- * handed to it in between is ended again, which hands it on.
+ * handed to it in between is ended again, which hands it on. A waiter woken without a slot (its
+ * origins went down) fails no_healthy_origin; a rehearsal (fault_exec.c) woken with one goes on
+ * simulating, as it would have without the wait.
  */
 #include "exchange_int.h"
 
@@ -49,6 +51,14 @@ static void queue_free(struct exchange *ex)
     free(q);
 }
 
+/* An origin is the exchange's after waiting: a rehearsal goes on simulating, as it would have
+ * without a wait; any other connects. */
+static void go_on(struct exchange *ex)
+{
+    if (!fault_exec_picked(ex))
+        relay_connect(ex);
+}
+
 /* The slot of origin o is the exchange's: it goes on as after a pick. */
 static void queue_granted(struct exchange *ex, int o)
 {
@@ -57,16 +67,24 @@ static void queue_granted(struct exchange *ex, int o)
     ex->tried |= 1u << o;
     ex->holds_origin = true;
     ex->probe = 0;
-    relay_connect(ex);
+    go_on(ex);
 }
 
 static void queue_woken(void *arg)
 {
     struct exchange *ex = arg;
     ex->now = event_now_us();
-    /* handed over under the lock: w.origin is set, and the waiter is out of the list */
-    if (ex->outcome == OUTCOME_OPEN)
-        queue_granted(ex, ex->queue->w.origin);
+    /* handed over under the lock: w.origin is set, and the waiter is out of the list; -1 when
+     * its origins went down meanwhile (balance.c's rescan) */
+    if (ex->outcome == OUTCOME_OPEN) {
+        int o = ex->queue->w.origin;
+        if (o >= 0) {
+            queue_granted(ex, o);
+        } else {
+            queue_free(ex);
+            ex_fail_no_origin(ex);
+        }
+    }
     ex_settle(ex);
 }
 
@@ -128,7 +146,7 @@ bool ex_queue_enter(struct exchange *ex)
         case BALANCE_ROOM_FREE:
             if (ex_pick_again(ex)) {
                 queue_free(ex);
-                relay_connect(ex);
+                go_on(ex);
                 return true;
             }
             break;

@@ -89,6 +89,8 @@ struct ex_fault {
     bool simulating;                   /* a simulated failure walks the phases */
     bool stood_down;                   /* ... but every origin was really down: the real
                                           failure went out, which is not the rule's */
+    bool awaits_slot;                  /* ... or all full: it waits in the queue as a real
+                                          request does (stood down until a slot comes) */
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
@@ -379,6 +381,7 @@ static void walk_phases(struct exchange *ex, enum phase from, enum phase to, enu
 }
 
 static void fail_in_phase(struct exchange *ex, enum failure_type type);
+static void simulate_picked(struct exchange *ex, enum failure_type type);
 
 /* Whether a real exchange would resend the request after this failure on a pooled connection
  * (stale_pooled in exchange.c): a close or reset before any answer, after the origin took the
@@ -405,11 +408,33 @@ static void simulate(struct exchange *ex, enum failure_type type)
         return;
     }
     /* Really all down: the real failure goes out, and it is not the rehearsal's: not named
-     * (Portico-Fault, the log's fault) nor counted, or a real outage would pass for one. */
+     * (Portico-Fault, the log's fault) nor counted, or a real outage would pass for one. All
+     * full (max_conns): it waits in the queue as a real request would (its queue_timeout or
+     * queue_full is the real one's), and goes on from fault_exec_picked with its slot. */
     f->stood_down = true;
-    if (!ex_pick_origin(ex))
+    f->awaits_slot = true;
+    if (!ex_pick_or_queue(ex))
         return;
+    f->awaits_slot = false;
     f->stood_down = false;
+    simulate_picked(ex, type);
+}
+
+bool fault_exec_picked(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f || !f->awaits_slot)
+        return false;
+    f->awaits_slot = false;
+    f->stood_down = false;
+    simulate_picked(ex, f->rule->failure);
+    return true;
+}
+
+/* simulate's failure on the origin it holds now. */
+static void simulate_picked(struct exchange *ex, enum failure_type type)
+{
+    struct ex_fault *f = ex->fault;
     count(ex, FAULT_FAILURE);
     const struct sim_row *row = &sim_rows[type];
     const struct origin_conf *o = &ex->up->origins[ex->origin];

@@ -32,17 +32,6 @@
  * down fails every one of them), the next line saying how many were left out. */
 #define MIRROR_LOG_EVERY_US 1000000
 
-static const char *const outcome_names[] = {
-#define X(id, name) [id] = name,
-    MIRROR_OUTCOME_LIST(X)
-#undef X
-};
-
-const char *mirror_outcome_name(enum mirror_outcome o)
-{
-    return (unsigned)o < MIRROR_OUTCOME_COUNT ? outcome_names[o] : "unknown";
-}
-
 /* One mirror request under way: owned by the loop's list, by nothing else. */
 struct mirror {
     TAILQ_ENTRY(mirror) link;

@@ -181,10 +181,12 @@ struct balance_waiter {
     struct balance_waiter *next, *prev; /* the queue's order, under its lock */
     uint32_t exclude;                   /* origins it may not take (tried) */
     int origin;                         /* the origin whose slot it was handed, -1 while it
-                                           waits: the slot is its own, as a pick's */
+                                           waits: the slot is its own, as a pick's; woken
+                                           with -1: every origin it may take went down */
     bool queued;                        /* in the list */
-    /* The slot was handed over (origin set): called from any worker's thread with the queue's
-     * lock held, so it only posts to the owner's loop (wakebox.h). */
+    /* The slot was handed over (origin set), or its origins went down (origin -1): called from
+     * any worker's thread with the queue's lock held, so it only posts to the owner's loop
+     * (wakebox.h). */
     void (*wake)(struct balance_waiter *w);
 };
 

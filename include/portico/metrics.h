@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
-#include "portico/mirror.h"
+#include "portico/mirror_outcome.h"
 #include "portico/timing.h"
 
 struct evbuffer;

@@ -8,7 +8,13 @@
  * let by). Properties checked: the Location holds no byte <= 0x20 or >= 0x7f, never starts
  * with "//" or "/\" (a host of the client's choosing), starts with '/' when its URL does and
  * otherwise with the URL's scheme; the same input gives the same Location.
+ *
+ * $http_host and $host from the same Host through hrule_expand: $http_host is the Host byte for
+ * byte; $host is nginx's name (header_rules.c put_host_name): a prefix of the Host, lowercase,
+ * and for a Host the parsers take (h1_host_valid) the Host without a ":port" only, so no ':'
+ * but within an IPv6 literal's brackets.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +23,7 @@
 #include <event2/buffer.h>
 
 #include "portico/header_rules.h"
+#include "portico/http1.h"
 #include "portico/route_return.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -82,6 +89,47 @@ static char *location(const char *url, size_t url_len, const struct hrule_values
     return copy;
 }
 
+struct collected {
+    char buf[4096];
+    size_t len;
+};
+
+static void collect(void *ctx, const char *s, size_t n, bool variable)
+{
+    struct collected *c = ctx;
+    (void)variable;
+    CHECK(c->len + n <= sizeof(c->buf));
+    memcpy(c->buf + c->len, s, n);
+    c->len += n;
+}
+
+/* $host and $http_host of the client's Host (vals->host, hostile bytes). */
+static void check_host_vars(const struct hrule_values *vals)
+{
+    if (vals->host_len > 2048)
+        return;
+    struct collected http_host = {.len = 0}, host = {.len = 0};
+    hrule_expand("$http_host", 10, vals, collect, &http_host);
+    hrule_expand("${host}", 7, vals, collect, &host);
+    CHECK(http_host.len == vals->host_len &&
+          (!vals->host_len || memcmp(http_host.buf, vals->host, vals->host_len) == 0));
+    CHECK(host.len <= vals->host_len);
+    for (size_t i = 0; i < host.len; i++) {
+        CHECK(!(host.buf[i] >= 'A' && host.buf[i] <= 'Z'));
+        CHECK((unsigned char)host.buf[i] == tolower((unsigned char)vals->host[i]));
+    }
+    if (!vals->host_len || !h1_host_valid(vals->host, vals->host_len))
+        return;
+    bool literal = vals->host[0] == '[';
+    const char *close = memchr(host.buf, ']', host.len);
+    CHECK(!literal || (close != NULL && close == host.buf + host.len - 1)); /* the whole literal */
+    CHECK(literal || memchr(host.buf, ':', host.len) == NULL);
+    /* what is dropped is a port: ':' and digits, nothing else */
+    CHECK(host.len == vals->host_len || vals->host[host.len] == ':');
+    for (size_t i = host.len + 1; i < vals->host_len; i++)
+        CHECK(vals->host[i] >= '0' && vals->host[i] <= '9');
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -104,6 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .host = host_len ? h : NULL, .host_len = host_len,
         .request_uri = u, .request_uri_len = uri_len,
     };
+    check_host_vars(&vals);
     size_t len, again_len;
     char *loc = location(url, url_len, &vals, &len);
     for (size_t i = 0; i < len; i++)

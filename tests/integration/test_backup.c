@@ -426,6 +426,7 @@ static void test_backup_config_errors(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backup_max_fails),
         cmocka_unit_test(test_backup_health_check),

@@ -3,7 +3,9 @@
  * the primary got it, plus X-Portico-Mirror: 1; the client gets the primary's answer at once
  * whatever the staging origin does (stalls, refuses); bodies over 64 KiB and upgrades are not
  * mirrored; mirror_percent samples; HTTP/2 streams are mirrored; the keys are refused at their
- * lines when they name no upstream, the route's own, or a share out of range. Fake origins on
+ * lines when they name no upstream, the route's own, or a share out of range. Then the rows of
+ * the mutation pass: two mirrors, the in-flight bound at the send, the mirror's own timers and
+ * outcomes, one copy per request however often it is retried, the failure log's rate limit. Fake origins on
  * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
  */
 #include <sched.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -425,6 +428,328 @@ static void test_mirror_refused_at_load(void **state)
     }
 }
 
+/* mirror_percent = 33: none of the first 3 (the running sum reaches 99, not 100), then exactly 6
+ * of 20. A sum started over at each mirrored request (5 of 20), or one taken at 99 (the 3rd
+ * mirrored), is not the share asked. */
+static void test_mirror_percent_not_a_divisor(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "mirror_percent = 33\n");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(exchange(c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "sampled_out", 3);
+    for (int i = 3; i < 20; i++)
+        assert_int_equal(exchange(c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "sampled_out", 14);
+    wait_count(h, "answered", 6);
+    assert_int_equal(fake_origin_requests(staging), 6);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* Two mirrors: each gets its own copy (the last the copy itself, the first a copy of it), and a
+ * request sampled out is counted once per mirror, as every outcome is. An Expect: 100-continue
+ * relayed to the origin (expect = relay) is not in the copy: its body follows at once. */
+static void test_mirror_two_mirrors(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *one = origin_kind(FO_OK),
+                       *two = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream one]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream two]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nprefix = /r/\nupstream = prod\nmirror = one\n"
+                                 "mirror = two\nexpect = relay\n"
+                                 "[route none]\nprefix = /none/\nupstream = prod\nmirror = one\n"
+                                 "mirror = two\nmirror_percent = 0\n",
+                                 fake_origin_port(prod), fake_origin_port(one),
+                                 fake_origin_port(two));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "POST /r/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                                 "Content-Length: 2\r\n\r\nhi", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(one, 1, IO_MS), 0);
+    assert_int_equal(fake_origin_wait_requests(two, 1, IO_MS), 0);
+    wait_count(h, "answered", 2);
+    assert_int_equal(fake_origin_requests(one), 1);
+    assert_int_equal(fake_origin_requests(two), 1);
+    char *v = fake_origin_request_header(prod, 0, "Expect");
+    assert_non_null(v); /* relayed to the origin: the copy's lack of it is the mirror's doing */
+    free(v);
+    for (struct fake_origin *m = one; m; m = m == one ? two : NULL) {
+        assert_null(fake_origin_request_header(m, 0, "Expect"));
+        size_t len = 0;
+        char *body = fake_origin_request_body(m, 0, &len);
+        assert_int_equal(len, 2);
+        assert_memory_equal(body, "hi", 2);
+        free(body);
+    }
+    assert_int_equal(exchange(c, "GET /none/x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_mirror_requests_total{route=\"none\",outcome=\"sampled_out\"}");
+    double got = scrape_wait(harness_port(h, "admin"), series, 2, IO_MS);
+    if (got != 2)
+        fail_msg("%s: %g, want 2 (one per mirror)", series, got);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(two);
+    fake_origin_stop(one);
+    fake_origin_stop(prod);
+}
+
+/* A body of exactly 64 KiB (MIRROR_BODY_MAX, BODY_SPLICE_MIN) after its head: mirrored whole, so
+ * it is not spliced (splice is on by default): spliced bytes would pass the copy by, and the
+ * mirror would get the head and none of the body. */
+static void test_mirror_body_at_splice_min(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    static const char head[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n";
+    assert_int_equal(raw_send(c, head, strlen(head)), 0);
+    /* the head went to the origin (its connection made) before a byte of the body came */
+    assert_int_equal(fake_origin_wait_connections(prod, 1, IO_MS), 0);
+    char *body = malloc(65536);
+    assert_non_null(body);
+    for (size_t i = 0; i < 65536; i++)
+        body[i] = (char)('a' + i % 26);
+    assert_int_equal(exchange(c, body, 65536, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    size_t len = 0;
+    char *got = fake_origin_request_body(staging, 0, &len);
+    assert_int_equal(len, 65536);
+    assert_memory_equal(got, body, 65536);
+    free(got);
+    free(body);
+    wait_count(h, "answered", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* mirror_max_in_flight is judged again when the copy goes: a body's request whose copy was made
+ * (none under way) is dropped when, by the time its body is whole, another request's mirror
+ * took the one place. */
+static void test_mirror_bound_when_sent(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN "mirror_max_in_flight = 1\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *a = raw_connect(harness_port(h, "listen"), IO_MS);
+    struct raw_conn *b = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(a);
+    assert_non_null(b);
+    static const char head[] = "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhe";
+    assert_int_equal(raw_send(a, head, strlen(head)), 0);
+    assert_int_equal(fake_origin_wait_connections(prod, 1, IO_MS), 0); /* a's copy made */
+    assert_int_equal(exchange(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0); /* b's, held */
+    assert_int_equal(exchange(a, "llo", 0, NULL), 200);
+    wait_count(h, "dropped", 1);
+    assert_int_equal(fake_origin_connections(staging), 1);
+    raw_close(b);
+    raw_close(a);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror origin that never answers is given up by its upstream's first_byte_timeout, counted
+ * failed (without its timer the connection was held until the worker ended). */
+static void test_mirror_times_out(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_SILENT);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "first_byte_timeout = 200ms\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /t HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A request retried on another origin after it was sent (retry_sent) is mirrored once: the copy
+ * is made at its first send, not again at the retry's. */
+static void test_mirror_once_per_retry(void **state)
+{
+    (void)state;
+    struct fake_origin *bad = origin_kind(FO_CLOSE_EMPTY), *good = origin_kind(FO_OK),
+                       *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(bad), fake_origin_port(good),
+                                 fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    /* round robin: the first request goes to bad, then to good */
+    assert_int_equal(exchange(c, "GET /once HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    assert_int_equal(fake_origin_requests(bad), 1);
+    wait_count(h, "answered", 1);
+    /* a second copy would have started before the answer came: give it a moment to show */
+    assert_int_not_equal(fake_origin_wait_requests(staging, 2, 500), 0);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(good);
+    fake_origin_stop(bad);
+}
+
+/* The failure lines of a refusing mirror, a second apart at most one: the next says how many
+ * were left out since, and the one after that none (the count starts over at each line). */
+static void test_mirror_log_lines_count_left_out(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_REFUSE);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    int64_t first = tu_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 3);
+    for (int round = 0; round < 2; round++) {
+        /* the rate limit is a second per line: the time passing is what is tested */
+        while (tu_now_ms() < first + 1100)
+            nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000}, NULL);
+        first = tu_now_ms();
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+        wait_count(h, "failed", 4 + round);
+    }
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    unsigned lines = 0, counted = 0;
+    for (const char *p = err; (p = strstr(p, "mirror to [upstream staging]")) != NULL; p++) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        lines++;
+        bool two = memmem(p, n, "(2 more left out)", 17) != NULL;
+        bool any = memmem(p, n, "more left out", 13) != NULL;
+        if (any && !(lines == 2 && two))
+            fail_msg("line %u says what was left out wrongly:\n%s", lines, err);
+        counted += two;
+    }
+    if (lines != 3 || counted != 1)
+        fail_msg("want 3 lines, the 2nd with \"(2 more left out)\": %u lines:\n%s", lines, err);
+    free(err);
+    harness_free(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror upstream of two origins: its requests go to each in turn. */
+static void test_mirror_origins_in_turn(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *one = origin_kind(FO_OK),
+                       *two = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(one),
+                                 fake_origin_port(two));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 4);
+    assert_int_equal(fake_origin_requests(one), 2);
+    assert_int_equal(fake_origin_requests(two), 2);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(two);
+    fake_origin_stop(one);
+    fake_origin_stop(prod);
+}
+
+/* mirror_max_in_flight = 1: a mirror request that ended gives its place back, so one request
+ * after another (each mirror answered before the next) is each mirrored. */
+static void test_mirror_place_given_back(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN "mirror_max_in_flight = 1\n", ROUTES,
+                                 fake_origin_port(prod), fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+        wait_count(h, "answered", i + 1); /* counted once its place is free */
+    }
+    assert_int_equal(fake_origin_requests(staging), 3);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror origin that answers bytes that are not HTTP: failed, not answered. */
+static void test_mirror_garbage_is_failed(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_GARBAGE);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "failed", 1);
+    assert_int_equal(harness_wait_log(h, "not an HTTP response", IO_MS), 0);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A mirror origin that began its answer ("HTTP/1.1 200 OK...") and stalls is given up by its
+ * read_timeout, the phase after the first byte, and counted answered: a response came. */
+static void test_mirror_answer_stalls(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_PARTIAL_HEAD);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "first_byte_timeout = 60s\nread_timeout = 200ms\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(prod), fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -439,6 +764,17 @@ int main(void)
         cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
         cmocka_unit_test(test_mirror_refused_at_load),
+        cmocka_unit_test(test_mirror_percent_not_a_divisor),
+        cmocka_unit_test(test_mirror_two_mirrors),
+        cmocka_unit_test(test_mirror_body_at_splice_min),
+        cmocka_unit_test(test_mirror_bound_when_sent),
+        cmocka_unit_test(test_mirror_times_out),
+        cmocka_unit_test(test_mirror_once_per_retry),
+        cmocka_unit_test(test_mirror_log_lines_count_left_out),
+        cmocka_unit_test(test_mirror_origins_in_turn),
+        cmocka_unit_test(test_mirror_place_given_back),
+        cmocka_unit_test(test_mirror_garbage_is_failed),
+        cmocka_unit_test(test_mirror_answer_stalls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

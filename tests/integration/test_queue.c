@@ -51,6 +51,14 @@ static void seen_reset(int delay_ms, bool hold)
     pthread_mutex_unlock(&seen.lock);
 }
 
+/* The origin's records are read by the test after the responses: the lock orders them after
+ * the origin's writes (ThreadSanitizer saw the bare reads as races). */
+static void seen_sync(void)
+{
+    pthread_mutex_lock(&seen.lock);
+    pthread_mutex_unlock(&seen.lock);
+}
+
 static void release_hold(void)
 {
     pthread_mutex_lock(&seen.lock);
@@ -86,10 +94,37 @@ static int counted(int fd, void *arg)
 static unsigned slots[MAX_SEEN + 1];
 static struct fo_step scripts[MAX_SEEN + 1][3];
 
-/* Records the request's path, and gives it a script whose step knows its number. */
+static const struct fo_step healthz_500[] = {FO_RESPOND(500, NULL, "sick\n", FO_LENGTH),
+                                             FO_END()};
+static const struct fo_step respond_ok[] = {FO_RESPOND_OK(), FO_END()};
+static atomic_bool healthz_failing;
+
+/* The step after the hold, by the request's path: /reset... resets (a network failure, for
+ * max_fails), /close... closes without an answer; any other path is answered 200. */
+static struct fo_step step_after_hold(const char *head)
+{
+    static const struct {
+        const char *prefix;
+        struct fo_step step;
+    } by_prefix[] = {
+        {"/reset", FO_RST()},
+        {"/close", FO_CLOSE()},
+    };
+    const char *sp = strchr(head, ' ');
+    const char *path = sp ? sp + 1 : "";
+    for (size_t i = 0; i < sizeof(by_prefix) / sizeof(by_prefix[0]); i++)
+        if (strncmp(path, by_prefix[i].prefix, strlen(by_prefix[i].prefix)) == 0)
+            return by_prefix[i].step;
+    return (struct fo_step)FO_RESPOND_OK();
+}
+
+/* Records the request's path, and gives it a script whose step knows its number. A health
+ * check is answered at once, uncounted. */
 static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
 {
     (void)arg;
+    if (strncmp(req->head, "GET /healthz ", 13) == 0)
+        return respond_ok;
     pthread_mutex_lock(&seen.lock);
     unsigned k = seen.n < MAX_SEEN ? seen.n : MAX_SEEN;
     if (seen.n < MAX_SEEN) {
@@ -102,8 +137,7 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
     pthread_mutex_unlock(&seen.lock);
     slots[k] = k;
     scripts[k][0] = (struct fo_step)FO_CALL(counted, &slots[k]);
-    bool closes = strncmp(req->head, "GET /close", 10) == 0; /* closes, no answer */
-    scripts[k][1] = closes ? (struct fo_step)FO_CLOSE() : (struct fo_step)FO_RESPOND_OK();
+    scripts[k][1] = step_after_hold(req->head);
     scripts[k][2] = (struct fo_step)FO_END();
     return scripts[k];
 }
@@ -256,6 +290,7 @@ static void test_limit_held(void **state)
     struct fake_origin *fo = origin_start(20, false);
     struct harness *h = start(fo, 2, NULL, "max_conns=4", "queue_timeout = 30s\n");
     run_clients(h, CLIENTS);
+    seen_sync();
     print_message("  %d clients, max_conns 4: the origin held %d at most\n", CLIENTS, seen.max);
     assert_int_equal(seen.max, 4);
     assert_true(metric(h, QLEN, 0) == 0);
@@ -286,6 +321,7 @@ static void test_fifo_order(void **state)
     release_hold();
     for (int i = 0; i <= 5; i++)
         expect_status(c[i], 200);
+    seen_sync();
     assert_int_equal(seen.n, 6);
     const char *want[] = {"/first", "/q1", "/q2", "/q3", "/q4", "/q5"};
     for (int i = 0; i < 6; i++)
@@ -407,6 +443,7 @@ static void test_client_leaves_queue(void **state)
     struct raw_response r;
     assert_int_equal(read_status(send_get(h, "/after"), &r), 200);
     raw_response_free(&r);
+    seen_sync();
     for (unsigned i = 0; i < seen.n && i < MAX_SEEN; i++)
         assert_string_not_equal(seen.path[i], "/gone");
     harness_free(h);
@@ -426,6 +463,7 @@ static void test_cross_worker_wake(void **state)
     struct fake_origin *fo = origin_start(10, false);
     struct harness *h = start(fo, 2, NULL, "max_conns=1", "queue_timeout = 30s\n");
     run_clients(h, 16);
+    seen_sync();
     assert_int_equal(seen.max, 1);
     assert_int_equal(seen.n, 16);
     int64_t worst = 0, sum = 0;
@@ -466,6 +504,7 @@ static void test_h2_streams_queue(void **state)
     assert_int_equal(tu_run_command(argv, 15000, &res), 0);
     assert_string_equal(res.out, "200 2\n200 2\n200 2\n200 2\n");
     tu_cmd_result_free(&res);
+    seen_sync();
     assert_int_equal(seen.max, 1);
     assert_int_equal(seen.n, 4);
     assert_true(metric(h, QUEUED, 3) >= 2); /* streams waited, on one connection */
@@ -510,6 +549,175 @@ static void test_reload_mid_flight(void **state)
     assert_true(metric(h, QUEUED, 2) == 2);
     harness_free(h);
     fake_origin_stop(fo);
+}
+
+/* ---- rehearsals ---- */
+
+/* A [fault] failure rehearsed while the origin is at max_conns waits in the queue as a real
+ * request would (it used to fail at once with no_healthy_origin, "marked down": an origin that
+ * is up), then fails as rehearsed on the slot it was handed, which it gives back. */
+static void test_rehearsal_queues(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 1, NULL, "max_conns=1",
+                              "queue_timeout = 30s\n"
+                              "[faults]\n[fault refuse]\nprefix = /rehearse\n"
+                              "failure = connect_refused\n");
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *rehearsal = send_get(h, "/rehearse");
+    assert_true(metric(h, QLEN, 1) == 1); /* it waits, as a real request */
+    release_hold();
+    expect_status(first, 200);
+    struct raw_response r;
+    assert_int_equal(read_status(rehearsal, &r), 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+    assert_non_null(raw_header(&r, "Portico-Fault"));
+    raw_response_free(&r);
+    char *line = harness_file_line(h, "access.log", "target=\"/rehearse\"", PX_IO_MS);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "timing=queue:"));
+    free(line);
+    in_flight_is(h, fo, 0);
+    assert_true(metric(h, QLEN, 0) == 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
+/* ---- /status ---- */
+
+/* /status shows the queue as the metrics do: the upstream's max_queue, length, waited and
+ * timed-out totals, each origin's in-flight count beside its max_conns; null without a limit;
+ * the status page renders them. */
+static void test_status_shows_queue(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 1, NULL, "max_conns=1",
+                              "max_queue = 7\nqueue_timeout = 30s\n"
+                              "[upstream free]\norigin = 127.0.0.1:1\n"
+                              "[route r]\nupstream = u\n");
+    struct raw_conn *c[3];
+    c[0] = send_get(h, "/first");
+    wait_held(1);
+    c[1] = send_get(h, "/q1");
+    c[2] = send_get(h, "/q2");
+    assert_true(metric(h, QLEN, 2) == 2);
+    char *text = px_admin_body(h, "/status"), err[128];
+    struct tj *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    assert_non_null(doc);
+    const struct tj *ups = tj_get(doc, "upstreams");
+    assert_true(ups && ups->n == 2);
+    const struct tj *u = ups->items[0], *free_up = ups->items[1];
+    double v = -1;
+    assert_int_equal(tj_num(u, "max_queue", &v), 0);
+    assert_true(v == 7);
+    assert_int_equal(tj_num(u, "queue_length", &v), 0);
+    assert_true(v == 2);
+    assert_int_equal(tj_num(u, "queued_total", &v), 0);
+    assert_true(v == 2);
+    assert_int_equal(tj_num(u, "queue_timeouts_total", &v), 0);
+    assert_true(v == 0);
+    const struct tj *o = tj_get(u, "origins")->items[0];
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_true(v == 1);
+    assert_int_equal(tj_num(o, "max_conns", &v), 0);
+    assert_true(v == 1);
+    assert_true(tj_is_null(free_up, "max_queue") && tj_is_null(free_up, "queue_length"));
+    assert_true(tj_is_null(tj_get(free_up, "origins")->items[0], "max_conns"));
+    tj_free(doc);
+    char *page = px_admin_body(h, "/");
+    assert_non_null(strstr(page, "' of max_conns '"));
+    assert_non_null(strstr(page, "', queue '"));
+    free(page);
+    release_hold();
+    for (int i = 0; i < 3; i++)
+        expect_status(c[i], 200);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
+/* ---- health while waiting ---- */
+
+/* The origin is marked down (max_fails = 1) by the request holding its one slot while two wait:
+ * they fail no_healthy_origin at once, as a new request would, instead of waiting out their
+ * queue_timeout (30 s) for an origin that takes nothing; no slot is kept. */
+static void test_down_fails_waiters(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=1",
+                              "max_fails = 1\ndown_time = 30s\nretries = 0\n"
+                              "queue_timeout = 30s\n");
+    struct raw_conn *c[3];
+    c[0] = send_get(h, "/reset-first");
+    wait_held(1);
+    c[1] = send_get(h, "/q1");
+    c[2] = send_get(h, "/q2");
+    assert_true(metric(h, QLEN, 2) == 2);
+    int64_t t0 = tu_now_ms();
+    release_hold();
+    expect_status(c[0], 502);
+    for (int i = 1; i <= 2; i++) {
+        struct raw_response r;
+        assert_int_equal(read_status(c[i], &r), 503);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "no_healthy_origin");
+        raw_response_free(&r);
+    }
+    int64_t waited = tu_now_ms() - t0;
+    print_message("  origin marked down with 2 waiting: both answered in %lld ms\n",
+                  (long long)waited);
+    assert_true(waited < 3000);
+    assert_true(metric(h, QLEN, 0) == 0);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
+/* A second origin whose checks fail, then pass: its checks answer 500 until told. */
+static const struct fo_step *pick_healthz(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    bool check = strncmp(req->head, "GET /healthz ", 13) == 0;
+    return check && atomic_load(&healthz_failing) ? healthz_500 : respond_ok;
+}
+
+/* A waiter is handed a slot of an origin its health check brings back up: the held origin is
+ * full, the other failing its checks, and once that one passes the waiter is served there at
+ * once (it used to wait for the held one's slot, here for ever, while a new request would have
+ * taken the free one). */
+static void test_check_up_wakes_waiters(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    atomic_store(&healthz_failing, true);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    assert_non_null(sick);
+    char up[256];
+    snprintf(up, sizeof(up),
+             "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 30s\n"
+             "health_check = GET /healthz every 100ms expect 2xx\n",
+             fake_origin_port(sick));
+    struct harness *h = start(fo, 1, NULL, "max_conns=1", up);
+    assert_int_equal(harness_wait_log(h, "failed its health check", PX_IO_MS), 0);
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *waiter = send_get(h, "/waiter");
+    assert_true(metric(h, QLEN, 1) == 1);
+    atomic_store(&healthz_failing, false);
+    expect_status(waiter, 200); /* served by the origin back up, the first one still held */
+    seen_sync();
+    assert_int_equal(seen.now, 1);
+    assert_true(metric(h, QLEN, 0) == 0);
+    release_hold();
+    expect_status(first, 200);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+    fake_origin_stop(sick);
 }
 
 /* ---- the detail's origins ---- */
@@ -577,6 +785,7 @@ static void test_queue_granted_is_tried(void **state)
     assert_int_equal(read_status(closed, &r), 502);
     assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
     raw_response_free(&r);
+    seen_sync();
     assert_int_equal(seen.n, 2);
     in_flight_is(h, fo, 0);
     harness_free(h);
@@ -628,6 +837,10 @@ int main(void)
         cmocka_unit_test(test_cross_worker_wake),
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
+        cmocka_unit_test(test_rehearsal_queues),
+        cmocka_unit_test(test_status_shows_queue),
+        cmocka_unit_test(test_down_fails_waiters),
+        cmocka_unit_test(test_check_up_wakes_waiters),
         cmocka_unit_test(test_queue_detail_origins),
         cmocka_unit_test(test_queue_granted_is_tried),
         cmocka_unit_test(test_queue_metrics_one_row),

@@ -1764,6 +1764,29 @@ static void test_hash_listed_twice_weighs_twice(void **state)
     balancer_free(b);
 }
 
+/* A reload that shortens slow_start: a ramp under way ends by the new one's length from the
+ * reload, not at the end the old, longer one gave it. */
+static void test_slow_start_inherit_shorter(void **state)
+{
+    (void)state;
+    struct upstream_conf old, up;
+    make_upstream(&old, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    old.slow_start_ms = 10000;
+    struct balancer *from = balancer_new(&old);
+    balancer_check(from, 1, CHECK_FAILING, "test");
+    balancer_check(from, 1, CHECK_PASSING, "test");
+    int counts[MAXO + 1] = {0};
+    count_picks(from, &old, 2, 1000, 0, counts); /* o1's ramp: 1000 to 11000 */
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.slow_start_ms = 1000;
+    struct balancer *b = balancer_new(&up);
+    balancer_inherit(b, from, 1500); /* now to 2500 at most */
+    assert_int_equal(balancer_weight_permille(b, 1, 2000), 500);
+    assert_int_equal(balancer_weight_permille(b, 1, 2500), 1000);
+    balancer_free(b);
+    balancer_free(from);
+}
+
 /* ---- max_conns and the queue: slots given back, not handed ---- */
 
 /* A balancer of n origins, each at max_conns max, with a queue of max_queue 4. */
@@ -1975,6 +1998,7 @@ int main(void)
         cmocka_unit_test(test_hash_points_and_wrap),
         cmocka_unit_test(test_hash_retry_leaves_the_host),
         cmocka_unit_test(test_hash_listed_twice_weighs_twice),
+        cmocka_unit_test(test_slow_start_inherit_shorter),
         cmocka_unit_test(test_queue_slot_not_handed_down),
         cmocka_unit_test(test_queue_room_listings),
         cmocka_unit_test(test_queue_counts),

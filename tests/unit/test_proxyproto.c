@@ -160,6 +160,17 @@ static const struct row rows[] = {
     ERR("v2 longer than PP_HEADER_MAX (16 + 4081)", V2("\x21", "\x11", "\x0f", "\xf1"),
         PP_ERR_OVERSIZED),
     ERR("v2 65535 bytes announced", V2("\x20", "\x00", "\xff", "\xff"), PP_ERR_OVERSIZED),
+    /* a CRC32c TLV of 0 bytes, its 3-byte type and length the header's last: not 4 bytes, as
+     * one of 3 is not (a walk that stopped a TLV short of the end let it through) */
+    ERR("v2 a CRC32c TLV of 0 bytes at the header's end",
+        V2("\x21", "\x11", "\x00", "\x0f") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x00",
+        PP_ERR_MALFORMED),
+    /* one of 5 bytes is not a CRC32c either, its first 4 the right sum or not */
+    ERR("v2 a CRC32c TLV of 5 bytes",
+        V2("\x21", "\x11", "\x00", "\x14") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x05\xbe\xb6\x61\x6c\x00",
+        PP_ERR_MALFORMED),
 };
 
 /* The bytes at the end of a heap block of their exact size. */

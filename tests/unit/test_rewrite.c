@@ -194,6 +194,8 @@ static void test_rule_expand(void **state)
         {"$request_uri", "*", "h", "*", 1},         /* OPTIONS * */
         {"<$host>", "/", NULL, "<>", 0},            /* HTTP/1.0 without Host: empty */
         {"$$request_uri $client_addr $request_id", "/", "h", "$request_uri 127.0.0.1 rid", 2},
+        /* every digit of a port goes, 9 and 0 included */
+        {"$host", "/", "h:9090", "h", 1},
     };
     for (size_t i = 0; i < ROWS(rows); i++) {
         struct hrule_values vals = {
