@@ -99,6 +99,25 @@ static const struct fo_step healthz_500[] = {FO_RESPOND(500, NULL, "sick\n", FO_
 static const struct fo_step respond_ok[] = {FO_RESPOND_OK(), FO_END()};
 static atomic_bool healthz_failing;
 
+/* The step after the hold, by the request's path: /reset... resets (a network failure, for
+ * max_fails), /close... closes without an answer; any other path is answered 200. */
+static struct fo_step step_after_hold(const char *head)
+{
+    static const struct {
+        const char *prefix;
+        struct fo_step step;
+    } by_prefix[] = {
+        {"/reset", FO_RST()},
+        {"/close", FO_CLOSE()},
+    };
+    const char *sp = strchr(head, ' ');
+    const char *path = sp ? sp + 1 : "";
+    for (size_t i = 0; i < sizeof(by_prefix) / sizeof(by_prefix[0]); i++)
+        if (strncmp(path, by_prefix[i].prefix, strlen(by_prefix[i].prefix)) == 0)
+            return by_prefix[i].step;
+    return (struct fo_step)FO_RESPOND_OK();
+}
+
 /* Records the request's path, and gives it a script whose step knows its number. A health
  * check is answered at once, uncounted. */
 static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
@@ -118,9 +137,7 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
     pthread_mutex_unlock(&seen.lock);
     slots[k] = k;
     scripts[k][0] = (struct fo_step)FO_CALL(counted, &slots[k]);
-    /* /reset...: reset after the hold, a network failure (max_fails) */
-    bool reset = strncmp(seen.path[k < MAX_SEEN ? k : 0], "/reset", 6) == 0;
-    scripts[k][1] = reset ? (struct fo_step)FO_RST() : (struct fo_step)FO_RESPOND_OK();
+    scripts[k][1] = step_after_hold(req->head);
     scripts[k][2] = (struct fo_step)FO_END();
     return scripts[k];
 }
@@ -703,6 +720,111 @@ static void test_check_up_wakes_waiters(void **state)
     fake_origin_stop(sick);
 }
 
+/* ---- the detail's origins ---- */
+
+/* GET /late, which waits out queue_timeout (300 ms): its detail from "in the queue" on. */
+static const char *late_detail(struct harness *h, char *buf, size_t size)
+{
+    struct raw_response r;
+    assert_int_equal(read_status(send_get(h, "/late"), &r), 503);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "queue_timeout");
+    const char *ps = raw_header(&r, "Proxy-Status");
+    assert_non_null(ps);
+    const char *at = strstr(ps, "in the queue of upstream u: ");
+    assert_non_null(at);
+    snprintf(buf, size, "%.*s", (int)strcspn(at, "\""), at);
+    assert_non_null(strstr(r.body, "\nlimit: 300 ms\n")); /* queue_timeout's */
+    raw_response_free(&r);
+    return buf;
+}
+
+/* The Proxy-Status detail of a queue_timeout: the origins the request could use, "their
+ * max_conns" when those differ (an origin listed twice at two limits); the in-flight gauge of an
+ * origin listed twice sums both listings. */
+static void test_queue_detail_origins(void **state)
+{
+    (void)state;
+    char opts[160], detail[160];
+    struct fake_origin *fo = origin_start(0, true);
+    /* the origin listed twice, at max_conns 1 and 2: three held, the fourth waits */
+    snprintf(opts, sizeof(opts), "max_conns=1\norigin = 127.0.0.1:%u max_conns=2",
+             fake_origin_port(fo));
+    struct harness *h = start(fo, 1, NULL, opts, "queue_timeout = 300ms\n");
+    struct raw_conn *held[3];
+    for (int i = 0; i < 3; i++)
+        held[i] = send_get(h, "/held");
+    wait_held(3);
+    in_flight_is(h, fo, 3); /* both listings' counts, summed in one row */
+    assert_string_equal(late_detail(h, detail, sizeof(detail)),
+                        "in the queue of upstream u: all 2 origins at their max_conns");
+    release_hold();
+    for (int i = 0; i < 3; i++)
+        expect_status(held[i], 200);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
+/* ---- a handed slot is a pick's ---- */
+
+/* A waiter handed the slot of the only origin tried it as a pick would: with retry_sent its
+ * attempt, closed without an answer, is not retried on that origin (502, two requests seen). */
+static void test_queue_granted_is_tried(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h =
+        start(fo, 1, NULL, "max_conns=1", "retry_sent = on\nqueue_timeout = 30s\n");
+    struct raw_conn *first = send_get(h, "/first");
+    wait_held(1);
+    struct raw_conn *closed = send_get(h, "/close");
+    assert_true(metric(h, QLEN, 1) == 1);
+    release_hold();
+    expect_status(first, 200);
+    struct raw_response r;
+    assert_int_equal(read_status(closed, &r), 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
+    raw_response_free(&r);
+    seen_sync();
+    assert_int_equal(seen.n, 2);
+    in_flight_is(h, fo, 0);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
+/* ---- the metrics' rows ---- */
+
+/* The queue's families have one row per upstream, however many origins it has; the in-flight
+ * gauge one per origin. */
+static void test_queue_metrics_one_row(void **state)
+{
+    (void)state;
+    uint16_t other;
+    assert_int_equal(tu_free_port(&other), 0); /* listed, never asked */
+    struct fake_origin *fo = origin_start(0, false);
+    char opts[96];
+    snprintf(opts, sizeof(opts), "max_conns=1\norigin = 127.0.0.1:%u max_conns=1", other);
+    struct harness *h = start(fo, 1, NULL, opts, NULL);
+    char *text = scrape_metrics(harness_port(h, "admin"), PX_IO_MS);
+    assert_non_null(text);
+    static const char *const rows[][2] = {
+        {"portico_upstream_queue_length{upstream=\"u\"} ", "1"},
+        {"portico_upstream_queued_total{upstream=\"u\"} ", "1"},
+        {"portico_upstream_queue_timeouts_total{upstream=\"u\"} ", "1"},
+        {"portico_upstream_origin_in_flight{upstream=\"u\",", "2"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int n = 0;
+        for (const char *at = text; (at = strstr(at, rows[i][0])); at++)
+            n++;
+        if (n != atoi(rows[i][1]))
+            fail_msg("%d rows of %s, want %s", n, rows[i][0], rows[i][1]);
+    }
+    free(text);
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_fifo* runs the matching rows only */
@@ -719,6 +841,9 @@ int main(void)
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),
         cmocka_unit_test(test_check_up_wakes_waiters),
+        cmocka_unit_test(test_queue_detail_origins),
+        cmocka_unit_test(test_queue_granted_is_tried),
+        cmocka_unit_test(test_queue_metrics_one_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1787,6 +1787,182 @@ static void test_slow_start_inherit_shorter(void **state)
     balancer_free(from);
 }
 
+/* ---- max_conns and the queue: slots given back, not handed ---- */
+
+/* A balancer of n origins, each at max_conns max, with a queue of max_queue 4. */
+static struct balancer *limited_balancer(struct upstream_conf *up, int n, unsigned max,
+                                         uint64_t max_fails)
+{
+    make_upstream(up, n, NULL, BALANCE_ROUND_ROBIN, max_fails);
+    for (int o = 0; o < n; o++)
+        up->origins[o].max_conns = max;
+    up->limited = true;
+    up->max_queue = 4;
+    struct balancer *b = balancer_new(up);
+    assert_non_null(b);
+    return b;
+}
+
+/* The slot of an attempt that marks its origin down is not handed to a waiter (the verdict
+ * comes before the slot), nor one of an origin whose health check fails; a pick while the
+ * probe is out claims no slot. Two origins, both full: the waiter has origin 1 left to wait for
+ * in each case. */
+static void test_queue_slot_not_handed_down(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    struct balancer *b = limited_balancer(&up, 2, 1, 1);
+    struct balance_waiter w = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_done(b, 0, 0, BALANCE_FAILED, 0); /* max_fails 1: down */
+    assert_int_equal(balancer_origin_state(b, 0), ORIGIN_DOWN);
+    assert_int_equal(nwoken, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    assert_int_equal(balancer_queue_length(b), 1);
+    assert_int_equal(balancer_unqueue(b, &w, true), -1);
+    balancer_free(b);
+    /* a failing health check: the slot goes back, not to the waiter */
+    b = limited_balancer(&up, 2, 1, 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
+    w = (struct balance_waiter){.wake = wake_record};
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_check(b, 0, CHECK_FAILING, "test");
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(nwoken, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    assert_int_equal(balancer_unqueue(b, &w, false), -1);
+    balancer_free(b);
+    /* down_time later: the probe holds one slot of two; the next pick, the probe out, claims
+     * none */
+    uint64_t probe = 0;
+    b = limited_balancer(&up, 1, 2, 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    balancer_done(b, 0, 0, BALANCE_FAILED, 0);
+    assert_int_equal(balancer_pick(b, 5100, 0, 0, &probe), 0);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    assert_int_equal(balancer_pick(b, 5100, 0, 0, NULL), -1);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    balancer_free(b);
+}
+
+/* The room and the handover see every listing of a host:port a waiter tried, a free origin
+ * after a full one, and no down origin. */
+static void test_queue_room_listings(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 0);
+    snprintf(up.origins[1].text, sizeof(up.origins[1].text), "o0"); /* o0 listed twice */
+    for (int o = 0; o < 3; o++)
+        up.origins[o].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 4;
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    for (int k = 0; k < 3; k++)
+        assert_true(balancer_pick(b, 0, 0, 0, NULL) >= 0);
+    struct balance_waiter w = {.exclude = 1u << 0, .wake = wake_record}; /* tried o0 */
+    nwoken = 0;
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0); /* o0's second listing: not w's */
+    assert_int_equal(nwoken, 0);
+    assert_int_equal(balancer_in_flight(b, 1), 0);
+    assert_int_equal(balancer_room(b, 0, 0), BALANCE_ROOM_FREE); /* free after a full one */
+    assert_int_equal(balancer_room(b, 0, 1u << 0), BALANCE_ROOM_FULL); /* o0 tried: o2 full */
+    assert_int_equal(balancer_unqueue(b, &w, false), -1);
+    balancer_free(b);
+    /* a down origin is no room: full and down is FULL */
+    b = limited_balancer(&up, 2, 1, 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
+    balancer_done(b, 1, 0, BALANCE_FAILED, 0);
+    assert_int_equal(balancer_origin_state(b, 1), ORIGIN_DOWN);
+    assert_int_equal(balancer_room(b, 0, 0), BALANCE_ROOM_FULL);
+    balancer_free(b);
+}
+
+/* The counts: a waiter whose client left is no timeout, nor one handed a slot as its timer
+ * came; the length is back to 0 and the queue takes waiters again after it emptied; a reload
+ * carries both counters. */
+static void test_queue_counts(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    struct balancer *b = limited_balancer(&up, 1, 1, 0);
+    struct balance_waiter w[3] = {{.wake = wake_record}, {.wake = wake_record},
+                                  {.wake = wake_record}};
+    nwoken = 0;
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_queue(b, &w[0], 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_unqueue(b, &w[0], false), -1); /* its client left */
+    assert_int_equal(balancer_queue_timeouts(b), 0);
+    assert_int_equal(balancer_queue_length(b), 0);
+    /* queued again into the emptied queue: handed the next slot */
+    assert_int_equal(balancer_queue(b, &w[1], 0), BALANCE_ROOM_QUEUED);
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w[1]);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    /* its timer came as it was handed the slot: it goes on, no timeout */
+    assert_int_equal(balancer_unqueue(b, &w[1], true), 0);
+    assert_int_equal(balancer_queue_timeouts(b), 0);
+    assert_int_equal(balancer_queue_length(b), 0);
+    assert_int_equal(balancer_queue(b, &w[2], 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_queue_length(b), 1);
+    assert_int_equal(balancer_unqueue(b, &w[2], true), -1);
+    assert_int_equal(balancer_queue_timeouts(b), 1);
+    assert_int_equal(balancer_queued_total(b), 3);
+    /* a reload: the new generation's counters go on */
+    struct balancer *next = balancer_new(&up);
+    assert_non_null(next);
+    balancer_inherit_queue(next, b);
+    assert_int_equal(balancer_queued_total(next), 3);
+    assert_int_equal(balancer_queue_timeouts(next), 1);
+    assert_int_equal(balancer_queue_length(next), 0);
+    balancer_free(next);
+    balancer_release(b, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    balancer_free(b);
+}
+
+/* A slot released without a verdict (a tunnel's end, a waiter that left with one) is handed to
+ * the oldest waiter as a done one is. */
+static void test_queue_release_hands_over(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    struct balancer *b = limited_balancer(&up, 1, 1, 0);
+    struct balance_waiter w = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_release(b, 0);
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w);
+    assert_int_equal(balancer_in_flight(b, 0), 1);
+    assert_int_equal(balancer_unqueue(b, &w, false), 0);
+    balancer_release(b, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    balancer_free(b);
+}
+
+/* One origin with max_conns among others without (and no [upstream] max_conns) makes the
+ * upstream limited: the others stay unlimited. */
+static void test_config_max_conns_one_origin(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[upstream a]\norigin = 127.0.0.1:1 max_conns=3\n"
+                                 "origin = 127.0.0.1:2\n[route ra]\nprefix = /\nupstream = a\n");
+    assert_int_equal(cfg->upstreams[0].origins[0].max_conns, 3);
+    assert_int_equal(cfg->upstreams[0].origins[1].max_conns, 0);
+    assert_true(cfg->upstreams[0].limited);
+    cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1823,6 +1999,11 @@ int main(void)
         cmocka_unit_test(test_hash_retry_leaves_the_host),
         cmocka_unit_test(test_hash_listed_twice_weighs_twice),
         cmocka_unit_test(test_slow_start_inherit_shorter),
+        cmocka_unit_test(test_queue_slot_not_handed_down),
+        cmocka_unit_test(test_queue_room_listings),
+        cmocka_unit_test(test_queue_counts),
+        cmocka_unit_test(test_queue_release_hands_over),
+        cmocka_unit_test(test_config_max_conns_one_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
