@@ -363,6 +363,38 @@ static void test_mirror_reload_cuts(void **state)
     fake_origin_stop(prod);
 }
 
+/* A client's own X-Portico-Mirror is removed: the primary never sees a request marked as a copy
+ * (an origin that skips side effects for copies would skip them for a real one), and the mirror
+ * gets the one marker Portico writes. */
+static void test_mirror_client_marker(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /m HTTP/1.1\r\nHost: t\r\nX-Portico-Mirror: 1\r\n"
+                                 "x_portico_mirror: yes\r\n\r\n", 0, NULL),
+                     200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(prod, 0);
+    print_message("primary got:\n%s\n", head);
+    assert_false(tu_contains(head, "X-Portico-Mirror"));
+    assert_false(tu_contains(head, "x_portico_mirror"));
+    free(head);
+    head = fake_origin_request_head(staging, 0);
+    const char *first = strstr(head, "X-Portico-Mirror");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "X-Portico-Mirror"));
+    assert_false(tu_contains(head, "x_portico_mirror"));
+    free(head);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
 /* ---- refused at load ---- */
 
 static const struct {
@@ -438,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_mirror_http2),
         cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
+        cmocka_unit_test(test_mirror_client_marker),
         cmocka_unit_test(test_mirror_refused_at_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
