@@ -6,6 +6,7 @@
  * lines when they name no upstream, the route's own, or a share out of range. Fake origins on
  * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
  */
+#include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -395,6 +397,67 @@ static void test_mirror_client_marker(void **state)
     fake_origin_stop(prod);
 }
 
+/* FO_CALL: an answer that never ends, its body's bytes every *arg ms (0: as fast as the socket
+ * takes them), until Portico closes (or 20 s, the test's own bound). */
+static int endless_answer(int fd, void *arg)
+{
+    int every_ms = *(const int *)arg;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+    char chunk[16384];
+    memset(chunk, 'e', sizeof(chunk));
+    if (send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL) < 0)
+        return 1;
+    for (int64_t end = tu_now_ms() + 20000; tu_now_ms() < end;) {
+        if (send(fd, chunk, every_ms ? 1 : sizeof(chunk), MSG_NOSIGNAL) < 0)
+            return 1;
+        if (every_ms)
+            poll(NULL, 0, every_ms); /* the trickle's pace, not a wait on Portico */
+    }
+    return 1;
+}
+
+/* A mirror origin whose answer never ends holds its place a bounded time, not for ever: one
+ * that streams it as fast as it can is closed after MIRROR_ANSWER_MAX (a production worker
+ * reading staging's bytes without end), one that trickles it after read_timeout from its first
+ * byte (each byte came within read_timeout of the last). */
+static void test_mirror_endless_answer(void **state)
+{
+    (void)state;
+    static int fast = 0, slow = 100;
+    const struct fo_step fast_steps[] = {FO_CALL(endless_answer, &fast), FO_END()};
+    const struct fo_step slow_steps[] = {FO_CALL(endless_answer, &slow), FO_END()};
+    struct fake_origin *prod = origin_kind(FO_OK);
+    struct fake_origin *flood = origin((struct fake_origin_opts){.kind = FO_SCRIPT,
+                                                                 .script = fast_steps});
+    struct fake_origin *drip = origin((struct fake_origin_opts){.kind = FO_SCRIPT,
+                                                                .script = slow_steps});
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream flood]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream drip]\norigin = 127.0.0.1:%u\nread_timeout = 1s\n"
+                                 "[route r]\nupstream = prod\nmirror = flood\n"
+                                 "[route d]\nprefix = /drip/\nupstream = prod\nmirror = drip\n",
+                                 fake_origin_port(prod), fake_origin_port(flood),
+                                 fake_origin_port(drip));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 1);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(exchange(c, "GET /drip/x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    double got = scrape_wait(harness_port(h, "admin"),
+                             "portico_mirror_requests_total{route=\"d\",outcome=\"answered\"}",
+                             1, IO_MS);
+    print_message("a trickled endless answer ended after %lld ms (read_timeout 1 s)\n",
+                  (long long)(tu_now_ms() - t0));
+    assert_true(got == 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(drip);
+    fake_origin_stop(flood);
+    fake_origin_stop(prod);
+}
+
 /* ---- refused at load ---- */
 
 static const struct {
@@ -471,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
         cmocka_unit_test(test_mirror_client_marker),
+        cmocka_unit_test(test_mirror_endless_answer),
         cmocka_unit_test(test_mirror_refused_at_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
