@@ -458,6 +458,43 @@ static void test_mirror_endless_answer(void **state)
     fake_origin_stop(prod);
 }
 
+/* A request retried to another origin after it was sent (retry_sent) is mirrored once: the copy
+ * is made at the first send and goes once the request is whole, whichever origin answers. */
+static void test_mirror_retried_once(void **state)
+{
+    (void)state;
+    struct fake_origin *bad = origin_kind(FO_RESET), *good = origin_kind(FO_OK);
+    struct fake_origin *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retries = 1\nretry_sent = on\n"
+                                 "[upstream staging]\norigin = 127.0.0.1:%u\n"
+                                 "[route r]\nupstream = prod\nmirror = staging\n",
+                                 fake_origin_port(bad), fake_origin_port(good),
+                                 fake_origin_port(staging));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(exchange(c, "PUT /r HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n"
+                                     "abc", 0, NULL),
+                         200);
+    wait_count(h, "answered", 4);
+    print_message("4 requests: %u attempts on the resetting origin, %u mirrored\n",
+                  fake_origin_requests(bad), fake_origin_requests(staging));
+    assert_true(fake_origin_requests(bad) >= 1); /* some were retried */
+    assert_int_equal(fake_origin_requests(staging), 4);
+    size_t len = 0;
+    char *body = fake_origin_request_body(staging, 3, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(body, "abc", 3);
+    free(body);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(good);
+    fake_origin_stop(bad);
+}
+
 /* ---- refused at load ---- */
 
 static const struct {
@@ -535,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_mirror_reload_cuts),
         cmocka_unit_test(test_mirror_client_marker),
         cmocka_unit_test(test_mirror_endless_answer),
+        cmocka_unit_test(test_mirror_retried_once),
         cmocka_unit_test(test_mirror_refused_at_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
