@@ -365,9 +365,9 @@ static void test_mirror_reload_cuts(void **state)
     fake_origin_stop(prod);
 }
 
-/* A client's own X-Portico-Mirror is removed: the primary never sees a request marked as a copy
- * (an origin that skips side effects for copies would skip them for a real one), and the mirror
- * gets the one marker Portico writes. */
+/* A client's own X-Portico-Mirror is removed, in the head or a trailer: the primary never sees a
+ * request marked as a copy (an origin that skips side effects for copies would skip them for a
+ * real one), and the mirror gets the one marker Portico writes. */
 static void test_mirror_client_marker(void **state)
 {
     (void)state;
@@ -391,6 +391,21 @@ static void test_mirror_client_marker(void **state)
     assert_null(strstr(first + 1, "X-Portico-Mirror"));
     assert_false(tu_contains(head, "x_portico_mirror"));
     free(head);
+    /* nor in a trailer, which frameworks merge into the head's fields */
+    assert_int_equal(exchange(c, "POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                 "\r\n2\r\nab\r\n0\r\nX-Portico-Mirror: 1\r\n\r\n", 0, NULL),
+                     200);
+    assert_int_equal(fake_origin_wait_requests(staging, 2, IO_MS), 0);
+    size_t len = 0;
+    char *raw = fake_origin_request(prod, 1, &len);
+    print_message("primary got:\n%.*s\n", (int)len, raw);
+    assert_null(memmem(raw, len, "Portico-Mirror", 14));
+    free(raw);
+    raw = fake_origin_request(staging, 1, &len);
+    const char *at = memmem(raw, len, "X-Portico-Mirror", 16);
+    assert_non_null(at);
+    assert_null(memmem(at + 16, len - (size_t)(at + 16 - raw), "Portico-Mirror", 14));
+    free(raw);
     raw_close(c);
     px_stop(h);
     fake_origin_stop(staging);
