@@ -364,7 +364,11 @@ static const char admin_status_page[] =
     "  no_healthy_origin: 'every origin of the upstream is marked down (passive health or "
     "its health_check)',\n"
     "  internal_error: 'Portico itself ran short (no free local port toward the origin, no "
-    "descriptor, no memory): not the origin'\n"
+    "descriptor, no memory): not the origin',\n"
+    "  queue_timeout: 'every usable origin was at max_conns for queue_timeout while the "
+    "request waited in the queue: the origins are busy, not down',\n"
+    "  queue_full: 'every usable origin at max_conns and max_queue requests waiting already: "
+    "refused at once'\n"
     "};\n"
     "function el(tag, text, cls) {\n"
     "  var e = document.createElement(tag);\n"
@@ -766,10 +770,18 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
             size_t same = first;
             while (same < k && strcmp(rows[same].origin, origin) != 0)
                 same++;
-            if (same < k)
+            const struct balancer *b = gen->balancers[u];
+            unsigned in_flight = balancer_in_flight(b, o);
+            if (same < k) {
                 rows[same].up = rows[same].up && up;
-            else
-                rows[k++] = (struct metrics_origin){cfg->upstreams[u].name, origin, up};
+                rows[same].in_flight += in_flight;
+            } else {
+                rows[k] = (struct metrics_origin){
+                    cfg->upstreams[u].name, origin, up, in_flight, .first = k == first,
+                    .queue_length = balancer_queue_length(b), .queued = balancer_queued_total(b),
+                    .queue_timeouts = balancer_queue_timeouts(b)};
+                k++;
+            }
         }
     }
     struct metrics_cert *certs = calloc(cfg->ncerts ? (size_t)cfg->ncerts : 1, sizeof(*certs));

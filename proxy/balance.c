@@ -34,6 +34,7 @@
 #include "portico/balance.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,7 @@ struct balancer {
     uint32_t backups;                  /* the backup origins (bit i: origin i) */
     uint32_t primaries;                /* the others */
     bool ramps;                        /* slow_start is set: read by each pick */
+    struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -138,6 +140,21 @@ const char *balance_result_name(enum balance_result r)
 {
     return (unsigned)r < ARRAY_LEN(balance_result_names) ? balance_result_names[r] : "unknown";
 }
+
+/* ---- max_conns and the queue (the end of this file) ---- */
+
+static struct balance_queue *queue_new(void);
+static void queue_free(struct balance_queue *q);
+/* Out of line: an upstream without max_conns pays a test of b->queue only. */
+static __attribute__((noinline)) bool take_limited(struct balancer *b, int o, uint64_t *probe);
+static __attribute__((noinline)) void done_limited(struct balancer *b, int origin, uint64_t probe,
+                                                   enum balance_result r, uint64_t now_ms);
+static void slot_free(struct balancer *b, int o);
+static inline __attribute__((always_inline)) bool take_probe(struct balancer *b, int o,
+                                                            uint64_t *probe);
+static inline __attribute__((always_inline)) void verdict(struct balancer *b, int origin,
+                                                          uint64_t probe, enum balance_result r,
+                                                          uint64_t now_ms);
 
 /* ---- creation ---- */
 
@@ -251,6 +268,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         else
             b->primaries |= 1u << o;
     }
+    if (up->limited && !(b->queue = queue_new())) {
+        balancer_free(b);
+        return NULL;
+    }
     return b;
 }
 
@@ -258,6 +279,7 @@ void balancer_free(struct balancer *b)
 {
     if (!b)
         return;
+    queue_free(b->queue);
     free(b->ring);
     free(b->cycle);
     free(b);
@@ -288,13 +310,11 @@ __attribute__((always_inline)) static inline bool usable(const struct balancer *
             now_ms >= atomic_load_explicit(&s->down_until_ms, memory_order_relaxed));
 }
 
-/* Takes origin o for an attempt: counted in flight. A DOWN origin is taken by one attempt only,
- * the one that turns it PROBING, with the next probe number (*probe; 0 for any other). */
-static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
+/* A DOWN origin is taken by one attempt only, the one that turns it PROBING, with the next
+ * probe number (*probe; 0 for any other): false when another attempt took the probe. */
+static inline bool take_probe(struct balancer *b, int o, uint64_t *probe)
 {
     struct origin_slot *s = &b->origins[o];
-    if (!usable(b, o, now_ms))
-        return false;
     uint64_t word = atomic_load_explicit(&s->state, memory_order_acquire);
     *probe = 0;
     if ((word & STATE_MASK) == ORIGIN_DOWN) {
@@ -305,7 +325,19 @@ static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
             return false;
         *probe = number;
     }
-    atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Takes origin o for an attempt: counted in flight (take_limited with max_conns). */
+static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
+{
+    if (!usable(b, o, now_ms))
+        return false;
+    if (__builtin_expect(b->queue != NULL, 0))
+        return take_limited(b, o, probe);
+    if (!take_probe(b, o, probe))
+        return false;
+    atomic_fetch_add_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
     return true;
 }
 
@@ -702,13 +734,11 @@ void balancer_answered(struct balancer *b, int origin)
         answered(b, origin);
 }
 
-void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
-                   uint64_t now_ms)
+/* What an attempt on origin that ended with r says of its health (balancer_done). */
+static inline void verdict(struct balancer *b, int origin, uint64_t probe,
+                           enum balance_result r, uint64_t now_ms)
 {
-    if (origin < 0 || origin >= b->up->norigins)
-        return;
     struct origin_slot *s = &b->origins[origin];
-    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
     switch (r) {
     case BALANCE_ANSWERED:
         answered(b, origin);
@@ -730,9 +760,26 @@ void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_
     }
 }
 
+void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
+                   uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return;
+    if (__builtin_expect(b->queue != NULL, 0)) {
+        done_limited(b, origin, probe, r, now_ms);
+        return;
+    }
+    atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
+    verdict(b, origin, probe, r, now_ms);
+}
+
 void balancer_release(struct balancer *b, int origin)
 {
-    if (origin >= 0 && origin < b->up->norigins)
+    if (origin < 0 || origin >= b->up->norigins)
+        return;
+    if (__builtin_expect(b->queue != NULL, 0))
+        slot_free(b, origin);
+    else
         atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
 }
 
@@ -926,6 +973,222 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
     return origin >= 0 && origin < b->up->norigins
                ? atomic_load_explicit(&b->origins[origin].in_flight, memory_order_relaxed)
                : 0;
+}
+
+/* ---- max_conns and the queue ----
+ *
+ * An origin with max_conns takes an attempt only while fewer than that many are in flight on it
+ * (claim_slot, a compare-and-swap on in_flight: every worker's attempts count). When every usable
+ * origin is full the request waits in its upstream's queue, one FIFO list shared by the workers
+ * under a mutex. A slot that frees goes straight to the oldest waiter that may use it: in_flight
+ * stays, the waiter's origin is set and its wake called (a post to its worker's wakebox: an
+ * eventfd its loop wakes on, no polling tick). Handing the slot over, rather than
+ * freeing it for whoever picks next, keeps the order FIFO: a new request finds no room while
+ * anyone waits for it. Slots of a limited upstream are freed under the mutex, and a request
+ * queues under it only once it saw no room there, so no wake is lost between the two.
+ */
+
+struct balance_queue {
+    pthread_mutex_t lock;
+    struct balance_waiter *head, *tail; /* oldest first */
+    _Atomic unsigned length;           /* waiters in the list (read without the lock: metrics) */
+    _Atomic uint64_t queued;           /* requests that ever waited */
+    _Atomic uint64_t timeouts;         /* ... and left at queue_timeout */
+};
+
+static struct balance_queue *queue_new(void)
+{
+    struct balance_queue *q = calloc(1, sizeof(*q));
+    if (q && pthread_mutex_init(&q->lock, NULL) != 0) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void queue_free(struct balance_queue *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* Counts an attempt on o against its max_conns: false when the origin is full. */
+static bool claim_slot(struct balancer *b, int o)
+{
+    _Atomic unsigned *in_flight = &b->origins[o].in_flight;
+    unsigned max = b->up->origins[o].max_conns;
+    if (!max) {
+        atomic_fetch_add_explicit(in_flight, 1, memory_order_relaxed);
+        return true;
+    }
+    unsigned now = atomic_load_explicit(in_flight, memory_order_relaxed);
+    while (now < max)
+        if (atomic_compare_exchange_weak_explicit(in_flight, &now, now + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+/* take() of a limited upstream: a slot of o claimed under max_conns (false: full, which is no
+ * failure), then the probe's turn as without a limit. */
+static bool take_limited(struct balancer *b, int o, uint64_t *probe)
+{
+    if (!claim_slot(b, o))
+        return false;
+    if (take_probe(b, o, probe))
+        return true;
+    slot_free(b, o); /* the probe was another's: the slot goes back, or to a waiter */
+    return false;
+}
+
+/* balancer_done of a limited upstream: the verdict first, so that a slot handed on does not go
+ * to an origin this attempt found down; then the slot. */
+static void done_limited(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
+                         uint64_t now_ms)
+{
+    verdict(b, origin, probe, r, now_ms);
+    slot_free(b, origin);
+}
+
+/* Whether a waiter may be handed a slot of o: up by both healths (a probe is a pick's to take). */
+static bool hands_over(const struct balancer *b, int o)
+{
+    const struct origin_slot *s = &b->origins[o];
+    return state_of(s) == ORIGIN_UP &&
+           atomic_load_explicit(&s->check, memory_order_relaxed) != CHECK_FAILING;
+}
+
+static void unlink_waiter(struct balance_queue *q, struct balance_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->next = w->prev = NULL;
+    w->queued = false;
+    atomic_fetch_sub_explicit(&q->length, 1, memory_order_relaxed);
+}
+
+/* An attempt on o ended: its slot goes to the oldest waiter that may take o, else back. */
+static void slot_free(struct balancer *b, int o)
+{
+    struct balance_queue *q = b->queue;
+    pthread_mutex_lock(&q->lock);
+    struct balance_waiter *w = q->head;
+    if (hands_over(b, o))
+        while (w && (balancer_listings(b, w->exclude) & (1u << o)))
+            w = w->next;
+    else
+        w = NULL;
+    if (w) {
+        unlink_waiter(q, w);
+        w->origin = o;
+        w->wake(w); /* under the lock: the waiter cannot leave before it is told */
+    } else {
+        atomic_fetch_sub_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* What the origins outside exclude offer: a free slot, only full ones, or none usable. */
+static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    enum balance_room room = BALANCE_ROOM_NONE;
+    exclude = balancer_listings(b, exclude);
+    for (int o = 0; o < b->up->norigins; o++) {
+        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+            continue;
+        unsigned max = b->up->origins[o].max_conns;
+        if (!max || atomic_load_explicit(&b->origins[o].in_flight, memory_order_relaxed) < max)
+            return BALANCE_ROOM_FREE;
+        room = BALANCE_ROOM_FULL;
+    }
+    return room;
+}
+
+bool balancer_limited(const struct balancer *b)
+{
+    return b->queue != NULL;
+}
+
+enum balance_room balancer_room(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    return room_of(b, now_ms, exclude);
+}
+
+enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, uint64_t now_ms)
+{
+    struct balance_queue *q = b->queue;
+    if (!q)
+        return room_of(b, now_ms, w->exclude);
+    pthread_mutex_lock(&q->lock);
+    enum balance_room room = room_of(b, now_ms, w->exclude);
+    if (room == BALANCE_ROOM_FULL) {
+        if (atomic_load_explicit(&q->length, memory_order_relaxed) >= b->up->max_queue) {
+            room = BALANCE_ROOM_QUEUE_FULL;
+        } else {
+            w->origin = -1;
+            w->next = NULL;
+            w->prev = q->tail;
+            if (q->tail)
+                q->tail->next = w;
+            else
+                q->head = w;
+            q->tail = w;
+            w->queued = true;
+            atomic_fetch_add_explicit(&q->length, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&q->queued, 1, memory_order_relaxed);
+            room = BALANCE_ROOM_QUEUED;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return room;
+}
+
+int balancer_unqueue(struct balancer *b, struct balance_waiter *w, bool timed_out)
+{
+    struct balance_queue *q = b->queue;
+    if (!q)
+        return -1;
+    pthread_mutex_lock(&q->lock);
+    int o = w->origin;
+    if (w->queued) {
+        unlink_waiter(q, w);
+        if (timed_out)
+            atomic_fetch_add_explicit(&q->timeouts, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return o;
+}
+
+unsigned balancer_queue_length(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->length, memory_order_relaxed) : 0;
+}
+
+uint64_t balancer_queued_total(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->queued, memory_order_relaxed) : 0;
+}
+
+uint64_t balancer_queue_timeouts(const struct balancer *b)
+{
+    return b->queue ? atomic_load_explicit(&b->queue->timeouts, memory_order_relaxed) : 0;
+}
+
+void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
+{
+    if (!b->queue || !from->queue)
+        return;
+    atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
+    atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
+                          memory_order_relaxed);
 }
 
 bool balancer_origin_is_backup(const struct balancer *b, int origin)

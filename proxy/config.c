@@ -119,6 +119,7 @@ static void upstream_defaults(struct upstream_conf *up)
     up->fail_window_ms = 10000;
     up->down_time_ms = 10000;
     up->retries = 1;
+    up->max_queue = CFG_DEFAULT_MAX_QUEUE;
     up->tunnel_timeout_ms = 3600000;
 }
 
@@ -1284,8 +1285,12 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     }
     validate_backups(ld, up, lines);
     bool has_sim = false;
-    for (int o = 0; o < up->norigins; o++)
+    for (int o = 0; o < up->norigins; o++) {
         has_sim |= up->origins[o].is_sim;
+        if (!up->origins[o].max_conns) /* the upstream's is the default, as default-server's */
+            up->origins[o].max_conns = (unsigned)up->max_conns;
+        up->limited |= up->origins[o].max_conns > 0;
+    }
     if (up->tls && has_sim)
         cfg_report(ld, up->line, "[upstream %s]: the simulator origin does not speak TLS",
                    up->name);

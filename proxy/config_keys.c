@@ -809,10 +809,22 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return 0;
 }
 
-/* "ADDR [weight=N] [backup]", the options in any order, each once: the address into addr, the
- * weight (1 when not given) into *weight, whether it is a backup into *backup. */
+/* One numeric option of an origin line, "NAME=N": its name, bounds, and where it goes. */
+struct origin_option {
+    const char *name;                  /* with its '=' */
+    uint64_t min, max;
+    size_t at;                         /* offsetof in struct origin_conf (an unsigned) */
+};
+
+static const struct origin_option origin_option_rows[] = {
+    {"weight=", 1, CFG_MAX_WEIGHT, offsetof(struct origin_conf, weight)},
+    {"max_conns=", 1, CFG_MAX_CONNS, offsetof(struct origin_conf, max_conns)},
+};
+
+/* "ADDR [weight=N] [max_conns=N] [backup]", the options in any order, each once: the address
+ * into addr, the options into o (weight 1 when not given, max_conns 0: the upstream's). */
 static int origin_options(struct cfg_loader *ld, const char *value, char *addr, size_t size,
-                          uint64_t *weight, bool *backup)
+                          struct origin_conf *o)
 {
     const char *sp = strpbrk(value, " \t");
     size_t alen = sp ? (size_t)(sp - value) : strlen(value);
@@ -822,9 +834,9 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
     }
     memcpy(addr, value, alen);
     addr[alen] = '\0';
-    *weight = 1;
-    *backup = false;
-    bool weighted = false;
+    o->weight = 1;
+    o->backup = false;
+    unsigned seen = 0; /* bit i: origin_option_rows[i] given */
     while (sp && *sp) {
         while (*sp == ' ' || *sp == '\t')
             sp++;
@@ -834,23 +846,32 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
             break;
         snprintf(word, sizeof(word), "%.*s", (int)MIN(len, sizeof(word) - 1), sp);
         sp += len;
-        if (len == 6 && strncmp(word, "backup", 6) == 0 && !*backup) {
-            *backup = true; /* nginx's and HAProxy's word */
+        if (len == 6 && strncmp(word, "backup", 6) == 0 && !o->backup) {
+            o->backup = true; /* nginx's and HAProxy's word */
             continue;
         }
-        if (strncmp(word, "weight=", 7) == 0 && !weighted) {
-            if (parse_uint(word + 7, 1, CFG_MAX_WEIGHT, weight) != 0) {
-                cfg_report(ld, ld->line,
-                           "origin: weight '%s' is not a whole number between 1 and %d", word + 7,
-                           CFG_MAX_WEIGHT);
+        size_t i = 0;
+        while (i < ARRAY_LEN(origin_option_rows) &&
+               strncmp(word, origin_option_rows[i].name, strlen(origin_option_rows[i].name)) != 0)
+            i++;
+        if (i < ARRAY_LEN(origin_option_rows) && !(seen & (1u << i))) {
+            const struct origin_option *row = &origin_option_rows[i];
+            const char *num = word + strlen(row->name);
+            uint64_t n;
+            if (parse_uint(num, row->min, row->max, &n) != 0) {
+                cfg_report(ld, ld->line, "origin: %.*s '%s' is not a whole number between %llu "
+                                         "and %llu", (int)strlen(row->name) - 1, row->name, num,
+                           (unsigned long long)row->min, (unsigned long long)row->max);
                 return -1;
             }
-            weighted = true;
+            *(unsigned *)(void *)((char *)o + row->at) = (unsigned)n;
+            seen |= 1u << i;
             continue;
         }
         bool repeated = (len == 6 && strncmp(word, "backup", 6) == 0) ||
-                        strncmp(word, "weight=", 7) == 0;
-        cfg_report(ld, ld->line, "origin: %s option '%s' (expected weight=N or backup, each once)",
+                        i < ARRAY_LEN(origin_option_rows);
+        cfg_report(ld, ld->line,
+                   "origin: %s option '%s' (expected weight=N, max_conns=N or backup, each once)",
                    repeated ? "repeated" : "unknown", word);
         return -1;
     }
@@ -878,17 +899,13 @@ static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base
     struct origin_conf *o = &up->origins[up->norigins];
     memset(o, 0, sizeof(*o));
     char addr[300];
-    uint64_t weight;
-    bool backup;
-    if (origin_options(ld, value, addr, sizeof(addr), &weight, &backup) != 0)
+    if (origin_options(ld, value, addr, sizeof(addr), o) != 0)
         return -1;
-    o->backup = backup;
     if (strcmp(addr, "sim") == 0) {
         if (!(o->host = cfg_copy(ld, "127.0.0.1")))
             return -1;
         o->is_sim = true;
         o->numeric = true;
-        o->weight = (unsigned)weight;
         snprintf(o->text, sizeof(o->text), "sim");
         up->norigins++;
         return 0;
@@ -910,7 +927,6 @@ static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base
     if (!(o->host = cfg_copy(ld, host)))
         return -1;
     o->numeric = numeric;
-    o->weight = (unsigned)weight;
     snprintf(o->text, sizeof(o->text), "%s", addr);
     up->norigins++;
     return 0;
@@ -1696,6 +1712,9 @@ static const struct cfg_key upstream_keys[] = {
     {"fail_timeout", set_fail_timeout, UPS(fail_window_ms), 1, CFG_MAX_DURATION_MS, NULL, 0,
      false},
     NUMBER("retries", set_uint, UPS(retries), 0, CFG_MAX_ORIGINS - 1),
+    /* per origin, all workers together; the excess waits in the upstream's queue (balance.h) */
+    NUMBER("max_conns", set_uint, UPS(max_conns), 0, CFG_MAX_CONNS),
+    NUMBER("max_queue", set_uint, UPS(max_queue), 0, CFG_MAX_CONNS),
     KEY("retry_sent", set_bool, UPS(retry_sent)),
     KEY("health_check", set_health_check, UPS(health)),
     LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),

@@ -421,6 +421,10 @@ void ex_phase_timeout(struct exchange *ex)
     enum phase p = ex->pc.current;
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
     char detail[200];
+    if (p == PHASE_QUEUE && ex->queue) {
+        ex_queue_timeout(ex, limit);
+        return;
+    }
     /* The resolver answered the first round with a failure (SERVFAIL, which evdns reports as it
      * does an empty answer) and only the round asked again for every family is late: the
      * resolver's answer is the failure (dns_error), no timer of its own expired. */
@@ -1088,6 +1092,8 @@ static void exchange_release(struct loop *l, struct exchange *ex)
 static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
+    if (__builtin_expect(ex->pc.current == PHASE_QUEUE, 0) && ex->queue) /* left, waiting */
+        ex_queue_leave(ex);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     fault_exec_end(ex);
@@ -1557,10 +1563,25 @@ bool ex_pick_origin(struct exchange *ex)
     return false;
 }
 
+bool ex_pick_again(struct exchange *ex)
+{
+    return pick_origin(ex);
+}
+
+/* No origin was picked: the queue's (every usable one at max_conns), or no_healthy_origin. Out
+ * of line: the pick's path stays as it was without max_conns. */
+static __attribute__((noinline, cold)) void no_origin_now(struct exchange *ex)
+{
+    if (!balancer_limited(balancer_of(ex)) || !ex_queue_enter(ex))
+        ex_fail_no_origin(ex);
+}
+
 void ex_to_origin(struct exchange *ex)
 {
-    if (ex_pick_origin(ex))
+    if (__builtin_expect(pick_origin(ex), 1))
         relay_connect(ex);
+    else
+        no_origin_now(ex);
 }
 
 /* ---- entry points from the downstream ---- */

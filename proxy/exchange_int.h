@@ -36,6 +36,7 @@ struct upstream_conf;
 struct upconn;
 struct sock;
 struct ex_fault;
+struct ex_queue;
 struct errpage_out;
 struct evbuffer;
 struct mirror_copy;
@@ -138,7 +139,14 @@ struct exchange {
     struct upconn *uc;                 /* owned while set */
     struct sock *usock;                /* uc's sock, once ready */
     struct phase_clock pc;
-    uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
+    /* Phase queue comes before any request byte goes, first_byte after: the waiter's pointer
+     * takes the deadline's place, back to 0 (NULL) when it leaves, so the exchange keeps its
+     * size (8 bytes more cost 4 instructions a request to zero, and moved its strings). */
+    union {
+        uint64_t first_byte_deadline;  /* µs: interim responses may not restart it */
+        struct ex_queue *queue;        /* owned while it waits for a slot (exchange_queue.c),
+                                          read in phase queue only */
+    };
     bool retried;                      /* already resent once after a stale pooled connection */
     bool replay_over;                  /* the replay was let go past REPLAY_MAX (in retried's
                                           padding) */
@@ -316,6 +324,23 @@ bool ex_pick_origin(struct exchange *ex);
 
 /* The upstream part of run(): choose the origin and connect to it. */
 void ex_to_origin(struct exchange *ex);
+
+/* Picks an origin again after the queue saw a free slot: true when one was taken (no failure is
+ * written when none was). */
+bool ex_pick_again(struct exchange *ex);
+
+/* ---- exchange_queue.c: waiting for a slot (max_conns) ---- */
+
+/* Every usable origin is full: the exchange waits in its upstream's queue (phase queue), is
+ * refused with queue_full, or, the queue having seen a free slot, goes on with a pick. false
+ * when no origin is usable after all (the caller fails with no_healthy_origin). */
+bool ex_queue_enter(struct exchange *ex);
+
+/* queue_timeout came: queue_timeout failure, unless a slot was handed over just then. */
+void ex_queue_timeout(struct exchange *ex, uint64_t limit_ms);
+
+/* The exchange ends while it waits: out of the queue, a slot handed to it passed on. */
+void ex_queue_leave(struct exchange *ex);
 
 /* ---- relay.c ---- */
 

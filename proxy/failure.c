@@ -51,6 +51,9 @@ struct phase_row {
 static const struct phase_row phase_rows[PHASE_COUNT] = {
     [PHASE_ROUTE] = {FAIL_NO_HEALTHY_ORIGIN, FAIL_NO_HEALTHY_ORIGIN, FAIL_NO_HEALTHY_ORIGIN,
                      FAIL_NO_HEALTHY_ORIGIN, FAIL_NO_HEALTHY_ORIGIN, FAIL_NO_HEALTHY_ORIGIN},
+    /* the queue's only failure is its timer's: a full queue refuses before (CAUSE_QUEUE_FULL) */
+    [PHASE_QUEUE] = {FAIL_QUEUE_TIMEOUT, FAIL_QUEUE_TIMEOUT, FAIL_QUEUE_TIMEOUT, FAIL_QUEUE_TIMEOUT,
+                     FAIL_QUEUE_TIMEOUT, FAIL_QUEUE_TIMEOUT},
     [PHASE_DNS] = {FAIL_DNS_TIMEOUT, FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR,
                    FAIL_DNS_ERROR},
     [PHASE_CONNECT] = {FAIL_CONNECT_TIMEOUT, FAIL_CONNECT_REFUSED, FAIL_CONNECT_REFUSED,
@@ -73,6 +76,8 @@ enum failure_type failure_classify(enum phase phase, enum cause cause)
         return FAIL_TOTAL_TIMEOUT;
     if (cause == CAUSE_NO_ORIGIN)
         return FAIL_NO_HEALTHY_ORIGIN;
+    if (cause == CAUSE_QUEUE_FULL)
+        return FAIL_QUEUE_FULL;
     if (cause == CAUSE_LOCAL || cause == CAUSE_NO_LOCAL_PORT)
         return FAIL_INTERNAL_ERROR;
     if ((unsigned)phase >= PHASE_COUNT)

@@ -78,6 +78,8 @@ void generation_inherit(struct generation *g, const struct generation *prev, uin
     const struct config *cfg = g->cfg, *old = prev->cfg;
     for (int i = 0; i < cfg->nupstreams; i++)
         for (int j = 0; j < old->nupstreams; j++)
-            if (strcmp(cfg->upstreams[i].name, old->upstreams[j].name) == 0)
+            if (strcmp(cfg->upstreams[i].name, old->upstreams[j].name) == 0) {
                 balancer_inherit(g->balancers[i], prev->balancers[j], now_ms);
+                balancer_inherit_queue(g->balancers[i], prev->balancers[j]);
+            }
 }

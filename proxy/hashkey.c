@@ -71,9 +71,10 @@ static bool key_host(const struct upstream_conf *up, const struct hashkey_reques
                      uint64_t *hash)
 {
     (void)up;
-    if (!r->host || !r->host_len)
+    size_t len = r->host ? host_name_len(r->host, r->host_len) : 0;
+    if (!len)
         return false;
-    *hash = hash_lower(r->host, r->host_len);
+    *hash = hash_lower(r->host, len); /* $host's name: "App.test:8080" goes with "app.test" */
     return true;
 }
 

@@ -137,8 +137,10 @@ int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *wh
         if (hrule_var_at(v + i, n - i, &len) == HRULE_VAR_NONE) {
             /* at most the n - i bytes left: v need not end with a NUL */
             int shown = n - i < 24 ? (int)(n - i) : 24;
-            snprintf(why, size, "unknown variable at '%.*s' (known: $client_addr, $request_id, "
-                                "$scheme, $host, $http_host, $request_uri; $$ is a '$')", shown, v + i);
+            snprintf(why, size,
+                     "unknown variable at '%.*s' (known: $client_addr, $request_id, $scheme, "
+                     "$host, $http_host, $request_uri; $$ is a '$')",
+                     shown, v + i);
             return -1;
         }
         *vars = true;
@@ -147,23 +149,9 @@ int hrule_check_value(const char *v, size_t n, bool expand, bool *vars, char *wh
     return 0;
 }
 
-/* The length of host without its port ("app.test:8080" and "[::1]:8080" lose ":8080"). */
-static size_t host_name_len(const char *host, size_t len)
-{
-    size_t colon = len;
-    while (colon > 0 && host[colon - 1] >= '0' && host[colon - 1] <= '9')
-        colon--;
-    if (colon == 0 || host[colon - 1] != ':')
-        return len; /* no port */
-    colon--;
-    /* an IPv6 literal's colons are within its brackets: its port's is after ']' */
-    if (host[0] == '[' && (colon == 0 || host[colon - 1] != ']'))
-        return len;
-    return colon;
-}
-
-/* $host as nginx makes it: the host the client addressed without its port, lowercase (one
- * name however the client wrote it), put in pieces of a small buffer. */
+/* $host as nginx makes it: the host the client addressed without its port or trailing dot,
+ * lowercase (one name however the client wrote it, the one routes match), put in pieces of a
+ * small buffer. */
 static void put_host_name(const struct hrule_values *vals, hrule_put_fn *put, void *ctx)
 {
     if (!vals->host)

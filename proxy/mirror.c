@@ -36,17 +36,6 @@
  * staging's bytes would cost a production worker without end (an answer that never ends). */
 #define MIRROR_ANSWER_MAX (1024 * 1024)
 
-static const char *const outcome_names[] = {
-#define X(id, name) [id] = name,
-    MIRROR_OUTCOME_LIST(X)
-#undef X
-};
-
-const char *mirror_outcome_name(enum mirror_outcome o)
-{
-    return (unsigned)o < MIRROR_OUTCOME_COUNT ? outcome_names[o] : "unknown";
-}
-
 /* One mirror request under way: owned by the loop's list, by nothing else. */
 struct mirror {
     TAILQ_ENTRY(mirror) link;

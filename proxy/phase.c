@@ -79,6 +79,8 @@ size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_ti
                      size_t max)
 {
     size_t n = 0;
+    if (pc->start[PHASE_QUEUE] && n < max) /* the queue, rarely walked, outside the loop */
+        out[n++] = (struct phase_timing){PHASE_QUEUE, phase_elapsed_us(pc, PHASE_QUEUE, now)};
     for (int p = PHASE_DNS; p <= PHASE_READ && n < max; p++)
         if (pc->start[p] || (pc->walked & 1u << p))
             out[n++] = (struct phase_timing){(enum phase)p, phase_elapsed_us(pc, p, now)};

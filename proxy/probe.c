@@ -302,6 +302,8 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
     struct option longopts[TIMER_COUNT + 5];
     int n = 0;
     for (int t = 0; t < TIMER_COUNT; t++) { /* --connect-timeout for connect_timeout ... */
+        if (t == TIMER_QUEUE) /* one exchange alone never waits for a slot (max_conns) */
+            continue;
         snprintf(names[t], sizeof(names[t]), "%s", timer_name((enum timer_kind)t));
         for (char *c = names[t]; *c; c++)
             if (*c == '_')
@@ -586,7 +588,7 @@ static uint64_t head_wait_ms(const struct upstream_conf *up)
     if (up->timers_ms[TIMER_TOTAL])
         return 0;
     for (int t = 0; t < TIMER_COUNT; t++)
-        if (t != TIMER_TOTAL)
+        if (t != TIMER_TOTAL && t != TIMER_QUEUE)
             attempt += up->timers_ms[t];
     return (up->retries + 1) * attempt;
 }

@@ -17,6 +17,7 @@ const char *timing_name(enum timing_phase p)
 int timing_of_phase(enum phase p)
 {
     switch (p) {
+    case PHASE_QUEUE: return TIMING_QUEUE;
     case PHASE_DNS: return TIMING_DNS;
     case PHASE_CONNECT: return TIMING_CONNECT;
     case PHASE_TLS: return TIMING_TLS;

@@ -463,9 +463,8 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
     return buf;
 }
 
-size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
+size_t host_name_len(const char *host, size_t len)
 {
-    size_t n = 0;
     if (len && host[0] == '[') { /* [v6]:port: the brackets stay, the port goes */
         const char *end = memchr(host, ']', len);
         len = end ? (size_t)(end - host) + 1 : len;
@@ -474,14 +473,20 @@ size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
         if (colon)
             len = (size_t)(colon - host);
     }
+    while (len > 0 && host[len - 1] == '.') /* "example.com." is "example.com" */
+        len--;
+    return len;
+}
+
+size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
+{
+    len = host_name_len(host, len);
     if (len >= bufsz)
         return 0;
-    for (; n < len; n++)
+    for (size_t n = 0; n < len; n++)
         buf[n] = (char)tolower((unsigned char)host[n]);
-    while (n > 0 && buf[n - 1] == '.') /* "example.com." is "example.com" */
-        n--;
-    buf[n] = '\0';
-    return n;
+    buf[len] = '\0';
+    return len;
 }
 
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)

@@ -50,6 +50,7 @@
 #include "portico/upstream.h"
 #include "portico/util.h"
 #include "portico/waitset.h"
+#include "portico/wakebox.h"
 #include "portico/watchdog.h"
 
 struct worker {
@@ -537,6 +538,8 @@ static void worker_free(struct worker *w)
         close(w->stop_pipe[0]);
         close(w->stop_pipe[1]);
     }
+    wakebox_free(w->loop.wakebox); /* its waiters ended with their clients */
+    w->loop.wakebox = NULL;
     deadline_clock_free(w->loop.clock); /* every deadline on it has stopped with its owner */
     waitset_free(w->loop.first_wait); /* its sockets closed with their clients */
     w->loop.first_wait = NULL;

@@ -158,6 +158,61 @@ enum check_state balancer_check_state(const struct balancer *b, int origin);
 int balancer_checks_in_row(const struct balancer *b, int origin);
 unsigned balancer_in_flight(const struct balancer *b, int origin);
 
+/* ---- max_conns and the queue ----
+ *
+ * An origin with max_conns (config.h) takes at most that many attempts in flight, all workers
+ * together: a pick passes over a full origin as over a down one, and the pick's -1 is then the
+ * queue's business when balancer_room says the origins are full rather than down. A full origin
+ * is no failure: it never counts toward max_fails. The queue is FIFO and shared by the workers
+ * of a generation; a slot that frees is handed to its oldest waiter that may use it. */
+
+/* What the origins an exchange may still use offer (balancer_room), or what became of a request
+ * that asked to wait (balancer_queue). */
+enum balance_room {
+    BALANCE_ROOM_FREE,       /* a usable origin has a free slot: pick again */
+    BALANCE_ROOM_FULL,       /* usable origins, all at max_conns */
+    BALANCE_ROOM_NONE,       /* no usable origin: no_healthy_origin */
+    BALANCE_ROOM_QUEUED,     /* balancer_queue: the waiter is in the queue */
+    BALANCE_ROOM_QUEUE_FULL, /* balancer_queue: max_queue waiters already: queue_full */
+};
+
+/* A request waiting for a slot. Its owner fills exclude and wake; the balancer the rest. */
+struct balance_waiter {
+    struct balance_waiter *next, *prev; /* the queue's order, under its lock */
+    uint32_t exclude;                   /* origins it may not take (tried) */
+    int origin;                         /* the origin whose slot it was handed, -1 while it
+                                           waits: the slot is its own, as a pick's */
+    bool queued;                        /* in the list */
+    /* The slot was handed over (origin set): called from any worker's thread with the queue's
+     * lock held, so it only posts to the owner's loop (wakebox.h). */
+    void (*wake)(struct balance_waiter *w);
+};
+
+/* Whether b's upstream has any origin with max_conns (b then has a queue). */
+bool balancer_limited(const struct balancer *b);
+
+/* What the usable origins outside exclude offer at now: FREE, FULL or NONE. */
+enum balance_room balancer_room(const struct balancer *b, uint64_t now_ms, uint32_t exclude);
+
+/* Puts w at the end of b's queue when the origins outside w->exclude are all full: QUEUED (w
+ * must leave by balancer_unqueue, or be woken), QUEUE_FULL (max_queue waiting), or FREE / NONE
+ * as balancer_room says (nothing queued: pick again, or no_healthy_origin). */
+enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, uint64_t now_ms);
+
+/* Takes w out of the queue (its client left, its queue_timeout came: timed_out counts it).
+ * Returns the origin whose slot was handed to it meanwhile (its own to end, by balancer_release
+ * or balancer_done), or -1. */
+int balancer_unqueue(struct balancer *b, struct balance_waiter *w, bool timed_out);
+
+/* The queue's length now, the requests that ever waited in it, those that left at queue_timeout
+ * (metrics; 0 for an upstream without max_conns). */
+unsigned balancer_queue_length(const struct balancer *b);
+uint64_t balancer_queued_total(const struct balancer *b);
+uint64_t balancer_queue_timeouts(const struct balancer *b);
+
+/* A reload: b's queue counters go on from from's (metrics counters never go back). */
+void balancer_inherit_queue(struct balancer *b, const struct balancer *from);
+
 /* Whether origin is a backup (`origin = ... backup`): picked only when no primary will do. */
 bool balancer_origin_is_backup(const struct balancer *b, int origin);
 

@@ -127,6 +127,8 @@ enum hash_key_kind { HASH_KEY_LIST(CFG_ENUM_ID) };
 #define CFG_HASH_NAME_MAX 64 /* the NAME of $http_NAME and $cookie_NAME, its NUL included */
 
 #define CFG_MAX_WEIGHT 100 /* `origin = ... weight=N` */
+#define CFG_MAX_CONNS 1000000 /* `origin = ... max_conns=N`, [upstream] max_conns, max_queue */
+#define CFG_DEFAULT_MAX_QUEUE 1000 /* requests waiting per upstream when its origins are full */
 #define CFG_MAX_HEALTH_COUNT 100 /* `health_check = ... rise N fall N` */
 
 struct listen_conf {
@@ -148,6 +150,8 @@ struct origin_conf {
     struct sockaddr_storage addr; /* valid when numeric */
     socklen_t addrlen;
     unsigned weight;              /* `weight=N`: its share of the requests (1-CFG_MAX_WEIGHT) */
+    unsigned max_conns;           /* `max_conns=N`, else the upstream's: requests in flight to
+                                     it at most, all workers together; 0: no limit */
     bool backup;                  /* `backup`: takes requests only when no primary can */
     char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
@@ -189,6 +193,10 @@ struct upstream_conf {
                                               $cookie_NAME: the cookie name as written */
     size_t hash_name_len;
     uint64_t retries;                      /* other origins tried after a failed attempt */
+    uint64_t max_conns;                    /* the origins' max_conns when they set none; 0 off */
+    uint64_t max_queue;                    /* requests waiting for a slot when every usable
+                                              origin is at max_conns; 0: refused at once */
+    bool limited;                          /* some origin has max_conns (the queue's code runs) */
     bool retry_sent;                       /* also after the request was sent (idempotent) */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */

@@ -13,6 +13,7 @@
 /* Upstream timers: id, config key, default in ms. 0 means "off" for total_timeout only. Each
  * phase below names the one timer that limits it. */
 #define TIMER_LIST(X)                                                                              \
+    X(TIMER_QUEUE, "queue_timeout", 5000)                                                          \
     X(TIMER_DNS, "dns_timeout", 5000)                                                              \
     X(TIMER_CONNECT, "connect_timeout", 5000)                                                      \
     X(TIMER_TLS, "tls_timeout", 5000)                                                              \
@@ -44,6 +45,7 @@ enum phase_subject {
 #define PHASE_LIST(X)                                                                              \
     X(PHASE_CLIENT_HEADER, "client_header", TIMER_NONE, SUBJECT_NONE, NULL)                        \
     X(PHASE_ROUTE, "route", TIMER_NONE, SUBJECT_NONE, NULL)                                        \
+    X(PHASE_QUEUE, "queue", TIMER_QUEUE, SUBJECT_NONE, NULL)                                       \
     X(PHASE_DNS, "dns", TIMER_DNS, SUBJECT_HOST, "resolving %s exceeded %llu ms")                  \
     X(PHASE_CONNECT, "connect", TIMER_CONNECT, SUBJECT_ORIGIN, "connect to %s exceeded %llu ms")   \
     X(PHASE_TLS, "tls", TIMER_TLS, SUBJECT_ORIGIN, "TLS handshake with %s exceeded %llu ms")       \
@@ -78,7 +80,8 @@ enum phase {
     X(CAUSE_DNS_FAIL, "resolver failure")                                                          \
     X(CAUSE_NO_ORIGIN, "no healthy origin")                                                        \
     X(CAUSE_LOCAL, "local resource failure")                                                      \
-    X(CAUSE_NO_LOCAL_PORT, "no free local port")
+    X(CAUSE_NO_LOCAL_PORT, "no free local port")                                                  \
+    X(CAUSE_QUEUE_FULL, "queue full")
 
 enum cause {
 #define X(id, name) id,
@@ -116,7 +119,9 @@ enum cause {
     X(FAIL_INVALID_RESPONSE, "invalid_response", 502, 520, 502, "http_protocol_error", false)      \
     X(FAIL_TOTAL_TIMEOUT, "total_timeout", 504, 524, 598, "http_response_timeout", false)          \
     X(FAIL_NO_HEALTHY_ORIGIN, "no_healthy_origin", 503, 503, 503, "destination_unavailable", false) \
-    X(FAIL_INTERNAL_ERROR, "internal_error", 500, 500, 500, "proxy_internal_error", false)
+    X(FAIL_INTERNAL_ERROR, "internal_error", 500, 500, 500, "proxy_internal_error", false)        \
+    X(FAIL_QUEUE_TIMEOUT, "queue_timeout", 503, 503, 503, "connection_limit_reached", false)      \
+    X(FAIL_QUEUE_FULL, "queue_full", 503, 503, 503, "connection_limit_reached", false)
 
 enum failure_type {
 #define X(id, name, std, cf, px, ps, net) id,

@@ -64,6 +64,8 @@ struct loop {
     struct recent *recent;             /* this thread's last minutes (recent.h), owned likewise */
     struct trace_rng rng;              /* trace and span ids */
     struct upstream_pools *pools;      /* idle origin connections (upstream_pool.c) */
+    struct wakebox *wakebox;           /* owned: work posted by other workers (a slot handed
+                                          over, exchange_queue.c); made at its first use */
     enum loop_state state;             /* changed by the worker only */
     int id;                            /* worker index, part of request ids */
     uint32_t id_salt;                  /* random per worker group: ids differ across restarts */

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
-#include "portico/mirror.h"
+#include "portico/mirror_outcome.h"
 #include "portico/timing.h"
 
 struct evbuffer;
@@ -370,6 +370,12 @@ struct metrics_origin {
     const char *origin;                        /* "127.0.0.1:3000" as configured */
     bool up;                                   /* takes requests: not down by passive or active
                                                   health (balance.h) */
+    unsigned in_flight;                        /* attempts in flight on it, all workers */
+    bool first;                                /* the first row of its upstream: the queue's
+                                                  figures below are the upstream's */
+    unsigned queue_length;                     /* requests waiting for a slot (max_conns) */
+    uint64_t queued;                           /* requests that ever waited */
+    uint64_t queue_timeouts;                   /* ... and left at queue_timeout */
 };
 
 /* A certificate Portico serves or presents, one row per file. */

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "portico/mirror_outcome.h"
+
 struct loop;
 struct evbuffer;
 struct route_conf;
@@ -27,28 +29,6 @@ struct fwd_request;
 
 /* The field every mirror request carries, so that staging can tell copies from traffic. */
 #define MIRROR_MARKER "X-Portico-Mirror: 1"
-
-/* What became of a mirror request (or of one not sent), the outcome label. */
-#define MIRROR_OUTCOME_LIST(X)                                                                     \
-    X(MIRROR_ANSWERED, "answered")       /* the mirror origin answered; the answer dropped */   \
-    X(MIRROR_FAILED, "failed")           /* no answer: DNS, connect, TLS, a timeout, a close */ \
-    X(MIRROR_DROPPED, "dropped")         /* mirror_max_in_flight were under way: not sent */    \
-    X(MIRROR_TOO_LARGE, "too_large")     /* body over MIRROR_BODY_MAX: not sent */              \
-    X(MIRROR_STREAMING, "streaming")     /* an upgrade or CONNECT: never mirrored */            \
-    X(MIRROR_UNSENT, "unsent")           /* the request never went whole (client gone, refused,
-                                            answered early): not sent */                       \
-    X(MIRROR_SAMPLED_OUT, "sampled_out") /* left out by mirror_percent */                       \
-    X(MIRROR_CUT, "cut")                 /* under way when its worker ended (reload, stop) */
-
-enum mirror_outcome {
-#define X(id, name) id,
-    MIRROR_OUTCOME_LIST(X)
-#undef X
-    MIRROR_OUTCOME_COUNT
-};
-
-/* The outcome's label value. */
-const char *mirror_outcome_name(enum mirror_outcome o);
 
 struct mirror_copy;
 

@@ -13,6 +13,7 @@
 /* Reported phases: id, name (log key, metrics label). `body` is the response body (PHASE_READ),
  * `total` the whole exchange; the others are the upstream phases of failure.h. */
 #define TIMING_LIST(X)                                                                             \
+    X(TIMING_QUEUE, "queue")                                                                       \
     X(TIMING_DNS, "dns")                                                                           \
     X(TIMING_CONNECT, "connect")                                                                   \
     X(TIMING_TLS, "tls")                                                                           \

@@ -115,6 +115,11 @@ int abstract_lock(const char *name);
  * ("." for a bare name); true when that cannot be told (out of memory). */
 bool dir_takes_files(const char *path);
 
+/* The length of a Host value's name: without its port and trailing dots ("app.example.:8080" and
+ * "[::1]:80" give the lengths of "app.example" and "[::1]"): what routes match, `$host` and
+ * `hash $host` read, in the client's case. */
+size_t host_name_len(const char *host, size_t len);
+
 /* A Host value as a lookup key: lowercase, without port or trailing dot ("App.Example.:8080" →
  * "app.example"; "[::1]:80" → "[::1]"), NUL-terminated into buf. Returns its length, 0 when
  * empty or too long for buf. */

@@ -626,8 +626,9 @@ static const struct codes_row codes_rows[] = {
     { "502's nine failure types, wrapped", { "502" }, 0, 0, 502,
       "\n  proxy       dns_error, connect_refused, ", NULL },
     { "503 in every profile", { "503" }, 0, 0, 503,
-      "\n  standard    no_healthy_origin\n  cloudflare  no_healthy_origin\n"
-      "  proxy       no_healthy_origin\n", NULL },
+      "\n  standard    no_healthy_origin, queue_timeout, queue_full\n"
+      "  cloudflare  no_healthy_origin, queue_timeout, queue_full\n"
+      "  proxy       no_healthy_origin, queue_timeout, queue_full\n", NULL },
     /* the list follows the block at once, no blank line for a profile without the code; the
      * failure types in failure.h's order, its first (dns_error) too */
     { "598's failures after its block", { "598" }, 0, 0, 598,

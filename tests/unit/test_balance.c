@@ -1404,6 +1404,119 @@ static void test_config_rise_fall(void **state)
     }
 }
 
+/* ---- max_conns and the queue ---- */
+
+/* The waiter woken last, for the fake wake below (the exchange's is an event_active). */
+static struct balance_waiter *woken[8];
+static int nwoken;
+
+static void wake_record(struct balance_waiter *w)
+{
+    woken[nwoken++] = w;
+}
+
+/* max_conns holds across picks; a full origin is passed over, not failed; with every origin
+ * full the pick finds none and the room says FULL, not NONE (no_healthy_origin). */
+static void test_max_conns_gate(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 1);
+    up.origins[0].max_conns = 2;
+    up.origins[1].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 4;
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    int got[3];
+    for (int k = 0; k < 3; k++)
+        got[k] = balancer_pick(b, 0, 0, 0, NULL);
+    assert_int_equal(balancer_in_flight(b, 0), 2);
+    assert_int_equal(balancer_in_flight(b, 1), 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), -1);
+    assert_int_equal(balancer_room(b, 0, 0), BALANCE_ROOM_FULL);
+    /* full is no failure: max_fails = 1 and both still up */
+    assert_int_equal(balancer_origin_state(b, 0), ORIGIN_UP);
+    assert_int_equal(balancer_origin_state(b, 1), ORIGIN_UP);
+    for (int k = 0; k < 3; k++)
+        balancer_done(b, got[k], 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    assert_int_equal(balancer_in_flight(b, 1), 0);
+    assert_int_equal(balancer_room(b, 0, 0), BALANCE_ROOM_FREE);
+    balancer_free(b);
+}
+
+/* Waiters are handed freed slots oldest first, only of origins they may use; max_queue refuses
+ * the next; one that leaves is out of the count, and a slot handed to it comes back. */
+static void test_queue_handoff(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[0].max_conns = 1;
+    up.origins[1].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 3;
+    struct balancer *b = balancer_new(&up);
+    int a = balancer_pick(b, 0, 0, 0, NULL), c = balancer_pick(b, 0, 0, 0, NULL);
+    assert_true(a >= 0 && c >= 0 && a != c);
+    struct balance_waiter w[4] = {
+        {.exclude = 1u << 1, .wake = wake_record}, /* may not take origin 1 */
+        {.wake = wake_record},
+        {.wake = wake_record},
+        {.wake = wake_record},
+    };
+    nwoken = 0;
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(balancer_queue(b, &w[k], 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_queue(b, &w[3], 0), BALANCE_ROOM_QUEUE_FULL);
+    assert_int_equal(balancer_queue_length(b), 3);
+    assert_int_equal(balancer_queued_total(b), 3);
+    /* origin 1's slot skips w[0], which may not use it, for w[1] */
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w[1]);
+    assert_int_equal(w[1].origin, 1);
+    assert_int_equal(balancer_in_flight(b, 1), 1); /* handed over, not freed */
+    /* origin 0's goes to the oldest, w[0] */
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
+    assert_ptr_equal(woken[1], &w[0]);
+    assert_int_equal(w[0].origin, 0);
+    /* w[2] times out: out of the queue, counted */
+    assert_int_equal(balancer_unqueue(b, &w[2], true), -1);
+    assert_int_equal(balancer_queue_length(b), 0);
+    assert_int_equal(balancer_queue_timeouts(b), 1);
+    /* a woken waiter that leaves before it ran hands its slot back */
+    assert_int_equal(balancer_unqueue(b, &w[1], false), 1);
+    balancer_release(b, 1);
+    assert_int_equal(balancer_in_flight(b, 1), 0);
+    balancer_release(b, 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    assert_int_equal(nwoken, 2);
+    balancer_free(b);
+}
+
+/* [upstream] max_conns is the default of the origins that set none; max_queue and
+ * queue_timeout have their defaults; an upstream without max_conns has no queue. */
+static void test_config_max_conns(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[upstream a]\norigin = 127.0.0.1:1 max_conns=5\n"
+                                 "origin = 127.0.0.1:2\nmax_conns = 10\n"
+                                 "[upstream b]\norigin = 127.0.0.1:3\nqueue_timeout = 2s\n"
+                                 "max_queue = 0\n[route ra]\nprefix = /\nupstream = a\n"
+                                 "[route rb]\nprefix = /b\nupstream = b\n");
+    assert_int_equal(cfg->upstreams[0].origins[0].max_conns, 5);
+    assert_int_equal(cfg->upstreams[0].origins[1].max_conns, 10);
+    assert_true(cfg->upstreams[0].limited);
+    assert_int_equal(cfg->upstreams[0].max_queue, 1000);
+    assert_int_equal(cfg->upstreams[0].timers_ms[TIMER_QUEUE], 5000);
+    assert_false(cfg->upstreams[1].limited);
+    assert_int_equal(cfg->upstreams[1].max_queue, 0);
+    assert_int_equal(cfg->upstreams[1].timers_ms[TIMER_QUEUE], 2000);
+    cfg_free(cfg);
+}
+
 static const struct {
     const char *why;
     const char *text;
@@ -1414,13 +1527,15 @@ static const struct {
     {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
      {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
     {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 standby\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'standby' (expected weight=N or backup, each once)"}},
+     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
     {"backup twice", "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 backup backup\n",
-     {"test.ini:3: origin: repeated option 'backup' (expected weight=N or backup, each once)"}},
+     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
     {"weight twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 weight=2 backup weight=3\n",
-     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N or backup, each "
-      "once)"}},
+     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N or "
+      "backup, each once)"}},
     {"the only origin a backup", "[upstream a]\norigin = 127.0.0.1:1 backup\n",
      {"test.ini:1: [upstream a]: every origin is a backup; a backup takes requests only when "
       "no primary can, so list one without `backup`"}},
@@ -1439,6 +1554,26 @@ static const struct {
      {"test.ini:3: slow_start: 'soon' is not a duration (e.g. 250ms, 2s, 1m)"}},
     {"slow_start negative", U1 "slow_start = -1s\n",
      {"test.ini:3: slow_start: '-1s' is not a duration (e.g. 250ms, 2s, 1m)"}},
+    {"max_conns 0 on an origin",
+     "[upstream a]\norigin = 127.0.0.1:1 max_conns=0\norigin = sim\n",
+     {"test.ini:2: origin: max_conns '0' is not a whole number between 1 and 1000000"}},
+    {"max_conns not a number",
+     "[upstream a]\norigin = 127.0.0.1:1 weight=2 max_conns=ten\norigin = sim\n",
+     {"test.ini:2: origin: max_conns 'ten' is not a whole number between 1 and 1000000"}},
+    {"max_conns with a space",
+     "[upstream a]\norigin = 127.0.0.1:1 max_conns 10\norigin = sim\n",
+     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N or backup, "
+      "each once)"}},
+    {"max_conns twice",
+     "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 max_conns=2 backup max_conns=3\n",
+     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N or "
+      "backup, each once)"}},
+    {"upstream max_conns negative", U1 "max_conns = -1\n",
+     {"test.ini:3: max_conns: '-1' is not a whole number between 0 and 1000000"}},
+    {"max_queue too large", U1 "max_queue = 2000000\n",
+     {"test.ini:3: max_queue: '2000000' is not a whole number between 0 and 1000000"}},
+    {"queue_timeout 0", U1 "queue_timeout = 0\n",
+     {"test.ini:3: queue_timeout: must be greater than 0 (only total_timeout can be 0 = off)"}},
     {"unknown policy", U1 "balance = fastest\n",
      {"test.ini:3: balance: 'fastest' is not one of round_robin, least_conn, random_two, hash"}},
     {"hash without a key", U1 "balance = hash\n",
@@ -1698,6 +1833,9 @@ int main(void)
         cmocka_unit_test(test_slow_start_inherit),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_rise_fall),
+        cmocka_unit_test(test_max_conns_gate),
+        cmocka_unit_test(test_queue_handoff),
+        cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_hash_points_and_wrap),
         cmocka_unit_test(test_hash_retry_leaves_the_host),

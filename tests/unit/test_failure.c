@@ -23,49 +23,55 @@
 #define TOTAL FAIL_TOTAL_TIMEOUT
 #define NOORIG FAIL_NO_HEALTHY_ORIGIN
 #define LOCAL FAIL_INTERNAL_ERROR
+#define QFULL FAIL_QUEUE_FULL
 
 /* Columns, in enum cause order: none, timeout, total timeout, refused, unreachable, reset, eof,
- * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin, local, no local port. A local
+ * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin, local, no local port, queue
+ * full. A local
  * shortage (memory, descriptors, local ports) is Portico's own failure in every phase, never the
  * origin's. */
 static const int classify_table[PHASE_COUNT][CAUSE_COUNT] = {
     /* No upstream exists while the client head is read: nothing there is an upstream failure. */
     [PHASE_CLIENT_HEADER] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                             NONE, ANY, LOCAL, LOCAL},
+                             NONE, ANY, LOCAL, LOCAL, ANY},
     /* Choosing an origin can only fail by every origin being down; the total timer still runs. */
     [PHASE_ROUTE] = {NONE, ANY, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, NOORIG,
-                     LOCAL, LOCAL},
+                     LOCAL, LOCAL, QFULL},
+    /* Waiting for a slot (max_conns): its timer is queue_timeout; every other cause but the
+     * whole-exchange ones cannot happen there. */
+    [PHASE_QUEUE] = {NONE, FAIL_QUEUE_TIMEOUT, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY,
+                     ANY, NOORIG, LOCAL, LOCAL, QFULL},
     /* Resolver: its timer is dns_timeout, every other resolver problem is dns_error. */
     [PHASE_DNS] = {NONE, FAIL_DNS_TIMEOUT, TOTAL, FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR,
                    FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR, ANY, ANY, FAIL_DNS_ERROR,
-                   FAIL_DNS_ERROR, NOORIG, LOCAL, LOCAL},
+                   FAIL_DNS_ERROR, NOORIG, LOCAL, LOCAL, QFULL},
     /* TCP connect: RST to SYN is refused (as ECONNREFUSED or a reset), EHOSTUNREACH & co and any
      * other connect error are unreachable. */
     [PHASE_CONNECT] = {NONE, FAIL_CONNECT_TIMEOUT, TOTAL, FAIL_CONNECT_REFUSED,
                        FAIL_CONNECT_UNREACHABLE, FAIL_CONNECT_REFUSED, ANY,
-                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL, LOCAL},
+                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL, LOCAL, QFULL},
     /* TLS handshake: a bad certificate is its own type; alerts, garbage, closes and resets are
      * handshake failures. */
     [PHASE_TLS] = {NONE, FAIL_TLS_HANDSHAKE_TIMEOUT, TOTAL, ANY, ANY, FAIL_TLS_HANDSHAKE_FAILED,
                    FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED,
                    FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_CERTIFICATE_INVALID, ANY, ANY, NOORIG, LOCAL,
-                   LOCAL},
+                   LOCAL, QFULL},
     /* Sending the request: stalls are send_timeout, resets and closes are send_error. */
     [PHASE_SEND] = {NONE, FAIL_SEND_TIMEOUT, TOTAL, ANY, FAIL_SEND_ERROR, FAIL_SEND_ERROR,
                     FAIL_SEND_ERROR, FAIL_SEND_ERROR, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL,
-                    LOCAL},
+                    LOCAL, QFULL},
     /* Waiting for the first byte: a close without a byte is empty_response, a reset is
      * connection_reset, garbage is invalid_response. */
     [PHASE_FIRST_BYTE] = {NONE, FAIL_FIRST_BYTE_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                           FAIL_EMPTY_RESPONSE, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY,
-                          ANY, ANY, ANY, NOORIG, LOCAL, LOCAL},
+                          ANY, ANY, ANY, NOORIG, LOCAL, LOCAL, QFULL},
     /* Reading the response: the same EOF now means the head (or body) broke off. */
     [PHASE_READ] = {NONE, FAIL_READ_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                     FAIL_CONNECTION_RESET, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY, ANY,
-                    ANY, ANY, NOORIG, LOCAL, LOCAL},
+                    ANY, ANY, NOORIG, LOCAL, LOCAL, QFULL},
     /* After the exchange nothing is an upstream failure any more. */
     [PHASE_DONE] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                    ANY, ANY, ANY},
+                    ANY, ANY, ANY, ANY},
 };
 
 static void test_classify_every_pair(void **state)
@@ -125,6 +131,8 @@ static const struct {
     {FAIL_TOTAL_TIMEOUT, "total_timeout", 504, 524, 598, "http_response_timeout"},
     {FAIL_NO_HEALTHY_ORIGIN, "no_healthy_origin", 503, 503, 503, "destination_unavailable"},
     {FAIL_INTERNAL_ERROR, "internal_error", 500, 500, 500, "proxy_internal_error"},
+    {FAIL_QUEUE_TIMEOUT, "queue_timeout", 503, 503, 503, "connection_limit_reached"},
+    {FAIL_QUEUE_FULL, "queue_full", 503, 503, 503, "connection_limit_reached"},
 };
 
 static void test_profiles_match_readme(void **state)
@@ -225,7 +233,7 @@ static void test_profile_names(void **state)
 static void test_phase_and_cause_names(void **state)
 {
     static const char *const phases[PHASE_COUNT] = {
-        "client_header", "route", "dns", "connect", "tls", "send", "first_byte", "read", "done"};
+        "client_header", "route", "queue", "dns", "connect", "tls", "send", "first_byte", "read", "done"};
     (void)state;
     for (int p = 0; p < PHASE_COUNT; p++)
         assert_string_equal(phase_name(p), phases[p]);
@@ -266,6 +274,8 @@ static void test_network_failures(void **state)
         {FAIL_TOTAL_TIMEOUT, false},      /* a slow response, not a dead origin */
         {FAIL_NO_HEALTHY_ORIGIN, false},  /* a consequence of marking down, not a cause */
         {FAIL_INTERNAL_ERROR, false},     /* our own shortage says nothing about the origin */
+        {FAIL_QUEUE_TIMEOUT, false},      /* full is no failure: the origins answer, slowly */
+        {FAIL_QUEUE_FULL, false},
         {FAIL_NONE, false},               /* nothing failed */
     };
     (void)state;

@@ -395,6 +395,8 @@ static void test_every_option_documented(void **state)
         n = long_options(src, names, n, 32, buf, &used, sizeof(buf));
         if (strcmp(commands[c].src, "proxy/probe.c") == 0) /* --connect-timeout ... */
             for (int t = 0; t < TIMER_COUNT; t++) {
+                if (t == TIMER_QUEUE) /* probe has none: one exchange never queues */
+                    continue;
                 char *name = buf + used;
                 used += (size_t)snprintf(name, sizeof(buf) - used, "--%s",
                                          timer_name((enum timer_kind)t)) + 1;
@@ -421,7 +423,8 @@ static void test_every_option_documented(void **state)
         free(src);
     }
     print_message("checked: %zu long options\n", total);
-    assert_true(total >= 4 + 2 + 4 + TIMER_COUNT); /* the parse still finds them */
+    /* the parse still finds them (probe has no --queue-timeout) */
+    assert_true(total >= 4 + 2 + 4 + TIMER_COUNT - 1);
     if (problems)
         fail_msg("%zu options are not documented", problems);
     free(man);
@@ -999,7 +1002,7 @@ static void test_metric_types_and_labels(void **state)
     metrics_denied(m, 0);
     for (int o = 0; o < MIRROR_OUTCOME_COUNT; o++)
         metrics_mirror(m, 0, (enum mirror_outcome)o);
-    const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
     struct evbuffer *out = evbuffer_new();

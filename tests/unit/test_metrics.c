@@ -459,8 +459,8 @@ static void test_exact_lines(void **state)
     metrics_config_reload(RELOAD_OK);
     metrics_config_reload(RELOAD_OK);
     metrics_config_reload(RELOAD_INVALID);
-    struct metrics_origin origins[] = {{"app", "127.0.0.1:3000", true},
-                                       {"app", "127.0.0.1:3001", false}};
+    struct metrics_origin origins[] = {{"app", "127.0.0.1:3000", true, .first = true},
+                                       {"app", "127.0.0.1:3001", false, .in_flight = 0}};
     /* one past 2038 and one before 1970: the value is a signed Unix time, never wrapped */
     struct metrics_cert certs[] = {{"/etc/portico/cert.pem", INT64_C(4102444800)},
                                    {"/etc/portico/client.pem", -86400}};
@@ -661,7 +661,7 @@ static void test_escaping(void **state)
     for (int i = 0; i < 3; i++)
         request(m, i, 0, 200, FAIL_NONE, &t);
     metrics_fault(m, 0, FAULT_RESET);
-    struct metrics_origin o = {"u\"1", "[::1]:80\n", true};
+    struct metrics_origin o = {"u\"1", "[::1]:80\n", true, .first = true};
     struct metrics_cert cert = {"/etc/a\"b\\c\nd.pem", 1};
     struct metrics_scrape sc = {&o, 1, 0, 0, &cert, 1, 0, 0, 0, 0};
     char *text = render(&sc);

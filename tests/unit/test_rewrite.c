@@ -187,6 +187,7 @@ static void test_rule_expand(void **state)
         {"$host|$http_host", "/", "[::1]:8443", "[::1]|[::1]:8443", 2},
         {"$host|$http_host", "/", "[::1]", "[::1]|[::1]", 2},
         {"$host|$http_host", "/", "h:", "h|h:", 2},
+        {"$host|$http_host", "/", "App.Test.:80", "app.test|App.Test.:80", 2},
         {"$host|$http_host", "/", "127.0.0.1", "127.0.0.1|127.0.0.1", 2},
         {"<$host><$http_host>", "/", NULL, "<><>", 0},
         {"$request_uri", "?q", "h", "/?q", 1},      /* absolute-form "http://h?q" is "/?q" */
