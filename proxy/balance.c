@@ -27,7 +27,8 @@
  * slow_start ramps an origin back from down (or new to the upstream on a reload) from ~0 to its
  * weight over the duration, linearly, from the first pick that finds it usable: round robin
  * lets it take that fraction of its turns (the rest go round the others, as a down origin's
- * do), least_conn and random_two scale its weight by it. Unset, it costs one load and branch a
+ * do), least_conn lets it run for that fraction of its picks and scales its weight by it,
+ * random_two scales its weight by it. Unset, it costs one load and branch a
  * pick.
  */
 #include "portico/balance.h"
@@ -66,6 +67,8 @@ struct origin_slot {
     _Atomic unsigned in_flight;        /* attempts picked and not done */
     uint32_t same;                     /* the origins listed with its host:port, itself included */
     _Atomic unsigned ramp_turns;       /* slow_start: its turns seen while ramping */
+    _Atomic unsigned ramp_runs;        /* ... and least_conn's picks it ran in, not its turn
+                                          (in ramp_turns' padding: the slot's size is unchanged) */
     _Atomic uint64_t ramp_until_ms;    /* slow_start: when its ramp ends; 0 none, RAMP_PENDING
                                           from its next pick */
 };
@@ -371,15 +374,21 @@ static unsigned ramp_permille(struct balancer *b, int o, uint64_t now_ms)
     return share;
 }
 
-/* Whether round robin's turn of origin o at now is its own: a ramping origin takes that share
- * of its turns, evenly (the kth when k * share crosses a whole RAMP_FULL). */
-static bool ramp_takes_turn(struct balancer *b, int o, uint64_t now_ms)
+/* Whether the kth time counted in *seen is a ramping origin's at now: it takes its ramp's share
+ * of them, evenly (the kth when k * share crosses a whole RAMP_FULL). */
+static bool ramp_takes(struct balancer *b, int o, _Atomic unsigned *seen, uint64_t now_ms)
 {
     unsigned share = ramp_permille(b, o, now_ms);
     if (share >= RAMP_FULL)
         return true;
-    uint64_t k = atomic_fetch_add_explicit(&b->origins[o].ramp_turns, 1, memory_order_relaxed);
+    uint64_t k = atomic_fetch_add_explicit(seen, 1, memory_order_relaxed);
     return (k + 1) * share / RAMP_FULL > k * share / RAMP_FULL;
+}
+
+/* Whether round robin's turn of origin o at now is its own (its ramp's share of its turns). */
+static bool ramp_takes_turn(struct balancer *b, int o, uint64_t now_ms)
+{
+    return ramp_takes(b, o, &b->origins[o].ramp_turns, now_ms);
 }
 
 /* Origin o's weight at now in thousandths: its ramp's share of it under slow_start. */
@@ -395,6 +404,7 @@ static void ramp_from_next_pick(struct balancer *b, int o)
 {
     if (b->up->slow_start_ms) {
         atomic_store_explicit(&b->origins[o].ramp_turns, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->origins[o].ramp_runs, 0, memory_order_relaxed);
         atomic_store_explicit(&b->origins[o].ramp_until_ms, RAMP_PENDING, memory_order_relaxed);
     }
 }
@@ -462,17 +472,26 @@ static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
     return b->ramps ? ramped_turn(b, now_ms, exclude) : turn_walk(b, now_ms, exclude, false);
 }
 
-/* The least busy usable origin outside exclude; ties go to the first in index order from start. */
+/* The least busy usable origin outside exclude; ties go to the first in index order from start,
+ * whose turn it is. Under slow_start a ramping origin whose turn it is not runs in its ramp's
+ * share of the picks only (its own count, ramp_runs: its turns' count is the tie's): idle beside
+ * a busy origin, it was the least busy at every pick, its ramp's weight no help (0 in flight is
+ * less than any share of one). It is taken still when no other is usable. */
 static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, unsigned start)
 {
-    int n = b->up->norigins, best = -1;
+    int n = b->up->norigins, best = -1, passed = -1;
     for (int i = 0; i < n; i++) {
         int o = (int)((start + (unsigned)i) % (unsigned)n);
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms) &&
-            (best < 0 || less_busy(b, o, best, now_ms)))
+        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+            continue;
+        if (b->ramps && i > 0 && !ramp_takes(b, o, &b->origins[o].ramp_runs, now_ms)) {
+            passed = passed < 0 ? o : passed;
+            continue;
+        }
+        if (best < 0 || less_busy(b, o, best, now_ms))
             best = o;
     }
-    return best;
+    return best >= 0 ? best : passed;
 }
 
 /* One origin of the usable ones outside exclude, drawn with probability weight / total. The

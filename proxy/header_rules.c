@@ -38,6 +38,7 @@ static const struct {
     {"trailer", BOTH, "a hop-by-hop field"},
     {"upgrade", BOTH, "a hop-by-hop field (upgrades are the client's and the origin's)"},
     {"portico-fault", BOTH, "Portico's fault rehearsal field"},
+    {"x-portico-mirror", REQ, "Portico's mark of a mirror copy (mirror)"},
     {"client-cert", BOTH, "Portico's word on the client's certificate (tls_verify_client)"},
     {"client-cert-chain", BOTH, "Portico's word on the client's certificate (tls_verify_client)"},
     {"client-cert-verify", BOTH, "Portico's word on the client's certificate (tls_verify_client)"},

@@ -32,7 +32,8 @@ static const unsigned portico_fields =
     hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
     H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_FORWARDED) |
     H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_PROXY_CLAIM) |
-    H1_FIELD_BIT(H1_F_X_REQUEST_ID) | H1_FIELD_BIT(H1_F_PORTICO_FAULT);
+    H1_FIELD_BIT(H1_F_X_REQUEST_ID) | H1_FIELD_BIT(H1_F_PORTICO_FAULT) |
+    H1_FIELD_BIT(H1_F_PORTICO_MIRROR);
 
 /* Whose '_' twins go: those, and Max-Forwards, which Portico rewrites on OPTIONS and TRACE and
  * which means nothing on other methods (HTTP_MAX_FORWARDS would hold the client's number too). */
@@ -620,6 +621,9 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
+        case H1_F_PORTICO_MIRROR:
+            continue; /* the mirror's marker (mirror.h) is ours: a client's would mark a real
+                       * request as a copy, or a copy twice */
         case H1_F_OTHER:
             if (underscore_twin(f) || client_cert_field(f))
                 continue;

@@ -32,6 +32,10 @@
  * down fails every one of them), the next line saying how many were left out. */
 #define MIRROR_LOG_EVERY_US 1000000
 
+/* A mirror's answer is read up to this many bytes, then its connection closed: past it, reading
+ * staging's bytes would cost a production worker without end (an answer that never ends). */
+#define MIRROR_ANSWER_MAX (1024 * 1024)
+
 /* One mirror request under way: owned by the loop's list, by nothing else. */
 struct mirror {
     TAILQ_ENTRY(mirror) link;
@@ -43,6 +47,7 @@ struct mirror {
     struct deadline timer;             /* the current phase's limit */
     enum phase phase;
     bool answered;                     /* a response began ("HTTP/"): it counts as answered */
+    size_t answer_len;                 /* bytes of it read and dropped */
 };
 
 TAILQ_HEAD(mirror_list, mirror);
@@ -155,8 +160,16 @@ static void read_answer(struct mirror *m, struct sock *s)
     if (m->answered) {
         evbuffer_drain(s->in, n);
         sock_consumed(s);
+        m->answer_len += n;
+        if (m->answer_len >= MIRROR_ANSWER_MAX) {
+            finish(m, MIRROR_ANSWERED, "answer past its bound");
+            return;
+        }
     }
-    enter(m, PHASE_READ);
+    /* read_timeout runs from the first byte, not from each: an answer trickled without end
+     * would hold its place in mirror_max_in_flight for ever */
+    if (m->phase != PHASE_READ)
+        enter(m, PHASE_READ);
 }
 
 static void mirror_sock_cb(void *arg, enum sock_event ev)

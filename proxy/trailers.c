@@ -23,10 +23,10 @@ static const char *const refused[] = {
     /* hop-by-hop (RFC 9110 7.6.1), as in a head; "proxy-..." is refused by prefix below */
     "connection", "keep-alive", "te", "upgrade",
     /* what Portico writes or removes in a request head, so that an origin believes it: the
-     * client address chain, the request id, the trace, Via, and its fault-injection field (and
-     * the H1_F_PROXY_CLAIM names, by id below) */
+     * client address chain, the request id, the trace, Via, its fault-injection field and its
+     * mirror copies' marker (and the H1_F_PROXY_CLAIM names, by id below) */
     "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "via",
-    "x-request-id", "traceparent", "tracestate", "portico-fault",
+    "x-request-id", "traceparent", "tracestate", "portico-fault", "x-portico-mirror",
     /* authentication and its state (RFC 9110 11, RFC 6265) */
     "authorization", "authentication-info", "www-authenticate", "cookie", "set-cookie",
     /* request modifiers: controls, conditionals, range, negotiation (RFC 9110 7.6.2, 10.1,

@@ -61,6 +61,7 @@ extern const unsigned char h1_class[256];
     X(H1_F_ACCEPT, "accept")                                                                       \
     X(H1_F_LINK, "link")                                                                           \
     X(H1_F_PORTICO_FAULT, "portico-fault")                                                         \
+    X(H1_F_PORTICO_MIRROR, "x-portico-mirror") /* ours on mirror copies: never a client's */       \
     X(H1_F_SERVER_TIMING, "server-timing")                                                         \
     X(H1_F_SET_COOKIE, "set-cookie")                                                               \
     X(H1_F_SEC_FETCH_DEST, "sec-fetch-dest") /* error pages: a script or style fetch */            \

@@ -659,6 +659,7 @@ static const struct {
     {"request_header = Host: a b", "request_header: Host: 'a b' is not a host[:port]"},
     {"request_header = Host: $host", "request_header: Host: '$host' is not a host[:port]"},
     {"request_header = Portico-Fault: status=503", "request_header: Portico-Fault is not for"},
+    {"request_header = X-Portico-Mirror: 1", "request_header: X-Portico-Mirror is not for rules"},
     {"request_header = Client-Cert: :AA==:", "request_header: Client-Cert is not for rules"},
     {"request_header = Client_Cert_Verify: SUCCESS",
      "request_header: Client_Cert_Verify is not for rules"},

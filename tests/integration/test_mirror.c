@@ -8,6 +8,7 @@
  * outcomes, one copy per request however often it is retried, the failure log's rate limit. Fake origins on
  * 127.0.0.1, at ports of PORTICO_TEST_PORTS.
  */
+#include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -363,6 +365,114 @@ static void test_mirror_reload_cuts(void **state)
     wait_count(h, "cut", 1);
     px_stop(h);
     fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* A client's own X-Portico-Mirror is removed, in the head or a trailer: the primary never sees a
+ * request marked as a copy (an origin that skips side effects for copies would skip them for a
+ * real one), and the mirror gets the one marker Portico writes. */
+static void test_mirror_client_marker(void **state)
+{
+    (void)state;
+    struct fake_origin *prod = origin_kind(FO_OK), *staging = origin_kind(FO_OK);
+    struct harness *h = px_start(ADMIN, ROUTES, fake_origin_port(prod),
+                                 fake_origin_port(staging), "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /m HTTP/1.1\r\nHost: t\r\nX-Portico-Mirror: 1\r\n"
+                                 "x_portico_mirror: yes\r\n\r\n", 0, NULL),
+                     200);
+    assert_int_equal(fake_origin_wait_requests(staging, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(prod, 0);
+    print_message("primary got:\n%s\n", head);
+    assert_false(tu_contains(head, "X-Portico-Mirror"));
+    assert_false(tu_contains(head, "x_portico_mirror"));
+    free(head);
+    head = fake_origin_request_head(staging, 0);
+    const char *first = strstr(head, "X-Portico-Mirror");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "X-Portico-Mirror"));
+    assert_false(tu_contains(head, "x_portico_mirror"));
+    free(head);
+    /* nor in a trailer, which frameworks merge into the head's fields */
+    assert_int_equal(exchange(c, "POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                 "\r\n2\r\nab\r\n0\r\nX-Portico-Mirror: 1\r\n\r\n", 0, NULL),
+                     200);
+    assert_int_equal(fake_origin_wait_requests(staging, 2, IO_MS), 0);
+    size_t len = 0;
+    char *raw = fake_origin_request(prod, 1, &len);
+    print_message("primary got:\n%.*s\n", (int)len, raw);
+    assert_null(memmem(raw, len, "Portico-Mirror", 14));
+    free(raw);
+    raw = fake_origin_request(staging, 1, &len);
+    const char *at = memmem(raw, len, "X-Portico-Mirror", 16);
+    assert_non_null(at);
+    assert_null(memmem(at + 16, len - (size_t)(at + 16 - raw), "Portico-Mirror", 14));
+    free(raw);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(staging);
+    fake_origin_stop(prod);
+}
+
+/* FO_CALL: an answer that never ends, its body's bytes every *arg ms (0: as fast as the socket
+ * takes them), until Portico closes (or 20 s, the test's own bound). */
+static int endless_answer(int fd, void *arg)
+{
+    int every_ms = *(const int *)arg;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+    char chunk[16384];
+    memset(chunk, 'e', sizeof(chunk));
+    if (send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL) < 0)
+        return 1;
+    for (int64_t end = tu_now_ms() + 20000; tu_now_ms() < end;) {
+        if (send(fd, chunk, every_ms ? 1 : sizeof(chunk), MSG_NOSIGNAL) < 0)
+            return 1;
+        if (every_ms)
+            poll(NULL, 0, every_ms); /* the trickle's pace, not a wait on Portico */
+    }
+    return 1;
+}
+
+/* A mirror origin whose answer never ends holds its place a bounded time, not for ever: one
+ * that streams it as fast as it can is closed after MIRROR_ANSWER_MAX (a production worker
+ * reading staging's bytes without end), one that trickles it after read_timeout from its first
+ * byte (each byte came within read_timeout of the last). */
+static void test_mirror_endless_answer(void **state)
+{
+    (void)state;
+    static int fast = 0, slow = 100;
+    const struct fo_step fast_steps[] = {FO_CALL(endless_answer, &fast), FO_END()};
+    const struct fo_step slow_steps[] = {FO_CALL(endless_answer, &slow), FO_END()};
+    struct fake_origin *prod = origin_kind(FO_OK);
+    struct fake_origin *flood = origin((struct fake_origin_opts){.kind = FO_SCRIPT,
+                                                                 .script = fast_steps});
+    struct fake_origin *drip = origin((struct fake_origin_opts){.kind = FO_SCRIPT,
+                                                                .script = slow_steps});
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream prod]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream flood]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream drip]\norigin = 127.0.0.1:%u\nread_timeout = 1s\n"
+                                 "[route r]\nupstream = prod\nmirror = flood\n"
+                                 "[route d]\nprefix = /drip/\nupstream = prod\nmirror = drip\n",
+                                 fake_origin_port(prod), fake_origin_port(flood),
+                                 fake_origin_port(drip));
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    wait_count(h, "answered", 1);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(exchange(c, "GET /drip/x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    double got = scrape_wait(harness_port(h, "admin"),
+                             "portico_mirror_requests_total{route=\"d\",outcome=\"answered\"}",
+                             1, IO_MS);
+    print_message("a trickled endless answer ended after %lld ms (read_timeout 1 s)\n",
+                  (long long)(tu_now_ms() - t0));
+    assert_true(got == 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(drip);
+    fake_origin_stop(flood);
     fake_origin_stop(prod);
 }
 
@@ -763,6 +873,8 @@ int main(void)
         cmocka_unit_test(test_mirror_http2),
         cmocka_unit_test(test_mirror_client_gone),
         cmocka_unit_test(test_mirror_reload_cuts),
+        cmocka_unit_test(test_mirror_client_marker),
+        cmocka_unit_test(test_mirror_endless_answer),
         cmocka_unit_test(test_mirror_refused_at_load),
         cmocka_unit_test(test_mirror_percent_not_a_divisor),
         cmocka_unit_test(test_mirror_two_mirrors),

@@ -1159,6 +1159,46 @@ static void test_slow_start(void **state)
     }
 }
 
+/* least_conn with the other origin busy (one request in flight throughout): the ramping o1, idle,
+ * is the least busy at every pick, and took all of them (1000 of 1000 at its ramp's start). A
+ * ramping origin runs in its ramp's share s of the picks that are not its turn, and takes s of
+ * its turns: 2s / (1 + s) of the picks, twice what round robin gives it, where it took all. */
+static const struct {
+    unsigned at_ms;      /* since the ramp's start */
+    int hi;              /* o1's picks of 1000, at most */
+} busy_ramp_rows[] = {
+    {0, 12},
+    {250, 410},
+    {500, 677},
+};
+
+static void test_slow_start_least_busy(void **state)
+{
+    (void)state;
+    enum { N = 1000, T = 100000 };
+    for (size_t i = 0; i < ARRAY_LEN(busy_ramp_rows); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, 2, NULL, BALANCE_LEAST_CONN, 0);
+        up.slow_start_ms = 1000;
+        struct balancer *b = balancer_new(&up);
+        balancer_check(b, 1, CHECK_FAILING, "test");
+        balancer_check(b, 1, CHECK_PASSING, "test");
+        assert_int_equal(balancer_pick(b, T, 0, 0, NULL), 0); /* held: o0 busy from here */
+        uint64_t now = T + busy_ramp_rows[i].at_ms;
+        int counts[MAXO + 1] = {0};
+        count_picks(b, &up, N, now, 0, counts);
+        print_message("  at %u ms (o1's weight %u permille), o0 busy: %d %d\n",
+                      busy_ramp_rows[i].at_ms, balancer_weight_permille(b, 1, now), counts[0],
+                      counts[1]);
+        if (counts[1] > busy_ramp_rows[i].hi)
+            fail_msg("at %u ms: o1 took %d of %d, want at most %d", busy_ramp_rows[i].at_ms,
+                     counts[1], N, busy_ramp_rows[i].hi);
+        assert_int_equal(counts[MAXO], 0);
+        balancer_done(b, 0, 0, BALANCE_ANSWERED, now);
+        balancer_free(b);
+    }
+}
+
 /* Passively down and back through its probe ramps too; an origin alone is still picked at ~0;
  * without slow_start nothing ramps. */
 static void test_slow_start_passive(void **state)
@@ -1987,6 +2027,7 @@ int main(void)
         cmocka_unit_test(test_backup),
         cmocka_unit_test(test_backup_probe),
         cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_slow_start_least_busy),
         cmocka_unit_test(test_slow_start_passive),
         cmocka_unit_test(test_slow_start_inherit),
         cmocka_unit_test(test_config_values),
