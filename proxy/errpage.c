@@ -1039,7 +1039,10 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
             FIELD_CONST(o, "X-Content-Type-Options", "nosniff", 7);
     }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
-    if (present(e->request_id) != NULL) {
+    if (present(e->request_id) != NULL && e->request_id_clean) {
+        /* nothing the escaper would change: it outlives the response, so no copy either */
+        FIELD_CONST(o, "X-Request-Id", e->request_id, strlen(e->request_id));
+    } else if (present(e->request_id) != NULL) {
         put_header_value(value_begin(&w), e->request_id, false);
         FIELD_END(&w, "X-Request-Id");
     }

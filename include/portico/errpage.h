@@ -32,6 +32,8 @@ struct errpage {
     uint64_t limit_ms;          /* the timer that expired, 0 if none */
     double elapsed_ms;          /* time from request received to the failure */
     const char *request_id;     /* X-Request-Id value */
+    bool request_id_clean;      /* request_id is an exchange's (exchange_request_id: 40 bytes of
+                                   [A-Za-z0-9._:-] at most): pointed at, no escaper needed */
     const char *server_timing;  /* ready Server-Timing value, or NULL */
     const struct h1_field *fields; /* the request's fields (NULL when none): its Accept lines,
                                       in order, are one list (RFC 9110 5.3) the body follows */
