@@ -959,6 +959,29 @@ static void render_body(struct sink *s, const struct errpage_view *v)
         render_plain(s, v);
 }
 
+/* A client error with nothing more to say ("503 Service Unavailable\n", a fault's status
+ * answer): the same bytes for every request of its status, rendered once per thread. */
+struct client_page {
+    int status;           /* 0: empty */
+    size_t len;
+    char body[64];        /* a status, a phrase (status_list.h: 34 bytes at most), a newline */
+};
+static _Thread_local struct client_page client_pages[16];
+
+static const struct client_page *client_page_of(const struct errpage_view *v)
+{
+    struct client_page *p = &client_pages[v->status & 15];
+    if (p->status != v->status) {
+        struct sink s = {.buf = p->body, .cap = sizeof(p->body), .full = SINK_COUNT};
+        render_client(&s, v);
+        if (s.buf == NULL) /* did not fit: rendered per response as before */
+            return NULL;
+        p->status = v->status;
+        p->len = s.total;
+    }
+    return p;
+}
+
 /* The Sec-Fetch-Dest values under which a browser blocks a response that says nosniff unless its
  * type is a script's or a stylesheet's (Fetch, "should response to request be blocked due to
  * nosniff?": the script-like destinations and style). */
@@ -1121,8 +1144,17 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
      * content (1xx, 204, 304: a fault's answer) has no body at all; a 205's is framed, empty. */
     bool content = h1out_status_has_content(v->status);
     struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
-    if (h1out_status_takes_content(v->status))
+    const struct client_page *page = e->failure == FAIL_NONE && v->reason == NULL
+                                         ? client_page_of(v) : NULL;
+    o->body_at = o->body;
+    if (!h1out_status_takes_content(v->status)) {
+        /* no body */
+    } else if (page != NULL) {
+        o->body_at = page->body;
+        body.total = page->len;
+    } else {
         render_body(&body, v);
+    }
     build_fields(v, o);
     o->head = (struct resp_head){
         .status = v->status,
@@ -1143,7 +1175,7 @@ long errpage_body(struct errpage_out *o, struct evbuffer *out)
     if (o->e->head_only) {
         n = 0;
     } else if (len <= sizeof(o->body)) {
-        n = evbuffer_add(out, o->body, len) == 0 ? (long)len : -1;
+        n = evbuffer_add(out, o->body_at, len) == 0 ? (long)len : -1;
     } else { /* larger than the buffer: rendered again, streamed through it */
         struct sink s = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_FLUSH, .out = out};
         render_body(&s, &o->view);

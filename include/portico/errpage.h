@@ -78,6 +78,8 @@ struct errpage_out {
     const struct errpage *e;    /* borrowed until errpage_body or errpage_release */
     struct errpage_view view;
     size_t body_len;            /* the body's length; when past body, it is rendered again */
+    const char *body_at;        /* the rendered body: body, or the thread's prepared page of a
+                                   client error with no reason (valid until its next prepare) */
     char body[8192];            /* the body (any built-in one fits; a page file may not) */
 };
 
