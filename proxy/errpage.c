@@ -280,6 +280,21 @@ static void put_escaped(struct sink *s, const char *str, enum esc mode)
     sink_put(s, run, (size_t)(p - run));
 }
 
+/* A name from Portico's own tables (failure_name, phase_name, failure_proxy_status): lowercase
+ * letters, digits and '_' only (test_errpage checks every one), which no escaper changes: put as
+ * it is. Escaped, the names of a 502's plain page took ~250 instructions. */
+static void put_name(struct sink *s, const char *name)
+{
+    sink_put(s, name, strlen(name));
+}
+
+static void put_json_name(struct sink *s, const char *name)
+{
+    sink_lit(s, "\"");
+    put_name(s, name);
+    sink_lit(s, "\"");
+}
+
 static void put_json_str(struct sink *s, const char *str)
 {
     if (str == NULL) {
@@ -804,7 +819,7 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     sink_lit(s, " ");
     put_escaped(s, v->phrase, ESC_HTML);
     sink_lit(s, " &#183; ");
-    put_escaped(s, fail, ESC_HTML);
+    put_name(s, fail);
     sink_lit(s, "</title>\n<style>");
     sink_lit(s, html_css);
     sink_lit(s, "</style></head>\n<body><main>\n<h1><span class=\"code\">");
@@ -813,14 +828,14 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     put_escaped(s, v->phrase, ESC_HTML);
     sink_lit(s, "</h1>\n<p class=\"sub\">Portico is up; the hop from Portico to the origin failed: "
                 "<b>");
-    put_escaped(s, fail, ESC_HTML);
+    put_name(s, fail);
     sink_lit(s, "</b> during <b>");
-    put_escaped(s, phase, ESC_HTML);
+    put_name(s, phase);
     sink_lit(s, "</b>.</p>\n");
 
     sink_lit(s, "<div class=\"chain\" role=\"img\" aria-label=\"client to Portico ok; Portico to "
                 "origin failed: ");
-    put_escaped(s, fail, ESC_HTML);
+    put_name(s, fail);
     sink_lit(s, "\">\n<div class=\"box\"><span>client</span><strong>you</strong>"
                 "<em>request received</em></div>\n"
                 "<div class=\"hop\"><i></i>ok</div>\n"
@@ -832,12 +847,12 @@ static void render_html(struct sink *s, const struct errpage_view *v)
         sink_lit(s, "working");
     }
     sink_lit(s, "</em></div>\n<div class=\"hop bad\"><i></i>&#10007; ");
-    put_escaped(s, fail, ESC_HTML);
+    put_name(s, fail);
     sink_lit(s, "</div>\n<div class=\"box bad\"><span>origin</span><strong>");
     put_escaped(s, v->origin != NULL ? v->origin : withheld(e) ? "not disclosed" : "unknown",
                 ESC_HTML);
     sink_lit(s, "</strong><em>failed at ");
-    put_escaped(s, phase, ESC_HTML);
+    put_name(s, phase);
     sink_lit(s, "</em></div>\n</div>\n<table>\n<tr class=\"bad\"><th>status</th><td>");
     sink_u64(s, (uint64_t)v->status);
     sink_lit(s, " ");
@@ -862,7 +877,7 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     sink_lit(s, "</table>\n<footer>portico &#183; ");
     sink_str(s, v->date);
     sink_lit(s, " &#183; Proxy-Status error=");
-    put_escaped(s, proxy_status_error(e), ESC_HTML);
+    put_name(s, proxy_status_error(e));
     sink_lit(s, "</footer>\n</main></body></html>\n");
 }
 
@@ -873,9 +888,9 @@ static void render_json(struct sink *s, const struct errpage_view *v)
     sink_lit(s, "{\"status\":");
     sink_u64(s, (uint64_t)v->status);
     sink_lit(s, ",\"error\":");
-    put_json_str(s, failure_name(e->failure));
+    put_json_name(s, failure_name(e->failure));
     sink_lit(s, ",\"phase\":");
-    put_json_str(s, phase_name(e->phase));
+    put_json_name(s, phase_name(e->phase));
     sink_lit(s, ",\"origin\":");
     put_json_str(s, v->origin);
     sink_lit(s, ",\"upstream\":");
@@ -892,7 +907,7 @@ static void render_json(struct sink *s, const struct errpage_view *v)
     sink_lit(s, ",\"detail\":");
     put_json_str(s, or_empty(v->reason));
     sink_lit(s, ",\"proxy_status\":");
-    put_json_str(s, proxy_status_error(e));
+    put_json_name(s, proxy_status_error(e));
     sink_lit(s, "}\n");
 }
 
@@ -901,6 +916,15 @@ static void text_line(struct sink *s, const char *key, const char *val)
     sink_str(s, key);
     sink_lit(s, ": ");
     put_escaped(s, val != NULL ? val : "-", ESC_TEXT);
+    sink_lit(s, "\n");
+}
+
+/* text_line of a name (put_name): never absent, nothing to escape. */
+static void name_line(struct sink *s, const char *key, const char *name)
+{
+    sink_str(s, key);
+    sink_lit(s, ": ");
+    put_name(s, name);
     sink_lit(s, "\n");
 }
 
@@ -913,8 +937,8 @@ static void render_plain(struct sink *s, const struct errpage_view *v)
     sink_lit(s, " ");
     sink_str(s, v->phrase);
     sink_lit(s, "\n");
-    text_line(s, "error", failure_name(e->failure));
-    text_line(s, "phase", phase_name(e->phase));
+    name_line(s, "error", failure_name(e->failure));
+    name_line(s, "phase", phase_name(e->phase));
     text_line(s, "origin", v->origin);
     text_line(s, "upstream", v->upstream);
     sink_lit(s, "limit: ");
@@ -929,7 +953,7 @@ static void render_plain(struct sink *s, const struct errpage_view *v)
     sink_lit(s, " ms\n");
     text_line(s, "request_id", present(e->request_id));
     text_line(s, "detail", v->reason);
-    text_line(s, "proxy_status", proxy_status_error(e));
+    name_line(s, "proxy_status", proxy_status_error(e));
 }
 
 /* Client-side errors: one line whatever Accept says; nobody debugs a 400 from a browser page. */
@@ -957,6 +981,29 @@ static void render_body(struct sink *s, const struct errpage_view *v)
         render_html(s, v);
     else
         render_plain(s, v);
+}
+
+/* A client error with nothing more to say ("503 Service Unavailable\n", a fault's status
+ * answer): the same bytes for every request of its status, rendered once per thread. */
+struct client_page {
+    int status;           /* 0: empty */
+    size_t len;
+    char body[64];        /* a status, a phrase (status_list.h: 34 bytes at most), a newline */
+};
+static _Thread_local struct client_page client_pages[16];
+
+static const struct client_page *client_page_of(const struct errpage_view *v)
+{
+    struct client_page *p = &client_pages[v->status & 15];
+    if (p->status != v->status) {
+        struct sink s = {.buf = p->body, .cap = sizeof(p->body), .full = SINK_COUNT};
+        render_client(&s, v);
+        if (s.buf == NULL) /* did not fit: rendered per response as before */
+            return NULL;
+        p->status = v->status;
+        p->len = s.total;
+    }
+    return p;
 }
 
 /* The Sec-Fetch-Dest values under which a browser blocks a response that says nosniff unless its
@@ -1020,7 +1067,9 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
     struct sink *s;
 
     s = value_begin(&w);
-    sink_str(s, v->date); /* this thread's cache: copied, the next second rewrites it */
+    /* this thread's cache: copied, the next second rewrites it (sink_put: sink_str stays out of
+     * line under LTO, +15 instructions a 503) */
+    sink_put(s, v->date, strlen(v->date));
     FIELD_END(&w, "Date");
     FIELD_CONST(o, "Server", "portico", 7);
     /* No content, no type: a cache copies a 304's fields onto the response it stored (RFC 9111
@@ -1039,7 +1088,10 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
             FIELD_CONST(o, "X-Content-Type-Options", "nosniff", 7);
     }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
-    if (present(e->request_id) != NULL) {
+    if (present(e->request_id) != NULL && e->request_id_clean) {
+        /* nothing the escaper would change: it outlives the response, so no copy either */
+        FIELD_CONST(o, "X-Request-Id", e->request_id, strlen(e->request_id));
+    } else if (present(e->request_id) != NULL) {
         put_header_value(value_begin(&w), e->request_id, false);
         FIELD_END(&w, "X-Request-Id");
     }
@@ -1118,8 +1170,17 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
      * content (1xx, 204, 304: a fault's answer) has no body at all; a 205's is framed, empty. */
     bool content = h1out_status_has_content(v->status);
     struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
-    if (h1out_status_takes_content(v->status))
+    const struct client_page *page = e->failure == FAIL_NONE && v->reason == NULL
+                                         ? client_page_of(v) : NULL;
+    o->body_at = o->body;
+    if (!h1out_status_takes_content(v->status)) {
+        /* no body */
+    } else if (page != NULL) {
+        o->body_at = page->body;
+        body.total = page->len;
+    } else {
         render_body(&body, v);
+    }
     build_fields(v, o);
     o->head = (struct resp_head){
         .status = v->status,
@@ -1140,7 +1201,7 @@ long errpage_body(struct errpage_out *o, struct evbuffer *out)
     if (o->e->head_only) {
         n = 0;
     } else if (len <= sizeof(o->body)) {
-        n = evbuffer_add(out, o->body, len) == 0 ? (long)len : -1;
+        n = evbuffer_add(out, o->body_at, len) == 0 ? (long)len : -1;
     } else { /* larger than the buffer: rendered again, streamed through it */
         struct sink s = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_FLUSH, .out = out};
         render_body(&s, &o->view);

@@ -629,6 +629,7 @@ void ex_own_body_lost(struct exchange *ex)
 static void send_own(struct exchange *ex, struct errpage *e)
 {
     e->request_id = ex->request_id;
+    e->request_id_clean = true; /* (pick_request_id) */
     e->fields = ex->req.fields;
     e->nfields = ex->req.nfields;
     e->head_only = ex->req.method_id == METHOD_HEAD;

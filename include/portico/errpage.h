@@ -32,6 +32,8 @@ struct errpage {
     uint64_t limit_ms;          /* the timer that expired, 0 if none */
     double elapsed_ms;          /* time from request received to the failure */
     const char *request_id;     /* X-Request-Id value */
+    bool request_id_clean;      /* request_id is an exchange's (exchange_request_id: 40 bytes of
+                                   [A-Za-z0-9._:-] at most): pointed at, no escaper needed */
     const char *server_timing;  /* ready Server-Timing value, or NULL */
     const struct h1_field *fields; /* the request's fields (NULL when none): its Accept lines,
                                       in order, are one list (RFC 9110 5.3) the body follows */
@@ -76,6 +78,8 @@ struct errpage_out {
     const struct errpage *e;    /* borrowed until errpage_body or errpage_release */
     struct errpage_view view;
     size_t body_len;            /* the body's length; when past body, it is rendered again */
+    const char *body_at;        /* the rendered body: body, or the thread's prepared page of a
+                                   client error with no reason (valid until its next prepare) */
     char body[8192];            /* the body (any built-in one fits; a page file may not) */
 };
 

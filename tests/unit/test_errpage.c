@@ -1176,6 +1176,58 @@ static void test_client_errors(void **state)
     }
 }
 
+/* A client error with no reason takes its body from the thread's prepared page (one slot per
+ * code & 15): statuses that share a slot, one after the other and again, each keep their own
+ * body and Content-Length, for GET and HEAD; one with a reason is rendered as before. */
+static void test_client_pages_prepared(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *reason;
+        const char *body;
+    } rows[] = {
+        {503, NULL, "503 Service Unavailable\n"},
+        {487, NULL, "487 Unknown Client Error\n"}, /* 487 & 15 == 503 & 15 */
+        {503, NULL, "503 Service Unavailable\n"},
+        {503, "", "503 Service Unavailable\n"},
+        {503, "busy", "503 Service Unavailable: busy\n"},
+        {511, NULL, "511 Network Authentication Required\n"},
+        {503, NULL, "503 Service Unavailable\n"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        for (int head = 0; head < 2; head++) {
+            struct errpage e = client_error(rows[i].status, rows[i].reason, NULL);
+            e.head_only = head;
+            struct resp r;
+            run(&e, &r);
+            assert_string_equal(r.body, head ? "" : rows[i].body);
+            check_length(&r, strlen(rows[i].body));
+            resp_free(&r);
+        }
+    }
+}
+
+/* The names put in pages without an escaper (put_name): failure types, phases and Proxy-Status
+ * error types are lowercase letters, digits and '_' only. */
+static void test_names_need_no_escaping(void **state)
+{
+    (void)state;
+    const char *names[3 * (FAILURE_COUNT + PHASE_COUNT) + 1];
+    size_t n = 0;
+    for (int f = 0; f < FAILURE_COUNT; f++) {
+        names[n++] = failure_name((enum failure_type)f);
+        names[n++] = failure_proxy_status((enum failure_type)f);
+    }
+    for (int p = 0; p < PHASE_COUNT; p++)
+        names[n++] = phase_name((enum phase)p);
+    names[n++] = failure_name(FAILURE_COUNT); /* "unknown" */
+    for (size_t i = 0; i < n; i++)
+        for (const char *c = names[i]; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+                fail_msg("name \"%s\" has '%c'", names[i], *c);
+}
+
 /* ---- long values: the stack buffer flushes, headers stay bounded ---- */
 
 static void test_long_values(void **state)
@@ -1300,6 +1352,8 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_page_dir),
         cmocka_unit_test(test_client_errors),
+        cmocka_unit_test(test_client_pages_prepared),
+        cmocka_unit_test(test_names_need_no_escaping),
         cmocka_unit_test(test_long_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
