@@ -453,8 +453,7 @@ static void test_mirror_endless_answer(void **state)
                                  "[route d]\nprefix = /drip/\nupstream = prod\nmirror = drip\n",
                                  fake_origin_port(prod), fake_origin_port(flood),
                                  fake_origin_port(drip));
-    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
-    assert_non_null(c);
+    struct raw_conn *c = px_connect(h);
     assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
     wait_count(h, "answered", 1);
     int64_t t0 = tu_now_ms();
@@ -570,8 +569,7 @@ static void test_mirror_two_mirrors(void **state)
                                  "mirror = two\nmirror_percent = 0\n",
                                  fake_origin_port(prod), fake_origin_port(one),
                                  fake_origin_port(two));
-    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
-    assert_non_null(c);
+    struct raw_conn *c = px_connect(h);
     assert_int_equal(exchange(c, "POST /r/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
                                  "Content-Length: 2\r\n\r\nhi", 0, NULL), 200);
     assert_int_equal(fake_origin_wait_requests(one, 1, IO_MS), 0);
@@ -676,8 +674,7 @@ static void test_mirror_once_per_retry(void **state)
                                  "[route r]\nupstream = prod\nmirror = staging\n",
                                  fake_origin_port(bad), fake_origin_port(good),
                                  fake_origin_port(staging));
-    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
-    assert_non_null(c);
+    struct raw_conn *c = px_connect(h);
     /* round robin: the first request goes to bad, then to good */
     assert_int_equal(exchange(c, "GET /once HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
     assert_int_equal(fake_origin_requests(bad), 1);
@@ -739,8 +736,7 @@ static void test_mirror_origins_in_turn(void **state)
                                  "[route r]\nupstream = prod\nmirror = staging\n",
                                  fake_origin_port(prod), fake_origin_port(one),
                                  fake_origin_port(two));
-    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
-    assert_non_null(c);
+    struct raw_conn *c = px_connect(h);
     for (int i = 0; i < 4; i++)
         assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
     wait_count(h, "answered", 4);
