@@ -113,6 +113,19 @@ static void pair_stop(struct pair *p)
     free(pair_stop_stderr(p));
 }
 
+/* Closes c, stops Portico (a clean exit), then the origins named, up to NULL: for the rows
+ * whose upstreams are not a pair. */
+static void stop_all(struct harness *h, struct raw_conn *c, ...)
+{
+    raw_close(c);
+    px_stop(h);
+    va_list ap;
+    va_start(ap, c);
+    for (struct fake_origin *o; (o = va_arg(ap, struct fake_origin *)) != NULL;)
+        fake_origin_stop(o);
+    va_end(ap);
+}
+
 /* The route's count of outcome, once it reads want (waited for: counted after the answer). */
 static void wait_count(struct harness *h, const char *outcome, double want)
 {
@@ -136,6 +149,15 @@ static int exchange(struct raw_conn *c, const char *req, size_t len, int64_t *ms
     int status = r.status;
     raw_response_free(&r);
     return status;
+}
+
+/* Sends GET path n times on c, one after the other: each is answered 200. */
+static void gets_answered(struct raw_conn *c, const char *path, int n)
+{
+    char req[128];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(exchange(c, req, 0, NULL), 200);
 }
 
 /* The mirror origin gets the request as the primary got it (method, rewritten path, header
@@ -226,8 +248,7 @@ static void test_mirror_refused(void **state)
 {
     (void)state;
     struct pair p = pair_start(FO_REFUSE);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(exchange(p.c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(p.c, "/x", 3);
     wait_count(p.h, "failed", 3);
     assert_int_equal(harness_wait_log(p.h, "mirror to [upstream staging] (route r) failed", IO_MS),
                      0);
@@ -288,8 +309,7 @@ static void test_mirror_percent(void **state)
 {
     (void)state;
     struct pair p = pair_start(FO_OK, .route = "mirror_percent = 25\n");
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(exchange(p.c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(p.c, "/p", 20);
     wait_count(p.h, "sampled_out", 15);
     wait_count(p.h, "answered", 5);
     assert_int_equal(fake_origin_requests(p.staging), 5);
@@ -464,11 +484,7 @@ static void test_mirror_endless_answer(void **state)
     print_message("a trickled endless answer ended after %lld ms (read_timeout 1 s)\n",
                   (long long)(tu_now_ms() - t0));
     assert_true(got == 1);
-    raw_close(c);
-    px_stop(h);
-    fake_origin_stop(drip);
-    fake_origin_stop(flood);
-    fake_origin_stop(prod);
+    stop_all(h, c, drip, flood, prod, NULL);
 }
 
 /* ---- refused at load ---- */
@@ -540,11 +556,9 @@ static void test_mirror_percent_not_a_divisor(void **state)
 {
     (void)state;
     struct pair p = pair_start(FO_OK, .route = "mirror_percent = 33\n");
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(exchange(p.c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(p.c, "/p", 3);
     wait_count(p.h, "sampled_out", 3);
-    for (int i = 3; i < 20; i++)
-        assert_int_equal(exchange(p.c, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(p.c, "/p", 17); /* the 4th to the 20th */
     wait_count(p.h, "sampled_out", 14);
     wait_count(p.h, "answered", 6);
     assert_int_equal(fake_origin_requests(p.staging), 6);
@@ -595,11 +609,7 @@ static void test_mirror_two_mirrors(void **state)
     double got = scrape_wait(harness_port(h, "admin"), series, 2, IO_MS);
     if (got != 2)
         fail_msg("%s: %g, want 2 (one per mirror)", series, got);
-    raw_close(c);
-    px_stop(h);
-    fake_origin_stop(two);
-    fake_origin_stop(one);
-    fake_origin_stop(prod);
+    stop_all(h, c, two, one, prod, NULL);
 }
 
 /* A body of exactly 64 KiB (MIRROR_BODY_MAX, BODY_SPLICE_MIN) after its head: mirrored whole, so
@@ -681,11 +691,7 @@ static void test_mirror_once_per_retry(void **state)
     wait_count(h, "answered", 1);
     /* a second copy would have started before the answer came: give it a moment to show */
     assert_int_not_equal(fake_origin_wait_requests(staging, 2, 500), 0);
-    raw_close(c);
-    px_stop(h);
-    fake_origin_stop(staging);
-    fake_origin_stop(good);
-    fake_origin_stop(bad);
+    stop_all(h, c, staging, good, bad, NULL);
 }
 
 /* The failure lines of a refusing mirror, a second apart at most one: the next says how many
@@ -695,8 +701,7 @@ static void test_mirror_log_lines_count_left_out(void **state)
     (void)state;
     struct pair p = pair_start(FO_REFUSE);
     int64_t first = tu_now_ms();
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(exchange(p.c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(p.c, "/x", 3);
     wait_count(p.h, "failed", 3);
     for (int round = 0; round < 2; round++) {
         /* the rate limit is a second per line: the time passing is what is tested */
@@ -737,16 +742,11 @@ static void test_mirror_origins_in_turn(void **state)
                                  fake_origin_port(prod), fake_origin_port(one),
                                  fake_origin_port(two));
     struct raw_conn *c = px_connect(h);
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(exchange(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n", 0, NULL), 200);
+    gets_answered(c, "/x", 4);
     wait_count(h, "answered", 4);
     assert_int_equal(fake_origin_requests(one), 2);
     assert_int_equal(fake_origin_requests(two), 2);
-    raw_close(c);
-    px_stop(h);
-    fake_origin_stop(two);
-    fake_origin_stop(one);
-    fake_origin_stop(prod);
+    stop_all(h, c, two, one, prod, NULL);
 }
 
 /* mirror_max_in_flight = 1: a mirror request that ended gives its place back, so one request
