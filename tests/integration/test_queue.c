@@ -240,6 +240,36 @@ static void expect_status(struct raw_conn *c, int want)
     raw_response_free(&r);
 }
 
+/* Sends GET path and waits until the origin holds n requests: this one is under way. */
+static struct raw_conn *send_held(struct harness *h, const char *path, int n)
+{
+    struct raw_conn *c = send_get(h, path);
+    wait_held(n);
+    return c;
+}
+
+/* Sends GET path and waits until the queue is qlen long: this one waits in it. */
+static struct raw_conn *send_queued(struct harness *h, const char *path, double qlen)
+{
+    struct raw_conn *c = send_get(h, path);
+    assert_true(metric(h, QLEN, qlen) == qlen);
+    return c;
+}
+
+/* Lets the origin answer what it holds; the request it held first is answered 200. */
+static void release_first(struct raw_conn *first)
+{
+    release_hold();
+    expect_status(first, 200);
+}
+
+/* Portico first: it holds connections to the origin. */
+static void stop_both(struct harness *h, struct fake_origin *fo)
+{
+    harness_free(h);
+    fake_origin_stop(fo);
+}
+
 /* ---- the limit ---- */
 
 #define CLIENTS 50
@@ -296,8 +326,7 @@ static void test_limit_held(void **state)
     assert_true(metric(h, QLEN, 0) == 0);
     in_flight_is(h, fo, 0);
     assert_true(metric(h, QUEUED, 46) >= 40); /* most of them waited */
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- the order ---- */
@@ -310,13 +339,11 @@ static void test_fifo_order(void **state)
     struct fake_origin *fo = origin_start(0, true);
     struct harness *h = start(fo, 2, NULL, "max_conns=1", "queue_timeout = 30s\n");
     struct raw_conn *c[6];
-    c[0] = send_get(h, "/first");
-    wait_held(1);
+    c[0] = send_held(h, "/first", 1);
     for (int i = 1; i <= 5; i++) {
         char path[16];
         snprintf(path, sizeof(path), "/q%d", i);
-        c[i] = send_get(h, path);
-        assert_true(metric(h, QLEN, i) == i);
+        c[i] = send_queued(h, path, i);
     }
     release_hold();
     for (int i = 0; i <= 5; i++)
@@ -327,8 +354,7 @@ static void test_fifo_order(void **state)
     for (int i = 0; i < 6; i++)
         assert_string_equal(seen.path[i], want[i]);
     assert_int_equal(seen.max, 1);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- queue_timeout ---- */
@@ -354,8 +380,7 @@ static void test_queue_timeout_profiles(void **state)
         char up[256];
         snprintf(up, sizeof(up), "queue_timeout = 300ms\n%s", timeout_rows[i].errors);
         struct harness *h = start(fo, 1, timeout_rows[i].proxy, "max_conns=1", up);
-        struct raw_conn *first = send_get(h, "/first");
-        wait_held(1);
+        struct raw_conn *first = send_held(h, "/first", 1);
         struct raw_response r;
         int64_t t0 = tu_now_ms();
         assert_int_equal(read_status(send_get(h, "/late"), &r), timeout_rows[i].status);
@@ -380,11 +405,9 @@ static void test_queue_timeout_profiles(void **state)
         free(line);
         assert_true(metric(h, QTIMEOUTS, 1) == 1);
         assert_true(metric(h, QLEN, 0) == 0);
-        release_hold();
-        expect_status(first, 200);
+        release_first(first);
         in_flight_is(h, fo, 0);
-        harness_free(h);
-        fake_origin_stop(fo);
+        stop_both(h, fo);
     }
 }
 
@@ -396,10 +419,8 @@ static void test_queue_full(void **state)
     (void)state;
     struct fake_origin *fo = origin_start(0, true);
     struct harness *h = start(fo, 1, NULL, "max_conns=1", "max_queue = 1\nqueue_timeout = 30s\n");
-    struct raw_conn *first = send_get(h, "/first");
-    wait_held(1);
-    struct raw_conn *waiter = send_get(h, "/waiter");
-    assert_true(metric(h, QLEN, 1) == 1);
+    struct raw_conn *first = send_held(h, "/first", 1);
+    struct raw_conn *waiter = send_queued(h, "/waiter", 1);
     struct raw_response r;
     int64_t t0 = tu_now_ms();
     assert_int_equal(read_status(send_get(h, "/refused"), &r), 503);
@@ -409,12 +430,10 @@ static void test_queue_full(void **state)
                            "the queue of upstream u is full (max_queue 1): all 1 origin at "
                            "max_conns 1"));
     raw_response_free(&r);
-    release_hold();
-    expect_status(first, 200);
+    release_first(first);
     expect_status(waiter, 200);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- leaving ---- */
@@ -427,16 +446,12 @@ static void test_client_leaves_queue(void **state)
     (void)state;
     struct fake_origin *fo = origin_start(0, true);
     struct harness *h = start(fo, 1, NULL, "max_conns=1", "max_queue = 1\nqueue_timeout = 30s\n");
-    struct raw_conn *first = send_get(h, "/first");
-    wait_held(1);
-    struct raw_conn *gone = send_get(h, "/gone");
-    assert_true(metric(h, QLEN, 1) == 1);
+    struct raw_conn *first = send_held(h, "/first", 1);
+    struct raw_conn *gone = send_queued(h, "/gone", 1);
     raw_abort(gone);
     assert_true(metric(h, QLEN, 0) == 0);
-    struct raw_conn *next = send_get(h, "/next");
-    assert_true(metric(h, QLEN, 1) == 1); /* the place was given back */
-    release_hold();
-    expect_status(first, 200);
+    struct raw_conn *next = send_queued(h, "/next", 1); /* the place was given back */
+    release_first(first);
     expect_status(next, 200);
     in_flight_is(h, fo, 0);
     assert_true(metric(h, QLEN, 0) == 0);
@@ -446,8 +461,7 @@ static void test_client_leaves_queue(void **state)
     seen_sync();
     for (unsigned i = 0; i < seen.n && i < MAX_SEEN; i++)
         assert_string_not_equal(seen.path[i], "/gone");
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- waking across workers ---- */
@@ -478,8 +492,7 @@ static void test_cross_worker_wake(void **state)
      * before the wakebox); scheduling on a loaded machine stays far under these */
     assert_true(sum / 15 < 20 && worst < 250);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- HTTP/2 ---- */
@@ -509,8 +522,7 @@ static void test_h2_streams_queue(void **state)
     assert_int_equal(seen.n, 4);
     assert_true(metric(h, QUEUED, 3) >= 2); /* streams waited, on one connection */
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- reload ---- */
@@ -524,31 +536,25 @@ static void test_reload_mid_flight(void **state)
     (void)state;
     struct fake_origin *fo = origin_start(0, true);
     struct harness *h = start(fo, 1, NULL, "max_conns=1", "queue_timeout = 30s\n");
-    struct raw_conn *first = send_get(h, "/old-first");
-    wait_held(1);
-    struct raw_conn *queued = send_get(h, "/old-queued");
-    assert_true(metric(h, QLEN, 1) == 1);
+    struct raw_conn *first = send_held(h, "/old-first", 1);
+    struct raw_conn *queued = send_queued(h, "/old-queued", 1);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
     in_flight_is(h, fo, 0); /* the new generation's count */
     assert_true(metric(h, QLEN, 0) == 0);
     assert_true(metric(h, QUEUED, 1) == 1); /* carried over */
     /* the new generation limits on its own: one more held, one more queued */
-    struct raw_conn *second = send_get(h, "/new-first");
-    wait_held(2);
+    struct raw_conn *second = send_held(h, "/new-first", 2);
     in_flight_is(h, fo, 1);
-    struct raw_conn *third = send_get(h, "/new-queued");
-    assert_true(metric(h, QLEN, 1) == 1);
-    release_hold();
-    expect_status(first, 200);
+    struct raw_conn *third = send_queued(h, "/new-queued", 1);
+    release_first(first);
     expect_status(queued, 200);
     expect_status(second, 200);
     expect_status(third, 200);
     in_flight_is(h, fo, 0);
     assert_true(metric(h, QLEN, 0) == 0);
     assert_true(metric(h, QUEUED, 2) == 2);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- rehearsals ---- */
@@ -564,12 +570,9 @@ static void test_rehearsal_queues(void **state)
                               "queue_timeout = 30s\n"
                               "[faults]\n[fault refuse]\nprefix = /rehearse\n"
                               "failure = connect_refused\n");
-    struct raw_conn *first = send_get(h, "/first");
-    wait_held(1);
-    struct raw_conn *rehearsal = send_get(h, "/rehearse");
-    assert_true(metric(h, QLEN, 1) == 1); /* it waits, as a real request */
-    release_hold();
-    expect_status(first, 200);
+    struct raw_conn *first = send_held(h, "/first", 1);
+    struct raw_conn *rehearsal = send_queued(h, "/rehearse", 1); /* it waits, as a real request */
+    release_first(first);
     struct raw_response r;
     assert_int_equal(read_status(rehearsal, &r), 502);
     assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
@@ -581,8 +584,7 @@ static void test_rehearsal_queues(void **state)
     free(line);
     in_flight_is(h, fo, 0);
     assert_true(metric(h, QLEN, 0) == 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- /status ---- */
@@ -599,11 +601,9 @@ static void test_status_shows_queue(void **state)
                               "[upstream free]\norigin = 127.0.0.1:1\n"
                               "[route r]\nupstream = u\n");
     struct raw_conn *c[3];
-    c[0] = send_get(h, "/first");
-    wait_held(1);
+    c[0] = send_held(h, "/first", 1);
     c[1] = send_get(h, "/q1");
-    c[2] = send_get(h, "/q2");
-    assert_true(metric(h, QLEN, 2) == 2);
+    c[2] = send_queued(h, "/q2", 2);
     char *text = px_admin_body(h, "/status"), err[128];
     struct tj *doc = tj_parse(text, err, sizeof(err));
     free(text);
@@ -635,8 +635,7 @@ static void test_status_shows_queue(void **state)
     release_hold();
     for (int i = 0; i < 3; i++)
         expect_status(c[i], 200);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- health while waiting ---- */
@@ -652,11 +651,9 @@ static void test_down_fails_waiters(void **state)
                               "max_fails = 1\ndown_time = 30s\nretries = 0\n"
                               "queue_timeout = 30s\n");
     struct raw_conn *c[3];
-    c[0] = send_get(h, "/reset-first");
-    wait_held(1);
+    c[0] = send_held(h, "/reset-first", 1);
     c[1] = send_get(h, "/q1");
-    c[2] = send_get(h, "/q2");
-    assert_true(metric(h, QLEN, 2) == 2);
+    c[2] = send_queued(h, "/q2", 2);
     int64_t t0 = tu_now_ms();
     release_hold();
     expect_status(c[0], 502);
@@ -672,8 +669,7 @@ static void test_down_fails_waiters(void **state)
     assert_true(waited < 3000);
     assert_true(metric(h, QLEN, 0) == 0);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* A second origin whose checks fail, then pass: its checks answer 500 until told. */
@@ -703,20 +699,16 @@ static void test_check_up_wakes_waiters(void **state)
              fake_origin_port(sick));
     struct harness *h = start(fo, 1, NULL, "max_conns=1", up);
     assert_int_equal(harness_wait_log(h, "failed its health check", PX_IO_MS), 0);
-    struct raw_conn *first = send_get(h, "/first");
-    wait_held(1);
-    struct raw_conn *waiter = send_get(h, "/waiter");
-    assert_true(metric(h, QLEN, 1) == 1);
+    struct raw_conn *first = send_held(h, "/first", 1);
+    struct raw_conn *waiter = send_queued(h, "/waiter", 1);
     atomic_store(&healthz_failing, false);
     expect_status(waiter, 200); /* served by the origin back up, the first one still held */
     seen_sync();
     assert_int_equal(seen.now, 1);
     assert_true(metric(h, QLEN, 0) == 0);
-    release_hold();
-    expect_status(first, 200);
+    release_first(first);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
     fake_origin_stop(sick);
 }
 
@@ -761,8 +753,7 @@ static void test_queue_detail_origins(void **state)
     for (int i = 0; i < 3; i++)
         expect_status(held[i], 200);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- a handed slot is a pick's ---- */
@@ -775,12 +766,9 @@ static void test_queue_granted_is_tried(void **state)
     struct fake_origin *fo = origin_start(0, true);
     struct harness *h =
         start(fo, 1, NULL, "max_conns=1", "retry_sent = on\nqueue_timeout = 30s\n");
-    struct raw_conn *first = send_get(h, "/first");
-    wait_held(1);
-    struct raw_conn *closed = send_get(h, "/close");
-    assert_true(metric(h, QLEN, 1) == 1);
-    release_hold();
-    expect_status(first, 200);
+    struct raw_conn *first = send_held(h, "/first", 1);
+    struct raw_conn *closed = send_queued(h, "/close", 1);
+    release_first(first);
     struct raw_response r;
     assert_int_equal(read_status(closed, &r), 502);
     assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
@@ -788,8 +776,7 @@ static void test_queue_granted_is_tried(void **state)
     seen_sync();
     assert_int_equal(seen.n, 2);
     in_flight_is(h, fo, 0);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 /* ---- the metrics' rows ---- */
@@ -821,8 +808,7 @@ static void test_queue_metrics_one_row(void **state)
             fail_msg("%d rows of %s, want %s", n, rows[i][0], rows[i][1]);
     }
     free(text);
-    harness_free(h);
-    fake_origin_stop(fo);
+    stop_both(h, fo);
 }
 
 int main(void)
