@@ -84,7 +84,8 @@ static void test_verdicts(void **state)
         {"an IPv6 list element", {"deny ::2, 127.0.0.1"}, "127.0.0.1", false, 1},
         /* no address is no 0.0.0.0: only `all` names it (read as the words 0, 0.0.0.0/0 would) */
         {"no address: not in 0.0.0.0/0", {"deny 0.0.0.0/0"}, NULL, true, -1},
-        /* 1:2:: is 0.1.0.2 with zeros after, as the rule's words go: the family tells them apart */
+        /* 1:2:: begins with the bytes 00 01 00 02, zeros after, as an IPv4 rule's words would:
+         * the family tells them apart */
         {"/0 of IPv4 is not an IPv6 of zeros past its 4th byte", {"deny 0.0.0.0/0"}, "1:2::", true,
          -1},
     };
