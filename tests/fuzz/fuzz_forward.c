@@ -12,6 +12,7 @@
  * field left, one Host and one of each field Portico sets; the response keeps the status and
  * says close when the body runs to the close, with a Content-Length that is one number.
  */
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,7 +61,7 @@ struct rule_spec {
     const char *text;
 };
 static const struct rule_spec REQUEST_RULES[] = {
-    {HRULE_SET, "X-Client: $client_addr ${request_id} $scheme://${host}/$host $$ end"},
+    {HRULE_SET, "X-Client: $client_addr ${request_id} $scheme://${host}/$http_host $$ end"},
     {HRULE_SET, "X-Static: fixed"},
     {HRULE_SET, "User-Agent: portico-fuzz"},
     {HRULE_REMOVE, "Cookie"},
@@ -111,8 +112,24 @@ static size_t rule_expected(const struct hrule *r, const struct fwd_request *fwd
     const char *scheme = fwd->client_tls ? "https" : "http";
     int host_len = fwd->client_host ? (int)fwd->client_host_len : 0;
     const char *host = fwd->client_host ? fwd->client_host : "";
+    /* $host: the name alone (an IPv6 literal through its ']', else up to a ':'), no trailing
+     * dots, lowercase; $http_host as the client wrote it */
+    static char name[1u << 16];
+    int name_len = 0;
+    if (host_len && host[0] == '[') {
+        const char *end = memchr(host, ']', (size_t)host_len);
+        name_len = end ? (int)(end - host) + 1 : host_len;
+    } else {
+        while (name_len < host_len && host[name_len] != ':')
+            name_len++;
+    }
+    while (name_len > 0 && host[name_len - 1] == '.')
+        name_len--;
+    CHECK((size_t)name_len < sizeof(name));
+    for (int i = 0; i < name_len; i++)
+        name[i] = (char)tolower((unsigned char)host[i]);
     int n = snprintf(buf, size, "%s %s %s://%.*s/%.*s $ end", fwd->client_ip, fwd->request_id,
-                     scheme, host_len, host, host_len, host);
+                     scheme, name_len, name, host_len, host);
     CHECK(n >= 0 && (size_t)n < size);
     return (size_t)n;
 }
