@@ -10,9 +10,10 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-build/tsan}
 # Either may be set empty (TSAN_UNIT= runs no unit test).
-: "${TSAN_UNIT=test_climit test_evmem test_hints test_log test_metrics test_recent test_sim test_ticket}"
+: "${TSAN_UNIT=test_climit test_evmem test_hints test_log test_metrics test_recent test_sim test_ticket
+test_wakebox}"
 : "${TSAN_TESTS=test_reload test_lifecycle test_admin test_faults_admin test_diag test_balance
-test_status_page test_limits test_http2}"
+test_status_page test_limits test_http2 test_queue test_mirror test_backup}"
 logs=$dir/tsan-logs
 rm -rf "$logs"
 mkdir -p "$logs"

@@ -848,7 +848,7 @@ static void crl_gaps(int gap_cas)
         lines++;
         named += strncmp(p + 16, "CN=Gap CA ", 10) == 0;
     }
-    char more[160];
+    char more[256];
     snprintf(more, sizeof(more), "holds no CRL of %d more CAs of tls_client_ca (only the first 5 "
                                  "are named): every client certificate whose chain goes through "
                                  "one of them is refused too", gap_cas - 5);
