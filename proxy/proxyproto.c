@@ -144,31 +144,34 @@ static uint32_t crc32c_zeroed(const unsigned char *p, size_t n, size_t skip)
     return ~crc;
 }
 
-/* The PP2_TYPE_CRC32C TLV among those from tlvs to total, checked as proxy-protocol.txt 2.2.5
- * says a receiver must: over the whole header, its own field zeroed. 0 when it matches or the
- * header has none; -1 with *err when it does not (a balancer's or the path's corruption: the
- * connection is invalid) or is not 4 bytes. A TLV that runs past the header ends the walk:
- * the others are skipped unread, as they were before. */
-static int check_crc(const unsigned char *p, size_t total, size_t tlvs, enum pp_error *err)
+/* The TLVs from tlvs to total walked whole, as HAProxy does: one that runs past the header (or
+ * a remnant too short for a TLV's own 3 bytes) makes the header malformed, -1 with *err; so
+ * does a PP2_TYPE_CRC32C TLV that is not 4 bytes or does not match, checked as
+ * proxy-protocol.txt 2.2.5 says a receiver must: over the whole header, its own field zeroed
+ * (a mismatch is a balancer's or the path's corruption). 0 when the TLVs are sound. */
+static int check_tlvs(const unsigned char *p, size_t total, size_t tlvs, enum pp_error *err)
 {
-    for (size_t at = tlvs; at + 3 <= total;) {
+    size_t crc_at = 0; /* the CRC32c value's offset; 0: none */
+    *err = PP_ERR_MALFORMED;
+    for (size_t at = tlvs; at < total;) {
+        if (at + 3 > total)
+            return -1;
         size_t len = (size_t)p[at + 1] << 8 | p[at + 2];
         if (at + 3 + len > total)
-            return 0;
-        if (p[at] == PP2_TYPE_CRC32C) {
-            if (len != 4) {
-                *err = PP_ERR_MALFORMED;
+            return -1;
+        if (p[at] == PP2_TYPE_CRC32C && crc_at == 0) {
+            if (len != 4)
                 return -1;
-            }
-            const unsigned char *v = p + at + 3;
-            uint32_t sent =
-                (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
-            *err = PP_ERR_CHECKSUM;
-            return crc32c_zeroed(p, total, at + 3) == sent ? 0 : -1;
+            crc_at = at + 3;
         }
         at += 3 + len;
     }
-    return 0;
+    if (crc_at == 0)
+        return 0;
+    const unsigned char *v = p + crc_at;
+    uint32_t sent = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+    *err = PP_ERR_CHECKSUM;
+    return crc32c_zeroed(p, total, crc_at) == sent ? 0 : -1;
 }
 
 static int parse_v2(const unsigned char *p, size_t len, struct pp_header *h, enum pp_error *err)
@@ -195,7 +198,7 @@ static int parse_v2(const unsigned char *p, size_t len, struct pp_header *h, enu
         *err = PP_ERR_MALFORMED;
         return -1;
     }
-    if (check_crc(p, total, PP_V2_FIXED + v2_family_len[family], err) != 0)
+    if (check_tlvs(p, total, PP_V2_FIXED + v2_family_len[family], err) != 0)
         return -1;
     if (transport != 1 || (family != 1 && family != 2))
         return (int)total; /* not TCP over IPv4 or IPv6: the socket's own address stands */

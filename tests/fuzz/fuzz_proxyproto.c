@@ -61,7 +61,8 @@ static uint32_t ref_crc32c(const uint8_t *p, size_t n, size_t skip)
 
 /* The offset of the first 4-byte CRC32C TLV's value in a whole v2 PROXY header of n bytes whose
  * address block fits (the TLVs walked as proxy-protocol.txt 2.2 lays them out, the walk ending
- * at one that runs past the header), or 0: none, or not a header whose TLVs are read. */
+ * at one that runs past the header: such a header is malformed whatever its sum), or 0: none,
+ * or not a header whose TLVs are read. */
 static size_t crc_value_at(const uint8_t *p, size_t n)
 {
     static const size_t family_len[4] = {0, 12, 36, 216};

@@ -458,6 +458,16 @@ static const struct bad_row bad_rows[] = {
         SIG "\x21\x11\x00\x13" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
         "\x03\x00\x04\xbe\xb6\x61\x6d" "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         false, "checksum"),
+    /* a TLV (PP2_TYPE_NOOP) whose length runs past the header: it was skipped unread */
+    BAD("v2 a TLV past the header's end",
+        SIG "\x21\x11\x00\x10" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
+        "\x04\x00\x09\x00" "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        false, "malformed"),
+    /* 2 bytes after the addresses: too short for a TLV's type and length */
+    BAD("v2 a remnant shorter than a TLV",
+        SIG "\x21\x11\x00\x0e" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
+        "\x04\x00" "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        false, "malformed"),
     BAD("v1 cut by a FIN", "PROXY TCP4 1.2", true, "truncated"),
     BAD("v2 cut by a FIN", SIG "\x21\x11\x00\x0c\x01\x02", true, "truncated"),
 };

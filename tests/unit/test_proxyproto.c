@@ -171,6 +171,19 @@ static const struct row rows[] = {
         V2("\x21", "\x11", "\x00", "\x14") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
         "\x00\x50" "\x03\x00\x05\xbe\xb6\x61\x6c\x00",
         PP_ERR_MALFORMED),
+    /* TLVs that do not fit the header are malformed, as in HAProxy (they were skipped unread) */
+    ERR("v2 a NOOP TLV running past the header",
+        V2("\x21", "\x11", "\x00", "\x10") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x04\x00\x09\x00",
+        PP_ERR_MALFORMED),
+    ERR("v2 one byte after the addresses, short of a TLV",
+        V2("\x21", "\x11", "\x00", "\x0d") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x04",
+        PP_ERR_MALFORMED),
+    ERR("v2 a right CRC32c, then a TLV running past the header",
+        V2("\x21", "\x11", "\x00", "\x16") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x04\x00\x00\x00\x00" "\x04\x00\x05\x00\x00",
+        PP_ERR_MALFORMED),
 };
 
 /* The bytes at the end of a heap block of their exact size. */
