@@ -43,10 +43,13 @@ const struct route_conf *route_match(const struct config *cfg, enum route_scheme
                              route_plain_len(path, path_len), rq);
 }
 
-const struct route_conf *route_match_plain(const struct config *cfg, enum route_scheme scheme,
-                                           const char *host, size_t host_len, const char *path,
-                                           size_t path_len, size_t plain,
-                                           const struct route_request *rq)
+/* The matching loop; conditioned is a constant at each call: a file without conditions gets
+ * the loop without their test and its call (which had the compiler keep less in registers:
+ * +1 instruction a route, 101 routes +60 a request by callgrind). */
+static inline __attribute__((always_inline)) const struct route_conf *
+match(const struct config *cfg, enum route_scheme scheme, const char *host, size_t host_len,
+      const char *path, size_t path_len, size_t plain, const struct route_request *rq,
+      bool conditioned)
 {
     char h[256];
     size_t hlen = 0;
@@ -84,7 +87,7 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
         if (!best || plen > best_len || (plen == best_len && rank > best_rank) ||
             (tie && r->tie_rank > best->tie_rank)) {
             /* conditions are read only of a route that would win: most lose on the prefix */
-            if (r->conds && !route_conds_hold(r->conds, rq))
+            if (conditioned && r->conds && !route_conds_hold(r->conds, rq))
                 continue;
             best = r;
             best_len = plen;
@@ -92,4 +95,14 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
         }
     }
     return best;
+}
+
+const struct route_conf *route_match_plain(const struct config *cfg, enum route_scheme scheme,
+                                           const char *host, size_t host_len, const char *path,
+                                           size_t path_len, size_t plain,
+                                           const struct route_request *rq)
+{
+    if (cfg->route_conditions)
+        return match(cfg, scheme, host, host_len, path, path_len, plain, rq, true);
+    return match(cfg, scheme, host, host_len, path, path_len, plain, NULL, false);
 }
