@@ -1490,7 +1490,6 @@ static void validate_routes(struct cfg_loader *ld)
         r->prefix_read_len = route_prefix_read_len(r->prefix);
         r->narrowed = r->host || r->scheme != ROUTE_SCHEME_ANY;
         r->tie_rank = (r->scheme != ROUTE_SCHEME_ANY ? 2 : 0) + (r->conds ? 1 : 0);
-        cfg->route_conditions |= r->conds != NULL;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_min_rate"))
             r->client_body_min_rate = cfg->client_body_min_rate;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))

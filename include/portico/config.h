@@ -422,8 +422,6 @@ struct config {
     int nupstreams;
     struct route_conf *routes;
     int nroutes;
-    bool route_conditions;                 /* a route has method, header or cookie conditions
-                                              (route.c's loop reads them only then) */
 
     struct cfg_cert *certs;                /* owned: served and presented certificates */
     int ncerts;
