@@ -37,6 +37,7 @@
 #include "portico/mtls.h"
 #include "portico/ocsp.h"
 #include "portico/privileges.h"
+#include "portico/route_cond.h"
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
 #include "portico/status.h"
@@ -1488,6 +1489,7 @@ static void validate_routes(struct cfg_loader *ld)
         r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
         r->prefix_read_len = route_prefix_read_len(r->prefix);
         r->narrowed = r->host || r->scheme != ROUTE_SCHEME_ANY;
+        r->tie_rank = (r->scheme != ROUTE_SCHEME_ANY ? 2 : 0) + (r->conds ? 1 : 0);
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_min_rate"))
             r->client_body_min_rate = cfg->client_body_min_rate;
         if (!cfg_key_line(&ld->route_lines[i], CFG_SEC_ROUTE, "client_body_rate_grace"))
@@ -1509,12 +1511,15 @@ static void validate_routes(struct cfg_loader *ld)
             /* the same as they read ("/%61pi/" is "/api/"): one would never be taken; routes
              * of other schemes (or one naming a scheme, one not) each take their own */
             if (same_host && o->scheme == r->scheme && o->prefix_read_len == r->prefix_read_len &&
-                route_prefix_matches(o->prefix, o->prefix_len, r->prefix))
-                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]%s",
+                route_prefix_matches(o->prefix, o->prefix_len, r->prefix) &&
+                route_conds_equal(o->conds, r->conds))
+                cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]%s%s",
                            r->name, o->name,
                            r->scheme == ROUTE_SCHEME_ANY    ? ""
                            : r->scheme == ROUTE_SCHEME_HTTP ? ", and the same scheme = http"
-                                                            : ", and the same scheme = https");
+                                                            : ", and the same scheme = https",
+                           r->conds ? ", and the same method, header and cookie conditions"
+                                    : "");
         }
     }
 }
@@ -1749,6 +1754,7 @@ void cfg_free(struct config *cfg)
             free(r->answer->text);
         free(r->answer);
         acl_free(r->acl_own);
+        route_conds_free(r->conds);
     }
     acl_free(cfg->acl);
     free(cfg->upstreams);

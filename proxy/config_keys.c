@@ -21,6 +21,7 @@
 #include "portico/hints.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
+#include "portico/route_cond.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -1182,6 +1183,21 @@ static int set_host(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     return store_string(FIELD(k, base, char *), lower);
 }
 
+/* method, header and cookie: the route's request conditions (route_cond.h), repeatable. */
+static int set_condition(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                         const char *value)
+{
+    struct route_conf *r = base;
+    char why[300];
+    if (route_cond_add(&r->conds, k->name, value, ld->line, why, sizeof(why)) == 0)
+        return 0;
+    if (why[0])
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+    else
+        cfg_report(ld, ld->line, "out of memory");
+    return -1;
+}
+
 static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     if (value[0] != '/') {
@@ -1730,6 +1746,10 @@ static const struct cfg_key route_keys[] = {
     KEY("host", set_host, RTE(host)),
     KEY("prefix", set_prefix, RTE(prefix)),
     NAMED("scheme", set_enum, RTE(scheme), route_scheme_names),
+    /* request conditions: they filter the routes the ranking picks among (route_cond.h) */
+    LIST("method", set_condition),
+    LIST("header", set_condition),
+    LIST("cookie", set_condition),
     KEY("upstream", set_string, RTE(upstream_name)),
     NAMED("expect", set_enum, RTE(expect), expect_names),
     DURATION("continue_timeout", RTE(continue_timeout_ms), 0),

@@ -1498,8 +1498,11 @@ static void run(struct exchange *ex)
         ex->ds.ops->request_owed(ex->ds.ctx);
     const struct config *cfg = ex->cfg;
     ex->path_plain = route_plain_len(ex->route_path, ex->path_len);
+    const struct route_request rq = {ex->req.method_id, ex->req.method, ex->req.method_len,
+                                     ex->req.fields, ex->req.nfields};
     ex->route = route_match_plain(cfg, route_scheme_of(ex->ds.peer->tls), ex->host,
-                                  ex->host_len, ex->route_path, ex->path_len, ex->path_plain);
+                                  ex->host_len, ex->route_path, ex->path_len, ex->path_plain,
+                                  &rq);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
                   !relay_discard_body(ex));

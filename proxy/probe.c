@@ -740,9 +740,11 @@ int probe_main(int argc, char **argv)
      * URL with none has "/" */
     size_t path_len = strcspn(u.path, "?#");
     const char *path = path_len ? u.path : "/";
+    /* the probe's request: a GET with no field a route's conditions could read */
+    static const struct route_request probe_request = {METHOD_GET, "GET", 3, NULL, 0};
     const struct route_conf *route =
         route_match(cfg, route_scheme_of(u.tls), u.authority, strlen(u.authority), path,
-                    path_len ? path_len : 1);
+                    path_len ? path_len : 1, &probe_request);
     if (!route) {
         fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
         cfg_free(cfg);

@@ -1,6 +1,7 @@
 /*
  * route.c — route matching: the request's scheme, longest prefix, then the most specific host,
- * then a route naming the scheme before one that does not. See route.h.
+ * then a route naming the scheme before one that does not, then one with conditions (method,
+ * header, cookie) that hold before one without. See route.h.
  */
 #include "portico/route.h"
 
@@ -36,15 +37,16 @@ static unsigned host_rank(const char *pattern, const char *host, size_t hlen)
 
 const struct route_conf *route_match(const struct config *cfg, enum route_scheme scheme,
                                      const char *host, size_t host_len, const char *path,
-                                     size_t path_len)
+                                     size_t path_len, const struct route_request *rq)
 {
     return route_match_plain(cfg, scheme, host, host_len, path, path_len,
-                             route_plain_len(path, path_len));
+                             route_plain_len(path, path_len), rq);
 }
 
 const struct route_conf *route_match_plain(const struct config *cfg, enum route_scheme scheme,
                                            const char *host, size_t host_len, const char *path,
-                                           size_t path_len, size_t plain)
+                                           size_t path_len, size_t plain,
+                                           const struct route_request *rq)
 {
     char h[256];
     size_t hlen = 0;
@@ -52,8 +54,10 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
     const struct route_conf *best = NULL;
     size_t best_len = 0;
     unsigned best_rank = HOST_NO_MATCH;
-    for (int i = 0; i < cfg->nroutes; i++) {
-        const struct route_conf *r = &cfg->routes[i];
+    /* the bounds in locals: the conditions' call below could, for all the compiler knows,
+     * change cfg, which would have it load both anew for every route (+5 instructions a route) */
+    const struct route_conf *end = cfg->routes + cfg->nroutes;
+    for (const struct route_conf *r = cfg->routes; r < end; r++) {
         /* one test for a route of neither host nor scheme, as the host's alone was before */
         unsigned rank = HOST_ANY;
         if (r->narrowed) {
@@ -75,10 +79,15 @@ const struct route_conf *route_match_plain(const struct config *cfg, enum route_
             continue;
         size_t plen = r->prefix_read_len; /* "/%61pi/" is no longer than "/api/" */
         /* at equal prefix and host rank, the route that names the scheme before the one that
-         * does not (two that name it, or two that do not, are the same route twice: refused) */
+         * does not, then one with conditions before one without (tie_rank); at an equal one
+         * the first in the file stays (routes alike but for their conditions are refused only
+         * when those are the same too) */
         bool tie = plen == best_len && rank == best_rank;
         if (!best || plen > best_len || (plen == best_len && rank > best_rank) ||
-            (tie && r->scheme != ROUTE_SCHEME_ANY && best->scheme == ROUTE_SCHEME_ANY)) {
+            (tie && r->tie_rank > best->tie_rank)) {
+            /* conditions are read only of a route that would win: most lose on the prefix */
+            if (r->conds && !route_conds_hold(r->conds, rq))
+                continue;
             best = r;
             best_len = plen;
             best_rank = rank;

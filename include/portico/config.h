@@ -24,6 +24,7 @@
 #include "portico/fault.h"
 #include "portico/header_rules.h"
 #include "portico/log.h"
+#include "portico/route_cond.h"
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_WORKERS 256
@@ -249,6 +250,11 @@ struct route_conf {
     enum route_scheme scheme;              /* the connections it takes: any, http or https */
     bool narrowed;                         /* names a host or a scheme (route.c tests them
                                               behind this one flag) */
+    struct route_conds *conds;             /* owned: method, header and cookie conditions, or
+                                              NULL (none: tested only of a route that would
+                                              win, route.c) */
+    unsigned tie_rank;                     /* at equal prefix and host: 2 for a scheme named,
+                                              + 1 for conditions; the higher wins */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
     enum expect_mode expect;

@@ -44,7 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < cfg->nupstreams; i++)
             if (cfg->upstreams[i].norigins < 1)
                 abort();
-        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2);
+        /* and a request the route conditions (method, header, cookie) have fields to read in */
+        static const struct h1_field fields[] = {
+            {"X-Canary", 8, "1", 1, H1_F_OTHER},
+            {"Cookie", 6, "a=1; canary=\"1\"; b", 18, H1_F_OTHER},
+        };
+        static const struct route_request rq = {METHOD_OTHER, "PROPFIND", 8, fields, 2};
+        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, NULL);
+        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, &rq);
         cfg_free(cfg);
     } else if (nerrors == 0) {
         abort(); /* refused without saying why */

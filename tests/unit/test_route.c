@@ -1,7 +1,8 @@
 /*
  * test_route.c — route_match(): longest prefix first, then exact host > wildcard > any host;
  * hosts compared without port, case or root dot; paths as an origin that normalises reads them;
- * the implicit route of a one-upstream config; a route's scheme.
+ * the implicit route of a one-upstream config; a route's scheme; its method, header and cookie
+ * conditions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "portico/config.h"
 #include "portico/route.h"
+#include "portico/route_cond.h"
 #include "portico/route_prefix.h"
 
 #include "config_helpers.h"
@@ -91,7 +93,7 @@ static const struct {
 static const struct route_conf *match_http(const struct config *cfg, const char *host,
                                            size_t host_len, const char *path, size_t path_len)
 {
-    return route_match(cfg, ROUTE_SCHEME_HTTP, host, host_len, path, path_len);
+    return route_match(cfg, ROUTE_SCHEME_HTTP, host, host_len, path, path_len, NULL);
 }
 
 static void test_route(void **state)
@@ -206,13 +208,202 @@ static void test_route_scheme(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const char *h = rows[i].host;
         const struct route_conf *r = route_match(cfg, rows[i].scheme, h, h ? strlen(h) : 0,
-                                                 rows[i].path, strlen(rows[i].path));
+                                                 rows[i].path, strlen(rows[i].path), NULL);
         if (!r || strcmp(r->name, rows[i].route) != 0)
             fail_msg("%s Host '%s' path '%s': %s, want %s",
                      rows[i].scheme == ROUTE_SCHEME_HTTPS ? "https" : "http", h ? h : "(null)",
                      rows[i].path, r ? r->name : "(none)", rows[i].route);
     }
     cfg_free(cfg);
+}
+
+/* method, header and cookie: conditions filter the candidates, the ranking picks among those
+ * that hold; at equal prefix, host and scheme a route with conditions before one without, the
+ * first in the file among those with. */
+static const char cond_ini[] = UP
+    "[route root]\nupstream = app\n"
+    "[route canary]\nheader = X-Canary: 1\nupstream = app\n"
+    "[route canary_ck]\ncookie = canary=1\nupstream = app\n"
+    "[route write]\nprefix = /api/\nmethod = POST PUT\nupstream = app\n"
+    "[route read]\nprefix = /api/\nmethod = GET\nupstream = app\n"
+    "[route api]\nprefix = /api/\nupstream = app\n"
+    "[route dav]\nprefix = /dav/\nmethod = PROPFIND\nupstream = app\n"
+    "[route trace]\nmethod = TRACE\nreturn = 405\n"
+    "[route env]\nprefix = /env/\nheader = X-Env: a\nheader = x-env: b\nheader = X-On\n"
+    "upstream = app\n"
+    "[route s_canary]\nprefix = /s/\nheader = X-Canary: 1\nupstream = app\n"
+    "[route s_long]\nprefix = /s/long/\nupstream = app\n"
+    "[route fb_canary]\nprefix = /fb/long/\nheader = X-Canary: 1\nupstream = app\n"
+    "[route sch_https]\nprefix = /sch/\nscheme = https\nupstream = app\n"
+    "[route sch_cond]\nprefix = /sch/\nheader = X-Canary: 1\nupstream = app\n"
+    "[route ord_a]\nprefix = /ord/\nheader = X-A: 1\nupstream = app\n"
+    "[route ord_b]\nprefix = /ord/\nheader = X-B: 1\nupstream = app\n"
+    "[route present]\nprefix = /p/\ncookie = sid\nupstream = app\n";
+
+static void test_route_conditions(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(cond_ini);
+    static const struct {
+        const char *why;
+        enum route_scheme scheme;
+        const char *method;
+        const char *path;
+        const char *fields[3][2]; /* name, value; NULL name: no more */
+        const char *route;
+    } rows[] = {
+        {"X-Canary: 1 takes the canary", ROUTE_SCHEME_HTTP, "GET", "/x", {{"X-Canary", "1"}},
+         "canary"},
+        {"its name in any case", ROUTE_SCHEME_HTTP, "GET", "/x", {{"x-CANARY", "1"}}, "canary"},
+        {"no X-Canary: the route without conditions", ROUTE_SCHEME_HTTP, "GET", "/x", {{NULL}},
+         "root"},
+        {"another value: the route without", ROUTE_SCHEME_HTTP, "GET", "/x", {{"X-Canary", "2"}},
+         "root"},
+        {"the value is case-sensitive", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"X-Canary", "1 "}, {"X-Other", "1"}}, "root"}, /* (a parser trims OWS: not here) */
+        {"a second field line of the name matches", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"X-Canary", "0"}, {"X-Canary", "1"}}, "canary"},
+        {"a list is one value: not split at commas", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"X-Canary", "0, 1"}}, "root"},
+        {"cookie canary=1 alone", ROUTE_SCHEME_HTTP, "GET", "/x", {{"Cookie", "a=b; canary=1"}},
+         "canary_ck"},
+        {"HTTP/2's crumbs as fields of their own", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"cookie", "a=b"}, {"cookie", "canary=1"}}, "canary_ck"},
+        {"a quoted cookie value is its value", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"Cookie", "canary=\"1\""}}, "canary_ck"},
+        {"canary=10 is not canary=1, xcanary=1 not canary", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"Cookie", "canary=10; xcanary=1; canary"}}, "root"},
+        {"header and cookie both: the first in the file", ROUTE_SCHEME_HTTP, "GET", "/x",
+         {{"Cookie", "canary=1"}, {"X-Canary", "1"}}, "canary"},
+        {"POST to the write pool", ROUTE_SCHEME_HTTP, "POST", "/api/x", {{NULL}}, "write"},
+        {"PUT too", ROUTE_SCHEME_HTTP, "PUT", "/api/x", {{NULL}}, "write"},
+        {"GET to the read pool", ROUTE_SCHEME_HTTP, "GET", "/api/x", {{NULL}}, "read"},
+        {"HEAD goes with GET", ROUTE_SCHEME_HTTP, "HEAD", "/api/x", {{NULL}}, "read"},
+        {"DELETE: the route without", ROUTE_SCHEME_HTTP, "DELETE", "/api/x", {{NULL}}, "api"},
+        {"methods are case-sensitive: get is no GET", ROUTE_SCHEME_HTTP, "get", "/api/x", {{NULL}},
+         "api"},
+        {"an extension method by its token", ROUTE_SCHEME_HTTP, "PROPFIND", "/dav/x", {{NULL}},
+         "dav"},
+        {"another one: not it", ROUTE_SCHEME_HTTP, "PROPPATCH", "/dav/x", {{NULL}}, "root"},
+        {"a return route with a condition", ROUTE_SCHEME_HTTP, "TRACE", "/x", {{NULL}}, "trace"},
+        {"two values of one name: either", ROUTE_SCHEME_HTTP, "GET", "/env/",
+         {{"X-Env", "b"}, {"X-On", ""}}, "env"},
+        {"and every name: X-On missing", ROUTE_SCHEME_HTTP, "GET", "/env/", {{"X-Env", "a"}},
+         "root"},
+        {"a longer prefix first, whatever the conditions", ROUTE_SCHEME_HTTP, "GET",
+         "/s/long/x", {{"X-Canary", "1"}}, "s_long"},
+        {"conditions failing: a shorter prefix", ROUTE_SCHEME_HTTP, "GET", "/fb/long/x",
+         {{NULL}}, "root"},
+        {"conditions holding at the longer prefix", ROUTE_SCHEME_HTTP, "GET", "/fb/long/x",
+         {{"X-Canary", "1"}}, "fb_canary"},
+        {"a scheme named before conditions", ROUTE_SCHEME_HTTPS, "GET", "/sch/",
+         {{"X-Canary", "1"}}, "sch_https"},
+        {"conditions where the scheme is not the route's", ROUTE_SCHEME_HTTP, "GET", "/sch/",
+         {{"X-Canary", "1"}}, "sch_cond"},
+        {"both hold: the first in the file", ROUTE_SCHEME_HTTP, "GET", "/ord/",
+         {{"X-B", "1"}, {"X-A", "1"}}, "ord_a"},
+        {"the second alone", ROUTE_SCHEME_HTTP, "GET", "/ord/", {{"X-B", "1"}}, "ord_b"},
+        {"cookie present, any value", ROUTE_SCHEME_HTTP, "GET", "/p/", {{"Cookie", "sid="}},
+         "present"},
+        {"cookie absent", ROUTE_SCHEME_HTTP, "GET", "/p/", {{"Cookie", "sidx=1"}}, "root"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct h1_field f[3];
+        size_t n = 0;
+        for (; n < 3 && rows[i].fields[n][0]; n++)
+            f[n] = (struct h1_field){rows[i].fields[n][0], strlen(rows[i].fields[n][0]),
+                                     rows[i].fields[n][1], strlen(rows[i].fields[n][1]),
+                                     H1_F_OTHER};
+        const char *m = rows[i].method;
+        struct route_request rq = {h1_method_of(m, strlen(m)), m, strlen(m), f, n};
+        const struct route_conf *r = route_match(cfg, rows[i].scheme, NULL, 0, rows[i].path,
+                                                 strlen(rows[i].path), &rq);
+        if (!r || strcmp(r->name, rows[i].route) != 0)
+            fail_msg("%s: %s, want %s", rows[i].why, r ? r->name : "(none)", rows[i].route);
+    }
+    /* no request to read (route_match's callers that have none): conditions hold for none */
+    const struct route_conf *r = route_match(cfg, ROUTE_SCHEME_HTTP, NULL, 0, "/x", 2, NULL);
+    assert_string_equal(r->name, "root");
+    cfg_free(cfg);
+}
+
+/* Condition lines refused at FILE:LINE, and routes alike but for their conditions: refused
+ * only when those are the same too (in any order, GET standing for GET HEAD). */
+static void test_route_condition_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *route; /* lines 3.. after UP and "[route r]" */
+        const char *message; /* NULL: loads */
+    } rows[] = {
+        {"method = GET P@ST", "test.ini:4: method: 'P@ST' is not a method token"},
+        {"method =", "test.ini:4: method: expected one or more methods"},
+        {"method = post", "test.ini:4: method: 'post': methods are case-sensitive, write POST"},
+        {"header = X Canary: 1", "test.ini:4: header: 'X Canary' is not a field name"},
+        {"header = X-Canary : 1", "test.ini:4: header: 'X-Canary ' is not a field name"},
+        {"header = : 1", "test.ini:4: header: '' is not a field name"},
+        {"header = X-A: a\x01" "b", "test.ini:4: header: control character 0x01 in the value"},
+        {"header = !X-Canary", "test.ini:4: header: '!X-Canary': no negation"},
+        {"header = Host: a.test", "test.ini:4: header: Host: use host ="},
+        {"header = Cookie: a=1", "test.ini:4: header: Cookie: use cookie = name=value"},
+        {"header = X-A\nheader = X-A: 1", "test.ini:5: header: header x-a is already named "
+                                          "without a value at line 4"},
+        {"header = X-A: 1\nheader = x-a", "test.ini:5: header: header x-a already named at "
+                                          "line 4"},
+        {"header = X-A: 1\nheader = X-A: 1", "test.ini:5: header: header x-a: value '1' named "
+                                             "twice"},
+        {"cookie = a b=1", "test.ini:4: cookie: 'a b' is not a cookie name"},
+        {"cookie = =1", "test.ini:4: cookie: '' is not a cookie name"},
+        {"cookie = a=x;y", "test.ini:4: cookie: a: 'x;y' is not a cookie value"},
+        {"cookie = a=\"1\"", "test.ini:4: cookie: a: '\"1\"' is not a cookie value"},
+        {"cookie = !a", "test.ini:4: cookie: '!a': no negation"},
+        {"header = X-A: 1\nheader = X-A: 2\nheader = X-B\ncookie = c=1\ncookie = c=\n"
+         "method = GET MKCOL", NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), UP "[route r]\n%s\nupstream = app\n", rows[i].route);
+        int n;
+        char *errors;
+        struct config *cfg = load(text, "/etc/portico", &n, &errors);
+        if (rows[i].message ? cfg || !strstr(errors, rows[i].message) : !cfg)
+            fail_msg("%s: want %s, got (%d errors):\n%s", rows[i].route,
+                     rows[i].message ? rows[i].message : "a load", n, errors);
+        cfg_free(cfg);
+        free(errors);
+    }
+    static const struct {
+        const char *a, *b; /* the two routes' condition lines, both at prefix / */
+        bool refused;
+    } pairs[] = {
+        {"header = X-A: 1", "header = x-a: 1", true},
+        {"header = X-A: 1\nheader = X-A: 2", "header = X-A: 2\nheader = X-A: 1", true},
+        {"method = GET", "method = HEAD GET", true},
+        {"method = GET POST", "method = POST\nmethod = GET", true},
+        {"cookie = c=1\nheader = X-A", "header = X-A\ncookie = c=1", true},
+        {"header = X-A: 1", "header = X-A: 2", false},
+        {"header = X-A: 1", "header = X-A: 1\nheader = X-A: 2", false},
+        {"method = GET", "method = HEAD", false},
+        {"header = X-A", "cookie = X-A", false},
+        {"method = MKCOL", "method = COPY", false},
+        {"", "header = X-A", false},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), UP "[route a]\n%s\nupstream = app\n[route b]\n%s\n"
+                 "upstream = app\n", pairs[i].a, pairs[i].b);
+        int n;
+        char *errors;
+        struct config *cfg = load(text, "/etc/portico", &n, &errors);
+        if (pairs[i].refused != !cfg ||
+            (pairs[i].refused && !strstr(errors, "[route b] has the same host and prefix as "
+                                                 "[route a], and the same method, header and "
+                                                 "cookie conditions")))
+            fail_msg("'%s' and '%s': want %s, got (%d errors):\n%s", pairs[i].a, pairs[i].b,
+                     pairs[i].refused ? "refused" : "a load", n, errors);
+        cfg_free(cfg);
+        free(errors);
+    }
 }
 
 /* One upstream and no route: the implicit route takes every host and path. */
@@ -278,6 +469,8 @@ int main(void)
         cmocka_unit_test(test_route_no_match),
         cmocka_unit_test(test_route_read_length),
         cmocka_unit_test(test_route_scheme),
+        cmocka_unit_test(test_route_conditions),
+        cmocka_unit_test(test_route_condition_errors),
         cmocka_unit_test(test_implicit_route),
         cmocka_unit_test(test_plain_len),
     };
