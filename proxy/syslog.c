@@ -284,7 +284,9 @@ size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severi
 {
     char head[160];
     size_t hlen = syslog_header(d, sev, time(NULL), head, sizeof(head));
-    size_t room = d->len > hlen + sizeof(SYSLOG_CUT_MARK) ? d->len - hlen : 0;
+    /* a message's room after the header (len >= 480 leaves it ~340 bytes at the least) */
+    size_t mark = sizeof(SYSLOG_CUT_MARK) - 1;
+    size_t room = d->len > hlen + mark ? d->len - hlen : mark;
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iov[SEND_BATCH][3];
     size_t lost = 0;
@@ -298,9 +300,8 @@ size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severi
             iov[k][1] = (struct iovec){(void *)(uintptr_t)p, len};
             size_t parts = 2;
             if (len > room) { /* cut, and said so at its end */
-                iov[k][1].iov_len = room - (sizeof(SYSLOG_CUT_MARK) - 1);
-                iov[k][2] = (struct iovec){(void *)(uintptr_t)SYSLOG_CUT_MARK,
-                                           sizeof(SYSLOG_CUT_MARK) - 1};
+                iov[k][1].iov_len = room - mark;
+                iov[k][2] = (struct iovec){(void *)(uintptr_t)SYSLOG_CUT_MARK, mark};
                 parts = 3;
             }
             msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = iov[k], .msg_iovlen = parts}};
