@@ -251,6 +251,33 @@ static void test_unix_socket_and_sigusr1(void **state)
     harness_free(h);
 }
 
+/* The error log's own lines lost to a daemon gone are counted in
+ * portico_error_log_dropped_lines_total (it cannot say so itself); SIGUSR1, unable to connect
+ * to a socket no longer there, keeps the previous one. */
+static void test_error_log_lost_counted(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    write_config(h, "access_log = off\nerror_log = syslog:server=unix:{{dir}}/err.sock\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    wait_datagram(fs, "SIGUSR1: logs reopened");
+    fake_syslog_free(fs); /* gone: the next SIGUSR1 cannot connect, and says so to no one */
+    uint16_t admin = harness_port(h, "admin");
+    const char *series = "portico_error_log_dropped_lines_total";
+    assert_true(scrape_metric(admin, series, PX_IO_MS) == 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_true(scrape_wait(admin, series, 1, PX_IO_MS) >= 1); /* "cannot reopen" */
+    assert_int_equal(get(h, "still"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* A reload to another port moves the lines there; one naming a unix socket that is not there
  * is refused at its FILE:LINE, and the lines stay where they went. */
 static void test_reload(void **state)
@@ -363,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_error_severity),
         cmocka_unit_test(test_receiver_gone),
         cmocka_unit_test(test_unix_socket_and_sigusr1),
+        cmocka_unit_test(test_error_log_lost_counted),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
         cmocka_unit_test(test_config_errors),
