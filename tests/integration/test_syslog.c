@@ -159,6 +159,26 @@ static void test_access_lines(void **state)
     }
 }
 
+/* A daemon on [::1]: IPv6 as nginx writes it, the port after the brackets. */
+static void test_ipv6_server(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = fake_syslog_udp("::1", harness_port(h, "sys6"));
+    assert_non_null(fs);
+    write_config(h, "access_log = syslog:server=[::1]:{{free_port:sys6}},facility=daemon\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "over-v6"), 200);
+    const char *d = wait_datagram(fs, "user_agent=\"over-v6\"");
+    assert_header(d, 3 * 8 + 6, hostname(), "portico", harness_pid(h));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
 /* Error-log lines: local7 (the default) and the line's level as severity: info 6 (SIGUSR1),
  * warn 4 (the access log's datagrams refused), error 3 (a reload refused). */
 static void test_error_severity(void **state)
@@ -387,6 +407,7 @@ int main(void)
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_access_lines),
+        cmocka_unit_test(test_ipv6_server),
         cmocka_unit_test(test_error_severity),
         cmocka_unit_test(test_receiver_gone),
         cmocka_unit_test(test_unix_socket_and_sigusr1),
