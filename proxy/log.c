@@ -545,10 +545,15 @@ struct line_rest {
 struct sys_sink {
     _Atomic int fd;
     _Atomic(const struct syslog_dest *) dest;
+    _Atomic uint64_t retry_us;         /* a sender's last connect again (sink_reconnect) */
 };
 
 static struct sys_sink access_sys = {.fd = -1};
 static struct sys_sink error_sys = {.fd = -1};
+
+/* Held by whoever moves a sink's socket: the main thread (a load, reload, SIGUSR1) and a sender
+ * connecting again, who only tries it, and gives up when a reload moved the sink meanwhile. */
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Every dest made, kept until log_close: a sender may hold one as a reload replaces it. A reload
  * that names a header seen before takes that one, so reloads do not add up. Main thread. */
@@ -780,10 +785,35 @@ static int install_sys(struct sys_sink *sink, const char *target, int fd)
         errno = err;
         return -1;
     }
-    if (install(&sink->fd, fd) != 0)
-        return -1;
-    atomic_store_explicit(&sink->dest, d, memory_order_release);
-    return 0;
+    pthread_mutex_lock(&sink_lock);
+    int rc = install(&sink->fd, fd);
+    if (rc == 0)
+        atomic_store_explicit(&sink->dest, d, memory_order_release);
+    pthread_mutex_unlock(&sink_lock);
+    return rc;
+}
+
+#define SINK_RETRY_US 1000000ull /* between two connects again of one log */
+
+/* A daemon that went away and came back (rsyslog's or journald's restart) made a new socket:
+ * the connected one refuses every datagram. As nginx does, the sender connects again, at most
+ * once a second per log and never waiting (a unix socket or UDP connect does not), so that
+ * lines flow again without SIGUSR1; those refused meanwhile stay lost. */
+static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, int err)
+{
+    if (err != ECONNREFUSED && err != ENOTCONN)
+        return;
+    uint64_t now = now_us(), last = atomic_load_explicit(&sink->retry_us, memory_order_relaxed);
+    if ((last && now - last < SINK_RETRY_US) ||
+        !atomic_compare_exchange_strong(&sink->retry_us, &last, now) ||
+        pthread_mutex_trylock(&sink_lock) != 0)
+        return;
+    if (atomic_load_explicit(&sink->dest, memory_order_acquire) == d) { /* no reload since */
+        int fd = syslog_dest_open(d);
+        if (fd >= 0)
+            (void)install(&sink->fd, fd);
+    }
+    pthread_mutex_unlock(&sink_lock);
 }
 
 /* Moves the access log to target, opened as fd (consumed): syslog or a file. The previous
@@ -793,8 +823,11 @@ static int install_access_target(const char *target, int fd)
     if (syslog_target_is(target))
         return install_sys(&access_sys, target, fd);
     int rc = install_access(fd);
-    if (rc == 0)
+    if (rc == 0) {
+        pthread_mutex_lock(&sink_lock);
         atomic_store_explicit(&access_sys.dest, NULL, memory_order_release);
+        pthread_mutex_unlock(&sink_lock);
+    }
     return rc;
 }
 
@@ -803,8 +836,11 @@ static int install_error_target(const char *target, int fd)
     if (syslog_target_is(target))
         return install_sys(&error_sys, target, fd);
     int rc = install_rest(&error_fd, fd, &error_rest);
-    if (rc == 0)
+    if (rc == 0) {
+        pthread_mutex_lock(&sink_lock);
         atomic_store_explicit(&error_sys.dest, NULL, memory_order_release);
+        pthread_mutex_unlock(&sink_lock);
+    }
     return rc;
 }
 
@@ -943,12 +979,14 @@ void log_close(void)
     }
     pthread_mutex_unlock(&rest_lock);
     struct sys_sink *sinks[] = {&access_sys, &error_sys};
+    pthread_mutex_lock(&sink_lock);
     for (size_t i = 0; i < 2; i++) {
         atomic_store(&sinks[i]->dest, NULL);
         int fd = atomic_exchange(&sinks[i]->fd, -1);
         if (fd >= 0)
             close(fd);
     }
+    pthread_mutex_unlock(&sink_lock);
     for (size_t i = 0; i < ndests; i++)
         free(dests[i]);
     free(dests);
@@ -1064,6 +1102,8 @@ static void write_lines(const char *p, size_t n)
     uint64_t lost;
     if (sd) {
         lost = syslog_send_lines(fd, sd, syslog_dest_severity(sd), p, n, &err);
+        if (lost)
+            sink_reconnect(&access_sys, sd, err);
     } else {
         size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
         lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
@@ -1177,6 +1217,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], line, n, &err)
                        : write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n,
                                      SIZE_MAX, &error_stalled);
+    if (sd && lost)
+        sink_reconnect(&error_sys, sd, err);
     if (lost)
         atomic_fetch_add_explicit(&error_dropped, lost, memory_order_relaxed);
     errno = saved;

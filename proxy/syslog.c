@@ -36,6 +36,7 @@ static const char *const severity_names[SYSLOG_SEVERITY_COUNT] = {
 #define FACILITY_DEFAULT 23 /* local7, as nginx */
 
 struct syslog_dest {
+    struct syslog_spec spec;           /* the server, to connect again */
     int facility;
     enum syslog_severity severity;
     size_t len;
@@ -229,6 +230,7 @@ struct syslog_dest *syslog_dest_new(const struct syslog_spec *s)
     struct syslog_dest *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
+    d->spec = *s;
     d->facility = s->facility;
     d->severity = s->severity;
     d->len = s->len;
@@ -243,7 +245,13 @@ bool syslog_dest_same(const struct syslog_dest *a, const struct syslog_dest *b)
 {
     return a && b && a->facility == b->facility && a->severity == b->severity &&
            a->len == b->len && a->pid == b->pid && strcmp(a->host, b->host) == 0 &&
-           strcmp(a->tag, b->tag) == 0;
+           strcmp(a->tag, b->tag) == 0 && a->spec.addrlen == b->spec.addrlen &&
+           memcmp(&a->spec.addr, &b->spec.addr, a->spec.addrlen) == 0;
+}
+
+int syslog_dest_open(const struct syslog_dest *d)
+{
+    return syslog_open(&d->spec);
 }
 
 enum syslog_severity syslog_dest_severity(const struct syslog_dest *d)

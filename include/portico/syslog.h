@@ -72,7 +72,10 @@ struct syslog_dest;
 /* A dest for the spec (malloc'd; free() frees it). NULL when out of memory. */
 struct syslog_dest *syslog_dest_new(const struct syslog_spec *s);
 
-/* Whether two dests would write the same header. */
+/* A new socket to the dest's server (syslog_open). */
+int syslog_dest_open(const struct syslog_dest *d);
+
+/* Whether two dests would write the same header to the same server. */
 bool syslog_dest_same(const struct syslog_dest *a, const struct syslog_dest *b);
 
 /* The dest's own severity (the access log's). */

@@ -271,6 +271,41 @@ static void test_unix_socket_and_sigusr1(void **state)
     harness_free(h);
 }
 
+/* The daemon restarted (a new socket at the same path: the connected one refuses every
+ * datagram): the lines come again without SIGUSR1, Portico connecting again by itself (at most
+ * once a second), as nginx does; those refused meanwhile are counted. */
+static void test_daemon_restart_reconnects(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/log.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/log.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "first"), 200);
+    wait_datagram(fs, "user_agent=\"first\"");
+    fake_syslog_free(fs);
+    fs = fake_syslog_unix(path); /* restarted */
+    assert_non_null(fs);
+    const char *d = NULL;
+    for (int i = 0; i < 10 && !d; i++) {
+        assert_int_equal(get(h, "again"), 200);
+        d = fake_syslog_wait(fs, "user_agent=\"again\"", 1500);
+    }
+    if (!d)
+        fail_msg("no line after the daemon's restart");
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_access_log_dropped_lines_total",
+                              PX_IO_MS) >= 1);
+    assert_false(harness_file_contains(h, "error.log", "SIGUSR1"));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
 /* The error log's own lines lost to a daemon gone are counted in
  * portico_error_log_dropped_lines_total (it cannot say so itself); SIGUSR1, unable to connect
  * to a socket no longer there, keeps the previous one. */
@@ -411,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_error_severity),
         cmocka_unit_test(test_receiver_gone),
         cmocka_unit_test(test_unix_socket_and_sigusr1),
+        cmocka_unit_test(test_daemon_restart_reconnects),
         cmocka_unit_test(test_error_log_lost_counted),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
