@@ -41,6 +41,7 @@
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
 #include "portico/status.h"
+#include "portico/syslog.h"
 #include "portico/ticket.h"
 #include "portico/tls.h"
 #include "portico/util.h"
@@ -657,6 +658,19 @@ static int check_file(struct cfg_loader *ld, int line, const char *key, const ch
 /* A log target is fine when it is a stream name or a file that can be appended to. */
 static void check_log(struct cfg_loader *ld, const char *key, const char *target)
 {
+    struct syslog_spec spec;
+    char why[320];
+    if (syslog_target_is(target) && syslog_parse(target, &spec, why, sizeof(why)) == 0) {
+        /* a socket that cannot be made or connected now would lose every line: refused here,
+         * where a reload keeps the previous configuration */
+        int fd = syslog_open(&spec);
+        if (fd >= 0)
+            close(fd);
+        else
+            cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, key),
+                       "%s: syslog server: %s", key, strerror(errno));
+        return;
+    }
     if (log_target_is_file(target))
         check_file(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, key), key, target,
                    FILE_APPEND);

@@ -24,6 +24,7 @@
 #include "portico/route_cond.h"
 #include "portico/sock.h"
 #include "portico/status.h"
+#include "portico/syslog.h"
 #include "portico/util.h"
 
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
@@ -597,6 +598,20 @@ static int set_log(struct cfg_loader *ld, const struct cfg_key *k, void *base, c
     }
     if (name_index(k, value) >= 0)
         return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+    if (syslog_target_is(value)) { /* its server is tried at the end of the load (check_log) */
+        struct syslog_spec spec;
+        char why[320];
+        if (syslog_parse(value, &spec, why, sizeof(why)) != 0) {
+            cfg_report(ld, ld->line, "%s: %s", k->name, why);
+            return -1;
+        }
+        if (spec.severity_set && strcmp(k->name, "error_log") == 0) {
+            cfg_report(ld, ld->line, "%s: syslog severity= is the access_log's: each error-log "
+                                     "line has its level's", k->name);
+            return -1;
+        }
+        return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+    }
     if (strcmp(value, "off") == 0) { /* not a file named "off" in the INI's directory */
         cfg_report(ld, ld->line, "%s: cannot be off (stderr, stdout or a file path)", k->name);
         return -1;

@@ -6,6 +6,9 @@
  * most lines and lines of different workers never interleave (O_APPEND on a file; on a pipe or
  * terminal a flush is cut into writes of at most PIPE_BUF bytes, which the kernel keeps whole).
  *
+ * Either log may go to syslog instead (syslog.h): one datagram per line, the same lines, sent
+ * by each worker at its flush on one shared socket, with no lock.
+ *
  * Both logs are our own descriptors, so that a reload or a rotation swaps the file under the
  * writers with one dup3(): a write in progress finishes on the old file, the next goes to the
  * new one, and no thread ever writes to a closed or reused descriptor.
@@ -30,6 +33,7 @@
 #include "portico/config_limits.h"
 #include "portico/fault.h"
 #include "portico/fmt.h"
+#include "portico/syslog.h"
 #include "portico/util.h"
 
 /* ---- names ---- */
@@ -535,6 +539,27 @@ struct line_rest {
     char data[LOG_LINE_MAX];
 };
 
+/* A log sent to syslog: its socket, moved under a fixed number as a file's descriptor is (so
+ * that no sender ever sends to a closed one), and its header; dest NULL while the log is not
+ * syslog's. A dest is set after its socket (release): a sender that sees it sees the socket. */
+struct sys_sink {
+    _Atomic int fd;
+    _Atomic(const struct syslog_dest *) dest;
+    _Atomic uint64_t retry_us;         /* a sender's last connect again (sink_reconnect) */
+};
+
+static struct sys_sink access_sys = {.fd = -1};
+static struct sys_sink error_sys = {.fd = -1};
+
+/* Held by whoever moves a sink's socket: the main thread (a load, reload, SIGUSR1) and a sender
+ * connecting again, who only tries it, and gives up when a reload moved the sink meanwhile. */
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Every dest made, kept until log_close: a sender may hold one as a reload replaces it. A reload
+ * that names a header seen before takes that one, so reloads do not add up. Main thread. */
+static struct syslog_dest **dests;
+static size_t ndests;
+
 static pthread_mutex_t rest_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct line_rest access_rest = {.slot = &access_fd};
 static struct line_rest error_rest = {.slot = &error_fd};
@@ -569,6 +594,15 @@ static int own_nonblocking(int fd)
  * the previous log stays, instead of a wait that no SIGTERM could end. */
 static int open_target(const char *target, bool wait_reader)
 {
+    if (syslog_target_is(target)) { /* a socket, checked at load: parsed here again */
+        struct syslog_spec spec;
+        char why[256];
+        if (syslog_parse(target, &spec, why, sizeof(why)) != 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        return syslog_open(&spec);
+    }
     int fd, flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (wait_reader ? 0 : O_NONBLOCK);
     if (strcmp(target, "stderr") == 0)
         fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
@@ -621,7 +655,7 @@ static ssize_t write_waiting(int fd, const char *p, size_t n, _Atomic bool *stal
 bool log_target_is_file(const char *target)
 {
     return strcmp(target, "stderr") != 0 && strcmp(target, "stdout") != 0 &&
-           strcmp(target, "off") != 0;
+           strcmp(target, "off") != 0 && !syslog_target_is(target);
 }
 
 /* True when fd and the descriptor in other are the same regular file: the access log and the
@@ -693,9 +727,10 @@ static size_t chunk_of(int fd)
     return PIPE_BUF;
 }
 
+/* The target a reopen opens again: a file's path, or a syslog target (SIGUSR1 reconnects). */
 static void set_path(char **slot, const char *target)
 {
-    char *copy = log_target_is_file(target) ? strdup(target) : NULL;
+    char *copy = log_target_is_file(target) || syslog_target_is(target) ? strdup(target) : NULL;
     free(*slot);
     *slot = copy;
 }
@@ -710,6 +745,102 @@ static int install_access(int fd)
     atomic_store(&access_chunk, rc == 0 ? chunk : chunk_of(atomic_load(&access_fd)));
     if (rc == 0) /* a new file: its first failure is news, however soon after the last one */
         atomic_store(&access_said_us, 0);
+    return rc;
+}
+
+/* The dest for target's header: one kept already when the same (a reload, SIGUSR1), else a new
+ * one, kept. NULL (errno) when target does not parse or memory is short. */
+static const struct syslog_dest *dest_for(const char *target)
+{
+    struct syslog_spec spec;
+    char why[256];
+    if (syslog_parse(target, &spec, why, sizeof(why)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct syslog_dest *d = syslog_dest_new(&spec);
+    struct syslog_dest **more = d ? realloc(dests, (ndests + 1) * sizeof(*dests)) : NULL;
+    if (!more) {
+        free(d);
+        errno = ENOMEM;
+        return NULL;
+    }
+    dests = more;
+    for (size_t i = 0; i < ndests; i++) {
+        if (syslog_dest_same(dests[i], d)) {
+            free(d);
+            return dests[i];
+        }
+    }
+    return dests[ndests++] = d;
+}
+
+/* Moves a log to syslog: fd (consumed) under the sink's number, then the header. */
+static int install_sys(struct sys_sink *sink, const char *target, int fd)
+{
+    const struct syslog_dest *d = dest_for(target);
+    if (!d) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    pthread_mutex_lock(&sink_lock);
+    int rc = install(&sink->fd, fd);
+    if (rc == 0)
+        atomic_store_explicit(&sink->dest, d, memory_order_release);
+    pthread_mutex_unlock(&sink_lock);
+    return rc;
+}
+
+#define SINK_RETRY_US 1000000ull /* between two connects again of one log */
+
+/* A daemon that went away and came back (rsyslog's or journald's restart) made a new socket:
+ * the connected one refuses every datagram. As nginx does, the sender connects again, at most
+ * once a second per log and never waiting (a unix socket or UDP connect does not), so that
+ * lines flow again without SIGUSR1; those refused meanwhile stay lost. */
+static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, int err)
+{
+    if (err != ECONNREFUSED && err != ENOTCONN)
+        return;
+    uint64_t now = now_us(), last = atomic_load_explicit(&sink->retry_us, memory_order_relaxed);
+    if ((last && now - last < SINK_RETRY_US) ||
+        !atomic_compare_exchange_strong(&sink->retry_us, &last, now) ||
+        pthread_mutex_trylock(&sink_lock) != 0)
+        return;
+    if (atomic_load_explicit(&sink->dest, memory_order_acquire) == d) { /* no reload since */
+        int fd = syslog_dest_open(d);
+        if (fd >= 0)
+            (void)install(&sink->fd, fd);
+    }
+    pthread_mutex_unlock(&sink_lock);
+}
+
+/* Moves the access log to target, opened as fd (consumed): syslog or a file. The previous
+ * file stays open when the log goes to syslog (a sender may be in its write). */
+static int install_access_target(const char *target, int fd)
+{
+    if (syslog_target_is(target))
+        return install_sys(&access_sys, target, fd);
+    int rc = install_access(fd);
+    if (rc == 0) {
+        pthread_mutex_lock(&sink_lock);
+        atomic_store_explicit(&access_sys.dest, NULL, memory_order_release);
+        pthread_mutex_unlock(&sink_lock);
+    }
+    return rc;
+}
+
+static int install_error_target(const char *target, int fd)
+{
+    if (syslog_target_is(target))
+        return install_sys(&error_sys, target, fd);
+    int rc = install_rest(&error_fd, fd, &error_rest);
+    if (rc == 0) {
+        pthread_mutex_lock(&sink_lock);
+        atomic_store_explicit(&error_sys.dest, NULL, memory_order_release);
+        pthread_mutex_unlock(&sink_lock);
+    }
     return rc;
 }
 
@@ -753,7 +884,7 @@ int log_open(const char *access_log)
         return 0;
     }
     int fd = open_checked("access_log", access_log, error_path, atomic_load(&error_fd));
-    if (fd < 0 || install_access(fd) != 0)
+    if (fd < 0 || install_access_target(access_log, fd) != 0)
         return -1;
     set_path(&access_path, access_log);
     atomic_store_explicit(&access_on, true, memory_order_release);
@@ -767,7 +898,7 @@ int log_error_open(const char *target, enum log_level level)
         return -1;
     }
     int fd = open_checked("error_log", target, access_path, atomic_load(&access_fd));
-    if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
+    if (fd < 0 || install_error_target(target, fd) != 0)
         return -1;
     set_path(&error_path, target);
     atomic_store(&error_level, (unsigned)level < LOG_LEVEL_COUNT ? (int)level : LOG_INFO);
@@ -797,7 +928,7 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
         return -1;
     }
     /* Both open and apart: each moves over whatever the other held, a swap included. */
-    if (install_rest(&error_fd, efd, &error_rest) != 0) {
+    if (install_error_target(error_log, efd) != 0) {
         if (afd >= 0)
             close(afd);
         *failed = "error_log";
@@ -810,7 +941,7 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
         set_path(&access_path, "off");
         return 0;
     }
-    if (install_access(afd) != 0) {
+    if (install_access_target(access_log, afd) != 0) {
         *failed = "access_log";
         return -1;
     }
@@ -824,12 +955,12 @@ int log_reopen(struct log_reopen_failure failed[2])
     int n = 0;
     if (access_path) {
         int fd = open_target(access_path, false);
-        if (fd < 0 || install_access(fd) != 0)
+        if (fd < 0 || install_access_target(access_path, fd) != 0)
             failed[n++] = (struct log_reopen_failure){"access_log", access_path, errno};
     }
     if (error_path) {
         int fd = open_target(error_path, false);
-        if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
+        if (fd < 0 || install_error_target(error_path, fd) != 0)
             failed[n++] = (struct log_reopen_failure){"error_log", error_path, errno};
     }
     return n;
@@ -847,6 +978,20 @@ void log_close(void)
         rest_forget(rests[i]);
     }
     pthread_mutex_unlock(&rest_lock);
+    struct sys_sink *sinks[] = {&access_sys, &error_sys};
+    pthread_mutex_lock(&sink_lock);
+    for (size_t i = 0; i < 2; i++) {
+        atomic_store(&sinks[i]->dest, NULL);
+        int fd = atomic_exchange(&sinks[i]->fd, -1);
+        if (fd >= 0)
+            close(fd);
+    }
+    pthread_mutex_unlock(&sink_lock);
+    for (size_t i = 0; i < ndests; i++)
+        free(dests[i]);
+    free(dests);
+    dests = NULL;
+    ndests = 0;
     set_path(&access_path, "off");
     set_path(&error_path, "off");
 }
@@ -948,13 +1093,22 @@ static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_
  * proxy: lost lines are counted. */
 static void write_lines(const char *p, size_t n)
 {
-    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
-    if (fd < 0) /* n == 0 goes on: the rest of a cut line may go now, its reader back */
+    const struct syslog_dest *sd = atomic_load_explicit(&access_sys.dest, memory_order_acquire);
+    int fd = atomic_load_explicit(sd ? &access_sys.fd : &access_fd, memory_order_relaxed);
+    if (fd < 0 || (sd && n == 0)) /* a file's n == 0 goes on: the rest of a cut line may go now,
+                                     its reader back */
         return;
-    int saved = errno;
-    size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
-    uint64_t lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
-    int err = errno;
+    int saved = errno, err = 0;
+    uint64_t lost;
+    if (sd) {
+        lost = syslog_send_lines(fd, sd, syslog_dest_severity(sd), p, n, &err);
+        if (lost)
+            sink_reconnect(&access_sys, sd, err);
+    } else {
+        size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
+        lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
+        err = errno;
+    }
     if (lost)
         atomic_fetch_add_explicit(&dropped, lost, memory_order_relaxed);
     /* The counter has every lost line; the error log says when losing starts and when it ends,
@@ -965,8 +1119,9 @@ static void write_lines(const char *p, size_t n)
         if ((!last || now - last >= LOG_FAILING_QUIET_US) &&
             atomic_compare_exchange_strong(&access_said_us, &last, now)) {
             atomic_store(&access_said, true);
-            log_warn("access_log: a write failed (%s): its lines are dropped, and counted in "
+            log_warn("access_log: a %s failed (%s): its lines are dropped, and counted in "
                      "portico_access_log_dropped_lines_total, until a write goes through",
+                     sd ? "syslog datagram" : "write",
                      err == EAGAIN || err == EWOULDBLOCK ? "its reader is not reading"
                                                          : strerror(err));
         }
@@ -1033,6 +1188,14 @@ bool log_level_enabled(enum log_level level)
     return (int)level <= atomic_load_explicit(&error_level, memory_order_relaxed);
 }
 
+/* An error-log line's syslog severity, by its level. */
+static const enum syslog_severity severity_of[LOG_LEVEL_COUNT] = {
+    [LOG_ERROR] = SYSLOG_ERR,
+    [LOG_WARN] = SYSLOG_WARNING,
+    [LOG_INFO] = SYSLOG_INFO,
+    [LOG_DEBUG] = SYSLOG_DEBUG,
+};
+
 static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
     if (!log_level_enabled(level))
@@ -1048,9 +1211,14 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     int k = vsnprintf(line + b.len, sizeof(line) - 1 - b.len, fmt, ap);
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
-    int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    uint64_t lost = write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
-                                &error_stalled);
+    const struct syslog_dest *sd = atomic_load_explicit(&error_sys.dest, memory_order_acquire);
+    int fd = atomic_load_explicit(sd ? &error_sys.fd : &error_fd, memory_order_relaxed);
+    int err;
+    uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], line, n, &err)
+                       : write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n,
+                                     SIZE_MAX, &error_stalled);
+    if (sd && lost)
+        sink_reconnect(&error_sys, sd, err);
     if (lost)
         atomic_fetch_add_explicit(&error_dropped, lost, memory_order_relaxed);
     errno = saved;

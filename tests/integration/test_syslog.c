@@ -1,0 +1,456 @@
+/*
+ * test_syslog.c — access_log and error_log = syslog:server=...: each line one RFC 3164 datagram
+ * ("<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG") to a fake daemon on loopback UDP or a unix
+ * datagram socket in the test's directory; the text and JSON lines whole after the tag; error
+ * lines with their level's severity; a daemon gone costs lines (counted, said once in a file
+ * error log), never a request; a reload to another port, a refused one that keeps the old;
+ * SIGUSR1 reconnects; long lines cut with a mark; the parameters' errors at FILE:LINE.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_syslog.h"
+#include "../support/scrape.h"
+#include "proxy_helpers.h"
+
+#define CONFIG_FMT                                                                                 \
+    "[proxy]\n"                                                                                    \
+    "listen = 127.0.0.1:{{port:listen}}\n"                                                         \
+    "workers = 2\n"                                                                                \
+    "admin_listen = 127.0.0.1:{{port:admin}}\n"                                                    \
+    "log_level = info\n"                                                                           \
+    "%s\n"                                                                                         \
+    "[upstream s]\norigin = sim\n"
+
+/* Writes the configuration with `logs` (access_log, error_log ... lines) in [proxy]. */
+static void write_config(struct harness *h, const char *logs)
+{
+    assert_int_equal(harness_write_config(h, CONFIG_FMT, logs), 0);
+}
+
+static struct harness *start(const char *logs)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    write_config(h, logs);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* A GET of path with User-Agent agent: the status. */
+static int get_path(struct harness *h, const char *path, const char *agent)
+{
+    struct raw_conn *c = px_connect(h);
+    char req[1536];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nUser-Agent: %s\r\n\r\n", path,
+             agent);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    int status = raw_read_response(c, &r, PX_IO_MS) == 0 ? r.status : -1;
+    if (status > 0)
+        raw_response_free(&r);
+    raw_close(c);
+    return status;
+}
+
+/* The sim origin's 200 for /status/200, the request marked by its User-Agent: the status. */
+static int get(struct harness *h, const char *agent)
+{
+    return get_path(h, "/status/200", agent);
+}
+
+static struct fake_syslog *receiver(struct harness *h, const char *name)
+{
+    struct fake_syslog *fs = fake_syslog_udp("127.0.0.1", harness_port(h, name));
+    assert_non_null(fs);
+    return fs;
+}
+
+static const char *wait_datagram(struct fake_syslog *fs, const char *needle)
+{
+    const char *d = fake_syslog_wait(fs, needle, PX_IO_MS);
+    if (!d)
+        fail_msg("no datagram with %s", needle);
+    return d;
+}
+
+/* "<pri>" and "Mmm dd hh:mm:ss " and then host? tag[pid]: and the message after. */
+static const char *assert_header(const char *d, int pri, const char *host, const char *tag,
+                                 pid_t pid)
+{
+    char want[128];
+    int n = snprintf(want, sizeof(want), "<%d>", pri);
+    if (strncmp(d, want, (size_t)n) != 0)
+        fail_msg("not %s: %s", want, d);
+    const char *p = d + n + 16; /* "Dec  7 20:55:32 " */
+    assert_true(strlen(d) > (size_t)n + 16 && p[-1] == ' ' && d[n + 3] == ' ' && d[n + 6] == ' ' &&
+                d[n + 9] == ':' && d[n + 12] == ':');
+    n = snprintf(want, sizeof(want), "%s%s%s[%ld]: ", host ? host : "", host ? " " : "", tag,
+                 (long)pid);
+    if (strncmp(p, want, (size_t)n) != 0)
+        fail_msg("no '%s' after the time: %s", want, d);
+    return p + n;
+}
+
+static const char *hostname(void)
+{
+    static char name[80];
+    gethostname(name, sizeof(name) - 1);
+    return name;
+}
+
+struct format_row {
+    const char *why;
+    const char *format;
+    const char *needle;       /* the request's, in the line */
+    const char *fields[4];    /* also in it */
+    char first;               /* the message's first byte */
+};
+
+/* Access lines of either format arrive whole after the tag, PRI local0.info (16 * 8 + 6), the
+ * tag and pid of the process. */
+static void test_access_lines(void **state)
+{
+    (void)state;
+    static const struct format_row rows[] = {
+        {"text", "text", "user_agent=\"row-text\"",
+         {" status=200", " upstream=s", " proto=HTTP/1.1", " method=\"GET\""}, '2'},
+        {"json", "json", "\"user_agent\":\"row-json\"",
+         {"\"status\":200", "\"upstream\":\"s\"", "\"proto\":\"HTTP/1.1\"", "\"method\":\"GET\""},
+         '{'},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        struct fake_syslog *fs = receiver(h, "sys");
+        char logs[512];
+        snprintf(logs, sizeof(logs),
+                 "access_log = syslog:server=127.0.0.1:{{free_port:sys}},facility=local0,tag=px\n"
+                 "access_log_format = %s\nerror_log = {{dir}}/error.log\n",
+                 rows[i].format);
+        write_config(h, logs);
+        assert_int_equal(harness_start(h), 0);
+        char q[32];
+        snprintf(q, sizeof(q), "row-%s", rows[i].format);
+        assert_int_equal(get(h, q), 200);
+        const char *d = wait_datagram(fs, rows[i].needle);
+        const char *msg = assert_header(d, 16 * 8 + 6, hostname(), "px", harness_pid(h));
+        if (msg[0] != rows[i].first || strchr(msg, '\n'))
+            fail_msg("%s: the line is not whole after the tag: %s", rows[i].why, msg);
+        for (size_t k = 0; k < ARRAY_SIZE(rows[i].fields); k++)
+            if (!strstr(msg, rows[i].fields[k]))
+                fail_msg("%s: no %s in %s", rows[i].why, rows[i].fields[k], msg);
+        assert_int_equal(fake_syslog_count(fs, rows[i].needle), 1);
+        assert_int_equal(harness_stop(h), 0);
+        fake_syslog_free(fs);
+        harness_free(h);
+    }
+}
+
+/* A daemon on [::1]: IPv6 as nginx writes it, the port after the brackets. */
+static void test_ipv6_server(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = fake_syslog_udp("::1", harness_port(h, "sys6"));
+    assert_non_null(fs);
+    write_config(h, "access_log = syslog:server=[::1]:{{free_port:sys6}},facility=daemon\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "over-v6"), 200);
+    const char *d = wait_datagram(fs, "user_agent=\"over-v6\"");
+    assert_header(d, 3 * 8 + 6, hostname(), "portico", harness_pid(h));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* Error-log lines: local7 (the default) and the line's level as severity: info 6 (SIGUSR1),
+ * warn 4 (the access log's datagrams refused), error 3 (a reload refused). */
+static void test_error_severity(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = receiver(h, "sys");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:gone}}\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:sys}}\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    const char *d = wait_datagram(fs, "SIGUSR1: logs reopened");
+    const char *msg = assert_header(d, 23 * 8 + 6, hostname(), "portico", harness_pid(h));
+    assert_non_null(strstr(msg, " [info] SIGUSR1: logs reopened"));
+    /* the access log's port is closed: its datagrams are refused, which a warning says */
+    const char *warned = NULL;
+    for (int i = 0; i < 10 && !warned; i++) {
+        assert_int_equal(get(h, "gone"), 200);
+        warned = fake_syslog_wait(fs, "a syslog datagram failed", 1500);
+    }
+    if (!warned)
+        fail_msg("no warning about refused datagrams");
+    assert_header(warned, 23 * 8 + 4, hostname(), "portico", harness_pid(h));
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:gone}}\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:sys}}\nworkers = many\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    d = wait_datagram(fs, "still serving the previous configuration");
+    assert_header(d, 23 * 8 + 3, hostname(), "portico", harness_pid(h));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* A daemon that is gone (its port closed: a connected UDP socket learns ECONNREFUSED) costs
+ * lines, counted in portico_access_log_dropped_lines_total and said once in the file error log;
+ * every request is answered as before. */
+static void test_receiver_gone(void **state)
+{
+    (void)state;
+    struct harness *h = start("access_log = syslog:server=127.0.0.1:{{free_port:gone}}\n"
+                              "error_log = {{dir}}/error.log\n");
+    bool said = false;
+    for (int i = 0; i < 10 && !said; i++) {
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(get(h, "gone"), 200);
+        said = harness_wait_file(h, "error.log", "access_log: a syslog datagram failed "
+                                                 "(Connection refused)", 1500) == 0;
+    }
+    assert_true(said);
+    double lost = scrape_metric(harness_port(h, "admin"),
+                                "portico_access_log_dropped_lines_total", PX_IO_MS);
+    if (lost < 1)
+        fail_msg("portico_access_log_dropped_lines_total is %g", lost);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
+/* The local daemon's unix datagram socket, without HOST (nohostname); the daemon gone, lines
+ * are lost (ECONNREFUSED), counted; it back at the same path, SIGUSR1 connects to it. */
+static void test_unix_socket_and_sigusr1(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/log.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/log.sock,nohostname\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "unix-1"), 200);
+    const char *d = wait_datagram(fs, "user_agent=\"unix-1\"");
+    assert_header(d, 23 * 8 + 6, NULL, "portico", harness_pid(h));
+    fake_syslog_free(fs); /* gone */
+    assert_int_equal(get(h, "unix-2"), 200);
+    assert_int_equal(harness_wait_file(h, "error.log", "a syslog datagram failed", PX_IO_MS), 0);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_access_log_dropped_lines_total",
+                              PX_IO_MS) >= 1);
+    fs = fake_syslog_unix(path); /* back, a new socket at the same path */
+    assert_non_null(fs);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "SIGUSR1: logs reopened", PX_IO_MS), 0);
+    assert_int_equal(get(h, "unix-3"), 200);
+    wait_datagram(fs, "user_agent=\"unix-3\"");
+    assert_int_equal(fake_syslog_count(fs, "unix-2"), 0);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* The daemon restarted (a new socket at the same path: the connected one refuses every
+ * datagram): the lines come again without SIGUSR1, Portico connecting again by itself (at most
+ * once a second), as nginx does; those refused meanwhile are counted. */
+static void test_daemon_restart_reconnects(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/log.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/log.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "first"), 200);
+    wait_datagram(fs, "user_agent=\"first\"");
+    fake_syslog_free(fs);
+    fs = fake_syslog_unix(path); /* restarted */
+    assert_non_null(fs);
+    const char *d = NULL;
+    for (int i = 0; i < 10 && !d; i++) {
+        assert_int_equal(get(h, "again"), 200);
+        d = fake_syslog_wait(fs, "user_agent=\"again\"", 1500);
+    }
+    if (!d)
+        fail_msg("no line after the daemon's restart");
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_access_log_dropped_lines_total",
+                              PX_IO_MS) >= 1);
+    assert_false(harness_file_contains(h, "error.log", "SIGUSR1"));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* The error log's own lines lost to a daemon gone are counted in
+ * portico_error_log_dropped_lines_total (it cannot say so itself); SIGUSR1, unable to connect
+ * to a socket no longer there, keeps the previous one. */
+static void test_error_log_lost_counted(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    write_config(h, "access_log = off\nerror_log = syslog:server=unix:{{dir}}/err.sock\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    wait_datagram(fs, "SIGUSR1: logs reopened");
+    fake_syslog_free(fs); /* gone: the next SIGUSR1 cannot connect, and says so to no one */
+    uint16_t admin = harness_port(h, "admin");
+    const char *series = "portico_error_log_dropped_lines_total";
+    assert_true(scrape_metric(admin, series, PX_IO_MS) == 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_true(scrape_wait(admin, series, 1, PX_IO_MS) >= 1); /* "cannot reopen" */
+    assert_int_equal(get(h, "still"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
+/* A reload to another port moves the lines there; one naming a unix socket that is not there
+ * is refused at its FILE:LINE, and the lines stay where they went. */
+static void test_reload(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *a = receiver(h, "a"), *b = receiver(h, "b");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:a}}\n"
+                    "error_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "agent-before"), 200);
+    wait_datagram(a, "agent-before");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:b}},tag=moved\n"
+                    "error_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "agent-after"), 200);
+    const char *d = wait_datagram(b, "agent-after");
+    assert_header(d, 23 * 8 + 6, hostname(), "moved", harness_pid(h));
+    write_config(h, "error_log = {{dir}}/error.log\n"
+                    "access_log = syslog:server=unix:{{dir}}/missing.sock\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    char want[700];
+    snprintf(want, sizeof(want), "%s:7: access_log: syslog server: No such file or directory",
+             harness_config_path(h));
+    assert_int_equal(harness_wait_file(h, "error.log", want, PX_IO_MS), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "still serving the previous", PX_IO_MS),
+                     0);
+    assert_int_equal(get(h, "agent-kept"), 200);
+    wait_datagram(b, "agent-kept");
+    assert_int_equal(fake_syslog_count(a, "agent-after") + fake_syslog_count(a, "agent-kept"), 0);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(b);
+    harness_free(h);
+}
+
+/* A line longer than len= is cut to len bytes, header included, and ends in the mark. */
+static void test_long_line_cut(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = receiver(h, "sys");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:sys}},len=480\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    char path[1100] = "/long/";
+    memset(path + 6, 'x', 1000);
+    path[1006] = '\0';
+    assert_true(get_path(h, path, "long") > 0); /* the sim's 404: its line is as long */
+    const char *d = wait_datagram(fs, "/long/xxx");
+    assert_int_equal(strlen(d), 480);
+    assert_string_equal(d + 480 - 5, "[cut]");
+    assert_int_equal(get(h, "short"), 200); /* the next line whole */
+    d = wait_datagram(fs, "user_agent=\"short\"");
+    assert_non_null(strstr(d, " status=200"));
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* The parameters' errors at FILE:LINE, under -t. */
+static void test_config_errors(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    static const struct {
+        const char *value;
+        const char *text;
+    } rows[] = {
+        {"access_log = syslog:server=127.0.0.1,facility=local9",
+         "access_log: syslog parameter 'facility=local9': kern, user"},
+        {"access_log = syslog:server=nowhere.example:514",
+         "access_log: syslog parameter 'server=nowhere.example:514': a numeric IPv4 or [IPv6] "
+         "address"},
+        {"access_log = syslog:server=127.0.0.1,color=red",
+         "access_log: syslog parameter 'color=red': unknown parameter"},
+        {"access_log = syslog:facility=local0", "access_log: syslog: needs server="},
+        {"access_log = syslog:server=127.0.0.1,tag=a-b", "access_log: syslog parameter 'tag=a-b': 1 to 32"},
+        {"access_log = syslog:server=127.0.0.1,len=100", "access_log: syslog parameter 'len=100': bytes"},
+        {"error_log = syslog:server=127.0.0.1,severity=warn",
+         "error_log: syslog severity= is the access_log's"},
+        {"error_log = syslog:server=unix:{{dir}}/none.sock",
+         "error_log: syslog server: No such file or directory"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char logs[512];
+        snprintf(logs, sizeof(logs), "%s\n", rows[i].value);
+        write_config(h, logs);
+        struct tu_cmd_result res = {0};
+        assert_int_equal(harness_check_config(h, &res), 1);
+        char want[1024];
+        snprintf(want, sizeof(want), "%s:6: %s", harness_config_path(h), rows[i].text);
+        if (!tu_contains(res.err, want))
+            fail_msg("no '%s' in:\n%s", want, res.err);
+        tu_cmd_result_free(&res);
+    }
+    harness_free(h);
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    tu_test_filter();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_access_lines),
+        cmocka_unit_test(test_ipv6_server),
+        cmocka_unit_test(test_error_severity),
+        cmocka_unit_test(test_receiver_gone),
+        cmocka_unit_test(test_unix_socket_and_sigusr1),
+        cmocka_unit_test(test_daemon_restart_reconnects),
+        cmocka_unit_test(test_error_log_lost_counted),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_long_line_cut),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
