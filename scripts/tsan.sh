@@ -13,7 +13,7 @@ dir=${1:-build/tsan}
 : "${TSAN_UNIT=test_climit test_evmem test_hints test_log test_metrics test_recent test_sim test_ticket
 test_wakebox}"
 : "${TSAN_TESTS=test_reload test_lifecycle test_admin test_faults_admin test_diag test_balance
-test_status_page test_limits test_http2 test_queue test_mirror test_backup}"
+test_status_page test_limits test_http2 test_queue test_mirror test_backup test_syslog}"
 logs=$dir/tsan-logs
 rm -rf "$logs"
 mkdir -p "$logs"
