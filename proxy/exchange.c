@@ -1240,14 +1240,15 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
                        sizeof(struct exchange), "req is the last member of struct exchange");
     /* One allocation: the exchange, the request's fields, then a copy of its head (made before
      * the owner's buffer is drained; the parsed spans are rebased onto the copy). Only the part
-     * before client_addr is zeroed: it is written before it is read, the fields are copied over
-     * and the rest is the head. */
+     * before phase_timer is zeroed: the rest is written here or before it is read, the fields
+     * are copied over and the rest is the head. */
     size_t fields_end = offsetof(struct exchange, req.fields) + req->nfields * sizeof(req->fields[0]);
     size_t alloc_size;
     struct exchange *ex = exchange_alloc(l, fields_end + head_len, &alloc_size);
     if (!ex)
         return NULL;
-    memset(ex, 0, offsetof(struct exchange, client_addr));
+    memset(ex, 0, offsetof(struct exchange, phase_timer));
+    ex->detail[0] = '\0';
     ex->alloc_size = alloc_size;
     ex->head = (char *)ex + fields_end;
     memcpy(ex->head, head, head_len);
