@@ -667,7 +667,7 @@ static void test_reload_lowers_max_conns(void **state)
     struct harness *h = start(fo, 2, NULL, "max_conns=4", "queue_timeout = 30s\n");
     struct raw_conn *old[4];
     for (int i = 0; i < 4; i++) {
-        char path[16];
+        char path[32];
         snprintf(path, sizeof(path), "/old-%d", i);
         old[i] = send_held(h, path, i + 1);
     }
