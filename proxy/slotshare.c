@@ -12,21 +12,21 @@
 
 /* A count with its identity; the count first, so that a slot_count is one of these. */
 struct shared_count {
-    struct slot_count c;
+    struct slot_count c;               /* first: what the members hold */
     unsigned holders;                  /* the members' origins that count on it */
-    unsigned listing;
-    struct shared_count *next;
-    char origin[];
+    unsigned listing;                  /* its listing among the origins of its text */
+    struct shared_count *next;         /* the share's list */
+    char origin[];                     /* host:port as written */
 };
 
 struct slot_share {
     pthread_mutex_t lock;              /* the members' queues, the list, the counts' list */
     unsigned refs;                     /* slot_share_join's, under registry_lock */
-    struct slot_member *oldest, *newest;
-    struct shared_count *counts;
-    bool limited;
+    struct slot_member *oldest, *newest; /* the members, by generation */
+    struct shared_count *counts;       /* every count a member holds */
+    bool limited;                      /* its upstreams have max_conns (and queues) */
     struct slot_share *next;           /* the registry's list */
-    char upstream[];
+    char upstream[];                   /* the upstream's name */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
