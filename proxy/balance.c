@@ -1012,6 +1012,11 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
  * queues under it only once it saw no room there, so no wake is lost between the two. An origin
  * going down or back up walks the queue again (queue_rescan): free slots go to the waiters, and
  * a waiter left with no usable origin is woken without one (no_healthy_origin).
+ *
+ * Across a reload the counts are shared (balancer_share, slotshare.h): the generations of an
+ * upstream take one lock, the share's, for their queues, so a slot one frees may go to another's
+ * waiter (the oldest generation's first) with no lock order between queues. A count over its
+ * max_conns (the new file lowered it) goes down on a free instead of handing the slot on.
  */
 
 struct balance_queue {
