@@ -28,7 +28,8 @@
  * One balancer per upstream and configuration generation, shared by the worker threads of that
  * generation (its in-flight counts by the later generations too: balancer_share) with relaxed
  * atomics (a slightly stale count only shifts one pick); the transitions that must happen once
- * (UP → DOWN, DOWN → PROBING) are compare-and-swaps, and only the thread that made one logs it. Time and randomness are passed in, so tests drive it without clocks.
+ * (UP → DOWN, DOWN → PROBING) are compare-and-swaps, and only the thread that made one logs it.
+ * Time and randomness are passed in, so tests drive it without clocks.
  */
 #ifndef PORTICO_BALANCE_H
 #define PORTICO_BALANCE_H
