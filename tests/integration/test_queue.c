@@ -5,8 +5,9 @@
  * answers with its status per profile and says why (response, Server-Timing, access log,
  * metrics), a full queue refuses at once, a client that leaves its place gives it up (the
  * queue back to 0, no slot lost), a slot freed in one worker wakes a waiter of the other with
- * no polling tick (the gaps are measured), HTTP/2 streams queue one by one, and a reload with
- * requests in flight and queued leaves both generations' counts right.
+ * no polling tick (the gaps are measured), HTTP/2 streams queue one by one, and a reload keeps
+ * the origin's count: the new generation's requests wait for the old one's slots (an unchanged
+ * file, a lowered max_conns, an origin dropped and listed again).
  */
 #include <pthread.h>
 #include <setjmp.h>
