@@ -42,6 +42,7 @@
 #include "portico/config.h"
 #include "portico/hashkey.h"
 #include "portico/log.h"
+#include "portico/slotshare.h"
 #include "portico/util.h"
 
 _Static_assert(CFG_MAX_ORIGINS <= 32, "exclude masks are 32 bits");
@@ -64,13 +65,15 @@ struct origin_slot {
                                           (in fails' padding: the slot stays 48 bytes) */
     _Atomic uint64_t window_start_ms;  /* the first of those failures */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
-    _Atomic unsigned in_flight;        /* attempts picked and not done */
+    struct slot_count *count;          /* attempts picked and not done, and the limit:
+                                          own, or shared with other generations (slotshare.h) */
     uint32_t same;                     /* the origins listed with its host:port, itself included */
     _Atomic unsigned ramp_turns;       /* slow_start: its turns seen while ramping */
     _Atomic unsigned ramp_runs;        /* ... and least_conn's picks it ran in, not its turn
                                           (in ramp_turns' padding: the slot's size is unchanged) */
     _Atomic uint64_t ramp_until_ms;    /* slow_start: when its ramp ends; 0 none, RAMP_PENDING
                                           from its next pick */
+    struct slot_count own;             /* count's until the balancer shares (balancer_share) */
 };
 
 /* An origin back up whose ramp starts at the first pick that finds it usable: an answered probe
@@ -105,6 +108,8 @@ struct balancer {
     uint32_t primaries;                /* the others */
     bool ramps;                        /* slow_start is set: read by each pick */
     struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
+    struct slot_share *share;          /* balancer_share: the counts of other generations */
+    struct slot_member member;         /* ... and this balancer among their balancers */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -247,6 +252,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     b->up = up;
     b->ramps = up->slow_start_ms > 0;
+    for (int o = 0; o < up->norigins; o++) {
+        atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
+        b->origins[o].count = &b->origins[o].own;
+    }
     for (int o = 0; o < up->norigins; o++)
         b->ncycle += weight_of(b, o);
     b->cycle = calloc(b->ncycle ? b->ncycle : 1, sizeof(*b->cycle));
@@ -280,6 +289,12 @@ void balancer_free(struct balancer *b)
 {
     if (!b)
         return;
+    if (b->share) {
+        for (int o = 0; o < b->up->norigins; o++)
+            if (b->origins[o].count != &b->origins[o].own)
+                slot_share_put(b->share, b->origins[o].count);
+        slot_share_leave(b->share, &b->member);
+    }
     queue_free(b->queue);
     free(b->ring);
     free(b->cycle);
@@ -338,7 +353,7 @@ static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
         return take_limited(b, o, probe);
     if (!take_probe(b, o, probe))
         return false;
-    atomic_fetch_add_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->origins[o].count->in_flight, 1, memory_order_relaxed);
     return true;
 }
 
@@ -412,8 +427,8 @@ static void ramp_from_next_pick(struct balancer *b, int o)
 /* Whether a is less busy than c relative to their weights at now: in_flight/weight compared. */
 static bool less_busy(struct balancer *b, int a, int c, uint64_t now_ms)
 {
-    uint64_t fa = atomic_load_explicit(&b->origins[a].in_flight, memory_order_relaxed);
-    uint64_t fc = atomic_load_explicit(&b->origins[c].in_flight, memory_order_relaxed);
+    uint64_t fa = atomic_load_explicit(&b->origins[a].count->in_flight, memory_order_relaxed);
+    uint64_t fc = atomic_load_explicit(&b->origins[c].count->in_flight, memory_order_relaxed);
     return fa * weight_now(b, c, now_ms) < fc * weight_now(b, a, now_ms);
 }
 
@@ -774,7 +789,7 @@ void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_
         done_limited(b, origin, probe, r, now_ms);
         return;
     }
-    atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&b->origins[origin].count->in_flight, 1, memory_order_relaxed);
     verdict(b, origin, probe, r, now_ms);
 }
 
@@ -785,7 +800,7 @@ void balancer_release(struct balancer *b, int origin)
     if (__builtin_expect(b->queue != NULL, 0))
         slot_free(b, origin);
     else
-        atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&b->origins[origin].count->in_flight, 1, memory_order_relaxed);
 }
 
 /* The run of checks ending with one that ended as cs: one longer, or a new run of one. Capped
@@ -980,7 +995,7 @@ bool balancer_checks_are_stopped(const struct balancer *b, int origin)
 unsigned balancer_in_flight(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins
-               ? atomic_load_explicit(&b->origins[origin].in_flight, memory_order_relaxed)
+               ? atomic_load_explicit(&b->origins[origin].count->in_flight, memory_order_relaxed)
                : 0;
 }
 
@@ -997,10 +1012,16 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
  * queues under it only once it saw no room there, so no wake is lost between the two. An origin
  * going down or back up walks the queue again (queue_rescan): free slots go to the waiters, and
  * a waiter left with no usable origin is woken without one (no_healthy_origin).
+ *
+ * Across a reload the counts are shared (balancer_share, slotshare.h): the generations of an
+ * upstream take one lock, the share's, for their queues, so a slot one frees may go to another's
+ * waiter (the oldest generation's first) with no lock order between queues. A count over its
+ * max_conns (the new file lowered it) goes down on a free instead of handing the slot on.
  */
 
 struct balance_queue {
-    pthread_mutex_t lock;
+    pthread_mutex_t *lock;             /* own_lock, or the share's (balancer_share) */
+    pthread_mutex_t own_lock;
     struct balance_waiter *head, *tail; /* oldest first */
     _Atomic unsigned length;           /* waiters in the list (read without the lock: metrics) */
     _Atomic uint64_t queued;           /* requests that ever waited */
@@ -1010,10 +1031,12 @@ struct balance_queue {
 static struct balance_queue *queue_new(void)
 {
     struct balance_queue *q = calloc(1, sizeof(*q));
-    if (q && pthread_mutex_init(&q->lock, NULL) != 0) {
+    if (q && pthread_mutex_init(&q->own_lock, NULL) != 0) {
         free(q);
         return NULL;
     }
+    if (q)
+        q->lock = &q->own_lock;
     return q;
 }
 
@@ -1021,15 +1044,15 @@ static void queue_free(struct balance_queue *q)
 {
     if (!q)
         return;
-    pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&q->own_lock);
     free(q);
 }
 
 /* Counts an attempt on o against its max_conns: false when the origin is full. */
 static bool claim_slot(struct balancer *b, int o)
 {
-    _Atomic unsigned *in_flight = &b->origins[o].in_flight;
-    unsigned max = b->up->origins[o].max_conns;
+    _Atomic unsigned *in_flight = &b->origins[o].count->in_flight;
+    unsigned max = atomic_load_explicit(&b->origins[o].count->max, memory_order_relaxed);
     if (!max) {
         atomic_fetch_add_explicit(in_flight, 1, memory_order_relaxed);
         return true;
@@ -1086,25 +1109,69 @@ static void unlink_waiter(struct balance_queue *q, struct balance_waiter *w)
     atomic_fetch_sub_explicit(&q->length, 1, memory_order_relaxed);
 }
 
-/* An attempt on o ended: its slot goes to the oldest waiter that may take o, else back. */
+/* The oldest waiter of b that may take its origin o, or NULL. */
+static struct balance_waiter *waiter_for(const struct balancer *b, int o)
+{
+    if (!b->queue || !hands_over(b, o))
+        return NULL;
+    struct balance_waiter *w = b->queue->head;
+    while (w && (balancer_listings(b, w->exclude) & (1u << o)))
+        w = w->next;
+    return w;
+}
+
+/* b's origin counting on c, or -1. */
+static int origin_counting(const struct balancer *b, const struct slot_count *c)
+{
+    for (int o = 0; o < b->up->norigins; o++)
+        if (b->origins[o].count == c)
+            return o;
+    return -1;
+}
+
+/* The oldest waiter that may take the slot of c, among the generations sharing it (oldest
+ * generation first: its waiters came before any of a newer one's), with its balancer and its
+ * origin counting on c; NULL when none. Under the share's lock, which every member's waiters
+ * and frees take: a member is not freed meanwhile, nor is a waiter still in its queue. */
+static struct balance_waiter *shared_waiter_for(const struct balancer *b,
+                                                const struct slot_count *c,
+                                                struct balancer **to, int *to_origin)
+{
+    for (struct slot_member *m = slot_share_oldest(b->share); m; m = m->next) {
+        struct balancer *other = m->owner;
+        int o;
+        struct balance_waiter *w;
+        if (other->queue && other->queue->head && (o = origin_counting(other, c)) >= 0 &&
+            (w = waiter_for(other, o))) {
+            *to = other;
+            *to_origin = o;
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/* An attempt on o ended: its slot goes to the oldest waiter that may take o, else back. A
+ * count above its max (a reload lowered it) goes down first: the slot is no free one. */
 static void slot_free(struct balancer *b, int o)
 {
     struct balance_queue *q = b->queue;
-    pthread_mutex_lock(&q->lock);
-    struct balance_waiter *w = q->head;
-    if (hands_over(b, o))
-        while (w && (balancer_listings(b, w->exclude) & (1u << o)))
-            w = w->next;
-    else
-        w = NULL;
+    struct slot_count *c = b->origins[o].count;
+    pthread_mutex_lock(q->lock);
+    unsigned max = atomic_load_explicit(&c->max, memory_order_relaxed);
+    struct balancer *to = b;
+    int to_origin = o;
+    struct balance_waiter *w = NULL;
+    if (!max || atomic_load_explicit(&c->in_flight, memory_order_relaxed) <= max)
+        w = b->share ? shared_waiter_for(b, c, &to, &to_origin) : waiter_for(b, o);
     if (w) {
-        unlink_waiter(q, w);
-        w->origin = o;
+        unlink_waiter(to->queue, w);
+        w->origin = to_origin;
         w->wake(w); /* under the lock: the waiter cannot leave before it is told */
     } else {
-        atomic_fetch_sub_explicit(&b->origins[o].in_flight, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->in_flight, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->lock);
 }
 
 /* An origin went down or came back up: each waiter, oldest first, is handed a free slot of an
@@ -1112,10 +1179,9 @@ static void slot_free(struct balancer *b, int o)
  * one (origin -1: no_healthy_origin, as a new request gets). A slot is otherwise handed over
  * only as one frees: waiters of an origin gone down waited out their queue_timeout, and those
  * of one back up (its slots all free) waited while new requests took them. */
-static void queue_rescan(struct balancer *b, uint64_t now_ms)
+static void rescan_locked(struct balancer *b, uint64_t now_ms)
 {
     struct balance_queue *q = b->queue;
-    pthread_mutex_lock(&q->lock);
     for (struct balance_waiter *w = q->head, *next; w; w = next) {
         next = w->next;
         uint32_t exclude = balancer_listings(b, w->exclude);
@@ -1134,7 +1200,13 @@ static void queue_rescan(struct balancer *b, uint64_t now_ms)
             w->wake(w);
         }
     }
-    pthread_mutex_unlock(&q->lock);
+}
+
+static void queue_rescan(struct balancer *b, uint64_t now_ms)
+{
+    pthread_mutex_lock(b->queue->lock);
+    rescan_locked(b, now_ms);
+    pthread_mutex_unlock(b->queue->lock);
 }
 
 /* What the origins outside exclude offer: a free slot, only full ones, or none usable. */
@@ -1145,8 +1217,9 @@ static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint
     for (int o = 0; o < b->up->norigins; o++) {
         if ((exclude & (1u << o)) || !usable(b, o, now_ms))
             continue;
-        unsigned max = b->up->origins[o].max_conns;
-        if (!max || atomic_load_explicit(&b->origins[o].in_flight, memory_order_relaxed) < max)
+        const struct slot_count *c = b->origins[o].count;
+        unsigned max = atomic_load_explicit(&c->max, memory_order_relaxed);
+        if (!max || atomic_load_explicit(&c->in_flight, memory_order_relaxed) < max)
             return BALANCE_ROOM_FREE;
         room = BALANCE_ROOM_FULL;
     }
@@ -1168,7 +1241,7 @@ enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, u
     struct balance_queue *q = b->queue;
     if (!q)
         return room_of(b, now_ms, w->exclude);
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(q->lock);
     enum balance_room room = room_of(b, now_ms, w->exclude);
     if (room == BALANCE_ROOM_FULL) {
         if (atomic_load_explicit(&q->length, memory_order_relaxed) >= b->up->max_queue) {
@@ -1188,7 +1261,7 @@ enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, u
             room = BALANCE_ROOM_QUEUED;
         }
     }
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->lock);
     return room;
 }
 
@@ -1197,14 +1270,14 @@ int balancer_unqueue(struct balancer *b, struct balance_waiter *w, bool timed_ou
     struct balance_queue *q = b->queue;
     if (!q)
         return -1;
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(q->lock);
     int o = w->origin;
     if (w->queued) {
         unlink_waiter(q, w);
         if (timed_out)
             atomic_fetch_add_explicit(&q->timeouts, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(q->lock);
     return o;
 }
 
@@ -1243,4 +1316,54 @@ unsigned balancer_weight_permille(const struct balancer *b, int origin, uint64_t
         return RAMP_FULL;
     uint64_t until = atomic_load_explicit(&b->origins[origin].ramp_until_ms, memory_order_relaxed);
     return until == RAMP_PENDING ? 1 : ramp_share(b->up->slow_start_ms, until, now_ms);
+}
+
+/* ---- counts shared across generations (slotshare.h) ---- */
+
+int balancer_share(struct balancer *b)
+{
+    const struct upstream_conf *up = b->up;
+    struct slot_count *counts[CFG_MAX_ORIGINS];
+    struct slot_share *s = slot_share_join(up->name, b->queue != NULL);
+    if (!s)
+        return -1;
+    for (int o = 0; o < up->norigins; o++) {
+        unsigned listing = 0;
+        for (int f = 0; f < o; f++)
+            listing += strcmp(up->origins[f].text, up->origins[o].text) == 0;
+        counts[o] = slot_share_count(s, up->origins[o].text, listing, up->origins[o].max_conns);
+        if (!counts[o]) {
+            while (o-- > 0)
+                slot_share_put(s, counts[o]);
+            slot_share_leave(s, NULL);
+            return -1;
+        }
+    }
+    /* before it enters: the other members read its counts and queue under the share's lock */
+    for (int o = 0; o < up->norigins; o++)
+        b->origins[o].count = counts[o];
+    if (b->queue)
+        b->queue->lock = slot_share_lock(s);
+    b->share = s;
+    b->member.owner = b;
+    slot_share_enter(s, &b->member);
+    return 0;
+}
+
+void balancer_serve(struct balancer *b, uint64_t now_ms)
+{
+    if (!b->share)
+        return;
+    pthread_mutex_t *lock = slot_share_lock(b->share);
+    pthread_mutex_lock(lock);
+    for (int o = 0; o < b->up->norigins; o++)
+        atomic_store_explicit(&b->origins[o].count->max, b->up->origins[o].max_conns,
+                              memory_order_relaxed);
+    /* a limit raised has free slots: the waiters of every generation take them first */
+    for (struct slot_member *m = slot_share_oldest(b->share); m; m = m->next) {
+        struct balancer *other = m->owner;
+        if (other->queue)
+            rescan_locked(other, now_ms);
+    }
+    pthread_mutex_unlock(lock);
 }

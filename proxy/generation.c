@@ -60,7 +60,8 @@ struct generation *generation_new(struct config *cfg, unsigned number)
     if (generation_limits_clients(cfg) && !(g->climit = climit_new(cfg->client_limit_table)))
         goto fail;
     for (int i = 0; i < cfg->nupstreams; i++)
-        if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])))
+        if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])) ||
+            balancer_share(g->balancers[i]) != 0) /* the same origins of other generations */
             goto fail;
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
@@ -82,4 +83,10 @@ void generation_inherit(struct generation *g, const struct generation *prev, uin
                 balancer_inherit(g->balancers[i], prev->balancers[j], now_ms);
                 balancer_inherit_queue(g->balancers[i], prev->balancers[j]);
             }
+}
+
+void generation_serve(struct generation *g, uint64_t now_ms)
+{
+    for (int i = 0; i < g->cfg->nupstreams; i++)
+        balancer_serve(g->balancers[i], now_ms);
 }

@@ -308,6 +308,7 @@ static void reload(struct process *p)
         return;
     }
     atomic_store(&p->gen->retired, true); /* the new workers take every new request */
+    generation_serve(next, now_us() / 1000); /* its max_conns over the draining requests too */
     metrics_config_reload(RELOAD_OK);
     metrics_config_generation(next->number);
     const char *failed = NULL;

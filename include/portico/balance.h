@@ -26,9 +26,10 @@
  * attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
- * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
- * that must happen once (UP → DOWN, DOWN → PROBING) are compare-and-swaps, and only the thread
- * that made one logs it. Time and randomness are passed in, so tests drive it without clocks.
+ * generation (its in-flight counts by the later generations too: balancer_share) with relaxed
+ * atomics (a slightly stale count only shifts one pick); the transitions that must happen once
+ * (UP → DOWN, DOWN → PROBING) are compare-and-swaps, and only the thread that made one logs it.
+ * Time and randomness are passed in, so tests drive it without clocks.
  */
 #ifndef PORTICO_BALANCE_H
 #define PORTICO_BALANCE_H
@@ -141,6 +142,20 @@ bool balancer_checks_are_stopped(const struct balancer *b, int origin);
  * down until the new checks ended. Call before b's workers start. */
 void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
 
+/* A generation's balancer counts its origins' attempts in flight with the other generations of
+ * this process whose upstream has its name (and max_conns, or none: slotshare.h), each origin
+ * by its host:port and listing: an old generation's requests still in flight after a reload
+ * count against the new generation's max_conns, a slot one generation frees goes to the oldest
+ * waiter of any (the oldest generation's first), and least_conn and random_two weigh the
+ * old requests too. Without it (tests, a balancer alone) the counts are b's own. Call before
+ * b's workers start. 0, or -1 when out of memory (the counts then stay b's own). */
+int balancer_share(struct balancer *b);
+
+/* b's generation serves (a reload's workers started): its max_conns become the limit of the
+ * counts it shares, over every generation's requests, and a limit raised hands its free slots
+ * to the waiters at once. */
+void balancer_serve(struct balancer *b, uint64_t now_ms);
+
 /* The origins listed with the host:port of any in `origins` (bit i: origin i), those included:
  * a retry tries none of them again (balancer_pick). */
 uint32_t balancer_listings(const struct balancer *b, uint32_t origins);
@@ -156,6 +171,7 @@ enum check_state balancer_check_state(const struct balancer *b, int origin);
 /* The checks in a row that ended as the last one did: N > 0 passed, -N failed, 0 before the
  * first (/status). */
 int balancer_checks_in_row(const struct balancer *b, int origin);
+/* In flight: every generation's attempts when b shares its counts (balancer_share). */
 unsigned balancer_in_flight(const struct balancer *b, int origin);
 
 /* ---- max_conns and the queue ----

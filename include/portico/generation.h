@@ -39,6 +39,10 @@ struct generation *generation_new(struct config *cfg, unsigned number);
  * the generation still serving (balancer_inherit). Call before g's workers start. */
 void generation_inherit(struct generation *g, const struct generation *prev, uint64_t now_ms);
 
+/* A reload's g serves (its workers started): its max_conns become the limits of the in-flight
+ * counts its origins share with the generations still draining (balancer_serve). */
+void generation_serve(struct generation *g, uint64_t now_ms);
+
 /* Frees the state and the configuration. NULL is fine. */
 void generation_free(struct generation *g);
 

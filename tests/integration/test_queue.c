@@ -5,8 +5,9 @@
  * answers with its status per profile and says why (response, Server-Timing, access log,
  * metrics), a full queue refuses at once, a client that leaves its place gives it up (the
  * queue back to 0, no slot lost), a slot freed in one worker wakes a waiter of the other with
- * no polling tick (the gaps are measured), HTTP/2 streams queue one by one, and a reload with
- * requests in flight and queued leaves both generations' counts right.
+ * no polling tick (the gaps are measured), HTTP/2 streams queue one by one, and a reload keeps
+ * the origin's count: the new generation's requests wait for the old one's slots (an unchanged
+ * file, a lowered max_conns, an origin dropped and listed again).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -35,6 +36,8 @@ static struct {
     pthread_cond_t cond;
     int now, max;
     bool hold;
+    int let_go;                        /* held requests to answer while hold stays (release_one) */
+    unsigned done;                     /* requests answered */
     int delay_ms;
     unsigned n;
     char path[MAX_SEEN][32];
@@ -47,6 +50,8 @@ static void seen_reset(int delay_ms, bool hold)
     seen.now = seen.max = 0;
     seen.n = 0;
     seen.hold = hold;
+    seen.let_go = 0;
+    seen.done = 0;
     seen.delay_ms = delay_ms;
     pthread_mutex_unlock(&seen.lock);
 }
@@ -67,6 +72,28 @@ static void release_hold(void)
     pthread_mutex_unlock(&seen.lock);
 }
 
+/* Lets one held request go (whichever the origin wakes first), the others held on; waits until
+ * the origin answered it. */
+static void release_one(void)
+{
+    pthread_mutex_lock(&seen.lock);
+    unsigned before = seen.done;
+    seen.let_go++;
+    pthread_cond_broadcast(&seen.cond);
+    int64_t end = tu_now_ms() + PX_IO_MS;
+    while (seen.done == before && tu_now_ms() < end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&seen.cond, &seen.lock, &ts);
+    }
+    unsigned done = seen.done;
+    int now = seen.now;
+    pthread_mutex_unlock(&seen.lock);
+    if (done == before)
+        fail_msg("the origin answered none of the %d requests it holds", now);
+}
+
 /* The origin's step for each request: counted while it lasts. */
 static int counted(int fd, void *arg)
 {
@@ -77,16 +104,20 @@ static int counted(int fd, void *arg)
     if (seen.now > seen.max)
         seen.max = seen.now;
     pthread_cond_broadcast(&seen.cond);
-    while (seen.hold)
+    while (seen.hold && seen.let_go == 0)
         pthread_cond_wait(&seen.cond, &seen.lock);
+    if (seen.hold)
+        seen.let_go--; /* this one is let go alone */
     int delay = seen.delay_ms;
     pthread_mutex_unlock(&seen.lock);
     if (delay)
         usleep((useconds_t)delay * 1000);
     pthread_mutex_lock(&seen.lock);
     seen.now--;
+    seen.done++;
     if (*slot < MAX_SEEN)
         seen.ended[*slot] = tu_now_ms();
+    pthread_cond_broadcast(&seen.cond);
     pthread_mutex_unlock(&seen.lock);
     return 0;
 }
@@ -527,34 +558,180 @@ static void test_h2_streams_queue(void **state)
 
 /* ---- reload ---- */
 
-/* A reload with one request in flight and one queued: both are served by the old generation
- * (its slot handed over during the drain), the new one counts from 0 (never below: the gauge
- * is unsigned, a negative count would read 4294967295), limits and queues its own requests,
- * and the queue counters go on. */
+/* Waits until the origin has seen n requests in all. */
+static void wait_seen(unsigned n)
+{
+    int64_t end = tu_now_ms() + PX_IO_MS;
+    pthread_mutex_lock(&seen.lock);
+    while (seen.n < n && tu_now_ms() < end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&seen.cond, &seen.lock, &ts);
+    }
+    unsigned got = seen.n;
+    pthread_mutex_unlock(&seen.lock);
+    if (got < n)
+        fail_msg("the origin saw %u requests, want %u", got, n);
+}
+
+/* The requests the origin saw in all, and the most it held at once, now. */
+static unsigned seen_count(int *max)
+{
+    pthread_mutex_lock(&seen.lock);
+    unsigned n = seen.n;
+    *max = seen.max;
+    pthread_mutex_unlock(&seen.lock);
+    return n;
+}
+
+/* Writes upstream u anew (its origin lines and options after `[upstream u]`), the rest as
+ * start() wrote it, and reloads: back once generation gen is live. */
+static void reload_to(struct harness *h, int workers, unsigned gen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reload_to(struct harness *h, int workers, unsigned gen, const char *fmt, ...)
+{
+    char upstream[512], live[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(upstream, sizeof(upstream), fmt, ap);
+    va_end(ap);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = %d\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\n%s",
+                                          workers, upstream),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    snprintf(live, sizeof(live), "is live (generation %u", gen);
+    assert_int_equal(harness_wait_log(h, live, PX_IO_MS), 0);
+}
+
+/* The path of the kth request the origin saw. */
+static const char *seen_path(unsigned k)
+{
+    seen_sync();
+    return seen.path[k];
+}
+
+/* A reload that keeps the upstream as it was keeps its origin's count: two requests held at
+ * max_conns=2 (and one waiting in the old generation's queue) hold the origin full for the new
+ * generation too, whose request waits instead of going to the origin as a third (the count
+ * was the generation's: the origin then held 3). Each slot freed goes to the oldest waiter,
+ * the old generation's first, then the new one's; the origin never holds more than 2. */
 static void test_reload_mid_flight(void **state)
 {
     (void)state;
     struct fake_origin *fo = origin_start(0, true);
-    struct harness *h = start(fo, 1, NULL, "max_conns=1", "queue_timeout = 30s\n");
-    struct raw_conn *first = send_held(h, "/old-first", 1);
+    struct harness *h = start(fo, 2, NULL, "max_conns=2", "queue_timeout = 30s\n");
+    struct raw_conn *old[2] = {send_held(h, "/old-1", 1), send_held(h, "/old-2", 2)};
     struct raw_conn *queued = send_queued(h, "/old-queued", 1);
-    assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
-    in_flight_is(h, fo, 0); /* the new generation's count */
-    assert_true(metric(h, QLEN, 0) == 0);
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=2\nqueue_timeout = 30s\n",
+              fake_origin_port(fo));
+    in_flight_is(h, fo, 2); /* the old generation's requests, counted by the new one */
     assert_true(metric(h, QUEUED, 1) == 1); /* carried over */
-    /* the new generation limits on its own: one more held, one more queued */
-    struct raw_conn *second = send_held(h, "/new-first", 2);
-    in_flight_is(h, fo, 1);
-    struct raw_conn *third = send_queued(h, "/new-queued", 1);
-    release_first(first);
-    expect_status(queued, 200);
-    expect_status(second, 200);
-    expect_status(third, 200);
-    in_flight_is(h, fo, 0);
+    struct raw_conn *fresh = send_queued(h, "/new", 1);
+    int max;
+    assert_int_equal(seen_count(&max), 2); /* it waits: not sent */
+    release_one(); /* an old request ends: its slot goes to the old generation's waiter */
+    wait_seen(3);
+    assert_string_equal(seen_path(2), "/old-queued");
+    assert_true(metric(h, QLEN, 1) == 1); /* the new one waits on */
+    release_one(); /* the next slot is the new generation's waiter's */
+    wait_seen(4);
+    assert_string_equal(seen_path(3), "/new");
     assert_true(metric(h, QLEN, 0) == 0);
+    assert_int_equal(seen_count(&max), 4);
+    assert_int_equal(max, 2);
+    release_hold();
+    expect_status(old[0], 200);
+    expect_status(old[1], 200);
+    expect_status(queued, 200);
+    expect_status(fresh, 200);
+    in_flight_is(h, fo, 0);
     assert_true(metric(h, QUEUED, 2) == 2);
     stop_both(h, fo);
+}
+
+/* A reload that lowers max_conns from 4 to 2 with 4 requests in flight: the new limit is over
+ * every generation's requests, so a new request waits while 4, then 3, then 2 are in flight,
+ * and goes to the origin only when an end leaves a slot under the new limit (it went at once:
+ * the new generation counted from 0). */
+static void test_reload_lowers_max_conns(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=4", "queue_timeout = 30s\n");
+    struct raw_conn *old[4];
+    for (int i = 0; i < 4; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/old-%d", i);
+        old[i] = send_held(h, path, i + 1);
+    }
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=2\nqueue_timeout = 30s\n",
+              fake_origin_port(fo));
+    in_flight_is(h, fo, 4);
+    struct raw_conn *fresh = send_queued(h, "/new", 1);
+    int max;
+    for (int left = 3; left >= 2; left--) {
+        release_one(); /* an old one ends: still at or over the new max_conns */
+        in_flight_is(h, fo, left);
+        assert_true(metric(h, QLEN, 1) == 1);
+        assert_int_equal(seen_count(&max), 4);
+    }
+    release_one(); /* 2 - 1 is under 2: the slot is the waiter's */
+    wait_seen(5);
+    assert_string_equal(seen_path(4), "/new");
+    assert_true(metric(h, QLEN, 0) == 0);
+    in_flight_is(h, fo, 2);
+    release_hold();
+    for (int i = 0; i < 4; i++)
+        expect_status(old[i], 200);
+    expect_status(fresh, 200);
+    in_flight_is(h, fo, 0);
+    stop_both(h, fo);
+}
+
+/* An origin a reload drops keeps its count while its requests are under way, and a second
+ * reload that lists it again counts on from them: its max_conns=1 is held by the first
+ * generation's request, and the third generation's waits for it (it went to the origin at
+ * once, which then held 2). */
+static void test_reload_origin_back(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct fake_origin_opts other_opts = {.kind = FO_OK};
+    struct fake_origin *other = fake_origin_start(&other_opts);
+    assert_non_null(other);
+    struct harness *h = start(fo, 2, NULL, "max_conns=1", "queue_timeout = 30s\n");
+    struct raw_conn *held = send_held(h, "/gen-1", 1);
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 30s\n",
+              fake_origin_port(other));
+    expect_status(send_get(h, "/gen-2"), 200); /* the other origin's */
+    reload_to(h, 2, 3, "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 30s\n",
+              fake_origin_port(fo));
+    in_flight_is(h, fo, 1);
+    struct raw_conn *fresh = send_queued(h, "/gen-3", 1);
+    int max;
+    assert_int_equal(seen_count(&max), 1);
+    release_one();
+    in_flight_is(h, fo, 1); /* the slot is the waiter's */
+    wait_seen(2);
+    assert_string_equal(seen_path(1), "/gen-3");
+    assert_true(metric(h, QLEN, 0) == 0);
+    release_hold();
+    expect_status(held, 200);
+    expect_status(fresh, 200);
+    in_flight_is(h, fo, 0);
+    assert_int_equal(seen_count(&max), 2);
+    assert_int_equal(max, 1);
+    harness_free(h);
+    fake_origin_stop(other);
+    fake_origin_stop(fo);
 }
 
 /* ---- rehearsals ---- */
@@ -823,6 +1000,8 @@ int main(void)
         cmocka_unit_test(test_cross_worker_wake),
         cmocka_unit_test(test_h2_streams_queue),
         cmocka_unit_test(test_reload_mid_flight),
+        cmocka_unit_test(test_reload_lowers_max_conns),
+        cmocka_unit_test(test_reload_origin_back),
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),

@@ -1496,6 +1496,97 @@ static void test_queue_handoff(void **state)
     balancer_free(b);
 }
 
+/* Two generations of upstream u (balancer_share): origin o0 is listed in both and counts one
+ * number under the newest max_conns; o1, only in the old one, keeps its own. A slot the old
+ * generation frees goes to the new one's waiter; a count over a lowered max_conns goes down
+ * before any slot is handed on; a raised one hands its free slots to the waiters at serve. */
+static void test_shared_counts(void **state)
+{
+    (void)state;
+    struct upstream_conf old_up, new_up;
+    make_upstream(&old_up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    old_up.origins[0].max_conns = 3;
+    old_up.origins[1].max_conns = 3;
+    old_up.limited = true;
+    old_up.max_queue = 4;
+    make_upstream(&new_up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    new_up.origins[0].max_conns = 2; /* lowered */
+    new_up.limited = true;
+    new_up.max_queue = 4;
+    struct balancer *old_b = balancer_new(&old_up), *new_b = balancer_new(&new_up);
+    assert_int_equal(balancer_share(old_b), 0);
+    int held[3];
+    for (int k = 0; k < 3; k++)
+        held[k] = balancer_pick(old_b, 0, 0, 1u << 1, NULL); /* o0 only */
+    assert_int_equal(held[2], 0);
+    assert_int_equal(balancer_share(new_b), 0);
+    assert_int_equal(balancer_in_flight(new_b, 0), 3); /* the old generation's */
+    balancer_serve(new_b, 0);
+    assert_int_equal(balancer_pick(new_b, 0, 0, 0, NULL), -1); /* 3 over max_conns 2 */
+    assert_int_equal(balancer_pick(old_b, 0, 0, 1u << 1, NULL), -1); /* the new limit holds */
+    struct balance_waiter w = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_queue(new_b, &w, 0), BALANCE_ROOM_QUEUED);
+    balancer_done(old_b, held[0], 0, BALANCE_ANSWERED, 0); /* 3 -> 2: no slot under 2 */
+    assert_int_equal(nwoken, 0);
+    assert_int_equal(balancer_in_flight(new_b, 0), 2);
+    balancer_done(old_b, held[1], 0, BALANCE_ANSWERED, 0); /* a slot: the new waiter's */
+    assert_int_equal(nwoken, 1);
+    assert_int_equal(w.origin, 0);
+    assert_int_equal(balancer_in_flight(new_b, 0), 2);
+    assert_int_equal(balancer_in_flight(old_b, 1), 0); /* o1 is the old one's alone */
+    /* raised to 3 by a third generation: its serve hands the free slot to a waiter */
+    struct upstream_conf third_up = new_up;
+    third_up.origins[0].max_conns = 3;
+    struct balancer *third_b = balancer_new(&third_up);
+    struct balance_waiter w2 = {.wake = wake_record};
+    assert_int_equal(balancer_queue(new_b, &w2, 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_share(third_b), 0);
+    balancer_serve(third_b, 0);
+    assert_int_equal(nwoken, 2);
+    assert_int_equal(w2.origin, 0);
+    assert_int_equal(balancer_in_flight(third_b, 0), 3);
+    balancer_done(old_b, held[2], 0, BALANCE_ANSWERED, 0);
+    balancer_done(new_b, 0, 0, BALANCE_ANSWERED, 0);
+    balancer_done(new_b, 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_in_flight(third_b, 0), 0);
+    balancer_free(old_b);
+    balancer_free(new_b);
+    /* the count lives while a generation holds it */
+    assert_int_equal(balancer_pick(third_b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_in_flight(third_b, 0), 1);
+    balancer_done(third_b, 0, 0, BALANCE_ANSWERED, 0);
+    balancer_free(third_b);
+}
+
+/* An upstream that gains max_conns in a reload counts on its own (its queue could not be handed
+ * the old generation's slots), and a balancer left unshared counts alone. */
+static void test_shared_counts_identity(void **state)
+{
+    (void)state;
+    struct upstream_conf free_up, limited_up;
+    make_upstream(&free_up, 1, NULL, BALANCE_LEAST_CONN, 0);
+    make_upstream(&limited_up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    limited_up.origins[0].max_conns = 1;
+    limited_up.limited = true;
+    limited_up.max_queue = 4;
+    struct balancer *a = balancer_new(&free_up), *a2 = balancer_new(&free_up),
+                    *l = balancer_new(&limited_up), *alone = balancer_new(&free_up);
+    assert_int_equal(balancer_share(a), 0);
+    assert_int_equal(balancer_share(a2), 0);
+    assert_int_equal(balancer_share(l), 0);
+    assert_int_equal(balancer_pick(a, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_in_flight(a2, 0), 1); /* least_conn sees the old requests */
+    assert_int_equal(balancer_in_flight(l, 0), 0);
+    assert_int_equal(balancer_in_flight(alone, 0), 0);
+    balancer_done(a, 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_in_flight(a2, 0), 0);
+    balancer_free(a);
+    balancer_free(a2);
+    balancer_free(l);
+    balancer_free(alone);
+}
+
 /* [upstream] max_conns is the default of the origins that set none; max_queue and
  * queue_timeout have their defaults; an upstream without max_conns has no queue. */
 static void test_config_max_conns(void **state)
@@ -2034,6 +2125,8 @@ int main(void)
         cmocka_unit_test(test_config_rise_fall),
         cmocka_unit_test(test_max_conns_gate),
         cmocka_unit_test(test_queue_handoff),
+        cmocka_unit_test(test_shared_counts),
+        cmocka_unit_test(test_shared_counts_identity),
         cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_hash_points_and_wrap),

@@ -1,0 +1,69 @@
+/*
+ * slotshare.h — the in-flight counts of origins, shared by the configuration generations of one
+ * process.
+ *
+ * A reload starts a new generation while the old one drains (generation.h); an origin both list
+ * still sees the requests of both. So an origin's count is kept here, by identity: the upstream's
+ * name, whether it has max_conns at all (a queue then hands slots on, balance.c), the origin's
+ * host:port text, and its listing among the upstream's origins of that text (an origin listed
+ * twice is two counts, as in one generation). Every generation whose upstream has that identity
+ * counts on the same number, under the max_conns of the newest one. A count lives while a
+ * generation holds it: an origin a reload dropped keeps its count until its requests are done,
+ * and one added back while they are still under way counts on from them.
+ *
+ * A share (one per upstream identity) also holds the lock of its generations' queues, so that a
+ * slot freed by one generation's request may be handed to another's waiter, and the list of its
+ * members (the balancers), oldest first. Joining and leaving take a process-wide lock, so only
+ * a generation's creation and end do; the requests take the share's lock, and only those of an
+ * upstream with max_conns.
+ */
+#ifndef PORTICO_SLOTSHARE_H
+#define PORTICO_SLOTSHARE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* An origin's count. */
+struct slot_count {
+    _Atomic unsigned in_flight;        /* attempts in flight on it, every generation's */
+    _Atomic unsigned max;              /* its max_conns: the newest generation's (0: none) */
+};
+
+/* A member of a share (a balancer), linked in its list under the share's lock. */
+struct slot_member {
+    struct slot_member *next, *prev;   /* newer, older */
+    void *owner;
+    bool entered;                      /* in the list (slot_share_enter) */
+};
+
+struct slot_share;
+
+/* A reference to the share of upstream (limited: it has max_conns), made when there is none.
+ * NULL when out of memory. */
+struct slot_share *slot_share_join(const char *upstream, bool limited);
+
+/* m, whose counts were taken (slot_share_count), becomes s's newest member: the others' freed
+ * slots may go to its waiters from now on. */
+void slot_share_enter(struct slot_share *s, struct slot_member *m);
+
+/* Gives the reference of slot_share_join back, m leaving the members first when it entered
+ * (its counts put back before: slot_share_put); the last reference frees s. */
+void slot_share_leave(struct slot_share *s, struct slot_member *m);
+
+/* The count of origin (its host:port text) at its listing-th listing in s, made with max when
+ * none holds it yet (a member that holds one already keeps its max until slot_share_serve).
+ * NULL when out of memory. */
+struct slot_count *slot_share_count(struct slot_share *s, const char *origin, unsigned listing,
+                                    unsigned max);
+
+/* Puts back a count slot_share_count gave: the last holder frees it. */
+void slot_share_put(struct slot_share *s, struct slot_count *c);
+
+/* The lock of s's members' queues. */
+pthread_mutex_t *slot_share_lock(struct slot_share *s);
+
+/* The oldest member of s (follow next for newer ones), under slot_share_lock. */
+struct slot_member *slot_share_oldest(struct slot_share *s);
+
+#endif
