@@ -374,7 +374,7 @@ static enum check_end check_once(struct origin *o, long fail_at)
     char text[512];
     snprintf(text, sizeof(text),
              "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
-             "health_check = GET /healthz every 10s expect 200 timeout 300ms\n", o->port);
+             "health_check = GET /healthz every 10s expect 200 timeout 3s\n", o->port);
     struct config *cfg = cfg_load_string(text, "health.ini", NULL, stderr, NULL);
     assert_non_null(cfg);
     struct generation *g = generation_new(cfg, 1);
@@ -388,7 +388,9 @@ static enum check_end check_once(struct origin *o, long fail_at)
     if (health_start(&l, &h) != 0) {
         end = CHECK_END_NO_VERDICT;
     } else {
-        uint64_t until = now_us() + 2000000;
+        /* past the check's timeout: a check that hangs ends failed, never NONE; 3 s, not
+         * 300 ms, as a loaded machine (load 15) kept the origin's thread from answering */
+        uint64_t until = now_us() + 5000000;
         while (end == CHECK_END_NONE && now_us() < until) {
             turn(l.base);
             int run = balancer_checks_in_row(g->balancers[0], 0);
