@@ -4,6 +4,7 @@
  * of a flush on a socketpair: one per line, no newline, a long one cut with the mark, a peer gone
  * counting every line lost.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -154,12 +156,68 @@ static void test_send_lines(void **state)
     free(d);
 }
 
+/* (mutants18) A line of exactly the room after the header goes whole, one byte more is cut to
+ * len with the mark; a daemon not reading (EAGAIN, its queue full within the first batch of a
+ * flush of 300 lines): every line not received is counted lost, those of the batch and those
+ * after it. */
+static void test_send_edges(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    struct syslog_spec s;
+    char why[320];
+    assert_int_equal(syslog_parse("syslog:server=unix:/x,nohostname,len=480", &s, why,
+                                  sizeof(why)), 0);
+    struct syslog_dest *d = syslog_dest_new(&s);
+    char head[160];
+    size_t room = 480 - syslog_header(d, SYSLOG_INFO, time(NULL), head, sizeof(head));
+    char lines[1200];
+    memset(lines, 'z', room);
+    lines[room] = '\n';
+    memset(lines + room + 1, 'w', room + 1);
+    lines[2 * room + 2] = '\n';
+    int err = 0;
+    assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, lines, 2 * room + 3, &err), 0);
+    char buf[4096];
+    ssize_t r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    assert_int_equal(r, 480);
+    assert_int_equal(buf[479], 'z'); /* whole, no mark */
+    r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    assert_int_equal(r, 480);
+    assert_memory_equal(buf + 480 - strlen(SYSLOG_CUT_MARK), SYSLOG_CUT_MARK,
+                        strlen(SYSLOG_CUT_MARK));
+    assert_int_equal(buf[480 - strlen(SYSLOG_CUT_MARK) - 1], 'w');
+    close(sv[0]);
+    close(sv[1]);
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    static char many[300 * 16];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "line %d\n", i);
+    err = 0;
+    size_t lost = syslog_send_lines(sv[0], d, SYSLOG_INFO, many, n, &err);
+    assert_true(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS);
+    size_t got = 0;
+    while (recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        got++;
+    assert_true(got > 0 && got < 64); /* the queue filled within the first batch */
+    assert_int_equal(got + lost, 300);
+    close(sv[0]);
+    close(sv[1]);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_send_lines),
+        cmocka_unit_test(test_send_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
