@@ -436,6 +436,35 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* (mutants18) The access log's severity= in its PRI (local7.notice, 23 * 8 + 5); a reload that
+ * moves both logs from syslog to files writes their next lines to the files, none to the
+ * daemon. */
+static void test_severity_and_back_to_files(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = receiver(h, "sys");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:sys}},severity=notice\n"
+                    "access_log_format = text\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:sys}}\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "agent-notice"), 200);
+    const char *d = wait_datagram(fs, "user_agent=\"agent-notice\"");
+    assert_header(d, 23 * 8 + 5, hostname(), "portico", harness_pid(h));
+    write_config(h, "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                    "error_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "agent-filed"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "user_agent=\"agent-filed\"", PX_IO_MS),
+                     0);
+    assert_int_equal(fake_syslog_count(fs, "agent-filed") + fake_syslog_count(fs, "is live"), 0);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -451,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_severity_and_back_to_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
