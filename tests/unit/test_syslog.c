@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -58,6 +60,9 @@ static const struct {
     {"syslog:server=127.0.0.1,server=127.0.0.2", 0, 0, 0, 0, NULL, 0, "given twice"},
     {"syslog:server=127.0.0.1,format=rfc5424", 0, 0, 0, 0, NULL, 0, "unknown parameter"},
     {"syslog:server=127.0.0.1:99999", 0, 0, 0, 0, NULL, 0, "'server=127.0.0.1:99999'"},
+    /* (mutants18) the bounds themselves taken */
+    {"syslog:server=127.0.0.1,len=8192,tag=abcdefghijabcdefghijabcdefghijab", 1, AF_INET, 23,
+     SYSLOG_INFO, "abcdefghijabcdefghijabcdefghijab", 8192, "len 8192, a tag of 32"},
 };
 
 static void test_parse(void **state)
@@ -211,6 +216,31 @@ static void test_send_edges(void **state)
     free(d);
 }
 
+/* (mutants18) The port: 514 when none is given, IPv4 or [IPv6], else the one written. */
+static void test_parse_port(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *target;
+        unsigned port;
+    } rows[] = {
+        {"syslog:server=127.0.0.1", 514},
+        {"syslog:server=[::1]", 514},
+        {"syslog:server=127.0.0.1:1514", 1514},
+        {"syslog:server=[::1]:1515", 1515},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct syslog_spec s;
+        char why[320] = "";
+        assert_int_equal(syslog_parse(rows[i].target, &s, why, sizeof(why)), 0);
+        unsigned port = s.addr.ss_family == AF_INET
+                            ? ntohs(((const struct sockaddr_in *)&s.addr)->sin_port)
+                            : ntohs(((const struct sockaddr_in6 *)&s.addr)->sin6_port);
+        if (port != rows[i].port)
+            fail_msg("%s: port %u, want %u", rows[i].target, port, rows[i].port);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_send_lines),
         cmocka_unit_test(test_send_edges),
+        cmocka_unit_test(test_parse_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
