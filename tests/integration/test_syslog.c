@@ -465,6 +465,43 @@ static void test_severity_and_back_to_files(void **state)
     harness_free(h);
 }
 
+/* (mutants18) Error-log lines at debug level go as severity debug (local7.debug, 23 * 8 + 7);
+ * the daemon restarted (a new socket at the path), the error log connects again by itself, as
+ * the access log does: its lines come again without SIGUSR1. The lines: a health check's
+ * verdict, said at debug level every 100 ms. */
+static void test_error_log_debug_reconnects(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "log_level = debug\n"
+                                          "access_log = off\n"
+                                          "error_log = syslog:server=unix:{{dir}}/err.sock\n"
+                                          "[upstream s]\norigin = sim\n"
+                                          "health_check = GET /status/200 every 100ms expect 200\n"),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    const char *d = wait_datagram(fs, "health check of");
+    const char *msg = assert_header(d, 23 * 8 + 7, hostname(), "portico", harness_pid(h));
+    assert_non_null(strstr(msg, " [debug] health check of "));
+    fake_syslog_free(fs);
+    fs = fake_syslog_unix(path); /* restarted */
+    assert_non_null(fs);
+    wait_datagram(fs, "health check of");
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -481,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_long_line_cut),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_severity_and_back_to_files),
+        cmocka_unit_test(test_error_log_debug_reconnects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
