@@ -502,6 +502,46 @@ static void test_error_log_debug_reconnects(void **state)
     harness_free(h);
 }
 
+/* (mutants18) A reload to another unix socket with the same header (facility, tag, host, len):
+ * the daemon there restarted, the log connects again to that socket, not the first one. */
+static void test_reload_same_header_reconnects_there(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char pa[512], pb[512];
+    snprintf(pa, sizeof(pa), "%s/a.sock", harness_dir(h));
+    snprintf(pb, sizeof(pb), "%s/b.sock", harness_dir(h));
+    struct fake_syslog *a = fake_syslog_unix(pa), *b = fake_syslog_unix(pb);
+    assert_non_null(a);
+    assert_non_null(b);
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/a.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "to-a"), 200);
+    wait_datagram(a, "user_agent=\"to-a\"");
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/b.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "to-b"), 200);
+    wait_datagram(b, "user_agent=\"to-b\"");
+    fake_syslog_free(b);
+    b = fake_syslog_unix(pb); /* restarted */
+    assert_non_null(b);
+    const char *d = NULL;
+    for (int i = 0; i < 10 && !d; i++) {
+        assert_int_equal(get(h, "again"), 200);
+        d = fake_syslog_wait(b, "user_agent=\"again\"", 1500);
+    }
+    if (!d)
+        fail_msg("no line at b.sock after its daemon's restart");
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(b);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -519,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_severity_and_back_to_files),
         cmocka_unit_test(test_error_log_debug_reconnects),
+        cmocka_unit_test(test_reload_same_header_reconnects_there),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
