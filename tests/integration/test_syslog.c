@@ -436,6 +436,112 @@ static void test_config_errors(void **state)
     harness_free(h);
 }
 
+/* (mutants18) The access log's severity= in its PRI (local7.notice, 23 * 8 + 5); a reload that
+ * moves both logs from syslog to files writes their next lines to the files, none to the
+ * daemon. */
+static void test_severity_and_back_to_files(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *fs = receiver(h, "sys");
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:sys}},severity=notice\n"
+                    "access_log_format = text\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:sys}}\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "agent-notice"), 200);
+    const char *d = wait_datagram(fs, "user_agent=\"agent-notice\"");
+    assert_header(d, 23 * 8 + 5, hostname(), "portico", harness_pid(h));
+    write_config(h, "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                    "error_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "agent-filed"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "user_agent=\"agent-filed\"", PX_IO_MS),
+                     0);
+    assert_int_equal(fake_syslog_count(fs, "agent-filed") + fake_syslog_count(fs, "is live"), 0);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* (mutants18) Error-log lines at debug level go as severity debug (local7.debug, 23 * 8 + 7);
+ * the daemon restarted (a new socket at the path), the error log connects again by itself, as
+ * the access log does: its lines come again without SIGUSR1. The lines: a health check's
+ * verdict, said at debug level every 100 ms. */
+static void test_error_log_debug_reconnects(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "log_level = debug\n"
+                                          "access_log = off\n"
+                                          "error_log = syslog:server=unix:{{dir}}/err.sock\n"
+                                          "[upstream s]\norigin = sim\n"
+                                          "health_check = GET /status/200 every 100ms expect 200\n"),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    const char *d = wait_datagram(fs, "health check of");
+    const char *msg = assert_header(d, 23 * 8 + 7, hostname(), "portico", harness_pid(h));
+    assert_non_null(strstr(msg, " [debug] health check of "));
+    fake_syslog_free(fs);
+    fs = fake_syslog_unix(path); /* restarted */
+    assert_non_null(fs);
+    wait_datagram(fs, "health check of");
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(fs);
+    harness_free(h);
+}
+
+/* (mutants18) A reload to another unix socket with the same header (facility, tag, host, len):
+ * the daemon there restarted, the log connects again to that socket, not the first one. */
+static void test_reload_same_header_reconnects_there(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char pa[512], pb[512];
+    snprintf(pa, sizeof(pa), "%s/a.sock", harness_dir(h));
+    snprintf(pb, sizeof(pb), "%s/b.sock", harness_dir(h));
+    struct fake_syslog *a = fake_syslog_unix(pa), *b = fake_syslog_unix(pb);
+    assert_non_null(a);
+    assert_non_null(b);
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/a.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(h, "to-a"), 200);
+    wait_datagram(a, "user_agent=\"to-a\"");
+    write_config(h, "access_log = syslog:server=unix:{{dir}}/b.sock\n"
+                    "access_log_format = text\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "to-b"), 200);
+    wait_datagram(b, "user_agent=\"to-b\"");
+    fake_syslog_free(b);
+    b = fake_syslog_unix(pb); /* restarted */
+    assert_non_null(b);
+    const char *d = NULL;
+    for (int i = 0; i < 10 && !d; i++) {
+        assert_int_equal(get(h, "again"), 200);
+        d = fake_syslog_wait(b, "user_agent=\"again\"", 1500);
+    }
+    if (!d)
+        fail_msg("no line at b.sock after its daemon's restart");
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(b);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -451,6 +557,9 @@ int main(void)
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_severity_and_back_to_files),
+        cmocka_unit_test(test_error_log_debug_reconnects),
+        cmocka_unit_test(test_reload_same_header_reconnects_there),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

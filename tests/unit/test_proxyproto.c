@@ -40,6 +40,9 @@ struct row {
 #define MORE(w, lit) {.why = w, .bytes = lit, .len = sizeof(lit) - 1, .want = W_MORE}
 #define ERR(w, lit, e) {.why = w, .bytes = lit, .len = sizeof(lit) - 1, .want = W_ERROR, .err = e}
 
+#define Z16 "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+#define Z256 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16 Z16
+
 static const struct row rows[] = {
     /* version 1 */
     HDR("v1 TCP4", "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n", 1, "127.0.113.7 4242"),
@@ -184,6 +187,28 @@ static const struct row rows[] = {
         V2("\x21", "\x11", "\x00", "\x16") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
         "\x00\x50" "\x03\x00\x04\x00\x00\x00\x00" "\x04\x00\x05\x00\x00",
         PP_ERR_MALFORMED),
+    /* (mutants18) a TLV of 0 bytes ends the header exactly: its 3 bytes are a whole TLV */
+    HDR("v2 a NOOP TLV of 0 bytes, the header's last",
+        V2("\x21", "\x11", "\x00", "\x0f") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x04\x00\x00",
+        2, "127.0.100.9 5000"),
+    /* two bytes short of a TLV's 3: refused without reading past the header (ASan) */
+    ERR("v2 two bytes after the addresses, short of a TLV",
+        V2("\x21", "\x11", "\x00", "\x0e") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x04\x00",
+        PP_ERR_MALFORMED),
+    /* a TLV's length is 16 bits: a NOOP of 256 zero bytes is one TLV (read as 8 bits, it
+     * would be 85 empty ones and a remnant) */
+    HDR("v2 a NOOP TLV of 256 bytes",
+        V2("\x21", "\x11", "\x01", "\x0f") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x04\x01\x00" Z256,
+        2, "127.0.100.9 5000"),
+    /* two CRC32c TLVs: the first is the header's sum (computed with the second's bytes in),
+     * the second a TLV read no further */
+    HDR("v2 two CRC32c TLVs: the first one checked",
+        V2("\x21", "\x11", "\x00", "\x1a") "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88"
+        "\x00\x50" "\x03\x00\x04\x02\x99\x90\x99" "\x03\x00\x04\xde\xad\xbe\xef",
+        2, "127.0.100.9 5000"),
 };
 
 /* The bytes at the end of a heap block of their exact size. */

@@ -387,6 +387,9 @@ static void test_route_condition_errors(void **state)
         {"header = X-A", "cookie = X-A", false},
         {"method = MKCOL", "method = COPY", false},
         {"", "header = X-A", false},
+        /* (mutants18) the first route's names and values a superset of the second's */
+        {"header = X-A: 1\nheader = X-A: 2", "header = X-A: 1", false},
+        {"header = X-A\nheader = X-B", "header = X-A", false},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         char text[512];
@@ -462,6 +465,67 @@ static void test_plain_len(void **state)
                          plain_len_ref(longer[i], strlen(longer[i])));
 }
 
+/* (mutants18) A request's header value and cookie name compared exactly, a cookie's OWS
+ * before ';' not part of its value, an extension method by its whole token; and a refused
+ * condition line one error (a second route, alike but for that line, is no duplicate). */
+static const char exact_ini[] = UP
+    "[route root]\nupstream = app\n"
+    "[route mode]\nprefix = /m/\nheader = X-Mode: on\nupstream = app\n"
+    "[route canary_ck]\nprefix = /c/\ncookie = canary=1\nupstream = app\n"
+    "[route dav]\nprefix = /dav/\nmethod = PROPFIND\nupstream = app\n";
+
+static void test_route_conditions_exact(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(exact_ini);
+    static const struct {
+        const char *why;
+        const char *method;
+        const char *path;
+        const char *field[2];
+        const char *route;
+    } rows[] = {
+        {"the header value as written", "GET", "/m/", {"X-Mode", "on"}, "mode"},
+        {"a header value in another case is another value", "GET", "/m/", {"X-Mode", "ON"},
+         "root"},
+        {"the cookie as written", "GET", "/c/", {"Cookie", "canary=1"}, "canary_ck"},
+        {"a cookie name in another case is another cookie", "GET", "/c/", {"Cookie", "CANARY=1"},
+         "root"},
+        {"spaces before ';' are not the cookie's value", "GET", "/c/",
+         {"Cookie", "canary=1 ; a=b"}, "canary_ck"},
+        {"an extension method by its token", "PROPFIND", "/dav/", {NULL}, "dav"},
+        {"a method that begins it is another", "PROPFI", "/dav/", {NULL}, "root"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct h1_field f[1];
+        size_t n = 0;
+        if (rows[i].field[0])
+            f[n++] = (struct h1_field){rows[i].field[0], strlen(rows[i].field[0]),
+                                       rows[i].field[1], strlen(rows[i].field[1]), H1_F_OTHER};
+        const char *m = rows[i].method;
+        struct route_request rq = {h1_method_of(m, strlen(m)), m, strlen(m), f, n};
+        const struct route_conf *r = route_match(cfg, ROUTE_SCHEME_HTTP, NULL, 0, rows[i].path,
+                                                 strlen(rows[i].path), &rq);
+        if (!r || strcmp(r->name, rows[i].route) != 0)
+            fail_msg("%s: %s, want %s", rows[i].why, r ? r->name : "(none)", rows[i].route);
+    }
+    cfg_free(cfg);
+    static const char *const one_error[] = {
+        UP "[route a]\nheader = X-A: 1\nheader = X-A: \x01\nupstream = app\n"
+           "[route b]\nheader = X-A: 1\nupstream = app\n",
+    };
+    for (size_t i = 0; i < sizeof(one_error) / sizeof(one_error[0]); i++) {
+        int n;
+        char *errors;
+        struct config *bad = load(one_error[i], "/etc/portico", &n, &errors);
+        if (bad || n != 1 || !strstr(errors, "control character 0x01"))
+            fail_msg("%s: want one error (control character), got %d:\n%s", one_error[i], n,
+                     errors);
+        cfg_free(bad);
+        free(errors);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_route_condition_errors),
         cmocka_unit_test(test_implicit_route),
         cmocka_unit_test(test_plain_len),
+        cmocka_unit_test(test_route_conditions_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

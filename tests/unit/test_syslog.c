@@ -4,6 +4,7 @@
  * of a flush on a socketpair: one per line, no newline, a long one cut with the mark, a peer gone
  * counting every line lost.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -56,6 +60,9 @@ static const struct {
     {"syslog:server=127.0.0.1,server=127.0.0.2", 0, 0, 0, 0, NULL, 0, "given twice"},
     {"syslog:server=127.0.0.1,format=rfc5424", 0, 0, 0, 0, NULL, 0, "unknown parameter"},
     {"syslog:server=127.0.0.1:99999", 0, 0, 0, 0, NULL, 0, "'server=127.0.0.1:99999'"},
+    /* (mutants18) the bounds themselves taken */
+    {"syslog:server=127.0.0.1,len=8192,tag=abcdefghijabcdefghijabcdefghijab", 1, AF_INET, 23,
+     SYSLOG_INFO, "abcdefghijabcdefghijabcdefghijab", 8192, "len 8192, a tag of 32"},
 };
 
 static void test_parse(void **state)
@@ -154,12 +161,94 @@ static void test_send_lines(void **state)
     free(d);
 }
 
+/* (mutants18) A line of exactly the room after the header goes whole, one byte more is cut to
+ * len with the mark; a daemon not reading (EAGAIN, its queue full within the first batch of a
+ * flush of 300 lines): every line not received is counted lost, those of the batch and those
+ * after it. */
+static void test_send_edges(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    struct syslog_spec s;
+    char why[320];
+    assert_int_equal(syslog_parse("syslog:server=unix:/x,nohostname,len=480", &s, why,
+                                  sizeof(why)), 0);
+    struct syslog_dest *d = syslog_dest_new(&s);
+    char head[160];
+    size_t room = 480 - syslog_header(d, SYSLOG_INFO, time(NULL), head, sizeof(head));
+    char lines[1200];
+    memset(lines, 'z', room);
+    lines[room] = '\n';
+    memset(lines + room + 1, 'w', room + 1);
+    lines[2 * room + 2] = '\n';
+    int err = 0;
+    assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, lines, 2 * room + 3, &err), 0);
+    char buf[4096];
+    ssize_t r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    assert_int_equal(r, 480);
+    assert_int_equal(buf[479], 'z'); /* whole, no mark */
+    r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    assert_int_equal(r, 480);
+    assert_memory_equal(buf + 480 - strlen(SYSLOG_CUT_MARK), SYSLOG_CUT_MARK,
+                        strlen(SYSLOG_CUT_MARK));
+    assert_int_equal(buf[480 - strlen(SYSLOG_CUT_MARK) - 1], 'w');
+    close(sv[0]);
+    close(sv[1]);
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    static char many[300 * 16];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "line %d\n", i);
+    err = 0;
+    size_t lost = syslog_send_lines(sv[0], d, SYSLOG_INFO, many, n, &err);
+    assert_true(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS);
+    size_t got = 0;
+    while (recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        got++;
+    assert_true(got > 0 && got < 64); /* the queue filled within the first batch */
+    assert_int_equal(got + lost, 300);
+    close(sv[0]);
+    close(sv[1]);
+    free(d);
+}
+
+/* (mutants18) The port: 514 when none is given, IPv4 or [IPv6], else the one written. */
+static void test_parse_port(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *target;
+        unsigned port;
+    } rows[] = {
+        {"syslog:server=127.0.0.1", 514},
+        {"syslog:server=[::1]", 514},
+        {"syslog:server=127.0.0.1:1514", 1514},
+        {"syslog:server=[::1]:1515", 1515},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct syslog_spec s;
+        char why[320] = "";
+        assert_int_equal(syslog_parse(rows[i].target, &s, why, sizeof(why)), 0);
+        unsigned port = s.addr.ss_family == AF_INET
+                            ? ntohs(((const struct sockaddr_in *)&s.addr)->sin_port)
+                            : ntohs(((const struct sockaddr_in6 *)&s.addr)->sin6_port);
+        if (port != rows[i].port)
+            fail_msg("%s: port %u, want %u", rows[i].target, port, rows[i].port);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_send_lines),
+        cmocka_unit_test(test_send_edges),
+        cmocka_unit_test(test_parse_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
