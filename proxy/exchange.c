@@ -100,6 +100,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/retry_on.h"
 #include "portico/rewrite.h"
 #include "portico/route.h"
 #include "portico/route_prefix.h"
@@ -189,7 +190,11 @@ static enum balance_result attempt_result(const struct exchange *ex, enum failur
     if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)) ||
         dropped_fresh(ex, f))
         return BALANCE_FAILED;
-    return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
+    if (!ex->response_byte)
+        return BALANCE_NO_VERDICT;
+    /* a retry_on status relayed (the last attempt's, or not to be retried) is the origin's
+     * failure as one retried would have been, never an answer that starts the count over */
+    return ex->status_failed ? BALANCE_FAILED : BALANCE_ANSWERED;
 }
 
 /* Ends the current attempt's claim on its origin: one balancer_done per pick. */
@@ -332,6 +337,52 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
     deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
     ex->tls_alert = 0;
+    relay_connect(ex);
+    return true;
+}
+
+/* Why an origin's final status of retry_on is relayed rather than retried, or NULL when the
+ * request may go to another origin (one not tried yet must still be usable: retry_status).
+ * The request was sent and acted on: only an idempotent method goes again, as retry_sent lets
+ * it, with its body held whole (body_unsendable). */
+static const char *status_unretried(const struct exchange *ex)
+{
+    if (ex->retries >= ex->up->retries)
+        return "no retries left";
+    if (!request_idempotent(ex->req.method_id))
+        return "its method is not idempotent";
+    return body_unsendable(ex);
+}
+
+bool ex_retry_on_status(struct exchange *ex, int status)
+{
+    if (!retry_on_listed(ex->up->retry_on, status) || fault_exec_simulating(ex))
+        return false;
+    bool counts = retry_on_counts(status);
+    if (status_unretried(ex)) {
+        ex->status_failed = counts; /* relayed, judged when the attempt ends */
+        return false;
+    }
+    int from = ex->origin;
+    /* before the pick, as retry_elsewhere: a status that marks the origin down counts already;
+     * an origin with nothing left to try then has its verdict given (holds_origin false): the
+     * head relayed gives none again */
+    release_origin(ex, counts ? BALANCE_FAILED : BALANCE_ANSWERED);
+    if (!pick_origin(ex)) {
+        ex->origin = from;
+        return false;
+    }
+    log_warn("request %s: attempt %u on %s answered %d; retrying on %s", ex->request_id,
+             ex->attempts, ex->up->origins[from].text, status, ex->up->origins[ex->origin].text);
+    ex->retries++;
+    metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
+    metrics_add(ex->loop->metrics, M_UPSTREAM_STATUS_RETRIES, 1);
+    phase_next_attempt(&ex->pc, ex->now);
+    /* Closed, not drained to the pool: its body may be long or of unknown length, and waiting
+     * for it would hold the retry; nginx closes the connection it moves away from too. */
+    relay_drop(ex);
+    deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
+    ex->response_byte = false;        /* the next origin's answer is awaited anew */
     relay_connect(ex);
     return true;
 }
@@ -1548,7 +1599,8 @@ static void run(struct exchange *ex)
 
 void ex_origin_answered(struct exchange *ex)
 {
-    if (ex->holds_origin && !fault_exec_simulating(ex)) { /* never judge a rehearsal's origin */
+    /* never judge a rehearsal's origin; a retry_on status is judged when the attempt ends */
+    if (ex->holds_origin && !fault_exec_simulating(ex) && !ex->status_failed) {
         balancer_answered(balancer_of(ex), ex->origin);
         ex->probe = 0; /* its job is done: its end may come after another probe began */
     }
