@@ -763,17 +763,11 @@ static void read_heads(struct exchange *ex)
         /* The origin's idle timeout met the request on a pooled connection (ex_resend_408). */
         if (code == HTTP_REQUEST_TIMEOUT && ex_resend_408(ex))
             return;
-        if (__builtin_expect(ex->up->retry_on != 0, 0)) {
-            /* retry_on: a final status of its list may send the request to another origin,
-             * which wants the body's copy still after a 1xx */
-            if (code >= HTTP_OK && ex_retry_on_status(ex, code))
-                return; /* this connection is gone */
-            if (code >= HTTP_OK)
-                drop_replay(ex);
-        } else {
-            drop_replay(ex); /* an answer began: the request will not go again */
-        }
         if (code >= HTTP_OK) {
+            /* retry_on: a final status of its list may send the request to another origin */
+            if (__builtin_expect(ex->up->retry_on != 0, 0) && ex_retry_on_status(ex, code))
+                return; /* this connection is gone */
+            drop_replay(ex); /* an answer began: the request will not go again */
             forward_head(ex, &resp, (size_t)rc);
             return;
         }
@@ -792,6 +786,9 @@ static void read_heads(struct exchange *ex)
             return;
         }
         ex->interim_seen++;
+        /* a 1xx: the request goes nowhere else, but where retry_on may still send it on */
+        if (!ex->up->retry_on)
+            drop_replay(ex);
         if (request_sent(ex) && !interim_in_time(ex)) {
             ex_phase_resume(ex, PHASE_FIRST_BYTE);
             ex_phase_timeout(ex);

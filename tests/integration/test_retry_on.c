@@ -317,6 +317,40 @@ static void test_status_counts(void **state)
     }
 }
 
+/* ---- rehearsals ---- */
+
+/* A [fault] that answers 503 is Portico's own answer, not an origin's: relayed, never retried
+ * (no origin is asked). The simulator origin answering /status/503 is an origin's answer: listed
+ * first beside a real origin, its 503 is retried there. Two requests: one meets the simulator
+ * first, one the real origin; both get 200 and one move is counted. */
+static void test_rehearsals(void **state)
+{
+    (void)state;
+    struct fake_origin *b = px_origin(FO_OK);
+    struct harness *h = px_start(ADMIN,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nretry_on = 503\n"
+                                 "[upstream s]\norigin = sim\norigin = 127.0.0.1:%u\n"
+                                 "retry_on = 503\n"
+                                 "[route faulty]\nprefix = /faulty\nupstream = u\n"
+                                 "[route sim]\nprefix = /\nupstream = s\n"
+                                 "[fault outage]\nroute = faulty\nstatus = 503\n",
+                                 fake_origin_port(b), fake_origin_port(b));
+    struct raw_response r;
+    assert_int_equal(ask(h, "GET", "/faulty", NULL, NULL, 0, &r), 503);
+    assert_non_null(raw_header(&r, "Portico-Fault"));
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(b), 0);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ask(h, "GET", "/status/503", NULL, NULL, 0, &r), 200);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(b), 2);
+    assert_true(counter(h, "portico_upstream_status_retries_total") == 1);
+    assert_int_equal(harness_wait_log(h, "answered 503; retrying on", PX_IO_MS), 0);
+    px_stop(h);
+    fake_origin_stop(b);
+}
+
 /* ---- an HTTP/2 client's stream ---- */
 
 /* Over HTTP/2 as over HTTP/1.1: A's 503 is dropped, the stream gets B's 200, and B's body. */
@@ -404,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_status_relayed),
         cmocka_unit_test(test_retry_fails),
         cmocka_unit_test(test_status_counts),
+        cmocka_unit_test(test_rehearsals),
         cmocka_unit_test(test_status_retried_http2),
         cmocka_unit_test(test_retry_on_config_errors),
     };
