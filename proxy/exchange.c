@@ -348,10 +348,22 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
 static const char *status_unretried(const struct exchange *ex)
 {
     if (ex->retries >= ex->up->retries)
-        return "no retries left";
+        return ex->up->retries ? "no retries left" : "retries = 0";
+    if (!origin_untried(ex))
+        return "every origin was tried";
     if (!request_idempotent(ex->req.method_id))
         return "its method is not idempotent";
     return body_unsendable(ex);
+}
+
+/* A retry_on status relayed: its attempt is the origin's failure (when it counts), and the
+ * access log's detail says why it was not retried, e.g. "127.0.0.1:3000 answered 503; not
+ * retried: its method is not idempotent". */
+static void status_relayed(struct exchange *ex, int status, bool counts, const char *why)
+{
+    ex->status_failed = counts; /* judged when the attempt ends (attempt_result) */
+    snprintf(ex->detail, sizeof(ex->detail), "%s answered %d; not retried: %s",
+             ex->up->origins[ex->origin].text, status, why);
 }
 
 /* (out of line: an upstream without retry_on pays only its test in read_heads) */
@@ -360,19 +372,24 @@ __attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int
     if (!retry_on_listed(ex->up->retry_on, status) || fault_exec_simulating(ex))
         return false;
     bool counts = retry_on_counts(status);
-    if (status_unretried(ex)) {
-        ex->status_failed = counts; /* relayed, judged when the attempt ends */
+    const char *why = status_unretried(ex);
+    if (why) {
+        status_relayed(ex, status, counts, why);
         return false;
     }
+    /* The next origin is picked before this one is let go: when none is usable the head is
+     * relayed from this one, still in flight (max_conns, least_conn) until its body ends. */
     int from = ex->origin;
-    /* before the pick, as retry_elsewhere: a status that marks the origin down counts already;
-     * an origin with nothing left to try then has its verdict given (holds_origin false): the
-     * head relayed gives none again */
-    release_origin(ex, counts ? BALANCE_FAILED : BALANCE_ANSWERED);
+    uint64_t probe = ex->probe;
+    bool held = ex->holds_origin;
     if (!pick_origin(ex)) {
-        ex->origin = from;
+        ex->probe = probe;
+        status_relayed(ex, status, counts, "no other origin is usable");
         return false;
     }
+    if (held) /* release_origin's, for the origin left */
+        balancer_done(balancer_of(ex), from, probe, counts ? BALANCE_FAILED : BALANCE_ANSWERED,
+                      now_ms_of(ex));
     log_warn("request %s: attempt %u on %s answered %d; retrying on %s", ex->request_id,
              ex->attempts, ex->up->origins[from].text, status, ex->up->origins[ex->origin].text);
     ex->retries++;

@@ -172,17 +172,22 @@ static void test_status_relayed(void **state)
         int b_status; /* 0: B answers 200 */
         const char *want_from;
         int want;
+        const char *detail; /* the access log's, after "answered 503; not retried: " */
     } rows[] = {
-        {"POST: not idempotent", "POST", "form=1", 6, "retry_on = 503", 0, "a", 503},
+        {"POST: not idempotent", "POST", "form=1", 6, "retry_on = 503", 0, "a", 503,
+         "its method is not idempotent"},
         {"POST without a body: still not idempotent", "POST", NULL, 0, "retry_on = 503", 0, "a",
-         503},
+         503, "its method is not idempotent"},
         {"PUT of 70 KiB: its body was not kept", "PUT", big, sizeof(big), "retry_on = 503", 0,
-         "a", 503},
-        {"retries = 0", "GET", NULL, 0, "retry_on = 503\nretries = 0", 0, "a", 503},
-        {"503 not listed", "GET", NULL, 0, "retry_on = 502 504", 0, "a", 503},
-        {"no retry_on: today's relay", "GET", NULL, 0, "", 0, "a", 503},
+         "a", 503, "its body was streamed (over 64 KiB)"},
+        {"retries = 0", "GET", NULL, 0, "retry_on = 503\nretries = 0", 0, "a", 503,
+         "retries = 0"},
+        {"503 not listed", "GET", NULL, 0, "retry_on = 502 504", 0, "a", 503, NULL},
+        {"no retry_on: today's relay", "GET", NULL, 0, "", 0, "a", 503, NULL},
         {"both origins 503: the last one's answer", "GET", NULL, 0, "retry_on = 503", 503, "b",
-         503},
+         503, "no retries left"},
+        {"both origins 503, retries = 2: every origin was tried", "GET", NULL, 0,
+         "retry_on = 503\nretries = 2", 503, "b", 503, "every origin was tried"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct fake_origin_opts ao = {.kind = FO_ECHO, .status = 503,
@@ -209,6 +214,18 @@ static void test_status_relayed(void **state)
             fail_msg("%s: the relayed body is not the answer's (%zu bytes)", rows[i].why,
                      r.body_len);
         raw_response_free(&r);
+        char *line = px_log_line(h, "/relayed");
+        if (rows[i].detail) {
+            char want[200];
+            snprintf(want, sizeof(want), "detail=\"127.0.0.1:%u answered 503; not retried: %s\"",
+                     fake_origin_port(strcmp(rows[i].want_from, "b") == 0 ? b : a),
+                     rows[i].detail);
+            if (!tu_contains(line, want))
+                fail_msg("%s: no %s in: %s", rows[i].why, want, line);
+        } else if (tu_contains(line, "detail=")) {
+            fail_msg("%s: a detail: %s", rows[i].why, line);
+        }
+        free(line);
         bool moved = strcmp(rows[i].want_from, "b") == 0;
         assert_int_equal(fake_origin_requests(b), moved ? 1 : 0);
         assert_true(counter(h, "portico_upstream_status_retries_total") == (moved ? 1 : 0));
