@@ -342,7 +342,7 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
 }
 
 /* Why an origin's final status of retry_on is relayed rather than retried, or NULL when the
- * request may go to another origin (one not tried yet must still be usable: retry_status).
+ * request may go to another origin (one not tried yet must still be usable: ex_retry_on_status).
  * The request was sent and acted on: only an idempotent method goes again, as retry_sent lets
  * it, with its body held whole (body_unsendable). */
 static const char *status_unretried(const struct exchange *ex)

@@ -338,8 +338,8 @@ bool relay_discard_body(struct exchange *ex)
 
 /* Whether a retry on another origin may still want the request body sent again (may_retry in
  * exchange.c): a turn of `retries` left, and another origin, for a request that retry_sent or
- * retry_on (an origin's status) retries after it went out (an idempotent one), or to a TLS upstream, whose refusal of a TLS 1.3
- * client certificate comes after the request went. */
+ * retry_on (an origin's status) retries after it went out (an idempotent one), or to a TLS
+ * upstream, whose refusal of a TLS 1.3 client certificate comes after the request went. */
 static bool replay_wanted_elsewhere(const struct exchange *ex)
 {
     return ex->retries < ex->up->retries && ex->up->norigins > 1 &&
