@@ -21,6 +21,7 @@
 #include "portico/hints.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
+#include "portico/retry_on.h"
 #include "portico/route_cond.h"
 #include "portico/sock.h"
 #include "portico/status.h"
@@ -960,6 +961,18 @@ static int set_fail_timeout(struct cfg_loader *ld, const struct cfg_key *k, void
     return 0;
 }
 
+/* retry_on = 502 503 504: the statuses an idempotent request goes to another origin after. */
+static int set_retry_on(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    char why[256];
+    if (retry_on_parse(value, FIELD(k, base, uint16_t), why, sizeof(why)) != 0) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
+    return 0;
+}
+
 #define HEALTH_SYNTAX                                                                              \
     "METHOD /path every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]"
 
@@ -1747,6 +1760,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("max_conns", set_uint, UPS(max_conns), 0, CFG_MAX_CONNS),
     NUMBER("max_queue", set_uint, UPS(max_queue), 0, CFG_MAX_CONNS),
     KEY("retry_sent", set_bool, UPS(retry_sent)),
+    KEY("retry_on", set_retry_on, UPS(retry_on)),
     KEY("health_check", set_health_check, UPS(health)),
     LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),

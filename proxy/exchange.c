@@ -100,6 +100,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/retry_on.h"
 #include "portico/rewrite.h"
 #include "portico/route.h"
 #include "portico/route_prefix.h"
@@ -189,7 +190,11 @@ static enum balance_result attempt_result(const struct exchange *ex, enum failur
     if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)) ||
         dropped_fresh(ex, f))
         return BALANCE_FAILED;
-    return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
+    /* A retry_on status relayed (the last attempt's, or one not to be retried) is the origin's
+     * failure as one retried would have been, never an answer that starts the count over: the
+     * flag is the result (no branch more a request: callgrind). */
+    _Static_assert(BALANCE_ANSWERED == 0 && BALANCE_FAILED == 1, "status_failed is the result");
+    return ex->response_byte ? (enum balance_result)ex->status_failed : BALANCE_NO_VERDICT;
 }
 
 /* Ends the current attempt's claim on its origin: one balancer_done per pick. */
@@ -332,6 +337,79 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
     deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
     ex->tls_alert = 0;
+    relay_connect(ex);
+    return true;
+}
+
+/* Why an origin's final status of retry_on is relayed rather than retried, or NULL when the
+ * request may go to another origin (one not tried yet must still be usable: ex_retry_on_status).
+ * The request was sent and acted on: only an idempotent method goes again, as retry_sent lets
+ * it, with its body held whole (body_unsendable). */
+static const char *status_unretried(const struct exchange *ex)
+{
+    if (ex->retries >= ex->up->retries)
+        return ex->up->retries ? "no retries left" : "retries = 0";
+    if (!origin_untried(ex))
+        return "every origin was tried";
+    if (!request_idempotent(ex->req.method_id))
+        return "its method is not idempotent";
+    return body_unsendable(ex);
+}
+
+/* A retry_on status relayed: its attempt is the origin's failure (when it counts), and the
+ * access log's detail says why it was not retried, e.g. "127.0.0.1:3000 answered 503; not
+ * retried: its method is not idempotent". */
+static void status_relayed(struct exchange *ex, int status, bool counts, const char *why)
+{
+    ex->status_failed = counts; /* judged when the attempt ends (attempt_result) */
+    snprintf(ex->detail, sizeof(ex->detail), "%s answered %d; not retried: %s",
+             ex->up->origins[ex->origin].text, status, why);
+}
+
+/* (out of line: an upstream without retry_on pays only its test in read_heads) */
+__attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int status)
+{
+    if (!retry_on_listed(ex->up->retry_on, status) || fault_exec_simulating(ex))
+        return false;
+    bool counts = retry_on_counts(status);
+    const char *why = status_unretried(ex);
+    if (why) {
+        status_relayed(ex, status, counts, why);
+        return false;
+    }
+    /* The next origin is picked before this one is let go: when none is usable the head is
+     * relayed from this one, still in flight (max_conns, least_conn) until its body ends. */
+    int from = ex->origin;
+    uint64_t probe = ex->probe;
+    bool held = ex->holds_origin;
+    if (!pick_origin(ex)) {
+        ex->probe = probe;
+        status_relayed(ex, status, counts, "no other origin is usable");
+        return false;
+    }
+    /* The pick of the origin left ends (release_origin, its one balancer_done: a second call
+     * site of its own cost every request 1-2 instructions, LTO inlining it no more), and the
+     * next origin's is held. */
+    int to = ex->origin;
+    uint64_t to_probe = ex->probe;
+    ex->origin = from;
+    ex->probe = probe;
+    ex->holds_origin = held;
+    release_origin(ex, counts ? BALANCE_FAILED : BALANCE_ANSWERED);
+    ex->origin = to;
+    ex->probe = to_probe;
+    ex->holds_origin = true;
+    log_warn("request %s: attempt %u on %s answered %d; retrying on %s", ex->request_id,
+             ex->attempts, ex->up->origins[from].text, status, ex->up->origins[ex->origin].text);
+    ex->retries++;
+    metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
+    metrics_add(ex->loop->metrics, M_UPSTREAM_STATUS_RETRIES, 1);
+    phase_next_attempt(&ex->pc, ex->now);
+    /* Closed, not drained to the pool: its body may be long or of unknown length, and waiting
+     * for it would hold the retry; nginx closes the connection it moves away from too. */
+    relay_drop(ex);
+    deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
+    ex->response_byte = false;        /* the next origin's answer is awaited anew */
     relay_connect(ex);
     return true;
 }
@@ -1548,7 +1626,8 @@ static void run(struct exchange *ex)
 
 void ex_origin_answered(struct exchange *ex)
 {
-    if (ex->holds_origin && !fault_exec_simulating(ex)) { /* never judge a rehearsal's origin */
+    /* never judge a rehearsal's origin; a retry_on status is judged when the attempt ends */
+    if (ex->holds_origin && !fault_exec_simulating(ex) && !ex->status_failed) {
         balancer_answered(balancer_of(ex), ex->origin);
         ex->probe = 0; /* its job is done: its end may come after another probe began */
     }

@@ -337,13 +337,14 @@ bool relay_discard_body(struct exchange *ex)
 /* ---- sending the request ---- */
 
 /* Whether a retry on another origin may still want the request body sent again (may_retry in
- * exchange.c): a turn of `retries` left, and another origin, for a request that retry_sent
- * retries after it went out (an idempotent one), or to a TLS upstream, whose refusal of a TLS 1.3
- * client certificate comes after the request went. */
+ * exchange.c): a turn of `retries` left, and another origin, for a request that retry_sent or
+ * retry_on (an origin's status) retries after it went out (an idempotent one), or to a TLS
+ * upstream, whose refusal of a TLS 1.3 client certificate comes after the request went. */
 static bool replay_wanted_elsewhere(const struct exchange *ex)
 {
     return ex->retries < ex->up->retries && ex->up->norigins > 1 &&
-           ((ex->up->retry_sent && request_idempotent(ex->req.method_id)) || ex->up->tls);
+           (((ex->up->retry_sent || ex->up->retry_on) && request_idempotent(ex->req.method_id)) ||
+            ex->up->tls);
 }
 
 /* Whether the connection just taken keeps a copy of the request body (replay): a pooled one,
@@ -762,8 +763,11 @@ static void read_heads(struct exchange *ex)
         /* The origin's idle timeout met the request on a pooled connection (ex_resend_408). */
         if (code == HTTP_REQUEST_TIMEOUT && ex_resend_408(ex))
             return;
-        drop_replay(ex); /* an answer began: the request will not go again */
         if (code >= HTTP_OK) {
+            /* retry_on: a final status of its list may send the request to another origin */
+            if (__builtin_expect(ex->up->retry_on != 0, 0) && ex_retry_on_status(ex, code))
+                return; /* this connection is gone */
+            drop_replay(ex); /* an answer began: the request will not go again */
             forward_head(ex, &resp, (size_t)rc);
             return;
         }
@@ -782,6 +786,9 @@ static void read_heads(struct exchange *ex)
             return;
         }
         ex->interim_seen++;
+        /* a 1xx: the request goes nowhere else, but where retry_on may still send it on */
+        if (!ex->up->retry_on)
+            drop_replay(ex);
         if (request_sent(ex) && !interim_in_time(ex)) {
             ex_phase_resume(ex, PHASE_FIRST_BYTE);
             ex_phase_timeout(ex);

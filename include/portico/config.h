@@ -199,6 +199,8 @@ struct upstream_conf {
                                               origin is at max_conns; 0: refused at once */
     bool limited;                          /* some origin has max_conns (the queue's code runs) */
     bool retry_sent;                       /* also after the request was sent (idempotent) */
+    uint16_t retry_on;                     /* retry_on.h mask: final statuses an idempotent
+                                              request goes to another origin after; 0: none */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */
     bool tls;                              /* connect to origins with TLS */

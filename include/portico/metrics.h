@@ -58,6 +58,9 @@ struct evbuffer;
       "Responses cut short after their head was forwarded")                                        \
     X(M_UPSTREAM_NEXT_ORIGIN, "portico_upstream_next_origin_total",                                \
       "Attempts moved to another origin after a failed one (retries)")                             \
+    X(M_UPSTREAM_STATUS_RETRIES, "portico_upstream_status_retries_total",                          \
+      "Attempts moved to another origin because it answered a status of retry_on (counted in "     \
+      "portico_upstream_next_origin_total too)")                                                   \
     X(M_UPSTREAM_BACKUP_ATTEMPTS, "portico_upstream_backup_attempts_total",                        \
       "Attempts sent to a backup origin (no primary would do)")                                   \
     X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \
