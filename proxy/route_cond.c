@@ -172,6 +172,29 @@ static int add_named(struct route_conds *c, enum route_cond_kind kind, const cha
     return -1;
 }
 
+/* Fields a header condition may not name: another key reads them, or an HTTP/2 request has
+ * none (RFC 9113 8.2.2) where an HTTP/1.1 one has them, so a route by them would take one
+ * protocol's requests and not the other's. */
+static const struct {
+    const char *name; /* lowercase */
+    const char *why;
+} unmatched_fields[] = {
+    {"host", "Host: use host = (it reads HTTP/2's :authority too)"},
+    {"cookie", "Cookie: use cookie = name=value (one cookie of the field)"},
+    {"connection", "Connection is connection-specific: HTTP/2 requests have none (RFC 9113 "
+                   "8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"keep-alive", "Keep-Alive is connection-specific: HTTP/2 requests have none (RFC 9113 "
+                   "8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"proxy-connection", "Proxy-Connection is connection-specific: HTTP/2 requests have none "
+                         "(RFC 9113 8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"transfer-encoding", "Transfer-Encoding is connection-specific: HTTP/2 requests have none "
+                          "(RFC 9113 8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"te", "TE is connection-specific: HTTP/2 requests carry only 'trailers' (RFC 9113 "
+           "8.2.2), a route by it would read the protocols apart"},
+    {"content-length", "Content-Length frames the body: HTTP/2 requests may go without it "
+                       "(RFC 9113 8.1), a route by it would read the protocols apart"},
+};
+
 static int add_header(struct route_conds *c, const char *value, int line, char *why,
                       size_t size)
 {
@@ -179,6 +202,11 @@ static int add_header(struct route_conds *c, const char *value, int line, char *
         return refuse(why, size, "'%s': no negation: a request without the field takes the "
                       "route without the condition (the same host and prefix, or a shorter one)",
                       value);
+    /* ":method" would be read as an empty name: say what it is */
+    if (value[0] == ':' && h1_is_tchar((unsigned char)value[1]))
+        return refuse(why, size, "'%.*s' is an HTTP/2 pseudo-header field: method =, host = "
+                      "and prefix = read what :method, :authority and :path carry",
+                      (int)(strcspn(value + 1, ": \t") + 1), value);
     size_t nlen = strcspn(value, ":");
     size_t end = nlen;
     while (end && (value[end - 1] == ' ' || value[end - 1] == '\t'))
@@ -192,12 +220,9 @@ static int add_header(struct route_conds *c, const char *value, int line, char *
     for (size_t i = 0; i < nlen; i++)
         name[i] = (char)tolower((unsigned char)value[i]);
     name[nlen] = '\0';
-    /* Host comes from :authority in HTTP/2 and is matched by host =; Cookie's crumbs and
-     * pairs are read one by one by cookie = */
-    if (strcmp(name, "host") == 0)
-        return refuse(why, size, "Host: use host = (it reads HTTP/2's :authority too)");
-    if (strcmp(name, "cookie") == 0)
-        return refuse(why, size, "Cookie: use cookie = name=value (one cookie of the field)");
+    for (size_t i = 0; i < sizeof(unmatched_fields) / sizeof(unmatched_fields[0]); i++)
+        if (strcmp(name, unmatched_fields[i].name) == 0)
+            return refuse(why, size, "%s", unmatched_fields[i].why);
     if (!value[nlen])
         return add_named(c, ROUTE_COND_HEADER, "header", name, nlen, NULL, 0, line, why, size);
     const char *v = value + nlen + 1;
@@ -384,6 +409,41 @@ bool route_conds_equal(const struct route_conds *a, const struct route_conds *b)
         return false;
     return a->methods == b->methods && a->nother_methods == b->nother_methods &&
            a->nconds == b->nconds && other_methods_within(a, b) && conds_within(a, b);
+}
+
+/* Whether every one of b's methods is among a's (a without a method list takes all). */
+static bool methods_within(const struct route_conds *a, const struct route_conds *b)
+{
+    if (!a->methods && !a->nother_methods)
+        return true;
+    if (!b->methods && !b->nother_methods)
+        return false;
+    return !(b->methods & ~a->methods) && other_methods_within(a, b);
+}
+
+/* Whether each of a's names is b's, b holding it to values a takes (a's presence: any). */
+static bool names_implied(const struct route_conds *a, const struct route_conds *b)
+{
+    for (int i = 0; i < a->nconds; i++) {
+        const struct route_cond *x = &a->conds[i], *y = NULL;
+        for (int j = 0; j < b->nconds && !y; j++)
+            if (b->conds[j].kind == x->kind && b->conds[j].name_len == x->name_len &&
+                memcmp(b->conds[j].name, x->name, x->name_len) == 0)
+                y = &b->conds[j];
+        if (!y || (x->nvalues && !y->nvalues))
+            return false;
+        for (int v = 0; v < y->nvalues; v++)
+            if (!value_among(x, y->values[v], y->value_lens[v]))
+                return false;
+    }
+    return true;
+}
+
+bool route_conds_cover(const struct route_conds *a, const struct route_conds *b)
+{
+    if (a->refused || b->refused)
+        return false;
+    return methods_within(a, b) && names_implied(a, b);
 }
 
 void route_conds_free(struct route_conds *c)
