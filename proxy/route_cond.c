@@ -87,6 +87,10 @@ static int add_methods(struct route_conds *c, const char *value, char *why, size
                     return out_of_memory(why, size);
                 c->nother_methods++;
             }
+        } else if (m == METHOD_CONNECT) {
+            /* a route by it would never be taken: HTTP/2's WebSocket is routed as its GET */
+            return refuse(why, size, "CONNECT is answered 501 before any route is chosen (an "
+                          "HTTP/2 WebSocket's extended CONNECT is routed as the GET it becomes)");
         } else {
             c->methods |= METHOD_BIT(m);
             if (m == METHOD_GET) /* a HEAD is a GET without the body (nginx's limit_except) */

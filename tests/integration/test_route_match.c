@@ -241,6 +241,9 @@ static const struct {
      "header: ':method' is an HTTP/2 pseudo-header field"},
     {"[route a]\nheader = Connection: upgrade\nupstream = u", 1, 6,
      "header: Connection is connection-specific"},
+    /* CONNECT is answered 501 before routing, HTTP/1.1 and HTTP/2 alike: a route by it is dead */
+    {"[route a]\nmethod = CONNECT\nreturn = 200", 1, 6,
+     "method: CONNECT is answered 501 before any route is chosen"},
     /* b after a, whose conditions hold whenever b's do: b is dead, said once at its line */
     {"[route a]\nmethod = GET\nupstream = u\n[route b]\nmethod = HEAD\nupstream = u\n"
      "[route c]\nmethod = HEAD\nupstream = u", 1, 8,

@@ -339,6 +339,8 @@ static void test_route_condition_errors(void **state)
         {"method = GET P@ST", "test.ini:4: method: 'P@ST' is not a method token"},
         {"method =", "test.ini:4: method: expected one or more methods"},
         {"method = post", "test.ini:4: method: 'post': methods are case-sensitive, write POST"},
+        {"method = GET, CONNECT", "test.ini:4: method: CONNECT is answered 501 before any "
+                                  "route is chosen"},
         {"header = X Canary: 1", "test.ini:4: header: 'X Canary' is not a field name"},
         {"header = X-Canary : 1", "test.ini:4: header: 'X-Canary ' is not a field name"},
         {"header = : 1", "test.ini:4: header: '' is not a field name"},
