@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/cookie.h"
 #include "portico/util.h"
 
 #define METHOD_BIT(m) (UINT32_C(1) << (m))
@@ -310,46 +311,18 @@ static bool header_holds(const struct route_cond *d, const struct route_request 
     return false;
 }
 
-/* Whether one Cookie field's "a=1; b=2" (RFC 6265 5.4) has a pair of d's name and values;
- * several of one name (cookies of other paths) are each read. */
-static bool cookie_pair_in(const struct route_cond *d, const char *v, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ';'))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ';')
-            i++;
-        const char *pair = v + start;
-        size_t plen = i - start;
-        if (plen < d->name_len || memcmp(pair, d->name, d->name_len) != 0)
-            continue;
-        const char *val = pair + d->name_len;
-        size_t vlen = plen - d->name_len;
-        if (!vlen || val[0] != '=') /* "canary" alone, or "canaryx=1" */
-            continue;
-        val++;
-        vlen--;
-        while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
-            vlen--;
-        if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"') { /* a quoted value */
-            val++;
-            vlen -= 2;
-        }
-        if (value_among(d, val, vlen))
-            return true;
-    }
-    return false;
-}
-
 static bool cookie_holds(const struct route_cond *d, const struct route_request *rq)
 {
     /* HTTP/1.1's several Cookie fields and HTTP/2's crumbs (joined or not) are all read */
     for (int i = h1_find_field(rq->fields, rq->nfields, "cookie", 0); i >= 0;
-         i = h1_find_field(rq->fields, rq->nfields, "cookie", (size_t)i + 1))
-        if (cookie_pair_in(d, rq->fields[i].value, rq->fields[i].value_len))
-            return true;
+         i = h1_find_field(rq->fields, rq->nfields, "cookie", (size_t)i + 1)) {
+        /* each of the name's pairs is read: a field may carry cookies of two paths */
+        size_t at = 0, len;
+        for (const char *v; cookie_next(rq->fields[i].value, rq->fields[i].value_len, d->name,
+                                        d->name_len, &at, &v, &len);)
+            if (value_among(d, v, len))
+                return true;
+    }
     return false;
 }
 
