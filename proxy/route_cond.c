@@ -105,6 +105,14 @@ static int add_methods(struct route_conds *c, const char *value, char *why, size
 
 /* ---- header = Name[: value], cookie = name[=value] ---- */
 
+/* "!Name": what a negation would say is the route without the condition's to take. */
+static int refuse_negation(char *why, size_t size, const char *value, const char *what)
+{
+    return refuse(why, size, "'%s': no negation: a request without the %s takes the route "
+                  "without the condition (the same host and prefix, or a shorter one)", value,
+                  what);
+}
+
 /* The condition of that kind and name in c, or a new one (NULL when full: why is said). */
 static struct route_cond *cond_for(struct route_conds *c, enum route_cond_kind kind,
                                    const char *name, size_t len, int line, char *why,
@@ -204,9 +212,7 @@ static int add_header(struct route_conds *c, const char *value, int line, char *
                       size_t size)
 {
     if (value[0] == '!')
-        return refuse(why, size, "'%s': no negation: a request without the field takes the "
-                      "route without the condition (the same host and prefix, or a shorter one)",
-                      value);
+        return refuse_negation(why, size, value, "field");
     /* ":method" would be read as an empty name: say what it is */
     if (value[0] == ':' && h1_is_tchar((unsigned char)value[1]))
         return refuse(why, size, "'%.*s' is an HTTP/2 pseudo-header field: method =, host = "
@@ -246,9 +252,7 @@ static int add_cookie(struct route_conds *c, const char *value, int line, char *
                       size_t size)
 {
     if (value[0] == '!')
-        return refuse(why, size, "'%s': no negation: a request without the cookie takes the "
-                      "route without the condition (the same host and prefix, or a shorter one)",
-                      value);
+        return refuse_negation(why, size, value, "cookie");
     size_t nlen = strcspn(value, "=");
     if (!is_token(value, nlen))
         return refuse(why, size, "'%.*s' is not a cookie name (a token: letters, digits and "
@@ -345,24 +349,6 @@ bool route_conds_hold(const struct route_conds *c, const struct route_request *r
 
 /* ---- comparing two routes' conditions ---- */
 
-/* Whether every one of b's names is a's with the same values (each list has no value twice). */
-static bool conds_within(const struct route_conds *a, const struct route_conds *b)
-{
-    for (int i = 0; i < b->nconds; i++) {
-        const struct route_cond *y = &b->conds[i], *x = NULL;
-        for (int j = 0; j < a->nconds && !x; j++)
-            if (a->conds[j].kind == y->kind && a->conds[j].name_len == y->name_len &&
-                memcmp(a->conds[j].name, y->name, y->name_len) == 0)
-                x = &a->conds[j];
-        if (!x || x->nvalues != y->nvalues)
-            return false;
-        for (int v = 0; v < y->nvalues; v++)
-            if (!value_among(x, y->values[v], y->value_lens[v]))
-                return false;
-    }
-    return true;
-}
-
 static bool other_methods_within(const struct route_conds *a, const struct route_conds *b)
 {
     for (int i = 0; i < b->nother_methods; i++) {
@@ -373,19 +359,6 @@ static bool other_methods_within(const struct route_conds *a, const struct route
             return false;
     }
     return true;
-}
-
-bool route_conds_equal(const struct route_conds *a, const struct route_conds *b)
-{
-    static const struct route_conds none;
-    if (!a)
-        a = &none;
-    if (!b)
-        b = &none;
-    if (a->refused || b->refused) /* its refused line was said: no second message of it */
-        return false;
-    return a->methods == b->methods && a->nother_methods == b->nother_methods &&
-           a->nconds == b->nconds && other_methods_within(a, b) && conds_within(a, b);
 }
 
 /* Whether every one of b's methods is among a's (a without a method list takes all). */
@@ -418,9 +391,20 @@ static bool names_implied(const struct route_conds *a, const struct route_conds 
 
 bool route_conds_cover(const struct route_conds *a, const struct route_conds *b)
 {
-    if (a->refused || b->refused)
+    if (a->refused || b->refused) /* its refused line was said: no second message of it */
         return false;
     return methods_within(a, b) && names_implied(a, b);
+}
+
+/* Each covering the other is holding for the same requests: neither list has a value twice. */
+bool route_conds_equal(const struct route_conds *a, const struct route_conds *b)
+{
+    static const struct route_conds none;
+    if (!a)
+        a = &none;
+    if (!b)
+        b = &none;
+    return route_conds_cover(a, b) && route_conds_cover(b, a);
 }
 
 void route_conds_free(struct route_conds *c)
