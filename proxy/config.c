@@ -1524,9 +1524,11 @@ static void validate_routes(struct cfg_loader *ld)
                                                         strcmp(o->host, r->host) == 0);
             /* the same as they read ("/%61pi/" is "/api/"): one would never be taken; routes
              * of other schemes (or one naming a scheme, one not) each take their own */
-            if (same_host && o->scheme == r->scheme && o->prefix_read_len == r->prefix_read_len &&
-                route_prefix_matches(o->prefix, o->prefix_len, r->prefix) &&
-                route_conds_equal(o->conds, r->conds))
+            if (!same_host || o->scheme != r->scheme ||
+                o->prefix_read_len != r->prefix_read_len ||
+                !route_prefix_matches(o->prefix, o->prefix_len, r->prefix))
+                continue;
+            if (route_conds_equal(o->conds, r->conds)) {
                 cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]%s%s",
                            r->name, o->name,
                            r->scheme == ROUTE_SCHEME_ANY    ? ""
@@ -1534,6 +1536,16 @@ static void validate_routes(struct cfg_loader *ld)
                                                             : ", and the same scheme = https",
                            r->conds ? ", and the same method, header and cookie conditions"
                                     : "");
+                break; /* one message for the route */
+            }
+            /* the first in the file wins among conditions that hold: one that holds whenever
+             * r's do leaves r nothing */
+            if (o->conds && r->conds && route_conds_cover(o->conds, r->conds)) {
+                cfg_report(ld, r->line, "[route %s] is never taken: [route %s] before it, of "
+                           "the same host, prefix and scheme, has conditions that hold whenever "
+                           "its do", r->name, o->name);
+                break;
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "portico/climit.h"
+#include "portico/cookie.h"
 #include "portico/util.h"
 
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
@@ -88,50 +89,21 @@ static bool key_http(const struct upstream_conf *up, const struct hashkey_reques
     return true;
 }
 
-/* The value of cookie `name` in one Cookie field's "a=1; b=2" (RFC 6265 5.4), or NULL. */
-static const char *cookie_in(const char *v, size_t n, const char *name, size_t name_len,
-                             size_t *len)
-{
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ';'))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ';')
-            i++;
-        const char *pair = v + start;
-        size_t plen = i - start;
-        if (plen > name_len && pair[name_len] == '=' && memcmp(pair, name, name_len) == 0) {
-            const char *val = pair + name_len + 1;
-            size_t vlen = plen - name_len - 1;
-            while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
-                vlen--;
-            if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"') { /* a quoted value */
-                val++;
-                vlen -= 2;
-            }
-            *len = vlen;
-            return val;
-        }
-    }
-    return NULL;
-}
-
 static bool key_cookie(const struct upstream_conf *up, const struct hashkey_request *r,
                        uint64_t *hash)
 {
     /* several Cookie fields (an HTTP/1.1 client's, or HTTP/2 crumbs not yet joined) are one */
     for (int i = h1_find_field(r->fields, r->nfields, "cookie", 0); i >= 0;
          i = h1_find_field(r->fields, r->nfields, "cookie", (size_t)i + 1)) {
-        size_t len;
-        const char *v = cookie_in(r->fields[i].value, r->fields[i].value_len, up->hash_name,
-                                  up->hash_name_len, &len);
-        if (v && len == 0)
+        size_t at = 0, len;
+        const char *v;
+        if (!cookie_next(r->fields[i].value, r->fields[i].value_len, up->hash_name,
+                         up->hash_name_len, &at, &v, &len))
+            continue;
+        if (len == 0)
             return false; /* "sid=": no session yet, as without the cookie */
-        if (v) {
-            *hash = hashkey_bytes(v, len, 0);
-            return true;
-        }
+        *hash = hashkey_bytes(v, len, 0);
+        return true;
     }
     return false;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/cookie.h"
 #include "portico/util.h"
 
 #define METHOD_BIT(m) (UINT32_C(1) << (m))
@@ -87,6 +88,10 @@ static int add_methods(struct route_conds *c, const char *value, char *why, size
                     return out_of_memory(why, size);
                 c->nother_methods++;
             }
+        } else if (m == METHOD_CONNECT) {
+            /* a route by it would never be taken: HTTP/2's WebSocket is routed as its GET */
+            return refuse(why, size, "CONNECT is answered 501 before any route is chosen (an "
+                          "HTTP/2 WebSocket's extended CONNECT is routed as the GET it becomes)");
         } else {
             c->methods |= METHOD_BIT(m);
             if (m == METHOD_GET) /* a HEAD is a GET without the body (nginx's limit_except) */
@@ -99,6 +104,14 @@ static int add_methods(struct route_conds *c, const char *value, char *why, size
 }
 
 /* ---- header = Name[: value], cookie = name[=value] ---- */
+
+/* "!Name": what a negation would say is the route without the condition's to take. */
+static int refuse_negation(char *why, size_t size, const char *value, const char *what)
+{
+    return refuse(why, size, "'%s': no negation: a request without the %s takes the route "
+                  "without the condition (the same host and prefix, or a shorter one)", value,
+                  what);
+}
 
 /* The condition of that kind and name in c, or a new one (NULL when full: why is said). */
 static struct route_cond *cond_for(struct route_conds *c, enum route_cond_kind kind,
@@ -172,13 +185,39 @@ static int add_named(struct route_conds *c, enum route_cond_kind kind, const cha
     return -1;
 }
 
+/* Fields a header condition may not name: another key reads them, or an HTTP/2 request has
+ * none (RFC 9113 8.2.2) where an HTTP/1.1 one has them, so a route by them would take one
+ * protocol's requests and not the other's. */
+static const struct {
+    const char *name; /* lowercase */
+    const char *why;
+} unmatched_fields[] = {
+    {"host", "Host: use host = (it reads HTTP/2's :authority too)"},
+    {"cookie", "Cookie: use cookie = name=value (one cookie of the field)"},
+    {"connection", "Connection is connection-specific: HTTP/2 requests have none (RFC 9113 "
+                   "8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"keep-alive", "Keep-Alive is connection-specific: HTTP/2 requests have none (RFC 9113 "
+                   "8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"proxy-connection", "Proxy-Connection is connection-specific: HTTP/2 requests have none "
+                         "(RFC 9113 8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"transfer-encoding", "Transfer-Encoding is connection-specific: HTTP/2 requests have none "
+                          "(RFC 9113 8.2.2), a route by it would take HTTP/1.1 ones only"},
+    {"te", "TE is connection-specific: HTTP/2 requests carry only 'trailers' (RFC 9113 "
+           "8.2.2), a route by it would read the protocols apart"},
+    {"content-length", "Content-Length frames the body: HTTP/2 requests may go without it "
+                       "(RFC 9113 8.1), a route by it would read the protocols apart"},
+};
+
 static int add_header(struct route_conds *c, const char *value, int line, char *why,
                       size_t size)
 {
     if (value[0] == '!')
-        return refuse(why, size, "'%s': no negation: a request without the field takes the "
-                      "route without the condition (the same host and prefix, or a shorter one)",
-                      value);
+        return refuse_negation(why, size, value, "field");
+    /* ":method" would be read as an empty name: say what it is */
+    if (value[0] == ':' && h1_is_tchar((unsigned char)value[1]))
+        return refuse(why, size, "'%.*s' is an HTTP/2 pseudo-header field: method =, host = "
+                      "and prefix = read what :method, :authority and :path carry",
+                      (int)(strcspn(value + 1, ": \t") + 1), value);
     size_t nlen = strcspn(value, ":");
     size_t end = nlen;
     while (end && (value[end - 1] == ' ' || value[end - 1] == '\t'))
@@ -192,12 +231,9 @@ static int add_header(struct route_conds *c, const char *value, int line, char *
     for (size_t i = 0; i < nlen; i++)
         name[i] = (char)tolower((unsigned char)value[i]);
     name[nlen] = '\0';
-    /* Host comes from :authority in HTTP/2 and is matched by host =; Cookie's crumbs and
-     * pairs are read one by one by cookie = */
-    if (strcmp(name, "host") == 0)
-        return refuse(why, size, "Host: use host = (it reads HTTP/2's :authority too)");
-    if (strcmp(name, "cookie") == 0)
-        return refuse(why, size, "Cookie: use cookie = name=value (one cookie of the field)");
+    for (size_t i = 0; i < sizeof(unmatched_fields) / sizeof(unmatched_fields[0]); i++)
+        if (strcmp(name, unmatched_fields[i].name) == 0)
+            return refuse(why, size, "%s", unmatched_fields[i].why);
     if (!value[nlen])
         return add_named(c, ROUTE_COND_HEADER, "header", name, nlen, NULL, 0, line, why, size);
     const char *v = value + nlen + 1;
@@ -216,9 +252,7 @@ static int add_cookie(struct route_conds *c, const char *value, int line, char *
                       size_t size)
 {
     if (value[0] == '!')
-        return refuse(why, size, "'%s': no negation: a request without the cookie takes the "
-                      "route without the condition (the same host and prefix, or a shorter one)",
-                      value);
+        return refuse_negation(why, size, value, "cookie");
     size_t nlen = strcspn(value, "=");
     if (!is_token(value, nlen))
         return refuse(why, size, "'%.*s' is not a cookie name (a token: letters, digits and "
@@ -281,46 +315,18 @@ static bool header_holds(const struct route_cond *d, const struct route_request 
     return false;
 }
 
-/* Whether one Cookie field's "a=1; b=2" (RFC 6265 5.4) has a pair of d's name and values;
- * several of one name (cookies of other paths) are each read. */
-static bool cookie_pair_in(const struct route_cond *d, const char *v, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ';'))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ';')
-            i++;
-        const char *pair = v + start;
-        size_t plen = i - start;
-        if (plen < d->name_len || memcmp(pair, d->name, d->name_len) != 0)
-            continue;
-        const char *val = pair + d->name_len;
-        size_t vlen = plen - d->name_len;
-        if (!vlen || val[0] != '=') /* "canary" alone, or "canaryx=1" */
-            continue;
-        val++;
-        vlen--;
-        while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
-            vlen--;
-        if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"') { /* a quoted value */
-            val++;
-            vlen -= 2;
-        }
-        if (value_among(d, val, vlen))
-            return true;
-    }
-    return false;
-}
-
 static bool cookie_holds(const struct route_cond *d, const struct route_request *rq)
 {
     /* HTTP/1.1's several Cookie fields and HTTP/2's crumbs (joined or not) are all read */
     for (int i = h1_find_field(rq->fields, rq->nfields, "cookie", 0); i >= 0;
-         i = h1_find_field(rq->fields, rq->nfields, "cookie", (size_t)i + 1))
-        if (cookie_pair_in(d, rq->fields[i].value, rq->fields[i].value_len))
-            return true;
+         i = h1_find_field(rq->fields, rq->nfields, "cookie", (size_t)i + 1)) {
+        /* each of the name's pairs is read: a field may carry cookies of two paths */
+        size_t at = 0, len;
+        for (const char *v; cookie_next(rq->fields[i].value, rq->fields[i].value_len, d->name,
+                                        d->name_len, &at, &v, &len);)
+            if (value_among(d, v, len))
+                return true;
+    }
     return false;
 }
 
@@ -343,24 +349,6 @@ bool route_conds_hold(const struct route_conds *c, const struct route_request *r
 
 /* ---- comparing two routes' conditions ---- */
 
-/* Whether every one of b's names is a's with the same values (each list has no value twice). */
-static bool conds_within(const struct route_conds *a, const struct route_conds *b)
-{
-    for (int i = 0; i < b->nconds; i++) {
-        const struct route_cond *y = &b->conds[i], *x = NULL;
-        for (int j = 0; j < a->nconds && !x; j++)
-            if (a->conds[j].kind == y->kind && a->conds[j].name_len == y->name_len &&
-                memcmp(a->conds[j].name, y->name, y->name_len) == 0)
-                x = &a->conds[j];
-        if (!x || x->nvalues != y->nvalues)
-            return false;
-        for (int v = 0; v < y->nvalues; v++)
-            if (!value_among(x, y->values[v], y->value_lens[v]))
-                return false;
-    }
-    return true;
-}
-
 static bool other_methods_within(const struct route_conds *a, const struct route_conds *b)
 {
     for (int i = 0; i < b->nother_methods; i++) {
@@ -373,6 +361,42 @@ static bool other_methods_within(const struct route_conds *a, const struct route
     return true;
 }
 
+/* Whether every one of b's methods is among a's (a without a method list takes all). */
+static bool methods_within(const struct route_conds *a, const struct route_conds *b)
+{
+    if (!a->methods && !a->nother_methods)
+        return true;
+    if (!b->methods && !b->nother_methods)
+        return false;
+    return !(b->methods & ~a->methods) && other_methods_within(a, b);
+}
+
+/* Whether each of a's names is b's, b holding it to values a takes (a's presence: any). */
+static bool names_implied(const struct route_conds *a, const struct route_conds *b)
+{
+    for (int i = 0; i < a->nconds; i++) {
+        const struct route_cond *x = &a->conds[i], *y = NULL;
+        for (int j = 0; j < b->nconds && !y; j++)
+            if (b->conds[j].kind == x->kind && b->conds[j].name_len == x->name_len &&
+                memcmp(b->conds[j].name, x->name, x->name_len) == 0)
+                y = &b->conds[j];
+        if (!y || (x->nvalues && !y->nvalues))
+            return false;
+        for (int v = 0; v < y->nvalues; v++)
+            if (!value_among(x, y->values[v], y->value_lens[v]))
+                return false;
+    }
+    return true;
+}
+
+bool route_conds_cover(const struct route_conds *a, const struct route_conds *b)
+{
+    if (a->refused || b->refused) /* its refused line was said: no second message of it */
+        return false;
+    return methods_within(a, b) && names_implied(a, b);
+}
+
+/* Each covering the other is holding for the same requests: neither list has a value twice. */
 bool route_conds_equal(const struct route_conds *a, const struct route_conds *b)
 {
     static const struct route_conds none;
@@ -380,10 +404,7 @@ bool route_conds_equal(const struct route_conds *a, const struct route_conds *b)
         a = &none;
     if (!b)
         b = &none;
-    if (a->refused || b->refused) /* its refused line was said: no second message of it */
-        return false;
-    return a->methods == b->methods && a->nother_methods == b->nother_methods &&
-           a->nconds == b->nconds && other_methods_within(a, b) && conds_within(a, b);
+    return route_conds_cover(a, b) && route_conds_cover(b, a);
 }
 
 void route_conds_free(struct route_conds *c)

@@ -78,6 +78,11 @@ bool route_conds_hold(const struct route_conds *c, const struct route_request *r
  * methods and the same names with the same values, in any order. */
 bool route_conds_equal(const struct route_conds *a, const struct route_conds *b);
 
+/* Whether a holds for every request b holds for, as written (b's methods among a's, each of
+ * a's names b's with values among a's): a route of b's after one of a's, at the same host,
+ * prefix and scheme, is never taken. Neither NULL; false when either has a refused line. */
+bool route_conds_cover(const struct route_conds *a, const struct route_conds *b);
+
 /* Frees c and everything it owns; NULL is fine. */
 void route_conds_free(struct route_conds *c);
 

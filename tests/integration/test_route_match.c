@@ -198,6 +198,13 @@ static void check_file(const char *routes, int rc_want, int line, const char *me
         snprintf(want, sizeof(want), "%s:%d: %s", harness_config_path(h), line, message);
         if (!tu_contains(res.err, want))
             fail_msg("%s: no \"%s\" in:\n%s", routes, want, res.err);
+        /* one message for the line, none of another made of it */
+        snprintf(want, sizeof(want), "%s:%d: ", harness_config_path(h), line);
+        int said = 0;
+        for (const char *p = strstr(res.err, want); p; p = strstr(p + 1, want))
+            said++;
+        if (said != 1)
+            fail_msg("%s: %d messages at line %d:\n%s", routes, said, line, res.err);
     }
     tu_cmd_result_free(&res);
     harness_free(h);
@@ -228,6 +235,24 @@ static const struct {
     {"[route a]\ncookie = can@ry=1\nupstream = u", 1, 6,
      "cookie: 'can@ry' is not a cookie name"},
     {"[route a]\nheader = !X-Canary\nupstream = u", 1, 6, "header: '!X-Canary': no negation"},
+    /* HTTP/2's pseudo-header fields and HTTP/1.1's connection-specific ones: said for what
+     * they are (a Connection route would take HTTP/1.1 requests and never HTTP/2 ones) */
+    {"[route a]\nupstream = u\nheader = :method: POST", 1, 7,
+     "header: ':method' is an HTTP/2 pseudo-header field"},
+    {"[route a]\nheader = Connection: upgrade\nupstream = u", 1, 6,
+     "header: Connection is connection-specific"},
+    /* CONNECT is answered 501 before routing, HTTP/1.1 and HTTP/2 alike: a route by it is dead */
+    {"[route a]\nmethod = CONNECT\nreturn = 200", 1, 6,
+     "method: CONNECT is answered 501 before any route is chosen"},
+    /* b after a, whose conditions hold whenever b's do: b is dead, said once at its line */
+    {"[route a]\nmethod = GET\nupstream = u\n[route b]\nmethod = HEAD\nupstream = u\n"
+     "[route c]\nmethod = HEAD\nupstream = u", 1, 8,
+     "[route b] is never taken: [route a] before it"},
+    {"[route a]\nheader = X-A\nupstream = u\n[route b]\nheader = X-A\nupstream = u\n"
+     "[route c]\nheader = X-A\nupstream = u", 1, 11,
+     "[route c] has the same host and prefix as [route a]"},
+    {"[route a]\nheader = X-Canary\nupstream = u\n[route b]\nheader = X-Canary: 1\n"
+     "cookie = c=1\nupstream = u", 1, 8, "[route b] is never taken: [route a] before it"},
 };
 
 static void test_load(void **state)
