@@ -999,6 +999,13 @@ unsigned balancer_in_flight(const struct balancer *b, int origin)
                : 0;
 }
 
+unsigned balancer_max_conns(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? atomic_load_explicit(&b->origins[origin].count->max, memory_order_relaxed)
+               : 0;
+}
+
 /* ---- max_conns and the queue ----
  *
  * An origin with max_conns takes an attempt only while fewer than that many are in flight on it

@@ -88,17 +88,19 @@ static void queue_woken(void *arg)
     ex_settle(ex);
 }
 
-/* "all 2 origins at max_conns 10": the origins the request could use, and their limit. */
+/* "all 2 origins at max_conns 10": the origins the request could use, and the limit that held
+ * it: the count's, which a reload since the request came may have changed. */
 static void origins_text(const struct exchange *ex, char *buf, size_t size)
 {
-    uint32_t tried = balancer_listings(queue_balancer(ex), ex->tried);
+    const struct balancer *b = queue_balancer(ex);
+    uint32_t tried = balancer_listings(b, ex->tried);
     int n = 0;
     unsigned max = 0;
     bool same = true;
     for (int o = 0; o < ex->up->norigins; o++) {
         if (tried & (1u << o))
             continue;
-        unsigned m = ex->up->origins[o].max_conns;
+        unsigned m = balancer_max_conns(b, o);
         same &= n == 0 || m == max;
         max = m;
         n++;

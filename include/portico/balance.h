@@ -173,6 +173,9 @@ enum check_state balancer_check_state(const struct balancer *b, int origin);
 int balancer_checks_in_row(const struct balancer *b, int origin);
 /* In flight: every generation's attempts when b shares its counts (balancer_share). */
 unsigned balancer_in_flight(const struct balancer *b, int origin);
+/* The max_conns over origin's count now (0: none): the newest generation's when b shares its
+ * counts, which may not be b's own configuration's. */
+unsigned balancer_max_conns(const struct balancer *b, int origin);
 
 /* ---- max_conns and the queue ----
  *

@@ -734,6 +734,33 @@ static void test_reload_origin_back(void **state)
     fake_origin_stop(fo);
 }
 
+/* A waiter of the old generation that times out after a reload lowered max_conns from 4 to 2
+ * names the limit that held it, 2 (it said 4: its own generation's file). */
+static void test_reload_timeout_names_live_max(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=4", "queue_timeout = 4s\n");
+    struct raw_conn *old[4];
+    for (int i = 0; i < 4; i++)
+        old[i] = send_held(h, "/old", i + 1);
+    struct raw_conn *waiter = send_queued(h, "/old-queued", 1);
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=2\nqueue_timeout = 4s\n",
+              fake_origin_port(fo));
+    struct raw_response r;
+    assert_int_equal(read_status(waiter, &r), 503);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "queue_timeout");
+    const char *ps = raw_header(&r, "Proxy-Status");
+    assert_non_null(ps);
+    assert_non_null(strstr(ps, "in the queue of upstream u: all 1 origin at max_conns 2\""));
+    raw_response_free(&r);
+    release_hold();
+    for (int i = 0; i < 4; i++)
+        expect_status(old[i], 200);
+    in_flight_is(h, fo, 0);
+    stop_both(h, fo);
+}
+
 /* ---- rehearsals ---- */
 
 /* A [fault] failure rehearsed while the origin is at max_conns waits in the queue as a real
@@ -1002,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_reload_mid_flight),
         cmocka_unit_test(test_reload_lowers_max_conns),
         cmocka_unit_test(test_reload_origin_back),
+        cmocka_unit_test(test_reload_timeout_names_live_max),
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),
