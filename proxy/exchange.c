@@ -92,6 +92,7 @@
 #include "portico/errpage.h"
 #include "portico/generation.h"
 #include "portico/hashkey.h"
+#include "portico/sticky.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
@@ -220,9 +221,55 @@ static bool request_key(const struct exchange *ex, uint64_t *key)
     return hashkey_of(ex->up, &r, key);
 }
 
+/* Takes origin o as a pick does. */
+static void picked(struct exchange *ex, int o)
+{
+    ex->origin = o;
+    ex->tried |= 1u << o;
+    ex->holds_origin = true;
+    if (ex->up->origins[o].backup)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_BACKUP_ATTEMPTS, 1);
+}
+
+/* sticky: the origin the request's cookie names, whatever the policy, when it may take the
+ * attempt (balancer_pick_origin); at max_conns the request waits for it (HAProxy queues a
+ * persistent request on its server: its session is there), and the queue hands it that
+ * origin's slot only. Anything else is the policy's, and the response sets a new cookie
+ * (relay.c). Returns 1 when picked, 0 to wait, -1 for the policy. Out of line: only sticky
+ * upstreams call it. */
+static __attribute__((noinline)) int pick_sticky(struct exchange *ex)
+{
+    if (ex->sticky == STICKY_NONE) { /* the first pick: the cookie is read once */
+        bool had;
+        int o = sticky_origin_of(ex->up, ex->req.fields, ex->req.nfields, &had);
+        ex->sticky_origin = (int8_t)o;
+        ex->sticky = o >= 0 ? STICKY_HIT : STICKY_NEW;
+    }
+    ex->sticky_only = 0;
+    if (ex->sticky_origin < 0)
+        return -1;
+    int o = balancer_pick_origin(balancer_of(ex), now_ms_of(ex), ex->sticky_origin, ex->tried,
+                                 &ex->probe);
+    if (o >= 0) {
+        picked(ex, o);
+        return 1;
+    }
+    if (o == BALANCE_PICK_FULL && ex->sticky == STICKY_HIT) {
+        ex->sticky_only = ~balancer_listings(balancer_of(ex), 1u << ex->sticky_origin);
+        return 0;
+    }
+    ex->sticky = STICKY_REDISPATCHED; /* down, failed, tried: the policy picks, a new cookie */
+    return -1;
+}
+
 /* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
 static bool pick_origin(struct exchange *ex)
 {
+    if (__builtin_expect(ex->up->sticky.on, 0)) {
+        int sticky = pick_sticky(ex);
+        if (sticky >= 0)
+            return sticky > 0;
+    }
     uint64_t key;
     int o = ex->up->balance == BALANCE_HASH && request_key(ex, &key)
                 ? balancer_pick_hash(balancer_of(ex), now_ms_of(ex), key, ex->tried, &ex->probe)
@@ -230,11 +277,7 @@ static bool pick_origin(struct exchange *ex)
                                 ex->tried, &ex->probe);
     if (o < 0)
         return false;
-    ex->origin = o;
-    ex->tried |= 1u << o;
-    ex->holds_origin = true;
-    if (ex->up->origins[o].backup)
-        metrics_add(ex->loop->metrics, M_UPSTREAM_BACKUP_ATTEMPTS, 1);
+    picked(ex, o);
     return true;
 }
 
@@ -968,6 +1011,8 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
      * the record is counted, and formatting the client's address cost every request. */
     bool line = log_enabled() || ex->ds.ops->report;
     int up = ex->up ? ex->up_index : -1;
+    if (ex->sticky) /* a sticky upstream's request that reached the pick */
+        balancer_sticky_count(balancer_of(ex), ex->sticky);
     if (!line && !to->conn && !ex->ds.ops->keep_log) {
         count_unlogged(ex, &t, up);
         return;
@@ -999,6 +1044,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
         .upstream = upstream_name(ex),
         .origin = origin_text(ex),
         .attempts = ex->attempts,
+        .sticky = ex->sticky ? sticky_outcome_name(ex->sticky) : NULL,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .interim_codes = ex->interim_codes,

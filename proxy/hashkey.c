@@ -88,9 +88,8 @@ static bool key_http(const struct upstream_conf *up, const struct hashkey_reques
     return true;
 }
 
-/* The value of cookie `name` in one Cookie field's "a=1; b=2" (RFC 6265 5.4), or NULL. */
-static const char *cookie_in(const char *v, size_t n, const char *name, size_t name_len,
-                             size_t *len)
+const char *hashkey_cookie_in(const char *v, size_t n, const char *name, size_t name_len,
+                              size_t *len)
 {
     size_t i = 0;
     while (i < n) {
@@ -124,7 +123,7 @@ static bool key_cookie(const struct upstream_conf *up, const struct hashkey_requ
     for (int i = h1_find_field(r->fields, r->nfields, "cookie", 0); i >= 0;
          i = h1_find_field(r->fields, r->nfields, "cookie", (size_t)i + 1)) {
         size_t len;
-        const char *v = cookie_in(r->fields[i].value, r->fields[i].value_len, up->hash_name,
+        const char *v = hashkey_cookie_in(r->fields[i].value, r->fields[i].value_len, up->hash_name,
                                   up->hash_name_len, &len);
         if (v && len == 0)
             return false; /* "sid=": no session yet, as without the cookie */

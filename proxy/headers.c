@@ -539,6 +539,64 @@ static __attribute__((noinline)) void rule_lines(struct head_buf *b,
     }
 }
 
+/* Whether the cookie-pair p (its leading blanks included) is cookie `name`'s. */
+static bool pair_named(const char *p, size_t len, const char *name, size_t name_len)
+{
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+    return len > name_len && p[name_len] == '=' && memcmp(p, name, name_len) == 0;
+}
+
+/* A Cookie field without the sticky cookie's pairs (Portico's: the application never sees it,
+ * HAProxy's `indirect`): the other pairs go on byte for byte, with their separators; a field of
+ * the sticky cookie alone goes no further. Out of line: only sticky upstreams call it. */
+static __attribute__((noinline)) void cookie_without(struct head_buf *b, const struct h1_field *f,
+                                                     const char *name, size_t name_len)
+{
+    const char *v = f->value;
+    size_t n = f->value_len, kept = 0;
+    bool found = false;
+    for (size_t i = 0; i <= n && !found;) {
+        size_t end = i;
+        while (end < n && v[end] != ';')
+            end++;
+        found = pair_named(v + i, end - i, name, name_len);
+        i = end + 1;
+    }
+    if (!found) {
+        hb_field(b, f);
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && v[end] != ';')
+            end++;
+        const char *p = v + i;
+        size_t len = end - i;
+        i = end + 1;
+        if (pair_named(p, len, name, name_len))
+            continue;
+        if (kept == 0) { /* the first pair kept starts the value: no blank before it */
+            while (len && (*p == ' ' || *p == '\t')) {
+                p++;
+                len--;
+            }
+            if (!len)
+                continue;
+            hb_put(b, f->name, f->name_len);
+            HB_LIT(b, ": ");
+        } else {
+            HB_LIT(b, ";");
+        }
+        hb_put(b, p, len);
+        kept++;
+    }
+    if (kept)
+        HB_LIT(b, "\r\n");
+}
+
 int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd)
 {
@@ -619,6 +677,12 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             if (fwd->max_forwards) /* replaced below by one value, decremented */
                 continue;
             break;
+        case H1_F_COOKIE:
+            if (!fwd->sticky_name)
+                break;
+            if (!conn_names_has(&conn, f))
+                cookie_without(&b, f, fwd->sticky_name, fwd->sticky_name_len);
+            continue;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         case H1_F_PORTICO_MIRROR:

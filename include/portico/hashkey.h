@@ -34,6 +34,11 @@ struct hashkey_request {
  * no such key (no field, no cookie of that name, no client address). */
 bool hashkey_of(const struct upstream_conf *up, const struct hashkey_request *r, uint64_t *hash);
 
+/* The value of cookie `name` (case-sensitive) in one Cookie field's "a=1; b=2" (RFC 6265 5.4),
+ * its quotes removed, into *len, or NULL: $cookie_NAME's reading, and sticky's. */
+const char *hashkey_cookie_in(const char *v, size_t n, const char *name, size_t name_len,
+                              size_t *len);
+
 /* The 64-bit hash of n bytes, seeded (FNV-1a, then mixed so that the high bits, which the ring
  * reads, depend on every byte). Also hashes the ring's points. */
 uint64_t hashkey_bytes(const void *p, size_t n, uint64_t seed);

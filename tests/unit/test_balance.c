@@ -1618,11 +1618,11 @@ static const struct {
     {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
      {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
     {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 standby\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"backup twice", "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 backup backup\n",
-     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"weight twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 weight=2 backup weight=3\n",
      {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N or "
@@ -1653,8 +1653,8 @@ static const struct {
      {"test.ini:2: origin: max_conns 'ten' is not a whole number between 1 and 1000000"}},
     {"max_conns with a space",
      "[upstream a]\norigin = 127.0.0.1:1 max_conns 10\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"max_conns twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 max_conns=2 backup max_conns=3\n",
      {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N or "
