@@ -1625,8 +1625,8 @@ static const struct {
       "cookie=VALUE, each once)"}},
     {"weight twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 weight=2 backup weight=3\n",
-     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N or "
-      "backup, each once)"}},
+     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N, "
+      "backup or cookie=VALUE, each once)"}},
     {"the only origin a backup", "[upstream a]\norigin = 127.0.0.1:1 backup\n",
      {"test.ini:1: [upstream a]: every origin is a backup; a backup takes requests only when "
       "no primary can, so list one without `backup`"}},
@@ -1657,8 +1657,8 @@ static const struct {
       "cookie=VALUE, each once)"}},
     {"max_conns twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 max_conns=2 backup max_conns=3\n",
-     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N or "
-      "backup, each once)"}},
+     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N, "
+      "backup or cookie=VALUE, each once)"}},
     {"upstream max_conns negative", U1 "max_conns = -1\n",
      {"test.ini:3: max_conns: '-1' is not a whole number between 0 and 1000000"}},
     {"max_queue too large", U1 "max_queue = 2000000\n",
