@@ -549,6 +549,13 @@ static bool pair_named(const char *p, size_t len, const char *name, size_t name_
     return len > name_len && p[name_len] == '=' && memcmp(p, name, name_len) == 0;
 }
 
+/* Where the cookie-pair at v[i] ends: its ';', or n. */
+static size_t pair_end(const char *v, size_t i, size_t n)
+{
+    const char *semi = memchr(v + i, ';', n - i);
+    return semi ? (size_t)(semi - v) : n;
+}
+
 /* A Cookie field without the sticky cookie's pairs (Portico's: the application never sees it,
  * HAProxy's `indirect`): the other pairs go on byte for byte, with their separators; a field of
  * the sticky cookie alone goes no further. Out of line: only sticky upstreams call it. */
@@ -556,27 +563,24 @@ static __attribute__((noinline)) void cookie_without(struct head_buf *b, const s
                                                      const char *name, size_t name_len)
 {
     const char *v = f->value;
-    size_t n = f->value_len, kept = 0;
-    bool found = false;
-    for (size_t i = 0; i <= n && !found;) {
-        size_t end = i;
-        while (end < n && v[end] != ';')
-            end++;
-        found = pair_named(v + i, end - i, name, name_len);
+    size_t n = f->value_len, kept = 0, first = n; /* first: where the sticky cookie's pair is */
+    for (size_t i = 0; i < n && first == n;) {
+        size_t end = pair_end(v, i, n);
+        if (pair_named(v + i, end - i, name, name_len))
+            first = i;
         i = end + 1;
     }
-    if (!found) {
+    if (first == n) {
         hb_field(b, f);
         return;
     }
     for (size_t i = 0; i < n;) {
-        size_t end = i;
-        while (end < n && v[end] != ';')
-            end++;
+        size_t end = pair_end(v, i, n);
         const char *p = v + i;
         size_t len = end - i;
+        bool named = i == first || (i > first && pair_named(p, len, name, name_len));
         i = end + 1;
-        if (pair_named(p, len, name, name_len))
+        if (named)
             continue;
         if (kept == 0) { /* the first pair kept starts the value: no blank before it */
             while (len && (*p == ' ' || *p == '\t')) {
