@@ -8,6 +8,7 @@
  * rendered as written; Portico's own errors carry no cookie; and curl's cookie jar, as a
  * browser, stays on one origin.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -31,11 +33,59 @@
 
 static const char *const names[NORIGINS] = {"o0\n", "o1\n", "o2\n"};
 
-/* An origin's switch: down, it resets every request. */
+/* An origin's switches: down, it resets every request; gated, it holds each request at the
+ * gate until the test opens it. */
 struct origin_ctl {
     atomic_bool down;
-    struct fo_step up_script[2], down_script[2];
+    atomic_bool gated;
+    struct fo_step up_script[2], down_script[2], gated_script[3];
 };
+
+/* The gate: requests held at it, and whether it is shut. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int held;
+    bool shut;
+} gate = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int at_gate(int fd, void *arg)
+{
+    (void)fd;
+    (void)arg;
+    pthread_mutex_lock(&gate.lock);
+    gate.held++;
+    pthread_cond_broadcast(&gate.cond);
+    while (gate.shut)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    gate.held--;
+    pthread_mutex_unlock(&gate.lock);
+    return 0;
+}
+
+static void gate_set(bool shut)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.shut = shut;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* Waits (bounded) until n requests are held at the gate. */
+static void gate_wait_held(int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    pthread_mutex_lock(&gate.lock);
+    while (gate.held != n)
+        if (pthread_cond_timedwait(&gate.cond, &gate.lock, &until) != 0)
+            break;
+    int held = gate.held;
+    pthread_mutex_unlock(&gate.lock);
+    if (held != n)
+        fail_msg("%d requests at the gate, not %d", held, n);
+}
 
 struct origins {
     struct fake_origin *o[NORIGINS];
@@ -47,6 +97,8 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
 {
     (void)req;
     struct origin_ctl *c = arg;
+    if (atomic_load(&c->gated))
+        return c->gated_script;
     return atomic_load(&c->down) ? c->down_script : c->up_script;
 }
 
@@ -56,6 +108,10 @@ static void origins_start(struct origins *os, const char *hdrs)
     for (int i = 0; i < NORIGINS; i++) {
         struct origin_ctl *c = &os->ctl[i];
         atomic_init(&c->down, false);
+        atomic_init(&c->gated, false);
+        c->gated_script[0] = (struct fo_step)FO_CALL(at_gate, NULL);
+        c->gated_script[1] = (struct fo_step)FO_RESPOND(200, hdrs, names[i], FO_LENGTH);
+        c->gated_script[2] = (struct fo_step)FO_END();
         c->up_script[0] = (struct fo_step)FO_RESPOND(200, hdrs, names[i], FO_LENGTH);
         c->up_script[1] = (struct fo_step)FO_END();
         c->down_script[0] = (struct fo_step)FO_RST();
@@ -393,6 +449,86 @@ static void test_options_rendered(void **state)
     stop(h, &os);
 }
 
+/* Sends a GET with Cookie: pair on a connection of its own, not waiting for the answer. */
+static struct raw_conn *send_with(struct harness *h, const char *pair)
+{
+    char req[512];
+    snprintf(req, sizeof(req), "GET /k HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+             "Cookie: %s\r\n\r\n", pair);
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    assert_int_equal(raw_send_str(c, req), 0);
+    return c;
+}
+
+/* Its answer: which origin, and whether it set a cookie. */
+static struct answer answer_of(struct raw_conn *c)
+{
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    struct answer a = {.status = r.status, .origin = -1};
+    for (int i = 0; i < NORIGINS; i++)
+        if (r.status == 200 && strcmp(r.body, names[i]) == 0)
+            a.origin = i;
+    a.set_cookies = raw_head_field_count(&r.head, "set-cookie");
+    raw_response_free(&r);
+    raw_close(c);
+    return a;
+}
+
+/* The cookie's origin at max_conns: its client waits in the queue for that origin (HAProxy
+ * queues a persistent request on its server), while a client without the cookie is served by
+ * another at once; the slot freed goes to the waiter, on its origin, no cookie set. */
+static void test_full_origin_waits(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, NULL, "cookie SRV", "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                              "max_conns = 1\nqueue_timeout = 5s\n");
+    struct answer first = get(h, NULL);
+    int x = first.origin;
+    assert_true(x >= 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[x].gated, true);
+    struct raw_conn *holder = send_with(h, pair);
+    gate_wait_held(1); /* x is at max_conns */
+    unsigned others = 0;
+    for (int i = 0; i < NORIGINS; i++)
+        others += i != x ? fake_origin_requests(os.o[i]) : 0;
+    struct raw_conn *waiter = send_with(h, pair);
+    /* the waiter is in the queue: the upstream's queue length says so */
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    for (;;) {
+        char *status = px_admin_body(h, "/status");
+        bool queued = strstr(status, "\"queue_length\":1") != NULL;
+        free(status);
+        if (queued)
+            break;
+        if (tu_now_ms() > deadline)
+            fail_msg("the request for a full origin never queued");
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the queue is Portico's: polled, bounded */
+    }
+    /* a client without the cookie goes elsewhere at once */
+    struct answer other = get(h, NULL);
+    assert_true(other.origin >= 0 && other.origin != x);
+    atomic_store(&os.ctl[x].gated, false);
+    gate_set(false);
+    struct answer held = answer_of(holder), waited = answer_of(waiter);
+    assert_int_equal(held.origin, x);
+    assert_int_equal(waited.origin, x);
+    assert_int_equal(waited.set_cookies, 0);
+    unsigned after = 0;
+    for (int i = 0; i < NORIGINS; i++)
+        after += i != x ? fake_origin_requests(os.o[i]) : 0;
+    assert_int_equal(after, others + 1); /* the cookieless one only */
+    char *line = px_log_line(h, "timing=queue:");
+    assert_non_null(strstr(line, "sticky=hit"));
+    free(line);
+    stop(h, &os);
+}
+
 /* A browser's view: curl with a cookie jar, 10 requests, one origin, the cookie set once. */
 static void test_curl_cookie_jar(void **state)
 {
@@ -437,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_h2_crumbs),
         cmocka_unit_test(test_options_rendered),
         cmocka_unit_test(test_curl_cookie_jar),
+        cmocka_unit_test(test_full_origin_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
