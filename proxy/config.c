@@ -1316,6 +1316,7 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     if (up->norigins == 0)
         cfg_report(ld, up->line, "[upstream %s] has no origin", up->name);
     validate_sticky(ld, up);
+    up->pick_by_request = up->balance == BALANCE_HASH || up->sticky.on;
     for (int t = 0; t < TIMER_COUNT; t++)
         if (!cfg_key_line(lines, CFG_SEC_UPSTREAM, timer_name(t)))
             up->timers_ms[t] = cfg->timers_ms[t];

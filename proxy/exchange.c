@@ -263,9 +263,11 @@ static __attribute__((noinline)) int pick_sticky(struct exchange *ex)
 }
 
 /* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
-static bool pick_origin(struct exchange *ex)
+/* pick_origin for an upstream whose pick reads the request: its sticky cookie first, then
+ * the policy, a hash by its key. Out of line: the common pick tests one flag for both. */
+static __attribute__((noinline)) bool pick_by_request(struct exchange *ex)
 {
-    if (__builtin_expect(ex->up->sticky.on, 0)) {
+    if (ex->up->sticky.on) {
         int sticky = pick_sticky(ex);
         if (sticky >= 0)
             return sticky > 0;
@@ -275,6 +277,18 @@ static bool pick_origin(struct exchange *ex)
                 ? balancer_pick_hash(balancer_of(ex), now_ms_of(ex), key, ex->tried, &ex->probe)
                 : balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
                                 ex->tried, &ex->probe);
+    if (o < 0)
+        return false;
+    picked(ex, o);
+    return true;
+}
+
+static bool pick_origin(struct exchange *ex)
+{
+    if (__builtin_expect(ex->up->pick_by_request, 0))
+        return pick_by_request(ex);
+    int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
+                          ex->tried, &ex->probe);
     if (o < 0)
         return false;
     picked(ex, o);
@@ -1011,8 +1025,6 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
      * the record is counted, and formatting the client's address cost every request. */
     bool line = log_enabled() || ex->ds.ops->report;
     int up = ex->up ? ex->up_index : -1;
-    if (ex->sticky) /* a sticky upstream's request that reached the pick */
-        balancer_sticky_count(balancer_of(ex), ex->sticky);
     if (!line && !to->conn && !ex->ds.ops->keep_log) {
         count_unlogged(ex, &t, up);
         return;

@@ -682,7 +682,7 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 continue;
             break;
         case H1_F_COOKIE:
-            if (!fwd->sticky_name)
+            if (!fwd->sticky_name_len)
                 break;
             if (!conn_names_has(&conn, f))
                 cookie_without(&b, f, fwd->sticky_name, fwd->sticky_name_len);

@@ -22,6 +22,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/generation.h"
 #include "portico/mirror.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
@@ -397,10 +398,13 @@ static __attribute__((noinline)) void make_mirror(struct exchange *ex,
  * origin kept it from shared caches already (`nocache`: a cached copy would pin everyone it is
  * served to on this origin). Returns the fields added to out (at most STICKY_FIELDS). */
 #define STICKY_FIELDS 2
-static __attribute__((noinline)) size_t sticky_fields(const struct exchange *ex,
+static __attribute__((noinline)) size_t sticky_fields(struct exchange *ex,
                                                       const struct h1_response *resp,
                                                       struct h1_field *out, char *buf)
 {
+    /* what the cookie did, once the origin that answered is known (a 502 after it is not
+     * counted: the origins' answers are) */
+    balancer_sticky_count(ex->loop->gen->balancers[ex->up_index], ex->sticky);
     if (ex->sticky_origin >= 0 && sticky_same(ex->up, ex->sticky_origin, ex->origin))
         return 0;
     size_t n = 0;
@@ -447,7 +451,7 @@ static void send_request(struct exchange *ex)
         /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
         .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
         .rules = ex->route->request_rules,
-        .sticky_name = ex->up->sticky.on ? ex->up->sticky.name : NULL,
+        .sticky_name = ex->up->sticky.name, /* name_len 0 without sticky (config.h) */
         .sticky_name_len = ex->up->sticky.name_len,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
@@ -627,7 +631,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     };
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     char set_cookie[STICKY_SET_COOKIE_MAX];
-    if (__builtin_expect(ex->up->sticky.on, 0))
+    if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
         head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
     char why[160];
     if (ex->ds.ops->head_fits &&
@@ -683,7 +687,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     char set_cookie[STICKY_SET_COOKIE_MAX];
-    if (__builtin_expect(ex->up->sticky.on, 0))
+    if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
         head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
     ex->ds.ops->interim(ex->ds.ctx, &head);
     evbuffer_drain(ex->usock->in, head_len);

@@ -183,7 +183,7 @@ struct health_check_conf {
 struct sticky_conf {
     bool on;
     char name[CFG_HASH_NAME_MAX];          /* the cookie's name, a token */
-    size_t name_len;
+    size_t name_len;                       /* 0 when off (headers.h reads it so) */
     char attrs[CFG_STICKY_ATTRS_MAX];      /* rendered once: "; Path=/; Max-Age=3600; ..." */
     char text[CFG_STICKY_ATTRS_MAX];       /* the setting in canonical form, for /status */
     int line;                              /* where it was set, for messages */
@@ -207,6 +207,8 @@ struct upstream_conf {
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
     uint64_t slow_start_ms;                /* an origin back up ramps to its weight in it; 0: off */
     enum balance_policy balance;
+    bool pick_by_request;                  /* balance = hash or sticky: the pick reads the
+                                              request (exchange.c tests this one flag) */
     enum hash_key_kind hash_key;           /* balance = hash: what the ring is keyed by */
     char hash_name[CFG_HASH_NAME_MAX];     /* $http_NAME: the field name, lowercase, '_' as '-';
                                               $cookie_NAME: the cookie name as written */
