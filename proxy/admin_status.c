@@ -25,6 +25,7 @@
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/sticky.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -713,6 +714,9 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
     char key[CFG_HASH_KEY_TEXT_MAX];
     jprintf(out, ",\"balance\":\"%s\",\"hash_key\":", balance_name(up->balance));
     jstr(out, up->balance == BALANCE_HASH ? hash_key_text(up, key, sizeof(key)) : NULL, false);
+    /* sticky: the setting as it would be written, and each origin's value (below) */
+    jadd(out, ",\"sticky\":", 10);
+    jstr(out, up->sticky.on ? up->sticky.text : NULL, false);
     jprintf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,",
                         (unsigned long long)up->keepalive, (unsigned long long)v->pool_idle[u]);
     /* the queue of max_conns (the metrics' figures): null without one, no origin limited */
@@ -730,6 +734,8 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
     for (int o = 0; o < up->norigins; o++) {
         jprintf(out, "%s{\"origin\":", o ? "," : "");
         jstr(out, up->origins[o].text, false);
+        jadd(out, ",\"cookie\":", 10); /* its sticky value, the cookie that pins to it */
+        jstr(out, up->sticky.on ? up->origins[o].cookie : NULL, false);
         /* why an origin is out, and least_conn's figure: "up" alone told neither */
         const struct balancer *b = gen->balancers[u];
         jprintf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
@@ -799,7 +805,11 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
                 rows[k] = (struct metrics_origin){
                     cfg->upstreams[u].name, origin, up, in_flight, .first = k == first,
                     .queue_length = balancer_queue_length(b), .queued = balancer_queued_total(b),
-                    .queue_timeouts = balancer_queue_timeouts(b)};
+                    .queue_timeouts = balancer_queue_timeouts(b),
+                    .sticky = cfg->upstreams[u].sticky.on,
+                    .sticky_counts = {balancer_sticky_total(b, STICKY_HIT),
+                                      balancer_sticky_total(b, STICKY_NEW),
+                                      balancer_sticky_total(b, STICKY_REDISPATCHED)}};
                 k++;
             }
         }

@@ -110,6 +110,7 @@ struct balancer {
     struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct slot_share *share;          /* balancer_share: the counts of other generations */
     struct slot_member member;         /* ... and this balancer among their balancers */
+    _Atomic uint64_t sticky[BALANCE_STICKY_OUTCOMES]; /* sticky: requests by outcome */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -156,6 +157,7 @@ static __attribute__((noinline)) void done_limited(struct balancer *b, int origi
                                                    enum balance_result r, uint64_t now_ms);
 static void slot_free(struct balancer *b, int o);
 static void queue_rescan(struct balancer *b, uint64_t now_ms);
+static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude);
 static inline __attribute__((always_inline)) bool take_probe(struct balancer *b, int o,
                                                             uint64_t *probe);
 static inline __attribute__((always_inline)) void verdict(struct balancer *b, int origin,
@@ -604,6 +606,27 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
     if (b->backups) /* a call of its own: without backups a pick pays a load and a branch */
         return pick_tier(b, now_ms, rnd, exclude, retry, probe);
     return pick_among(b, now_ms, rnd, exclude, retry, probe);
+}
+
+int balancer_pick_origin(struct balancer *b, uint64_t now_ms, int origin, uint32_t exclude,
+                         uint64_t *probe)
+{
+    uint64_t probe_unwanted;
+    if (!probe)
+        probe = &probe_unwanted;
+    *probe = 0;
+    uint32_t mine = balancer_listings(b, 1u << origin); /* its listings are one origin */
+    exclude = balancer_listings(b, exclude);
+    if (exclude & mine)
+        return BALANCE_PICK_UNUSABLE;
+    /* a backup only when the pick would take backups: no primary outside exclude usable */
+    if ((mine & b->backups) && any_usable(b, now_ms, exclude | b->backups))
+        return BALANCE_PICK_UNUSABLE;
+    int o = pick_among(b, now_ms, 0, ~mine, true, probe); /* a retry's: no turn of the cycle */
+    if (o >= 0)
+        return o;
+    return room_of(b, now_ms, ~mine) == BALANCE_ROOM_FULL ? BALANCE_PICK_FULL
+                                                          : BALANCE_PICK_UNUSABLE;
 }
 
 /* The origin of the first point at or after key on the ring that is usable and outside
@@ -1303,8 +1326,24 @@ uint64_t balancer_queue_timeouts(const struct balancer *b)
     return b->queue ? atomic_load_explicit(&b->queue->timeouts, memory_order_relaxed) : 0;
 }
 
+void balancer_sticky_count(struct balancer *b, unsigned outcome)
+{
+    if (outcome < BALANCE_STICKY_OUTCOMES)
+        atomic_fetch_add_explicit(&b->sticky[outcome], 1, memory_order_relaxed);
+}
+
+uint64_t balancer_sticky_total(const struct balancer *b, unsigned outcome)
+{
+    return outcome < BALANCE_STICKY_OUTCOMES
+               ? atomic_load_explicit(&b->sticky[outcome], memory_order_relaxed)
+               : 0;
+}
+
 void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
 {
+    for (unsigned s = 0; s < BALANCE_STICKY_OUTCOMES; s++)
+        atomic_store_explicit(&b->sticky[s], balancer_sticky_total(from, s),
+                              memory_order_relaxed);
     if (!b->queue || !from->queue)
         return;
     atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);

@@ -1267,6 +1267,47 @@ static void validate_backups(struct cfg_loader *ld, struct upstream_conf *up,
                                    "move keys back and forth between origins)");
 }
 
+/* An origin's default sticky value: 16 hex digits of FNV-1a 64 of its host:port, mixed. The
+ * same origin gets the same value in every worker, after a reload and wherever it is listed,
+ * and the cookie does not show its address. (config.c cannot include hashkey.h, which includes
+ * config.h: the hash is written out here.) */
+static void sticky_default_value(struct origin_conf *o)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const char *p = o->text; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    h ^= h >> 33;
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    snprintf(o->cookie, sizeof(o->cookie), "%016llx", (unsigned long long)h);
+}
+
+/* sticky: every origin gets its value; two addresses with one value could not be told apart,
+ * and a hash keyed by the same cookie would never see it (Portico takes it off the request). */
+static void validate_sticky(struct cfg_loader *ld, struct upstream_conf *up)
+{
+    if (!up->sticky.on)
+        return;
+    for (int o = 0; o < up->norigins; o++) {
+        struct origin_conf *oc = &up->origins[o];
+        if (!oc->cookie_set)
+            sticky_default_value(oc);
+        for (int f = 0; f < o; f++)
+            if (strcmp(up->origins[f].cookie, oc->cookie) == 0 &&
+                strcmp(up->origins[f].text, oc->text) != 0) {
+                cfg_report(ld, up->sticky.line, "sticky: origins %s and %s have one cookie "
+                                                "value '%s'", up->origins[f].text, oc->text,
+                           oc->cookie);
+                break;
+            }
+    }
+    if (up->balance == BALANCE_HASH && up->hash_key == HASH_KEY_COOKIE &&
+        strcmp(up->hash_name, up->sticky.name) == 0)
+        cfg_report(ld, up->sticky.line, "sticky: cookie %s is the key of balance = hash; the "
+                                        "sticky cookie is taken off requests, so the hash would "
+                                        "never see it", up->sticky.name);
+}
+
 static void validate_upstream(struct cfg_loader *ld, int i)
 {
     struct config *cfg = ld->cfg;
@@ -1274,6 +1315,8 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     const struct cfg_key_lines *lines = &ld->upstream_lines[i];
     if (up->norigins == 0)
         cfg_report(ld, up->line, "[upstream %s] has no origin", up->name);
+    validate_sticky(ld, up);
+    up->pick_by_request = up->balance == BALANCE_HASH || up->sticky.on;
     for (int t = 0; t < TIMER_COUNT; t++)
         if (!cfg_key_line(lines, CFG_SEC_UPSTREAM, timer_name(t)))
             up->timers_ms[t] = cfg->timers_ms[t];

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/acl.h"
 #include "portico/failure.h"
@@ -838,6 +839,24 @@ static const struct origin_option origin_option_rows[] = {
     {"max_conns=", 1, CFG_MAX_CONNS, offsetof(struct origin_conf, max_conns)},
 };
 
+/* `cookie=VALUE`: the origin's value of its upstream's sticky cookie (HAProxy's `cookie` of a
+ * server), 1-32 letters, digits, '-', '_' and '.': safe in any cookie, and never a quote. */
+static int origin_cookie(struct cfg_loader *ld, const char *v, struct origin_conf *o)
+{
+    size_t n = strlen(v);
+    bool ok = n > 0 && n < CFG_STICKY_VALUE_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '-' || v[i] == '_' || v[i] == '.';
+    if (!ok) {
+        cfg_report(ld, ld->line, "origin: cookie '%s' is not 1-%d letters, digits, '-', '_' or "
+                                 "'.'", v, CFG_STICKY_VALUE_MAX - 1);
+        return -1;
+    }
+    memcpy(o->cookie, v, n + 1);
+    o->cookie_set = true;
+    return 0;
+}
+
 /* "ADDR [weight=N] [max_conns=N] [backup]", the options in any order, each once: the address
  * into addr, the options into o (weight 1 when not given, max_conns 0: the upstream's). */
 static int origin_options(struct cfg_loader *ld, const char *value, char *addr, size_t size,
@@ -867,6 +886,11 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
             o->backup = true; /* nginx's and HAProxy's word */
             continue;
         }
+        if (strncmp(word, "cookie=", 7) == 0 && !o->cookie_set) {
+            if (origin_cookie(ld, word + 7, o) != 0)
+                return -1;
+            continue;
+        }
         size_t i = 0;
         while (i < ARRAY_LEN(origin_option_rows) &&
                strncmp(word, origin_option_rows[i].name, strlen(origin_option_rows[i].name)) != 0)
@@ -886,9 +910,10 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
             continue;
         }
         bool repeated = (len == 6 && strncmp(word, "backup", 6) == 0) ||
-                        i < ARRAY_LEN(origin_option_rows);
+                        strncmp(word, "cookie=", 7) == 0 || i < ARRAY_LEN(origin_option_rows);
         cfg_report(ld, ld->line,
-                   "origin: %s option '%s' (expected weight=N, max_conns=N or backup, each once)",
+                   "origin: %s option '%s' (expected weight=N, max_conns=N, backup or "
+                   "cookie=VALUE, each once)",
                    repeated ? "repeated" : "unknown", word);
         return -1;
     }
@@ -1606,6 +1631,184 @@ static int set_hash_key(struct cfg_loader *ld, struct upstream_conf *up, const c
     return -1;
 }
 
+/* The word flags of `sticky = cookie NAME ...`: each adds its attribute as written here. */
+static const struct sticky_flag {
+    const char *word;
+    const char *attr;
+} sticky_flags[] = {
+    {"httponly", "; HttpOnly"},
+    {"secure", "; Secure"},
+};
+
+static const char *const samesite_values[] = {"Strict", "Lax", "None"};
+
+/* max_age=DUR: a duration as elsewhere, or whole days ("30d"); 1 s to 400 days. */
+static int sticky_max_age(const char *v, uint64_t *seconds)
+{
+    uint64_t ms;
+    size_t n = strlen(v);
+    if (n > 1 && v[n - 1] == 'd') {
+        char num[24];
+        if (n - 1 >= sizeof(num))
+            return -1;
+        memcpy(num, v, n - 1);
+        num[n - 1] = '\0';
+        uint64_t d;
+        if (parse_uint(num, 1, CFG_STICKY_MAX_AGE_S / 86400, &d) != 0)
+            return -1;
+        ms = d * 86400000u;
+    } else if (parse_duration_ms(v, &ms) != 0) {
+        return -1;
+    }
+    if (ms < 1000 || ms / 1000 > CFG_STICKY_MAX_AGE_S)
+        return -1;
+    *seconds = ms / 1000;
+    return 0;
+}
+
+/* A path= or domain= value: printable, no ';' (it would end the attribute), no space. */
+static bool sticky_attr_value_ok(const char *v)
+{
+    if (!*v || strlen(v) > 200)
+        return false;
+    for (; *v; v++)
+        if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x7f || *v == ';' || *v == ',')
+            return false;
+    return true;
+}
+
+/* `sticky = cookie NAME [path=P] [domain=D] [max_age=DUR] [httponly] [secure]
+ * [samesite=strict|lax|none]`, options in any order, each once. The attributes are rendered
+ * here, once: a response that inserts the cookie copies them. */
+static int set_sticky(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                      const char *value)
+{
+    struct upstream_conf *up = base;
+    struct sticky_conf *st = &up->sticky;
+    (void)k;
+    char words[16][256];
+    int n = 0;
+    for (const char *p = value; *p && n < 16;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, " \t");
+        if (!len)
+            break;
+        snprintf(words[n++], sizeof(words[0]), "%.*s", (int)len, p);
+        p += len;
+    }
+    if (n < 2 || strcmp(words[0], "cookie") != 0) {
+        cfg_report(ld, ld->line, "sticky: expected 'cookie NAME [path=P] [domain=D] "
+                                 "[max_age=DUR] [httponly] [secure] [samesite=strict|lax|none]'");
+        return -1;
+    }
+    const char *name = words[1];
+    size_t nlen = strlen(name);
+    bool ok = nlen > 0 && nlen < CFG_HASH_NAME_MAX;
+    for (size_t c = 0; ok && c < nlen; c++)
+        ok = h1_is_tchar((unsigned char)name[c]);
+    if (!ok) {
+        cfg_report(ld, ld->line, "sticky: cookie name '%s' is not a token of 1-%d bytes (letters, "
+                                 "digits and !#$%%&'*+-.^_`|~)", name, CFG_HASH_NAME_MAX - 1);
+        return -1;
+    }
+    memset(st, 0, sizeof(*st));
+    memcpy(st->name, name, nlen + 1);
+    st->name_len = nlen;
+    const char *path = "/", *domain = NULL;
+    uint64_t max_age = 0;
+    int samesite = -1;
+    unsigned flags = 0, seen = 0; /* seen: path, domain, max_age, samesite */
+    for (int w = 2; w < n; w++) {
+        const char *word = words[w];
+        size_t f = 0;
+        while (f < ARRAY_LEN(sticky_flags) && strcmp(word, sticky_flags[f].word) != 0)
+            f++;
+        if (f < ARRAY_LEN(sticky_flags) && !(flags & (1u << f))) {
+            flags |= 1u << f;
+            continue;
+        }
+        if (strncmp(word, "path=", 5) == 0 && !(seen & 1)) {
+            path = word + 5;
+            seen |= 1;
+            if (path[0] != '/' || !sticky_attr_value_ok(path)) {
+                cfg_report(ld, ld->line, "sticky: path '%s' does not start with '/' or holds a "
+                                         "space, ';', ',' or control byte", path);
+                return -1;
+            }
+            continue;
+        }
+        if (strncmp(word, "domain=", 7) == 0 && !(seen & 2)) {
+            domain = word + 7;
+            seen |= 2;
+            if (!sticky_attr_value_ok(domain)) {
+                cfg_report(ld, ld->line, "sticky: domain '%s' is empty or holds a space, ';', "
+                                         "',' or control byte", domain);
+                return -1;
+            }
+            continue;
+        }
+        if (strncmp(word, "max_age=", 8) == 0 && !(seen & 4)) {
+            seen |= 4;
+            if (sticky_max_age(word + 8, &max_age) != 0) {
+                cfg_report(ld, ld->line, "sticky: max_age '%s' is not a duration of 1s to 400d "
+                                         "(omit it for a session cookie)", word + 8);
+                return -1;
+            }
+            continue;
+        }
+        if (strncmp(word, "samesite=", 9) == 0 && !(seen & 8)) {
+            seen |= 8;
+            for (int s = 0; s < (int)ARRAY_LEN(samesite_values); s++)
+                if (strcasecmp(word + 9, samesite_values[s]) == 0)
+                    samesite = s;
+            if (samesite < 0) {
+                cfg_report(ld, ld->line, "sticky: samesite '%s' (expected strict, lax or none)",
+                           word + 9);
+                return -1;
+            }
+            continue;
+        }
+        cfg_report(ld, ld->line, "sticky: unknown or repeated option '%s' (expected path=P, "
+                                 "domain=D, max_age=DUR, httponly, secure, samesite=V, each "
+                                 "once)", word);
+        return -1;
+    }
+    if (samesite == 2 && !(flags & 2)) {
+        cfg_report(ld, ld->line, "sticky: samesite=none needs secure (browsers drop a "
+                                 "SameSite=None cookie without Secure)");
+        return -1;
+    }
+    /* attributes in RFC 6265bis's order of description; text as it would be written again */
+    size_t a = (size_t)snprintf(st->attrs, sizeof(st->attrs), "; Path=%s", path);
+    size_t t = (size_t)snprintf(st->text, sizeof(st->text), "cookie %s path=%s", name, path);
+    if (domain) {
+        a += (size_t)snprintf(st->attrs + a, sizeof(st->attrs) - a, "; Domain=%s", domain);
+        t += (size_t)snprintf(st->text + t, sizeof(st->text) - t, " domain=%s", domain);
+    }
+    if (max_age) {
+        a += (size_t)snprintf(st->attrs + a, sizeof(st->attrs) - a, "; Max-Age=%llu",
+                              (unsigned long long)max_age);
+        t += (size_t)snprintf(st->text + t, sizeof(st->text) - t, " max_age=%llus",
+                              (unsigned long long)max_age);
+    }
+    for (size_t f = 0; f < ARRAY_LEN(sticky_flags); f++)
+        if (flags & (1u << f)) {
+            a += (size_t)snprintf(st->attrs + a, sizeof(st->attrs) - a, "%s",
+                                  sticky_flags[f].attr);
+            t += (size_t)snprintf(st->text + t, sizeof(st->text) - t, " %s",
+                                  sticky_flags[f].word);
+        }
+    if (samesite >= 0) {
+        snprintf(st->attrs + a, sizeof(st->attrs) - a, "; SameSite=%s", samesite_values[samesite]);
+        snprintf(st->text + t, sizeof(st->text) - t, " samesite=%c%s",
+                 (char)tolower((unsigned char)samesite_values[samesite][0]),
+                 samesite_values[samesite] + 1);
+    }
+    st->on = true;
+    st->line = ld->line;
+    return 0;
+}
+
 /* `balance = POLICY`, or `balance = hash KEY` (balance.h, hashkey.h). */
 static int set_balance(struct cfg_loader *ld, const struct cfg_key *k, void *base,
                        const char *value)
@@ -1749,6 +1952,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("origin_rcvbuf", set_kernel_size, UPS(origin_rcvbuf), 4096, CFG_MAX_SOCKBUF),
     /* balancing, health, retries and tunnels (issue 10) */
     NAMED("balance", set_balance, UPS(balance), balance_names),
+    KEY("sticky", set_sticky, UPS(sticky)),
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
     DURATION("fail_window", UPS(fail_window_ms), 1),
     DURATION("down_time", UPS(down_time_ms), 1),

@@ -92,6 +92,7 @@
 #include "portico/errpage.h"
 #include "portico/generation.h"
 #include "portico/hashkey.h"
+#include "portico/sticky.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
@@ -225,9 +226,57 @@ static bool request_key(const struct exchange *ex, uint64_t *key)
     return hashkey_of(ex->up, &r, key);
 }
 
-/* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
-static bool pick_origin(struct exchange *ex)
+/* Takes origin o as a pick does. */
+static void picked(struct exchange *ex, int o)
 {
+    ex->origin = o;
+    ex->tried |= 1u << o;
+    ex->holds_origin = true;
+    if (ex->up->origins[o].backup)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_BACKUP_ATTEMPTS, 1);
+}
+
+/* sticky: the origin the request's cookie names, whatever the policy, when it may take the
+ * attempt (balancer_pick_origin); at max_conns the request waits for it (HAProxy queues a
+ * persistent request on its server: its session is there), and the queue hands it that
+ * origin's slot only. Anything else is the policy's, and the response sets a new cookie
+ * (relay.c). Returns 1 when picked, 0 to wait, -1 for the policy. Out of line: only sticky
+ * upstreams call it. */
+static __attribute__((noinline)) int pick_sticky(struct exchange *ex)
+{
+    if (ex->sticky == STICKY_NONE) { /* the first pick: the cookie is read once */
+        bool had;
+        int o = sticky_origin_of(ex->up, ex->req.fields, ex->req.nfields, &had);
+        ex->sticky_origin = (int8_t)o;
+        ex->sticky = o >= 0 ? STICKY_HIT : STICKY_NEW;
+    }
+    ex->sticky_only = 0;
+    if (ex->sticky_origin < 0)
+        return -1;
+    int o = balancer_pick_origin(balancer_of(ex), now_ms_of(ex), ex->sticky_origin, ex->tried,
+                                 &ex->probe);
+    if (o >= 0) {
+        picked(ex, o);
+        return 1;
+    }
+    if (o == BALANCE_PICK_FULL && ex->sticky == STICKY_HIT) {
+        ex->sticky_only = ~balancer_listings(balancer_of(ex), 1u << ex->sticky_origin);
+        return 0;
+    }
+    ex->sticky = STICKY_REDISPATCHED; /* down, failed, tried: the policy picks, a new cookie */
+    return -1;
+}
+
+/* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
+/* pick_origin for an upstream whose pick reads the request: its sticky cookie first, then
+ * the policy, a hash by its key. Out of line: the common pick tests one flag for both. */
+static __attribute__((noinline)) bool pick_by_request(struct exchange *ex)
+{
+    if (ex->up->sticky.on) {
+        int sticky = pick_sticky(ex);
+        if (sticky >= 0)
+            return sticky > 0;
+    }
     uint64_t key;
     int o = ex->up->balance == BALANCE_HASH && request_key(ex, &key)
                 ? balancer_pick_hash(balancer_of(ex), now_ms_of(ex), key, ex->tried, &ex->probe)
@@ -235,11 +284,19 @@ static bool pick_origin(struct exchange *ex)
                                 ex->tried, &ex->probe);
     if (o < 0)
         return false;
-    ex->origin = o;
-    ex->tried |= 1u << o;
-    ex->holds_origin = true;
-    if (ex->up->origins[o].backup)
-        metrics_add(ex->loop->metrics, M_UPSTREAM_BACKUP_ATTEMPTS, 1);
+    picked(ex, o);
+    return true;
+}
+
+static bool pick_origin(struct exchange *ex)
+{
+    if (__builtin_expect(ex->up->pick_by_request, 0))
+        return pick_by_request(ex);
+    int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
+                          ex->tried, &ex->probe);
+    if (o < 0)
+        return false;
+    picked(ex, o);
     return true;
 }
 
@@ -1077,6 +1134,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
         .upstream = upstream_name(ex),
         .origin = origin_text(ex),
         .attempts = ex->attempts,
+        .sticky = ex->sticky ? sticky_outcome_name(ex->sticky) : NULL,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .interim_codes = ex->interim_codes,

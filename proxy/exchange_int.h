@@ -115,6 +115,12 @@ struct exchange {
     int origin;                        /* index in up->origins, -1 before the pick */
     uint32_t tried;                    /* origins picked so far (bit i: origin i) */
     bool holds_origin;                 /* the pick of origin awaits its balancer_done */
+    uint8_t sticky;                    /* enum sticky_outcome: what the sticky cookie did
+                                          (STICKY_NONE: not read yet, or no sticky upstream) */
+    int8_t sticky_origin;              /* the origin the request's sticky cookie named, -1:
+                                          none; read with the first pick */
+    uint32_t sticky_only;              /* waiting for the cookie's origin alone (max_conns):
+                                          every other origin, for the queue's exclude; 0 else */
     uint64_t probe;                    /* that pick is the origin's probe: its number
                                           (balance.h), until its answer has spoken for the
                                           origin; 0 for any other */

@@ -21,6 +21,7 @@
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/loop.h"
+#include "portico/sticky.h"
 #include "portico/util.h"
 #include "portico/wakebox.h"
 
@@ -80,6 +81,12 @@ static void queue_woken(void *arg)
         int o = ex->queue->w.origin;
         if (o >= 0) {
             queue_granted(ex, o);
+        } else if (ex->sticky_only) {
+            /* the cookie's origin went down while it waited: another takes it, a new cookie */
+            queue_free(ex);
+            ex->sticky = STICKY_REDISPATCHED;
+            ex->sticky_origin = -1;
+            ex_to_origin(ex);
         } else {
             queue_free(ex);
             ex_fail_no_origin(ex);
@@ -93,7 +100,7 @@ static void queue_woken(void *arg)
 static void origins_text(const struct exchange *ex, char *buf, size_t size)
 {
     const struct balancer *b = queue_balancer(ex);
-    uint32_t tried = balancer_listings(b, ex->tried);
+    uint32_t tried = balancer_listings(b, ex->tried | ex->sticky_only);
     int n = 0;
     unsigned max = 0;
     bool same = true;
@@ -125,7 +132,7 @@ bool ex_queue_enter(struct exchange *ex)
         return true;
     }
     q->ex = ex;
-    q->w.exclude = ex->tried;
+    q->w.exclude = ex->tried | ex->sticky_only; /* sticky: its cookie's origin alone */
     q->w.origin = -1;
     q->w.wake = waiter_wake;
     q->woken.run = queue_woken;

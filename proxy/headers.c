@@ -539,6 +539,68 @@ static __attribute__((noinline)) void rule_lines(struct head_buf *b,
     }
 }
 
+/* Whether the cookie-pair p (its leading blanks included) is cookie `name`'s. */
+static bool pair_named(const char *p, size_t len, const char *name, size_t name_len)
+{
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+    return len > name_len && p[name_len] == '=' && memcmp(p, name, name_len) == 0;
+}
+
+/* Where the cookie-pair at v[i] ends: its ';', or n. */
+static size_t pair_end(const char *v, size_t i, size_t n)
+{
+    const char *semi = memchr(v + i, ';', n - i);
+    return semi ? (size_t)(semi - v) : n;
+}
+
+/* A Cookie field without the sticky cookie's pairs (Portico's: the application never sees it,
+ * HAProxy's `indirect`): the other pairs go on byte for byte, with their separators; a field of
+ * the sticky cookie alone goes no further. Out of line: only sticky upstreams call it. */
+static __attribute__((noinline)) void cookie_without(struct head_buf *b, const struct h1_field *f,
+                                                     const char *name, size_t name_len)
+{
+    const char *v = f->value;
+    size_t n = f->value_len, kept = 0, first = n; /* first: where the sticky cookie's pair is */
+    for (size_t i = 0; i < n && first == n;) {
+        size_t end = pair_end(v, i, n);
+        if (pair_named(v + i, end - i, name, name_len))
+            first = i;
+        i = end + 1;
+    }
+    if (first == n) {
+        hb_field(b, f);
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t end = pair_end(v, i, n);
+        const char *p = v + i;
+        size_t len = end - i;
+        bool named = i == first || (i > first && pair_named(p, len, name, name_len));
+        i = end + 1;
+        if (named)
+            continue;
+        if (kept == 0) { /* the first pair kept starts the value: no blank before it */
+            while (len && (*p == ' ' || *p == '\t')) {
+                p++;
+                len--;
+            }
+            if (!len)
+                continue;
+            hb_put(b, f->name, f->name_len);
+            HB_LIT(b, ": ");
+        } else {
+            HB_LIT(b, ";");
+        }
+        hb_put(b, p, len);
+        kept++;
+    }
+    if (kept)
+        HB_LIT(b, "\r\n");
+}
+
 int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd)
 {
@@ -619,6 +681,12 @@ int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             if (fwd->max_forwards) /* replaced below by one value, decremented */
                 continue;
             break;
+        case H1_F_COOKIE:
+            if (!fwd->sticky_name_len)
+                break;
+            if (!conn_names_has(&conn, f))
+                cookie_without(&b, f, fwd->sticky_name, fwd->sticky_name_len);
+            continue;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         case H1_F_PORTICO_MIRROR:

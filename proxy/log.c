@@ -275,6 +275,8 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_cstr(b, r->origin, CAP_ORIGIN);
     LIT(b, ",\"attempts\":");
     fmt_u64(b, r->attempts);
+    LIT(b, ",\"sticky\":");
+    json_cstr(b, r->sticky, CAP_NAME);
     LIT(b, ",\"bytes_in\":");
     fmt_u64(b, r->bytes_in);
     LIT(b, ",\"bytes_out\":");
@@ -394,6 +396,10 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
     if (r->attempts) {
         LIT(b, " attempts=");
         fmt_u64(b, r->attempts);
+    }
+    if (r->sticky) {
+        LIT(b, " sticky=");
+        fmt_str(b, r->sticky);
     }
     if (r->failure != FAIL_NONE) {
         LIT(b, " failure=");

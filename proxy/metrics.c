@@ -1454,6 +1454,20 @@ static bool stage_queues(struct metrics_cursor *c, struct render *out, size_t bu
             value_u64(out, f == 0 ? o->queue_length : f == 1 ? o->queued : o->queue_timeouts);
         }
     }
+    /* sticky's outcomes, per upstream that has it (sticky.h's names, in its order) */
+    static const char *const outcomes[] = {"hit", "new", "redispatched"};
+    family(out, "portico_upstream_sticky_total", "counter",
+           "Requests of a sticky upstream by what its cookie did: hit (its origin took it), new "
+           "(no cookie, or an unknown one), redispatched (its origin could not)");
+    for (size_t i = 0; i < c->norigins; i++) {
+        const struct metrics_origin *o = &c->origins[i];
+        for (size_t k = 0; o->first && o->sticky && k < ARRAY_LEN(outcomes); k++) {
+            PUT_LIT(out, "portico_upstream_sticky_total");
+            label(out, "upstream", o->upstream, true);
+            label(out, "outcome", outcomes[k], false);
+            value_u64(out, o->sticky_counts[k]);
+        }
+    }
     return true;
 }
 

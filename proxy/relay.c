@@ -22,12 +22,14 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/generation.h"
 #include "portico/mirror.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
+#include "portico/sticky.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 #include "portico/wskey.h"
@@ -392,6 +394,31 @@ static __attribute__((noinline)) void make_mirror(struct exchange *ex,
     }
 }
 
+/* A sticky upstream's response: Set-Cookie for the origin that answered unless the request
+ * brought its cookie (HAProxy's `insert indirect`), with Cache-Control: private unless the
+ * origin kept it from shared caches already (`nocache`: a cached copy would pin everyone it is
+ * served to on this origin). Returns the fields added to out (at most STICKY_FIELDS). */
+#define STICKY_FIELDS 2
+static __attribute__((noinline)) size_t sticky_fields(struct exchange *ex,
+                                                      const struct h1_response *resp,
+                                                      struct h1_field *out, char *buf)
+{
+    /* what the cookie did, once the origin that answered is known (a 502 after it is not
+     * counted: the origins' answers are) */
+    balancer_sticky_count(ex->loop->gen->balancers[ex->up_index], ex->sticky);
+    if (ex->sticky_origin >= 0 && sticky_same(ex->up, ex->sticky_origin, ex->origin))
+        return 0;
+    size_t n = 0;
+    out[n++] = (struct h1_field){.name = "Set-Cookie", .name_len = 10, .value = buf,
+                                 .value_len = sticky_set_cookie(ex->up, ex->origin, buf,
+                                                                STICKY_SET_COOKIE_MAX),
+                                 .id = H1_F_SET_COOKIE};
+    if (sticky_needs_private(resp->fields, resp->nfields))
+        out[n++] = (struct h1_field){.name = "Cache-Control", .name_len = 13,
+                                     .value = "private", .value_len = 7};
+    return n;
+}
+
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
@@ -425,6 +452,8 @@ static void send_request(struct exchange *ex)
         /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
         .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
         .rules = ex->route->request_rules,
+        .sticky_name = ex->up->sticky.name, /* name_len 0 without sticky (config.h) */
+        .sticky_name_len = ex->up->sticky.name_len,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
@@ -590,7 +619,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .date = http_date_now(),
         .rules = ex->route->response_rules,
     };
-    struct h1_field fields[HDR_MAX_FIELDS + 1];
+    struct h1_field fields[HDR_MAX_FIELDS + 1 + STICKY_FIELDS];
     struct resp_head head = {
         .status = resp->status,
         .reason = resp->reason,
@@ -602,6 +631,9 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .close = ex->close_client,
     };
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
+    char set_cookie[STICKY_SET_COOKIE_MAX];
+    if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
+        head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
     char why[160];
     if (ex->ds.ops->head_fits &&
         !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why, sizeof(why))) {
@@ -645,7 +677,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
-    struct h1_field fields[HDR_MAX_FIELDS + 1];
+    struct h1_field fields[HDR_MAX_FIELDS + 1 + STICKY_FIELDS];
     struct resp_head head = {
         .status = resp->status,
         .reason = resp->reason,
@@ -655,6 +687,9 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     };
     /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
+    char set_cookie[STICKY_SET_COOKIE_MAX];
+    if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
+        head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
     ex->ds.ops->interim(ex->ds.ctx, &head);
     evbuffer_drain(ex->usock->in, head_len);
     ex->status = ex->upstream_status = resp->status;

@@ -101,6 +101,19 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
 int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32_t exclude,
                        uint64_t *probe);
 
+/* What balancer_pick_origin gives when it cannot take the origin asked for. */
+#define BALANCE_PICK_UNUSABLE (-1) /* down, failing its check, tried, or a backup while a
+                                      primary is usable: another origin must take it */
+#define BALANCE_PICK_FULL (-2)     /* usable but at max_conns: wait for it in the queue */
+
+/* sticky: takes origin itself (or another listing of its host:port) for the next attempt when
+ * it is usable and outside exclude, and, a backup, only when no primary outside exclude is (the
+ * backups' rule of balancer_pick): whatever the policy, and taking no turn of round_robin's
+ * cycle. Returns it, counted in flight until balancer_done as a pick's, or BALANCE_PICK_FULL /
+ * BALANCE_PICK_UNUSABLE. *probe as balancer_pick's. */
+int balancer_pick_origin(struct balancer *b, uint64_t now_ms, int origin, uint32_t exclude,
+                         uint64_t *probe);
+
 /* The points of b's ring (8 bytes each; 0 but for balance = hash): for tests and memory. */
 unsigned balancer_ring_points(const struct balancer *b);
 
@@ -231,7 +244,14 @@ unsigned balancer_queue_length(const struct balancer *b);
 uint64_t balancer_queued_total(const struct balancer *b);
 uint64_t balancer_queue_timeouts(const struct balancer *b);
 
-/* A reload: b's queue counters go on from from's (metrics counters never go back). */
+/* sticky: counts a request of b's upstream by what its cookie did (enum sticky_outcome of
+ * sticky.h, below BALANCE_STICKY_OUTCOMES), and the count so far (metrics). */
+#define BALANCE_STICKY_OUTCOMES 4
+void balancer_sticky_count(struct balancer *b, unsigned outcome);
+uint64_t balancer_sticky_total(const struct balancer *b, unsigned outcome);
+
+/* A reload: b's queue and sticky counters go on from from's (metrics counters never go
+ * back). */
 void balancer_inherit_queue(struct balancer *b, const struct balancer *from);
 
 /* Whether origin is a backup (`origin = ... backup`): picked only when no primary will do. */

@@ -131,6 +131,9 @@ enum hash_key_kind { HASH_KEY_LIST(CFG_ENUM_ID) };
 #define CFG_MAX_CONNS 1000000 /* `origin = ... max_conns=N`, [upstream] max_conns, max_queue */
 #define CFG_DEFAULT_MAX_QUEUE 1000 /* requests waiting per upstream when its origins are full */
 #define CFG_MAX_HEALTH_COUNT 100 /* `health_check = ... rise N fall N` */
+#define CFG_STICKY_VALUE_MAX 33   /* an origin's sticky cookie value, its NUL included */
+#define CFG_STICKY_ATTRS_MAX 512  /* the attributes after NAME=VALUE in Set-Cookie */
+#define CFG_STICKY_MAX_AGE_S (400u * 86400u) /* browsers cap a cookie's life at 400 days */
 
 struct listen_conf {
     struct sockaddr_storage addr; /* numeric address to bind */
@@ -154,6 +157,9 @@ struct origin_conf {
     unsigned max_conns;           /* `max_conns=N`, else the upstream's: requests in flight to
                                      it at most, all workers together; 0: no limit */
     bool backup;                  /* `backup`: takes requests only when no primary can */
+    char cookie[CFG_STICKY_VALUE_MAX]; /* its value of the upstream's sticky cookie: `cookie=`,
+                                     else 16 hex digits of a hash of host:port (config.c) */
+    bool cookie_set;              /* `cookie=VALUE` was written */
     char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
 
@@ -169,6 +175,18 @@ struct health_check_conf {
                                               back (1-CFG_MAX_HEALTH_COUNT; 0 counts as 1) */
     unsigned fall;                         /* failed checks in a row that mark a passing origin
                                               down (likewise) */
+};
+
+/* `sticky = cookie NAME [path=P] [domain=D] [max_age=DUR] [httponly] [secure]
+ * [samesite=strict|lax|none]`: the cookie Portico inserts to pin a client to the origin that
+ * answered it (sticky.h). */
+struct sticky_conf {
+    bool on;
+    char name[CFG_HASH_NAME_MAX];          /* the cookie's name, a token */
+    size_t name_len;                       /* 0 when off (headers.h reads it so) */
+    char attrs[CFG_STICKY_ATTRS_MAX];      /* rendered once: "; Path=/; Max-Age=3600; ..." */
+    char text[CFG_STICKY_ATTRS_MAX];       /* the setting in canonical form, for /status */
+    int line;                              /* where it was set, for messages */
 };
 
 struct upstream_conf {
@@ -189,6 +207,8 @@ struct upstream_conf {
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
     uint64_t slow_start_ms;                /* an origin back up ramps to its weight in it; 0: off */
     enum balance_policy balance;
+    bool pick_by_request;                  /* balance = hash or sticky: the pick reads the
+                                              request (exchange.c tests this one flag) */
     enum hash_key_kind hash_key;           /* balance = hash: what the ring is keyed by */
     char hash_name[CFG_HASH_NAME_MAX];     /* $http_NAME: the field name, lowercase, '_' as '-';
                                               $cookie_NAME: the cookie name as written */
@@ -201,6 +221,7 @@ struct upstream_conf {
     bool retry_sent;                       /* also after the request was sent (idempotent) */
     uint16_t retry_on;                     /* retry_on.h mask: final statuses an idempotent
                                               request goes to another origin after; 0: none */
+    struct sticky_conf sticky;             /* `sticky = cookie ...`; off unless set */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */
     bool tls;                              /* connect to origins with TLS */

@@ -61,6 +61,9 @@ struct fwd_request {
     const struct hrules *rules;  /* the route's request_header rules, or NULL: the client's
                                     fields they name go, their SET fields follow the client's
                                     (the Host rule is host, above) */
+    const char *sticky_name;     /* the upstream's sticky cookie, taken off every Cookie field
+                                    (the others' bytes as they came; sticky.h) ... */
+    size_t sticky_name_len;      /* ... when not 0 (no sticky: 0) */
 };
 
 /* Appends the request head for the origin to out, all or nothing: -1 when there was no memory

@@ -64,6 +64,7 @@ extern const unsigned char h1_class[256];
     X(H1_F_PORTICO_MIRROR, "x-portico-mirror") /* ours on mirror copies: never a client's */       \
     X(H1_F_SERVER_TIMING, "server-timing")                                                         \
     X(H1_F_SET_COOKIE, "set-cookie")                                                               \
+    X(H1_F_COOKIE, "cookie") /* sticky: Portico's own cookie is taken off (headers.c) */           \
     X(H1_F_SEC_FETCH_DEST, "sec-fetch-dest") /* error pages: a script or style fetch */            \
     X(H1_F_PROXY_CLAIM, "") /* no one name: H1_PROXY_CLAIM_LIST and H1_PROXY_CLAIM_PREFIX */
 

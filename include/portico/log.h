@@ -93,6 +93,8 @@ struct access_record {
     const char *upstream;
     const char *origin;                /* the address used last */
     unsigned attempts;                 /* requests sent to origins (2 after a retry) */
+    const char *sticky;                /* a sticky upstream's: "hit", "new", "redispatched";
+                                          NULL: none (sticky.h) */
     uint64_t bytes_in;                 /* request body bytes received (a tunnel's: and those
                                           it took from the client) */
     uint64_t bytes_out;                /* response body bytes sent to the client (a tunnel's:

@@ -379,6 +379,8 @@ struct metrics_origin {
     unsigned queue_length;                     /* requests waiting for a slot (max_conns) */
     uint64_t queued;                           /* requests that ever waited */
     uint64_t queue_timeouts;                   /* ... and left at queue_timeout */
+    bool sticky;                               /* the upstream has `sticky`: its counts below */
+    uint64_t sticky_counts[3];                 /* requests by outcome: hit, new, redispatched */
 };
 
 /* A certificate Portico serves or presents, one row per file. */

@@ -1088,6 +1088,53 @@ static void test_backup(void **state)
     }
 }
 
+/* sticky's pick (balancer_pick_origin): the origin asked for whatever the policy, taking no
+ * turn of round robin's cycle; not when down or tried; a backup only when no primary is usable;
+ * FULL at max_conns, so that the request waits for it. */
+static void test_pick_origin(void **state)
+{
+    (void)state;
+    for (size_t p = 0; p < ARRAY_LEN(every_policy); p++) {
+        struct upstream_conf up;
+        make_upstream(&up, 4, NULL, every_policy[p], 1);
+        up.origins[3].backup = true;
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        for (int k = 0; k < 8; k++) {
+            int o = balancer_pick_origin(b, 0, 2, 0, NULL);
+            assert_int_equal(o, 2);
+            balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+        }
+        if (every_policy[p] == BALANCE_ROUND_ROBIN) /* the cycle did not move: o0 is next */
+            assert_int_equal(pick_answer(b, 0), 0);
+        assert_int_equal(balancer_pick_origin(b, 0, 2, 1u << 2, NULL), BALANCE_PICK_UNUSABLE);
+        /* the backup: not while a primary can, yes once none can */
+        assert_int_equal(balancer_pick_origin(b, 0, 3, 0, NULL), BALANCE_PICK_UNUSABLE);
+        assert_int_equal(balancer_pick_origin(b, 0, 3, 7u, NULL), 3);
+        balancer_done(b, 3, 0, BALANCE_ANSWERED, 0);
+        /* down (max_fails = 1): another must take it */
+        int o = balancer_pick_origin(b, 0, 1, 0, NULL);
+        assert_int_equal(o, 1);
+        balancer_done(b, o, 0, BALANCE_FAILED, 0);
+        assert_int_equal(balancer_pick_origin(b, 10, 1, 0, NULL), BALANCE_PICK_UNUSABLE);
+        balancer_free(b);
+    }
+    /* at max_conns: FULL, and its slot once freed */
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[0].max_conns = up.origins[1].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 10;
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), 1);
+    assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), BALANCE_PICK_FULL);
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), 1);
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+}
+
 /* A down primary's probe after down_time still goes out (it is a primary's turn, not the
  * backups'), and its answer takes the requests back from the backup. */
 static void test_backup_probe(void **state)
@@ -1618,15 +1665,15 @@ static const struct {
     {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
      {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
     {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 standby\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:2: origin: unknown option 'standby' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"backup twice", "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 backup backup\n",
-     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:3: origin: repeated option 'backup' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"weight twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 weight=2 backup weight=3\n",
-     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N or "
-      "backup, each once)"}},
+     {"test.ini:3: origin: repeated option 'weight=3' (expected weight=N, max_conns=N, "
+      "backup or cookie=VALUE, each once)"}},
     {"the only origin a backup", "[upstream a]\norigin = 127.0.0.1:1 backup\n",
      {"test.ini:1: [upstream a]: every origin is a backup; a backup takes requests only when "
       "no primary can, so list one without `backup`"}},
@@ -1653,12 +1700,12 @@ static const struct {
      {"test.ini:2: origin: max_conns 'ten' is not a whole number between 1 and 1000000"}},
     {"max_conns with a space",
      "[upstream a]\norigin = 127.0.0.1:1 max_conns 10\norigin = sim\n",
-     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N or backup, "
-      "each once)"}},
+     {"test.ini:2: origin: unknown option 'max_conns' (expected weight=N, max_conns=N, backup or "
+      "cookie=VALUE, each once)"}},
     {"max_conns twice",
      "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 max_conns=2 backup max_conns=3\n",
-     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N or "
-      "backup, each once)"}},
+     {"test.ini:3: origin: repeated option 'max_conns=3' (expected weight=N, max_conns=N, "
+      "backup or cookie=VALUE, each once)"}},
     {"upstream max_conns negative", U1 "max_conns = -1\n",
      {"test.ini:3: max_conns: '-1' is not a whole number between 0 and 1000000"}},
     {"max_queue too large", U1 "max_queue = 2000000\n",
@@ -1780,6 +1827,42 @@ static const struct {
     {"health_check set twice", U1 "health_check = GET /a every 1s expect 200\n"
                                   "health_check = GET /b every 1s expect 200\n",
      {"test.ini:4: 'health_check' set twice in this section"}},
+    /* sticky: a cookie name is a token; options known, each once; browsers' rules kept */
+    {"sticky: not a cookie", U1 "sticky = SRV\n",
+     {"test.ini:3: sticky: expected 'cookie NAME [path=P] [domain=D] [max_age=DUR] [httponly] "
+      "[secure] [samesite=strict|lax|none]'"}},
+    {"sticky: name not a token", U1 "sticky = cookie SR(V)\n",
+     {"test.ini:3: sticky: cookie name 'SR(V)' is not a token of 1-63 bytes (letters, digits "
+      "and !#$%&'*+-.^_`|~)"}},
+    {"sticky: unknown option", U1 "sticky = cookie SRV expires=1h\n",
+     {"test.ini:3: sticky: unknown or repeated option 'expires=1h' (expected path=P, domain=D, "
+      "max_age=DUR, httponly, secure, samesite=V, each once)"}},
+    {"sticky: option twice", U1 "sticky = cookie SRV secure secure\n",
+     {"test.ini:3: sticky: unknown or repeated option 'secure' (expected path=P, domain=D, "
+      "max_age=DUR, httponly, secure, samesite=V, each once)"}},
+    {"sticky: relative path", U1 "sticky = cookie SRV path=app\n",
+     {"test.ini:3: sticky: path 'app' does not start with '/' or holds a space, ';', ',' or "
+      "control byte"}},
+    {"sticky: max_age 0", U1 "sticky = cookie SRV max_age=0\n",
+     {"test.ini:3: sticky: max_age '0' is not a duration of 1s to 400d (omit it for a session "
+      "cookie)"}},
+    {"sticky: max_age past 400 days", U1 "sticky = cookie SRV max_age=401d\n",
+     {"test.ini:3: sticky: max_age '401d' is not a duration of 1s to 400d (omit it for a "
+      "session cookie)"}},
+    {"sticky: samesite unknown", U1 "sticky = cookie SRV samesite=loose\n",
+     {"test.ini:3: sticky: samesite 'loose' (expected strict, lax or none)"}},
+    {"sticky: samesite=none without secure", U1 "sticky = cookie SRV samesite=none\n",
+     {"test.ini:3: sticky: samesite=none needs secure (browsers drop a SameSite=None cookie "
+      "without Secure)"}},
+    {"sticky: origin value with a quote", "[upstream a]\norigin = sim\norigin = 127.0.0.1:1 cookie=a\"b\n",
+     {"test.ini:3: origin: cookie 'a\"b' is not 1-32 letters, digits, '-', '_' or '.'"}},
+    {"sticky: two origins, one value",
+     "[upstream a]\nsticky = cookie SRV\norigin = 127.0.0.1:1 cookie=x\n"
+     "origin = 127.0.0.1:2 cookie=x\n",
+     {"test.ini:2: sticky: origins 127.0.0.1:1 and 127.0.0.1:2 have one cookie value 'x'"}},
+    {"sticky: the cookie of the hash", U1 "balance = hash $cookie_SRV\nsticky = cookie SRV\n",
+     {"test.ini:4: sticky: cookie SRV is the key of balance = hash; the sticky cookie is taken "
+      "off requests, so the hash would never see it"}},
 };
 
 static void test_config_errors(void **state)
@@ -2129,6 +2212,7 @@ int main(void)
         cmocka_unit_test(test_shared_counts_identity),
         cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_pick_origin),
         cmocka_unit_test(test_hash_points_and_wrap),
         cmocka_unit_test(test_hash_retry_leaves_the_host),
         cmocka_unit_test(test_hash_listed_twice_weighs_twice),

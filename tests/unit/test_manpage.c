@@ -1002,7 +1002,7 @@ static void test_metric_types_and_labels(void **state)
     metrics_denied(m, 0);
     for (int o = 0; o < MIRROR_OUTCOME_COUNT; o++)
         metrics_mirror(m, 0, (enum mirror_outcome)o);
-    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true};
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true, .sticky = true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
     struct evbuffer *out = evbuffer_new();
@@ -1084,7 +1084,8 @@ static void full_record(struct access_record *rec)
         .method = "GET", .method_len = 3, .host = "h", .host_len = 1, .target = "/",
         .target_len = 1, .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 200,
         .failure = FAIL_READ_TIMEOUT, .phase = PHASE_READ, .route = "r", .upstream = "u",
-        .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1, .fault = "f",
+        .origin = "o", .attempts = 1, .sticky = "hit", .interim_codes = interim, .ninterim = 1,
+        .fault = "f",
         .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "127.0.0.9",
         .client_subject = "CN=x",
         .forwarded_for_len = 9, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
