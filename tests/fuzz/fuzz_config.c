@@ -49,9 +49,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             {"X-Canary", 8, "1", 1, H1_F_OTHER},
             {"Cookie", 6, "a=1; canary=\"1\"; b", 18, H1_F_OTHER},
         };
-        static const struct route_request rq = {METHOD_OTHER, "PROPFIND", 8, fields, 2};
-        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, NULL);
-        route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, &rq);
+        static const struct route_request rqs[] = {
+            {METHOD_OTHER, "PROPFIND", 8, fields, 2},
+            {METHOD_GET, "GET", 3, fields, 1},
+            {METHOD_POST, "POST", 4, NULL, 0},
+        };
+        const struct route_conf *plain =
+            route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, NULL);
+        if (plain && plain->conds)
+            abort(); /* no request to read: a route with conditions is never picked */
+        for (size_t i = 0; i < sizeof(rqs) / sizeof(rqs[0]); i++) {
+            const struct route_conf *r =
+                route_match(cfg, ROUTE_SCHEME_HTTPS, "a.example", 9, "/x", 2, &rqs[i]);
+            /* a route with conditions is picked only when they hold; one without is picked
+             * exactly as without a request (the rules before conditions) */
+            if (r && r->conds ? !route_conds_hold(r->conds, &rqs[i]) : r != plain)
+                abort();
+        }
         cfg_free(cfg);
     } else if (nerrors == 0) {
         abort(); /* refused without saying why */

@@ -16,6 +16,7 @@
  * with that value off by one bit (then refused with reason checksum): the fuzzer gets past the
  * check without having to guess a CRC.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,20 @@ static size_t crc_value_at(const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Whether a whole v2 PROXY (command 1) header of n bytes has TLVs that end exactly at its end,
+ * each whole (proxy-protocol.txt 2.2: type, a 2-byte length, the value): a header taken has
+ * (the parser walks them as HAProxy does); a LOCAL one is taken unread. */
+static bool tlvs_whole(const uint8_t *p, size_t n)
+{
+    static const size_t family_len[4] = {0, 12, 36, 216};
+    if ((p[12] & 0xf) == 0)
+        return true;
+    size_t at = PP_V2_FIXED + family_len[p[13] >> 4];
+    while (at + 3 <= n)
+        at += 3 + ((size_t)p[at + 1] << 8 | p[at + 2]);
+    return at == n;
+}
+
 /* The header whole (n bytes, a CRC32C TLV's value at v) with the checksum set to the
  * reference's: never refused for its checksum; off by one bit: refused for nothing else. */
 static void check_fixed_crc(const uint8_t *data, size_t n, size_t v)
@@ -135,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (h.has_source)
         CHECK((h.source.ss_family == AF_INET && h.source_len == sizeof(struct sockaddr_in)) ||
               (h.source.ss_family == AF_INET6 && h.source_len == sizeof(struct sockaddr_in6)));
+    CHECK(h.version == 1 || tlvs_whole(data, (size_t)n));
     size_t crc_at = h.version == 2 ? crc_value_at(data, (size_t)n) : 0;
     if (crc_at) /* taken: the checksum it carries is the header's */
         CHECK(ref_crc32c(data, (size_t)n, crc_at) ==
