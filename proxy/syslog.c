@@ -285,6 +285,17 @@ size_t syslog_header(const struct syslog_dest *d, enum syslog_severity sev, time
     return n < 0 ? 0 : MIN((size_t)n, size - 1);
 }
 
+/* Where to cut a line of at least at + 1 bytes: at, or up to 3 bytes before it so that no UTF-8
+ * character is split (a user agent's or a path's; rsyslog and journald check the message's
+ * encoding, and a torn character before the mark is a byte no reader can decode). */
+static size_t utf8_cut(const char *line, size_t at)
+{
+    const unsigned char *s = (const unsigned char *)line;
+    for (size_t back = 0; back < 3 && at > 0 && (s[at] & 0xC0) == 0x80; back++)
+        at--;
+    return at;
+}
+
 #define SEND_BATCH 64 /* datagrams per sendmmsg(2): a flush of 64 KiB is ~100 lines */
 
 size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severity sev,
@@ -308,7 +319,7 @@ size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severi
             iov[k][1] = (struct iovec){(void *)(uintptr_t)p, len};
             size_t parts = 2;
             if (len > room) { /* cut, and said so at its end */
-                iov[k][1].iov_len = room - mark;
+                iov[k][1].iov_len = utf8_cut(p, room - mark);
                 iov[k][2] = (struct iovec){(void *)(uintptr_t)SYSLOG_CUT_MARK, mark};
                 parts = 3;
             }
