@@ -6,6 +6,7 @@
  * error log), never a request; a reload to another port, a refused one that keeps the old;
  * SIGUSR1 reconnects; long lines cut with a mark; the parameters' errors at FILE:LINE.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -371,6 +372,66 @@ static void test_reload(void **state)
     harness_free(h);
 }
 
+/* How many of pid's descriptors are open on path (its /proc/PID/fd links). */
+static int open_on(pid_t pid, const char *path)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char link[600], target[600];
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            count += strcmp(target, path) == 0;
+        }
+    }
+    closedir(d);
+    return count;
+}
+
+/* Both logs moved from files to syslog by a reload: the files are closed (a rotated, deleted
+ * one frees its disk), not kept open for ever behind the sockets; moved back, each file is open
+ * once. */
+static void test_files_closed_for_syslog(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *a = receiver(h, "a"), *e = receiver(h, "e");
+    const char *files = "access_log = {{dir}}/access.log\nerror_log = {{dir}}/error.log\n";
+    write_config(h, files);
+    assert_int_equal(harness_start(h), 0);
+    char access[600], error[600];
+    snprintf(access, sizeof(access), "%s/access.log", harness_dir(h));
+    snprintf(error, sizeof(error), "%s/error.log", harness_dir(h));
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    assert_int_equal(open_on(harness_pid(h), error), 1);
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:a}}\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:e}}\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    wait_datagram(e, "is live");
+    assert_int_equal(get(h, "on-syslog"), 200);
+    wait_datagram(a, "on-syslog");
+    assert_int_equal(open_on(harness_pid(h), access), 0);
+    assert_int_equal(open_on(harness_pid(h), error), 0);
+    write_config(h, files);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "on-file"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "on-file", PX_IO_MS), 0);
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    assert_int_equal(open_on(harness_pid(h), error), 1);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(e);
+    harness_free(h);
+}
+
 /* A line longer than len= is cut to len bytes, header included, and ends in the mark. */
 static void test_long_line_cut(void **state)
 {
@@ -450,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_error_log_lost_counted),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
+        cmocka_unit_test(test_files_closed_for_syslog),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
