@@ -90,7 +90,9 @@ static int parse_server(const char *v, size_t n, struct syslog_spec *out, const 
     } else if (split_host_port(text, host, sizeof(host), &port, why) != 0) {
         return -1;
     }
-    if (numeric_sockaddr(host, port, &out->addr, &out->addrlen) != 0) {
+    /* brackets hold an IPv6 address only: "[127.0.0.1]" is a typo, not an IPv4 address */
+    if (numeric_sockaddr(host, port, &out->addr, &out->addrlen) != 0 ||
+        (text[0] == '[') != (out->addr.ss_family == AF_INET6)) {
         *why = "a numeric IPv4 or [IPv6] address (with :port), or unix:/path";
         return -1;
     }
@@ -151,8 +153,9 @@ static int parse_param(enum param p, const char *v, size_t n, struct syslog_spec
         char num[16];
         char *end;
         snprintf(num, sizeof(num), "%.*s", (int)MIN(n, sizeof(num) - 1), v);
-        unsigned long len = n && n < sizeof(num) ? strtoul(num, &end, 10) : 0;
-        if (!len || *end || len < SYSLOG_LEN_MIN || len > SYSLOG_LEN_MAX) {
+        bool digits = n > 0 && n < sizeof(num) && strspn(num, "0123456789") == n;
+        unsigned long len = digits ? strtoul(num, &end, 10) : 0; /* no sign, no blank */
+        if (!len || len < SYSLOG_LEN_MIN || len > SYSLOG_LEN_MAX) {
             *why = "bytes of a datagram, header included: 480 to 8192";
             return -1;
         }

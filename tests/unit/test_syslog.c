@@ -56,6 +56,9 @@ static const struct {
     {"syslog:server=127.0.0.1,server=127.0.0.2", 0, 0, 0, 0, NULL, 0, "given twice"},
     {"syslog:server=127.0.0.1,format=rfc5424", 0, 0, 0, 0, NULL, 0, "unknown parameter"},
     {"syslog:server=127.0.0.1:99999", 0, 0, 0, 0, NULL, 0, "'server=127.0.0.1:99999'"},
+    {"syslog:server=127.0.0.1,len= 500", 0, 0, 0, 0, NULL, 0, "480 to 8192"},
+    {"syslog:server=127.0.0.1,len=+500", 0, 0, 0, 0, NULL, 0, "480 to 8192"},
+    {"syslog:server=[127.0.0.1]", 0, 0, 0, 0, NULL, 0, "[IPv6]"},
 };
 
 static void test_parse(void **state)
