@@ -6,7 +6,6 @@
  * error log), never a request; a reload to another port, a refused one that keeps the old;
  * SIGUSR1 reconnects; long lines cut with a mark; the parameters' errors at FILE:LINE.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -372,26 +371,10 @@ static void test_reload(void **state)
     harness_free(h);
 }
 
-/* How many of pid's descriptors are open on path (its /proc/PID/fd links). */
+/* How many of pid's descriptors are open on path. */
 static int open_on(pid_t pid, const char *path)
 {
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char link[600], target[600];
-        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            count += strcmp(target, path) == 0;
-        }
-    }
-    closedir(d);
-    return count;
+    return px_count_fds_on(pid, path).on;
 }
 
 /* Both logs moved from files to syslog by a reload: the files are closed (a rotated, deleted
