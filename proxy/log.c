@@ -830,8 +830,24 @@ static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, i
  * log uses. A sender that starts afterwards reads the current dests (seq_cst, as their stores),
  * so it never meets the closed file nor a freed dest. When senders never pause, both wait for
  * the next reload or SIGUSR1: at most one old file per log, and the dests of one switch. */
+static bool dest_in_use(const struct syslog_dest *d)
+{
+    return d == atomic_load(&access_sys.dest) || d == atomic_load(&error_sys.dest);
+}
+
+static bool sinks_settled(void)
+{
+    bool left = (atomic_load(&access_sys.dest) && atomic_load(&access_fd) >= 0) ||
+                (atomic_load(&error_sys.dest) && atomic_load(&error_fd) >= 0);
+    for (size_t i = 0; i < ndests && !left; i++)
+        left = !dest_in_use(dests[i]);
+    return !left;
+}
+
 static void sinks_settle(void)
 {
+    if (sinks_settled()) /* nothing to close or free: no wait (a reopen of file logs) */
+        return;
     for (uint64_t until = now_us() + SETTLE_WAIT_US; atomic_load(&senders) != 0;) {
         if (now_us() >= until)
             return;
@@ -854,7 +870,7 @@ static void sinks_settle(void)
     pthread_mutex_unlock(&rest_lock);
     size_t kept = 0;
     for (size_t i = 0; i < ndests; i++) {
-        if (dests[i] == atomic_load(&access_sys.dest) || dests[i] == atomic_load(&error_sys.dest))
+        if (dest_in_use(dests[i]))
             dests[kept++] = dests[i];
         else
             free(dests[i]);
