@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "portico/config_limits.h"
@@ -561,10 +562,15 @@ static struct sys_sink error_sys = {.fd = -1};
  * connecting again, who only tries it, and gives up when a reload moved the sink meanwhile. */
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Every dest made, kept until log_close: a sender may hold one as a reload replaces it. A reload
- * that names a header seen before takes that one, so reloads do not add up. Main thread. */
+/* Every dest made, kept while a sender may hold one: sinks_settle frees those no log uses once no
+ * sender is between reading a dest and its send. A reload that names a header seen before takes
+ * that one. Main thread. */
 static struct syslog_dest **dests;
 static size_t ndests;
+
+/* Threads between reading a log's dest (or its absence) and their write or send: while none is,
+ * a log's old file and the dests no log uses may go (sinks_settle). */
+static _Atomic unsigned senders;
 
 static pthread_mutex_t rest_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct line_rest access_rest = {.slot = &access_fd};
@@ -793,8 +799,8 @@ static int install_sys(struct sys_sink *sink, const char *target, int fd)
     }
     pthread_mutex_lock(&sink_lock);
     int rc = install(&sink->fd, fd);
-    if (rc == 0)
-        atomic_store_explicit(&sink->dest, d, memory_order_release);
+    if (rc == 0) /* seq_cst: ordered with sinks_settle's read of senders */
+        atomic_store(&sink->dest, d);
     pthread_mutex_unlock(&sink_lock);
     return rc;
 }
@@ -822,32 +828,93 @@ static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, i
     pthread_mutex_unlock(&sink_lock);
 }
 
-/* Moves the access log to target, opened as fd (consumed): syslog or a file. The previous
- * file stays open when the log goes to syslog (a sender may be in its write). */
-static int install_access_target(const char *target, int fd)
+#define SETTLE_WAIT_US 100000 /* the longest a reload waits for senders to finish (a flush) */
+
+/* Once no sender is in a write or send (waiting SETTLE_WAIT_US at most, a sender's flush never
+ * waits longer than LOG_WAIT_MS): closes the file a log left for syslog, which a sender that
+ * read "no dest" just before the move may still have been writing to, and frees the dests no
+ * log uses. A sender that starts afterwards reads the current dests (seq_cst, as their stores),
+ * so it never meets the closed file nor a freed dest. When senders never pause, both wait for
+ * the next reload or SIGUSR1: at most one old file per log, and the dests of one switch. */
+static bool dest_in_use(const struct syslog_dest *d)
 {
-    if (syslog_target_is(target))
-        return install_sys(&access_sys, target, fd);
-    int rc = install_access(fd);
-    if (rc == 0) {
+    return d == atomic_load(&access_sys.dest) || d == atomic_load(&error_sys.dest);
+}
+
+static bool sinks_settled(void)
+{
+    bool left = (atomic_load(&access_sys.dest) && atomic_load(&access_fd) >= 0) ||
+                (atomic_load(&error_sys.dest) && atomic_load(&error_fd) >= 0);
+    for (size_t i = 0; i < ndests && !left; i++)
+        left = !dest_in_use(dests[i]);
+    return !left;
+}
+
+static void sinks_settle(void)
+{
+    if (sinks_settled()) /* nothing to close or free: no wait (a reopen of file logs) */
+        return;
+    for (uint64_t until = now_us() + SETTLE_WAIT_US; atomic_load(&senders) != 0;) {
+        if (now_us() >= until)
+            return;
+        struct timespec pause = {0, 200 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    struct {
+        struct sys_sink *sink;
+        struct line_rest *rest;
+    } const logs[] = {{&access_sys, &access_rest}, {&error_sys, &error_rest}};
+    pthread_mutex_lock(&rest_lock);
+    for (size_t i = 0; i < ARRAY_LEN(logs); i++) {
+        if (!atomic_load(&logs[i].sink->dest))
+            continue;
+        int fd = atomic_exchange(logs[i].rest->slot, -1);
+        if (fd >= 0)
+            close(fd);
+        rest_forget(logs[i].rest);
+    }
+    pthread_mutex_unlock(&rest_lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < ndests; i++) {
+        if (dest_in_use(dests[i]))
+            dests[kept++] = dests[i];
+        else
+            free(dests[i]);
+    }
+    ndests = kept;
+}
+
+/* Moves a log (its sink, and its file's slot through move_file) to target, opened as fd
+ * (consumed): syslog or a file. Then sinks_settle. */
+static int install_target(struct sys_sink *sink, int (*move_file)(int fd), const char *target,
+                          int fd)
+{
+    int rc;
+    if (syslog_target_is(target)) {
+        rc = install_sys(sink, target, fd);
+    } else if ((rc = move_file(fd)) == 0) {
         pthread_mutex_lock(&sink_lock);
-        atomic_store_explicit(&access_sys.dest, NULL, memory_order_release);
+        atomic_store(&sink->dest, NULL);
         pthread_mutex_unlock(&sink_lock);
     }
+    if (rc == 0)
+        sinks_settle();
     return rc;
+}
+
+static int install_error_file(int fd)
+{
+    return install_rest(&error_fd, fd, &error_rest);
+}
+
+static int install_access_target(const char *target, int fd)
+{
+    return install_target(&access_sys, install_access, target, fd);
 }
 
 static int install_error_target(const char *target, int fd)
 {
-    if (syslog_target_is(target))
-        return install_sys(&error_sys, target, fd);
-    int rc = install_rest(&error_fd, fd, &error_rest);
-    if (rc == 0) {
-        pthread_mutex_lock(&sink_lock);
-        atomic_store_explicit(&error_sys.dest, NULL, memory_order_release);
-        pthread_mutex_unlock(&sink_lock);
-    }
-    return rc;
+    return install_target(&error_sys, install_error_file, target, fd);
 }
 
 /* A FIFO nobody has open for reading holds the start in open(2) until a reader comes, as nginx's
@@ -1097,9 +1164,9 @@ static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_
 
 /* Writes whole lines to the access log. A full disk or a reader that stops must not stop the
  * proxy: lost lines are counted. */
-static void write_lines(const char *p, size_t n)
+static void write_lines_now(const char *p, size_t n)
 {
-    const struct syslog_dest *sd = atomic_load_explicit(&access_sys.dest, memory_order_acquire);
+    const struct syslog_dest *sd = atomic_load(&access_sys.dest); /* seq_cst: sinks_settle */
     int fd = atomic_load_explicit(sd ? &access_sys.fd : &access_fd, memory_order_relaxed);
     if (fd < 0 || (sd && n == 0)) /* a file's n == 0 goes on: the rest of a cut line may go now,
                                      its reader back */
@@ -1137,6 +1204,13 @@ static void write_lines(const char *p, size_t n)
                  atomic_load(&dropped));
     }
     errno = saved;
+}
+
+static void write_lines(const char *p, size_t n)
+{
+    atomic_fetch_add(&senders, 1);
+    write_lines_now(p, n);
+    atomic_fetch_sub(&senders, 1);
 }
 
 /* ---- per-worker buffers ---- */
@@ -1217,7 +1291,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     int k = vsnprintf(line + b.len, sizeof(line) - 1 - b.len, fmt, ap);
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
-    const struct syslog_dest *sd = atomic_load_explicit(&error_sys.dest, memory_order_acquire);
+    atomic_fetch_add(&senders, 1);
+    const struct syslog_dest *sd = atomic_load(&error_sys.dest); /* seq_cst: sinks_settle */
     int fd = atomic_load_explicit(sd ? &error_sys.fd : &error_fd, memory_order_relaxed);
     int err;
     uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], line, n, &err)
@@ -1225,6 +1300,7 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
                                      SIZE_MAX, &error_stalled);
     if (sd && lost)
         sink_reconnect(&error_sys, sd, err);
+    atomic_fetch_sub(&senders, 1);
     if (lost)
         atomic_fetch_add_explicit(&error_dropped, lost, memory_order_relaxed);
     errno = saved;

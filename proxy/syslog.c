@@ -90,7 +90,9 @@ static int parse_server(const char *v, size_t n, struct syslog_spec *out, const 
     } else if (split_host_port(text, host, sizeof(host), &port, why) != 0) {
         return -1;
     }
-    if (numeric_sockaddr(host, port, &out->addr, &out->addrlen) != 0) {
+    /* brackets hold an IPv6 address only: "[127.0.0.1]" is a typo, not an IPv4 address */
+    if (numeric_sockaddr(host, port, &out->addr, &out->addrlen) != 0 ||
+        (text[0] == '[') != (out->addr.ss_family == AF_INET6)) {
         *why = "a numeric IPv4 or [IPv6] address (with :port), or unix:/path";
         return -1;
     }
@@ -151,8 +153,9 @@ static int parse_param(enum param p, const char *v, size_t n, struct syslog_spec
         char num[16];
         char *end;
         snprintf(num, sizeof(num), "%.*s", (int)MIN(n, sizeof(num) - 1), v);
-        unsigned long len = n && n < sizeof(num) ? strtoul(num, &end, 10) : 0;
-        if (!len || *end || len < SYSLOG_LEN_MIN || len > SYSLOG_LEN_MAX) {
+        bool digits = n > 0 && n < sizeof(num) && strspn(num, "0123456789") == n;
+        unsigned long len = digits ? strtoul(num, &end, 10) : 0; /* no sign, no blank */
+        if (!len || len < SYSLOG_LEN_MIN || len > SYSLOG_LEN_MAX) {
             *why = "bytes of a datagram, header included: 480 to 8192";
             return -1;
         }
@@ -285,6 +288,17 @@ size_t syslog_header(const struct syslog_dest *d, enum syslog_severity sev, time
     return n < 0 ? 0 : MIN((size_t)n, size - 1);
 }
 
+/* Where to cut a line of at least at + 1 bytes: at, or up to 3 bytes before it so that no UTF-8
+ * character is split (a user agent's or a path's; rsyslog and journald check the message's
+ * encoding, and a torn character before the mark is a byte no reader can decode). */
+static size_t utf8_cut(const char *line, size_t at)
+{
+    const unsigned char *s = (const unsigned char *)line;
+    for (size_t back = 0; back < 3 && at > 0 && (s[at] & 0xC0) == 0x80; back++)
+        at--;
+    return at;
+}
+
 #define SEND_BATCH 64 /* datagrams per sendmmsg(2): a flush of 64 KiB is ~100 lines */
 
 size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severity sev,
@@ -308,7 +322,7 @@ size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severi
             iov[k][1] = (struct iovec){(void *)(uintptr_t)p, len};
             size_t parts = 2;
             if (len > room) { /* cut, and said so at its end */
-                iov[k][1].iov_len = room - mark;
+                iov[k][1].iov_len = utf8_cut(p, room - mark);
                 iov[k][2] = (struct iovec){(void *)(uintptr_t)SYSLOG_CUT_MARK, mark};
                 parts = 3;
             }

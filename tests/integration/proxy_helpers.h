@@ -83,16 +83,18 @@ PX_HELPER int px_listen(uint16_t *port)
 #endif
 #define PX_IO_MS 5000 /* bound of a read that must succeed; reached only when something broke */
 
-/* A process's descriptors: all of them, and its pipes (each splice has one while it runs). */
+/* A process's descriptors: all of them, its pipes (each splice has one while it runs), and
+ * those open on one path (px_count_fds_on). */
 struct px_fds {
     int all;
     int pipes;
+    int on;
 };
 
-PX_HELPER struct px_fds px_count_fds(pid_t pid)
+PX_HELPER struct px_fds px_count_fds_on(pid_t pid, const char *target)
 {
-    char path[64], link[128];
-    struct px_fds n = {0, 0};
+    char path[64], link[640];
+    struct px_fds n = {0, 0, 0};
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
     DIR *d = opendir(path);
     assert_non_null(d);
@@ -107,9 +109,15 @@ PX_HELPER struct px_fds px_count_fds(pid_t pid)
         link[len] = '\0';
         n.all++;
         n.pipes += strncmp(link, "pipe:", 5) == 0;
+        n.on += target && strcmp(link, target) == 0;
     }
     closedir(d);
     return n;
+}
+
+PX_HELPER struct px_fds px_count_fds(pid_t pid)
+{
+    return px_count_fds_on(pid, NULL);
 }
 
 /* Waits (bounded) until the process holds exactly the descriptors of base again, and returns

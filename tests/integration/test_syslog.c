@@ -371,6 +371,50 @@ static void test_reload(void **state)
     harness_free(h);
 }
 
+/* How many of pid's descriptors are open on path. */
+static int open_on(pid_t pid, const char *path)
+{
+    return px_count_fds_on(pid, path).on;
+}
+
+/* Both logs moved from files to syslog by a reload: the files are closed (a rotated, deleted
+ * one frees its disk), not kept open for ever behind the sockets; moved back, each file is open
+ * once. */
+static void test_files_closed_for_syslog(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *a = receiver(h, "a"), *e = receiver(h, "e");
+    const char *files = "access_log = {{dir}}/access.log\nerror_log = {{dir}}/error.log\n";
+    write_config(h, files);
+    assert_int_equal(harness_start(h), 0);
+    char access[600], error[600];
+    snprintf(access, sizeof(access), "%s/access.log", harness_dir(h));
+    snprintf(error, sizeof(error), "%s/error.log", harness_dir(h));
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    assert_int_equal(open_on(harness_pid(h), error), 1);
+    write_config(h, "access_log = syslog:server=127.0.0.1:{{free_port:a}}\n"
+                    "error_log = syslog:server=127.0.0.1:{{free_port:e}}\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    wait_datagram(e, "is live");
+    assert_int_equal(get(h, "on-syslog"), 200);
+    wait_datagram(a, "on-syslog");
+    assert_int_equal(open_on(harness_pid(h), access), 0);
+    assert_int_equal(open_on(harness_pid(h), error), 0);
+    write_config(h, files);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
+    assert_int_equal(get(h, "on-file"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "on-file", PX_IO_MS), 0);
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    assert_int_equal(open_on(harness_pid(h), error), 1);
+    assert_int_equal(harness_stop(h), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(e);
+    harness_free(h);
+}
+
 /* A line longer than len= is cut to len bytes, header included, and ends in the mark. */
 static void test_long_line_cut(void **state)
 {
@@ -556,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_error_log_lost_counted),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_long_line_cut),
+        cmocka_unit_test(test_files_closed_for_syslog),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_severity_and_back_to_files),
         cmocka_unit_test(test_error_log_debug_reconnects),

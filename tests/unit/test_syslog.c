@@ -60,6 +60,9 @@ static const struct {
     {"syslog:server=127.0.0.1,server=127.0.0.2", 0, 0, 0, 0, NULL, 0, "given twice"},
     {"syslog:server=127.0.0.1,format=rfc5424", 0, 0, 0, 0, NULL, 0, "unknown parameter"},
     {"syslog:server=127.0.0.1:99999", 0, 0, 0, 0, NULL, 0, "'server=127.0.0.1:99999'"},
+    {"syslog:server=127.0.0.1,len= 500", 0, 0, 0, 0, NULL, 0, "480 to 8192"},
+    {"syslog:server=127.0.0.1,len=+500", 0, 0, 0, 0, NULL, 0, "480 to 8192"},
+    {"syslog:server=[127.0.0.1]", 0, 0, 0, 0, NULL, 0, "[IPv6]"},
     /* (mutants18) the bounds themselves taken */
     {"syslog:server=127.0.0.1,len=8192,tag=abcdefghijabcdefghijabcdefghijab", 1, AF_INET, 23,
      SYSLOG_INFO, "abcdefghijabcdefghijabcdefghijab", 8192, "len 8192, a tag of 32"},
@@ -161,6 +164,63 @@ static void test_send_lines(void **state)
     free(d);
 }
 
+/* Whether s[0..n) ends on a whole UTF-8 character (a lead byte's continuation bytes all there). */
+static bool ends_whole_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t seq = s[i] < 0x80 ? 1 : s[i] >= 0xF0 ? 4 : s[i] >= 0xE0 ? 3 : s[i] >= 0xC0 ? 2 : 0;
+        if (!seq || i + seq > n)
+            return false;
+        for (size_t k = 1; k < seq; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+        i += seq;
+    }
+    return true;
+}
+
+/* A line cut where a UTF-8 character of 2, 3 or 4 bytes straddles len: the cut goes before the
+ * character, never into it, and the mark still ends the datagram (at most 3 bytes short). */
+static void test_cut_utf8(void **state)
+{
+    (void)state;
+    static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    struct syslog_spec s;
+    char why[320];
+    assert_int_equal(syslog_parse("syslog:server=unix:/x,nohostname,len=480", &s, why,
+                                  sizeof(why)), 0);
+    struct syslog_dest *d = syslog_dest_new(&s);
+    for (size_t c = 0; c < ARRAY_LEN(chars); c++) {
+        for (size_t shift = 0; shift < 4; shift++) { /* every place of the cut in a character */
+            int sv[2];
+            assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+            char line[1200];
+            size_t n = shift;
+            memset(line, 'a', shift);
+            while (n + strlen(chars[c]) < 1000) {
+                memcpy(line + n, chars[c], strlen(chars[c]));
+                n += strlen(chars[c]);
+            }
+            line[n++] = '\n';
+            int err = 0;
+            assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, line, n, &err), 0);
+            char buf[1024];
+            ssize_t r = recv(sv[1], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+            assert_true(r >= 480 - 3 && r <= 480);
+            buf[r] = '\0';
+            size_t mark = strlen(SYSLOG_CUT_MARK);
+            assert_string_equal(buf + r - mark, SYSLOG_CUT_MARK);
+            const char *msg = strstr(buf, "]: ") + 3;
+            if (!ends_whole_utf8((const unsigned char *)msg, (size_t)(buf + r - mark - msg)))
+                fail_msg("char %zu shift %zu: a torn character before the mark", c, shift);
+            close(sv[0]);
+            close(sv[1]);
+        }
+    }
+    free(d);
+}
+
 /* (mutants18) A line of exactly the room after the header goes whole, one byte more is cut to
  * len with the mark; a daemon not reading (EAGAIN, its queue full within the first batch of a
  * flush of 300 lines): every line not received is counted lost, those of the batch and those
@@ -249,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_send_lines),
         cmocka_unit_test(test_send_edges),
         cmocka_unit_test(test_parse_port),
+        cmocka_unit_test(test_cut_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
