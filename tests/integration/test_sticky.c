@@ -529,6 +529,50 @@ static void test_full_origin_waits(void **state)
     stop(h, &os);
 }
 
+/* Cache-Control is judged as the client gets it, after the route's rules: an origin's no-store
+ * that a `response_header` replaces with `public` leaves a Set-Cookie a shared cache may keep,
+ * so the response gets `private` too; a rule that removes the origin's private likewise. */
+static void test_private_after_rules(void **state)
+{
+    (void)state;
+    static const char *const rules[] = {
+        "response_header = Cache-Control: public, max-age=600\n",
+        "response_header_remove = Cache-Control\n",
+    };
+    static const char *const origin_says[] = {"Cache-Control: no-store\r\n",
+                                              "Cache-Control: private\r\n"};
+    static const char *const client_gets[] = {"public, max-age=600", "private"};
+    for (size_t k = 0; k < 2; k++) {
+        struct origins os;
+        origins_start(&os, origin_says[k]);
+        char up[1024];
+        upstream_text(up, sizeof(up), &os, in_order, "cookie SRV", NULL);
+        struct harness *h = px_start(NULL, "%s[route r]\nprefix = /\nupstream = u\n%s", up,
+                                     rules[k]);
+        char req[] = "GET /k HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        struct raw_conn *c = raw_connect(harness_port(h, "listen"), PX_IO_MS);
+        assert_non_null(c);
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(raw_head_field_count(&r.head, "set-cookie"), 1);
+        /* every Cache-Control field the client got, in order */
+        unsigned n = raw_head_field_count(&r.head, "cache-control");
+        const char *first = raw_header(&r, "cache-control");
+        bool has_private = first && strstr(first, "private");
+        bool has_rule = first && strcmp(first, client_gets[k]) == 0;
+        if (n != (k == 0 ? 2u : 1u) || !has_rule || (k == 1 && !has_private))
+            fail_msg("rule %zu: %u Cache-Control fields, the first '%s'", k, n,
+                     first ? first : "(none)");
+        if (k == 0 && !strstr(r.head.text, "\r\nCache-Control: private\r\n"))
+            fail_msg("rule 0: no Cache-Control: private after the rule's public");
+        raw_response_free(&r);
+        raw_close(c);
+        stop(h, &os);
+    }
+}
+
 /* A browser's view: curl with a cookie jar, 10 requests, one origin, the cookie set once. */
 static void test_curl_cookie_jar(void **state)
 {
@@ -574,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_options_rendered),
         cmocka_unit_test(test_curl_cookie_jar),
         cmocka_unit_test(test_full_origin_waits),
+        cmocka_unit_test(test_private_after_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
