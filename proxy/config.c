@@ -1283,7 +1283,9 @@ static void sticky_default_value(struct origin_conf *o)
 }
 
 /* sticky: every origin gets its value; two addresses with one value could not be told apart,
- * and a hash keyed by the same cookie would never see it (Portico takes it off the request). */
+ * one address listed twice with two values would answer one and set the other (its listings
+ * are one origin: the pick takes the first), and a hash keyed by the same cookie would never see
+ * it (Portico takes it off the request). */
 static void validate_sticky(struct cfg_loader *ld, struct upstream_conf *up)
 {
     if (!up->sticky.on)
@@ -1292,14 +1294,21 @@ static void validate_sticky(struct cfg_loader *ld, struct upstream_conf *up)
         struct origin_conf *oc = &up->origins[o];
         if (!oc->cookie_set)
             sticky_default_value(oc);
-        for (int f = 0; f < o; f++)
-            if (strcmp(up->origins[f].cookie, oc->cookie) == 0 &&
-                strcmp(up->origins[f].text, oc->text) != 0) {
-                cfg_report(ld, up->sticky.line, "sticky: origins %s and %s have one cookie "
-                                                "value '%s'", up->origins[f].text, oc->text,
-                           oc->cookie);
+        for (int f = 0; f < o; f++) {
+            bool same_value = strcmp(up->origins[f].cookie, oc->cookie) == 0;
+            bool same_origin = strcmp(up->origins[f].text, oc->text) == 0;
+            if (same_value != same_origin) {
+                if (same_value)
+                    cfg_report(ld, up->sticky.line, "sticky: origins %s and %s have one cookie "
+                                                    "value '%s'", up->origins[f].text, oc->text,
+                               oc->cookie);
+                else
+                    cfg_report(ld, up->sticky.line, "sticky: origin %s is listed with two "
+                                                    "cookie values, '%s' and '%s'", oc->text,
+                               up->origins[f].cookie, oc->cookie);
                 break;
             }
+        }
     }
     if (up->balance == BALANCE_HASH && up->hash_key == HASH_KEY_COOKIE &&
         strcmp(up->hash_name, up->sticky.name) == 0)

@@ -396,11 +396,12 @@ static __attribute__((noinline)) void make_mirror(struct exchange *ex,
 
 /* A sticky upstream's response: Set-Cookie for the origin that answered unless the request
  * brought its cookie (HAProxy's `insert indirect`), with Cache-Control: private unless the
- * origin kept it from shared caches already (`nocache`: a cached copy would pin everyone it is
- * served to on this origin). Returns the fields added to out (at most STICKY_FIELDS). */
+ * response's fields so far (`sent`: the origin's after the route's rules, as the client gets them)
+ * keep it from shared caches already (`nocache`: a cached copy would pin everyone it is served
+ * to on this origin). Returns the fields added to out (at most STICKY_FIELDS). */
 #define STICKY_FIELDS 2
 static __attribute__((noinline)) size_t sticky_fields(struct exchange *ex,
-                                                      const struct h1_response *resp,
+                                                      const struct h1_field *sent, size_t nsent,
                                                       struct h1_field *out, char *buf)
 {
     /* what the cookie did, once the origin that answered is known (a 502 after it is not
@@ -413,7 +414,7 @@ static __attribute__((noinline)) size_t sticky_fields(struct exchange *ex,
                                  .value_len = sticky_set_cookie(ex->up, ex->origin, buf,
                                                                 STICKY_SET_COOKIE_MAX),
                                  .id = H1_F_SET_COOKIE};
-    if (sticky_needs_private(resp->fields, resp->nfields))
+    if (sticky_needs_private(sent, nsent))
         out[n++] = (struct h1_field){.name = "Cache-Control", .name_len = 13,
                                      .value = "private", .value_len = 7};
     return n;
@@ -633,7 +634,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     char set_cookie[STICKY_SET_COOKIE_MAX];
     if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
-        head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
+        head.nfields += sticky_fields(ex, fields, head.nfields, fields + head.nfields,
+                                     set_cookie);
     char why[160];
     if (ex->ds.ops->head_fits &&
         !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why, sizeof(why))) {
@@ -689,7 +691,8 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     char set_cookie[STICKY_SET_COOKIE_MAX];
     if (__builtin_expect(ex->sticky != STICKY_NONE, 0)) /* a sticky upstream's pick */
-        head.nfields += sticky_fields(ex, resp, fields + head.nfields, set_cookie);
+        head.nfields += sticky_fields(ex, fields, head.nfields, fields + head.nfields,
+                                     set_cookie);
     ex->ds.ops->interim(ex->ds.ctx, &head);
     evbuffer_drain(ex->usock->in, head_len);
     ex->status = ex->upstream_status = resp->status;

@@ -159,7 +159,9 @@ struct answer {
     int origin;
     char set_cookie[512];                /* "" when none */
     unsigned set_cookies;                /* how many Set-Cookie fields */
-    char cache_control[128];             /* "" when none */
+    char cache_control[128];             /* "" when none: the first */
+    unsigned cache_controls;             /* how many Cache-Control fields */
+    bool private_field;                  /* a Cache-Control field is "private" alone */
 };
 
 /* GET /k with the extra header lines `fields` over HTTP/1.1. */
@@ -182,6 +184,8 @@ static struct answer get(struct harness *h, const char *fields)
     a.set_cookies = raw_head_field_count(&r.head, "set-cookie");
     const char *cc = raw_header(&r, "cache-control");
     snprintf(a.cache_control, sizeof(a.cache_control), "%s", cc ? cc : "");
+    a.cache_controls = raw_head_field_count(&r.head, "cache-control");
+    a.private_field = strstr(r.head.text, "\r\nCache-Control: private\r\n") != NULL;
     raw_response_free(&r);
     raw_close(c);
     return a;
@@ -529,6 +533,37 @@ static void test_full_origin_waits(void **state)
     stop(h, &os);
 }
 
+/* Cache-Control is judged as the client gets it, after the route's rules: an origin's no-store
+ * that a `response_header` replaces with `public` leaves a Set-Cookie a shared cache may keep,
+ * so the response gets `private` too; a rule that removes the origin's private likewise. */
+static void test_private_after_rules(void **state)
+{
+    (void)state;
+    static const char *const rules[] = {
+        "response_header = Cache-Control: public, max-age=600\n",
+        "response_header_remove = Cache-Control\n",
+    };
+    static const char *const origin_says[] = {"Cache-Control: no-store\r\n",
+                                              "Cache-Control: private\r\n"};
+    static const char *const client_gets[] = {"public, max-age=600", "private"};
+    for (size_t k = 0; k < 2; k++) {
+        struct origins os;
+        origins_start(&os, origin_says[k]);
+        char up[1024];
+        upstream_text(up, sizeof(up), &os, in_order, "cookie SRV", NULL);
+        struct harness *h = px_start(NULL, "%s[route r]\nprefix = /\nupstream = u\n%s", up,
+                                     rules[k]);
+        struct answer a = get(h, NULL);
+        assert_int_equal(a.status, 200);
+        assert_int_equal(a.set_cookies, 1);
+        if (a.cache_controls != 2 - k || strcmp(a.cache_control, client_gets[k]) != 0 ||
+            !a.private_field)
+            fail_msg("rule %zu: %u Cache-Control fields, the first '%s'%s", k, a.cache_controls,
+                     a.cache_control, a.private_field ? "" : ", none 'private'");
+        stop(h, &os);
+    }
+}
+
 /* A browser's view: curl with a cookie jar, 10 requests, one origin, the cookie set once. */
 static void test_curl_cookie_jar(void **state)
 {
@@ -574,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_options_rendered),
         cmocka_unit_test(test_curl_cookie_jar),
         cmocka_unit_test(test_full_origin_waits),
+        cmocka_unit_test(test_private_after_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1860,6 +1860,10 @@ static const struct {
      "[upstream a]\nsticky = cookie SRV\norigin = 127.0.0.1:1 cookie=x\n"
      "origin = 127.0.0.1:2 cookie=x\n",
      {"test.ini:2: sticky: origins 127.0.0.1:1 and 127.0.0.1:2 have one cookie value 'x'"}},
+    {"sticky: one origin listed with two values",
+     "[upstream a]\nsticky = cookie SRV\norigin = 127.0.0.1:1\norigin = 127.0.0.1:1 cookie=b\n",
+     {"test.ini:2: sticky: origin 127.0.0.1:1 is listed with two cookie values, "
+      "'0a3ad7c8f6fee94b' and 'b'"}},
     {"sticky: the cookie of the hash", U1 "balance = hash $cookie_SRV\nsticky = cookie SRV\n",
      {"test.ini:4: sticky: cookie SRV is the key of balance = hash; the sticky cookie is taken "
       "off requests, so the hash would never see it"}},
