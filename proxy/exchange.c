@@ -245,8 +245,7 @@ static void picked(struct exchange *ex, int o)
 static __attribute__((noinline)) int pick_sticky(struct exchange *ex)
 {
     if (ex->sticky == STICKY_NONE) { /* the first pick: the cookie is read once */
-        bool had;
-        int o = sticky_origin_of(ex->up, ex->req.fields, ex->req.nfields, &had);
+        int o = sticky_origin_of(ex->up, ex->req.fields, ex->req.nfields);
         ex->sticky_origin = (int8_t)o;
         ex->sticky = o >= 0 ? STICKY_HIT : STICKY_NEW;
     }
@@ -267,7 +266,6 @@ static __attribute__((noinline)) int pick_sticky(struct exchange *ex)
     return -1;
 }
 
-/* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
 /* pick_origin for an upstream whose pick reads the request: its sticky cookie first, then
  * the policy, a hash by its key. Out of line: the common pick tests one flag for both. */
 static __attribute__((noinline)) bool pick_by_request(struct exchange *ex)
@@ -288,6 +286,8 @@ static __attribute__((noinline)) bool pick_by_request(struct exchange *ex)
     return true;
 }
 
+/* Picks the origin of the next attempt among those not tried yet. false when none is usable
+ * (or, for a sticky request whose origin is full, when it is to wait for it: pick_sticky). */
 static bool pick_origin(struct exchange *ex)
 {
     if (__builtin_expect(ex->up->pick_by_request, 0))

@@ -21,10 +21,8 @@ const char *sticky_outcome_name(enum sticky_outcome s)
     return (unsigned)s < ARRAY_LEN(outcome_names) ? outcome_names[s] : "";
 }
 
-int sticky_origin_of(const struct upstream_conf *up, const struct h1_field *fields, size_t n,
-                     bool *had)
+int sticky_origin_of(const struct upstream_conf *up, const struct h1_field *fields, size_t n)
 {
-    *had = false;
     for (int i = h1_find(fields, n, H1_F_COOKIE, 0); i >= 0;
          i = h1_find(fields, n, H1_F_COOKIE, (size_t)i + 1)) {
         size_t at = 0, len;
@@ -32,7 +30,6 @@ int sticky_origin_of(const struct upstream_conf *up, const struct h1_field *fiel
         if (!cookie_next(fields[i].value, fields[i].value_len, up->sticky.name,
                          up->sticky.name_len, &at, &v, &len))
             continue;
-        *had = true;
         for (int o = 0; o < up->norigins; o++)
             if (strlen(up->origins[o].cookie) == len && memcmp(up->origins[o].cookie, v, len) == 0)
                 return o;

@@ -38,9 +38,8 @@ const char *sticky_outcome_name(enum sticky_outcome s);
 
 /* The origin of up whose value the request's sticky cookie holds (the first such cookie of its
  * Cookie fields; an HTTP/2 request's crumbs are one field by then), or -1: none, an empty one,
- * or a value no origin has (an origin a reload removed, a forged one). *had: the cookie came. */
-int sticky_origin_of(const struct upstream_conf *up, const struct h1_field *fields, size_t n,
-                     bool *had);
+ * or a value no origin has (an origin a reload removed, a forged one). */
+int sticky_origin_of(const struct upstream_conf *up, const struct h1_field *fields, size_t n);
 
 /* Whether origins a and b of up share one value (two listings of one host:port). */
 bool sticky_same(const struct upstream_conf *up, int a, int b);
