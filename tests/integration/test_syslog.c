@@ -237,6 +237,36 @@ static void test_receiver_gone(void **state)
     harness_free(h);
 }
 
+/* A fake daemon on the unix datagram socket `name` in h's directory; path gets its path (for a
+ * restart at the same place). */
+static struct fake_syslog *unix_daemon(struct harness *h, const char *name, char *path,
+                                       size_t size)
+{
+    snprintf(path, size, "%s/%s", harness_dir(h), name);
+    struct fake_syslog *fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    return fs;
+}
+
+/* The daemon of fs restarted: a new socket at its path, which the connected one no longer
+ * reaches. Requests until one's access line comes to the new daemon (Portico connects again by
+ * itself, at most once a second), which is returned. */
+static struct fake_syslog *restart_until_a_line(struct harness *h, struct fake_syslog *fs,
+                                                const char *path)
+{
+    fake_syslog_free(fs);
+    fs = fake_syslog_unix(path);
+    assert_non_null(fs);
+    const char *d = NULL;
+    for (int i = 0; i < 10 && !d; i++) {
+        assert_int_equal(get(h, "again"), 200);
+        d = fake_syslog_wait(fs, "user_agent=\"again\"", 1500);
+    }
+    if (!d)
+        fail_msg("no line at %s after its daemon's restart", path);
+    return fs;
+}
+
 /* The local daemon's unix datagram socket, without HOST (nohostname); the daemon gone, lines
  * are lost (ECONNREFUSED), counted; it back at the same path, SIGUSR1 connects to it. */
 static void test_unix_socket_and_sigusr1(void **state)
@@ -245,9 +275,7 @@ static void test_unix_socket_and_sigusr1(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char path[512];
-    snprintf(path, sizeof(path), "%s/log.sock", harness_dir(h));
-    struct fake_syslog *fs = fake_syslog_unix(path);
-    assert_non_null(fs);
+    struct fake_syslog *fs = unix_daemon(h, "log.sock", path, sizeof(path));
     write_config(h, "access_log = syslog:server=unix:{{dir}}/log.sock,nohostname\n"
                     "access_log_format = text\nerror_log = {{dir}}/error.log\n");
     assert_int_equal(harness_start(h), 0);
@@ -280,24 +308,13 @@ static void test_daemon_restart_reconnects(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char path[512];
-    snprintf(path, sizeof(path), "%s/log.sock", harness_dir(h));
-    struct fake_syslog *fs = fake_syslog_unix(path);
-    assert_non_null(fs);
+    struct fake_syslog *fs = unix_daemon(h, "log.sock", path, sizeof(path));
     write_config(h, "access_log = syslog:server=unix:{{dir}}/log.sock\n"
                     "access_log_format = text\nerror_log = {{dir}}/error.log\n");
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(get(h, "first"), 200);
     wait_datagram(fs, "user_agent=\"first\"");
-    fake_syslog_free(fs);
-    fs = fake_syslog_unix(path); /* restarted */
-    assert_non_null(fs);
-    const char *d = NULL;
-    for (int i = 0; i < 10 && !d; i++) {
-        assert_int_equal(get(h, "again"), 200);
-        d = fake_syslog_wait(fs, "user_agent=\"again\"", 1500);
-    }
-    if (!d)
-        fail_msg("no line after the daemon's restart");
+    fs = restart_until_a_line(h, fs, path);
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_access_log_dropped_lines_total",
                               PX_IO_MS) >= 1);
     assert_false(harness_file_contains(h, "error.log", "SIGUSR1"));
@@ -315,9 +332,7 @@ static void test_error_log_lost_counted(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char path[512];
-    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
-    struct fake_syslog *fs = fake_syslog_unix(path);
-    assert_non_null(fs);
+    struct fake_syslog *fs = unix_daemon(h, "err.sock", path, sizeof(path));
     write_config(h, "access_log = off\nerror_log = syslog:server=unix:{{dir}}/err.sock\n");
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_signal(h, SIGUSR1), 0);
@@ -519,9 +534,7 @@ static void test_error_log_debug_reconnects(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char path[512];
-    snprintf(path, sizeof(path), "%s/err.sock", harness_dir(h));
-    struct fake_syslog *fs = fake_syslog_unix(path);
-    assert_non_null(fs);
+    struct fake_syslog *fs = unix_daemon(h, "err.sock", path, sizeof(path));
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
@@ -554,11 +567,8 @@ static void test_reload_same_header_reconnects_there(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char pa[512], pb[512];
-    snprintf(pa, sizeof(pa), "%s/a.sock", harness_dir(h));
-    snprintf(pb, sizeof(pb), "%s/b.sock", harness_dir(h));
-    struct fake_syslog *a = fake_syslog_unix(pa), *b = fake_syslog_unix(pb);
-    assert_non_null(a);
-    assert_non_null(b);
+    struct fake_syslog *a = unix_daemon(h, "a.sock", pa, sizeof(pa));
+    struct fake_syslog *b = unix_daemon(h, "b.sock", pb, sizeof(pb));
     write_config(h, "access_log = syslog:server=unix:{{dir}}/a.sock\n"
                     "access_log_format = text\nerror_log = {{dir}}/error.log\n");
     assert_int_equal(harness_start(h), 0);
@@ -570,16 +580,7 @@ static void test_reload_same_header_reconnects_there(void **state)
     assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
     assert_int_equal(get(h, "to-b"), 200);
     wait_datagram(b, "user_agent=\"to-b\"");
-    fake_syslog_free(b);
-    b = fake_syslog_unix(pb); /* restarted */
-    assert_non_null(b);
-    const char *d = NULL;
-    for (int i = 0; i < 10 && !d; i++) {
-        assert_int_equal(get(h, "again"), 200);
-        d = fake_syslog_wait(b, "user_agent=\"again\"", 1500);
-    }
-    if (!d)
-        fail_msg("no line at b.sock after its daemon's restart");
+    b = restart_until_a_line(h, b, pb);
     assert_int_equal(harness_stop(h), 0);
     fake_syslog_free(a);
     fake_syslog_free(b);
