@@ -1731,8 +1731,9 @@ static int set_sticky(struct cfg_loader *ld, const struct cfg_key *k, void *base
             path = word + 5;
             seen |= 1;
             if (path[0] != '/' || !sticky_attr_value_ok(path)) {
-                cfg_report(ld, ld->line, "sticky: path '%s' does not start with '/' or holds a "
-                                         "space, ';', ',' or control byte", path);
+                cfg_report(ld, ld->line, "sticky: path '%.40s' does not start with '/', is over "
+                                         "200 bytes, or holds a space, ';', ',' or control byte",
+                           path);
                 return -1;
             }
             continue;
@@ -1741,8 +1742,8 @@ static int set_sticky(struct cfg_loader *ld, const struct cfg_key *k, void *base
             domain = word + 7;
             seen |= 2;
             if (!sticky_attr_value_ok(domain)) {
-                cfg_report(ld, ld->line, "sticky: domain '%s' is empty or holds a space, ';', "
-                                         "',' or control byte", domain);
+                cfg_report(ld, ld->line, "sticky: domain '%.40s' is empty, is over 200 bytes, "
+                                         "or holds a space, ';', ',' or control byte", domain);
                 return -1;
             }
             continue;

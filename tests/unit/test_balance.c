@@ -1841,8 +1841,14 @@ static const struct {
      {"test.ini:3: sticky: unknown or repeated option 'secure' (expected path=P, domain=D, "
       "max_age=DUR, httponly, secure, samesite=V, each once)"}},
     {"sticky: relative path", U1 "sticky = cookie SRV path=app\n",
-     {"test.ini:3: sticky: path 'app' does not start with '/' or holds a space, ';', ',' or "
-      "control byte"}},
+     {"test.ini:3: sticky: path 'app' does not start with '/', is over 200 bytes, or holds a "
+      "space, ';', ',' or control byte"}},
+    {"sticky: path past 200 bytes", U1 "sticky = cookie SRV path=/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaa\n",
+     {"test.ini:3: sticky: path '/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' does not start with '/', "
+      "is over 200 bytes, or holds a space, ';', ',' or control byte"}},
     {"sticky: max_age 0", U1 "sticky = cookie SRV max_age=0\n",
      {"test.ini:3: sticky: max_age '0' is not a duration of 1s to 400d (omit it for a session "
       "cookie)"}},
