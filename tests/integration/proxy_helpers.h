@@ -806,4 +806,41 @@ PX_HELPER void px_expect_refused(const struct px_refusal_row *rows, size_t n, co
     }
 }
 
+/* `portico -t` of a file whose [route] sections (routes) start at line 5, after a plain listener
+ * and `[upstream u] origin = sim`: exit rc_want, and, unless message is NULL, "FILE:LINE:
+ * message" said once on stderr or stdout (a refusal with rc 1, a warning with 0) and no other
+ * message at that line. */
+PX_HELPER void px_check_routes(const char *routes, int rc_want, int line, const char *message)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "[upstream u]\norigin = sim\n%s\n",
+                                          routes),
+                     0);
+    struct tu_cmd_result res = {0};
+    int rc = harness_check_config(h, &res);
+    if (rc != rc_want)
+        fail_msg("%s: exit %d:\n%s%s", routes, rc, res.out, res.err);
+    if (message) {
+        char want[1200];
+        snprintf(want, sizeof(want), "%s:%d: %s", harness_config_path(h), line, message);
+        const char *said_in = tu_contains(res.err, want) ? res.err
+                              : tu_contains(res.out, want) ? res.out
+                                                           : NULL;
+        if (!said_in)
+            fail_msg("%s: no \"%s\" in:\n%s", routes, want, res.err);
+        /* one message for the line, none of another made of it */
+        snprintf(want, sizeof(want), "%s:%d: ", harness_config_path(h), line);
+        int said = 0;
+        for (const char *p = strstr(said_in, want); p; p = strstr(p + 1, want))
+            said++;
+        if (said != 1)
+            fail_msg("%s: %d messages at line %d:\n%s", routes, said, line, said_in);
+    }
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 #endif

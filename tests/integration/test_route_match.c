@@ -179,37 +179,6 @@ static void test_h2_conditions(void **state)
 
 /* ---- at load ---- */
 
-/* `portico -t` of routes from line 5 on: exit rc, and message at FILE:LINE unless NULL. */
-static void check_file(const char *routes, int rc_want, int line, const char *message)
-{
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-                                          "[upstream u]\norigin = sim\n%s\n",
-                                          routes),
-                     0);
-    struct tu_cmd_result res = {0};
-    int rc = harness_check_config(h, &res);
-    if (rc != rc_want)
-        fail_msg("%s: exit %d:\n%s%s", routes, rc, res.out, res.err);
-    char want[1200];
-    if (message) {
-        snprintf(want, sizeof(want), "%s:%d: %s", harness_config_path(h), line, message);
-        if (!tu_contains(res.err, want))
-            fail_msg("%s: no \"%s\" in:\n%s", routes, want, res.err);
-        /* one message for the line, none of another made of it */
-        snprintf(want, sizeof(want), "%s:%d: ", harness_config_path(h), line);
-        int said = 0;
-        for (const char *p = strstr(res.err, want); p; p = strstr(p + 1, want))
-            said++;
-        if (said != 1)
-            fail_msg("%s: %d messages at line %d:\n%s", routes, said, line, res.err);
-    }
-    tu_cmd_result_free(&res);
-    harness_free(h);
-}
-
 static const struct {
     const char *routes;
     int rc;              /* of portico -t */
@@ -260,7 +229,7 @@ static void test_load(void **state)
     (void)state;
     for (size_t i = 0; i < ARRAY_SIZE(load_rows); i++) {
         print_message("%s\n", load_rows[i].routes);
-        check_file(load_rows[i].routes, load_rows[i].rc, load_rows[i].line,
+        px_check_routes(load_rows[i].routes, load_rows[i].rc, load_rows[i].line,
                    load_rows[i].message);
     }
 }

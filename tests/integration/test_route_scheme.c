@@ -144,31 +144,6 @@ static void test_tls_forwarded_h2c_redirected(void **state)
 
 /* ---- at load ---- */
 
-/* `portico -t` of a file with routes from line 5 on: exit rc, and message at FILE:LINE unless
- * NULL (a refusal with rc 1, a warning with 0). */
-static void check_file(const char *routes, int rc_want, int line, const char *message)
-{
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-                                          "[upstream u]\norigin = sim\n%s\n",
-                                          routes),
-                     0);
-    struct tu_cmd_result res = {0};
-    int rc = harness_check_config(h, &res);
-    if (rc != rc_want)
-        fail_msg("%s: exit %d:\n%s%s", routes, rc, res.out, res.err);
-    char want[1200];
-    if (message) {
-        snprintf(want, sizeof(want), "%s:%d: %s", harness_config_path(h), line, message);
-        if (!tu_contains(res.err, want) && !tu_contains(res.out, want))
-            fail_msg("%s: no \"%s\" in:\n%s", routes, want, res.err);
-    }
-    tu_cmd_result_free(&res);
-    harness_free(h);
-}
-
 static const struct {
     const char *routes;
     int rc;              /* of portico -t */
@@ -197,7 +172,7 @@ static void test_duplicates_by_scheme(void **state)
     (void)state;
     for (size_t i = 0; i < ARRAY_SIZE(duplicate_rows); i++) {
         print_message("%s\n", duplicate_rows[i].routes);
-        check_file(duplicate_rows[i].routes, duplicate_rows[i].rc, duplicate_rows[i].line,
+        px_check_routes(duplicate_rows[i].routes, duplicate_rows[i].rc, duplicate_rows[i].line,
                    duplicate_rows[i].message);
     }
 }
@@ -227,10 +202,10 @@ static void test_idle_keys_refused(void **state)
         snprintf(message, sizeof(message), "[route r]: %s with return (line 6): the route "
                  "answers itself, no origin is asked", key);
         print_message("%s\n", idle_rows[i]);
-        check_file(routes, 1, 7, message);
+        px_check_routes(routes, 1, 7, message);
     }
     /* and what a return route does use loads */
-    check_file("[route r]\nreturn = 410\nresponse_header = X-A: b\nclient_rate = 5/s"
+    px_check_routes("[route r]\nreturn = 410\nresponse_header = X-A: b\nclient_rate = 5/s"
                "\nclient_rate_burst = 2\nscheme = http\nallow = 127.0.0.1\ndeny = all",
                0, 0, NULL);
 }
