@@ -3,12 +3,13 @@
  * (README, Retries) with the real binary and fake origins on loopback: a storm of requests to
  * failing origins retries no more than the budget lets be in flight at once (the attempts the
  * origins see are counted), across two workers, and the gauge of retries in flight is back to 0
- * after the clients vanished mid-retry; retry_budget_min lets a lone request retry; a retry is
+ * after the clients vanished mid-retry, and across a reload mid-storm; retry_budget_min lets a lone request retry; a retry is
  * refused once the request ran retry_timeout (a first_byte_timeout failure) and allowed before;
  * an HTTP/2 client's stream the same; the refusals of bad values, FILE:LINE. Every row here
  * failed on the binary before retry_budget (an unknown key).
  */
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -287,6 +288,40 @@ static void test_storm_clients_vanish(void **state)
     fake_origin_stop(b);
 }
 
+/* A reload mid-storm: the new generation counts the old one's retries still in flight (the
+ * count is the upstream's, not the generation's: a reload hands a storm no fresh budget), and
+ * as the old generation's retries end the count goes back to 0, not below it. */
+static void test_storm_reload(void **state)
+{
+    (void)state;
+    struct fake_origin *a, *b;
+    struct harness *h = storm_start(&a, &b);
+    struct raw_conn *c[STORM];
+    storm_send(h, c);
+    unsigned retried = storm_answer_first(h);
+    if (gate_wait_arrived(STORM + retried) != STORM + retried)
+        fail_msg("%u attempts at the origins, want %u", gate_arrived(), STORM + retried);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", PX_IO_MS), 0);
+    /* the admin endpoint reads the new generation's balancer now */
+    assert_true(metric(h, IN_FLIGHT) == retried);
+    gate_open(2);
+    for (int i = 0; i < STORM; i++) {
+        struct raw_response r;
+        if (raw_read_response(c[i], &r, PX_IO_MS) != 0)
+            fail_msg("request %d: no response: %s", i, r.error);
+        assert_int_equal(r.status, 503);
+        raw_response_free(&r);
+        raw_close(c[i]);
+    }
+    assert_true(scrape_wait(harness_port(h, "admin"), IN_FLIGHT, 0, PX_IO_MS) == 0);
+    /* the refusals counted before the reload go on (metrics counters never go back) */
+    assert_true(metric(h, REFUSED_BUDGET) == STORM - retried);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
 /* ---- retry_budget_min: a lone request ---- */
 
 /* A lone request whose first origin refuses the connection: 10% of 1 request in flight is 0
@@ -487,6 +522,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_storm_bounded),
         cmocka_unit_test(test_storm_clients_vanish),
+        cmocka_unit_test(test_storm_reload),
         cmocka_unit_test(test_budget_min),
         cmocka_unit_test(test_retry_timeout),
         cmocka_unit_test(test_refused_http2),
