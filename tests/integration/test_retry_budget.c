@@ -234,6 +234,8 @@ static void test_storm_bounded(void **state)
         raw_close(c[i]);
     }
     unsigned attempts = gate_arrived();
+    print_message("%u of %d requests retried, %u attempts at the origins\n", retried, STORM,
+                  attempts);
     if (attempts > STORM + STORM_BUDGET)
         fail_msg("%u attempts at the origins, want at most %d", attempts, STORM + STORM_BUDGET);
     assert_int_equal(attempts, STORM + retried);
