@@ -809,7 +809,13 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
                     .sticky = cfg->upstreams[u].sticky.on,
                     .sticky_counts = {balancer_sticky_total(b, STICKY_HIT),
                                       balancer_sticky_total(b, STICKY_NEW),
-                                      balancer_sticky_total(b, STICKY_REDISPATCHED)}};
+                                      balancer_sticky_total(b, STICKY_REDISPATCHED)},
+                    .bounded = cfg->upstreams[u].retry_budget ||
+                               cfg->upstreams[u].retry_timeout_ms,
+                    .budget = cfg->upstreams[u].retry_budget,
+                    .retries_in_flight = balancer_retries_in_flight(b),
+                    .retries_refused = {balancer_retry_refused_total(b, RETRY_REFUSED_BUDGET),
+                                        balancer_retry_refused_total(b, RETRY_REFUSED_TIMEOUT)}};
                 k++;
             }
         }

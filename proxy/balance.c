@@ -42,6 +42,7 @@
 #include "portico/config.h"
 #include "portico/hashkey.h"
 #include "portico/log.h"
+#include "portico/retry_budget.h"
 #include "portico/slotshare.h"
 #include "portico/util.h"
 
@@ -111,6 +112,10 @@ struct balancer {
     struct slot_share *share;          /* balancer_share: the counts of other generations */
     struct slot_member member;         /* ... and this balancer among their balancers */
     _Atomic uint64_t sticky[BALANCE_STICKY_OUTCOMES]; /* sticky: requests by outcome */
+    _Atomic unsigned *retries;         /* retry_budget: retries in flight, own_retries or the
+                                          share's (every generation's) */
+    _Atomic unsigned own_retries;
+    _Atomic uint64_t retry_refused[RETRY_REFUSALS]; /* retries refused, by why */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -254,6 +259,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     b->up = up;
     b->ramps = up->slow_start_ms > 0;
+    b->retries = &b->own_retries;
     for (int o = 0; o < up->norigins; o++) {
         atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
         b->origins[o].count = &b->origins[o].own;
@@ -1344,11 +1350,60 @@ void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
     for (unsigned s = 0; s < BALANCE_STICKY_OUTCOMES; s++)
         atomic_store_explicit(&b->sticky[s], balancer_sticky_total(from, s),
                               memory_order_relaxed);
+    for (unsigned r = 0; r < RETRY_REFUSALS; r++)
+        atomic_store_explicit(&b->retry_refused[r], balancer_retry_refused_total(from, r),
+                              memory_order_relaxed);
     if (!b->queue || !from->queue)
         return;
     atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
     atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
                           memory_order_relaxed);
+}
+
+/* ---- retry_budget ---- */
+
+bool balancer_retry_take(struct balancer *b, struct retry_budget_use *use)
+{
+    const struct upstream_conf *up = b->up;
+    unsigned in_flight = 0;
+    for (int o = 0; o < up->norigins; o++) /* each listing has a count of its own */
+        in_flight += atomic_load_explicit(&b->origins[o].count->in_flight, memory_order_relaxed);
+    unsigned limit = retry_budget_limit(up->retry_budget_percent, (unsigned)up->retry_budget_min,
+                                        in_flight);
+    unsigned held = atomic_load_explicit(b->retries, memory_order_relaxed);
+    do {
+        if (held >= limit) {
+            *use = (struct retry_budget_use){.held = held, .limit = limit,
+                                             .percent = up->retry_budget_percent,
+                                             .in_flight = in_flight};
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(b->retries, &held, held + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+void balancer_retry_done(struct balancer *b)
+{
+    atomic_fetch_sub_explicit(b->retries, 1, memory_order_relaxed);
+}
+
+void balancer_retry_refused(struct balancer *b, enum retry_refusal why)
+{
+    if (why < RETRY_REFUSALS)
+        atomic_fetch_add_explicit(&b->retry_refused[why], 1, memory_order_relaxed);
+}
+
+uint64_t balancer_retry_refused_total(const struct balancer *b, enum retry_refusal why)
+{
+    return why < RETRY_REFUSALS
+               ? atomic_load_explicit(&b->retry_refused[why], memory_order_relaxed)
+               : 0;
+}
+
+unsigned balancer_retries_in_flight(const struct balancer *b)
+{
+    return atomic_load_explicit(b->retries, memory_order_relaxed);
 }
 
 bool balancer_origin_is_backup(const struct balancer *b, int origin)
@@ -1390,6 +1445,7 @@ int balancer_share(struct balancer *b)
         b->origins[o].count = counts[o];
     if (b->queue)
         b->queue->lock = slot_share_lock(s);
+    b->retries = slot_share_retries(s);
     b->share = s;
     b->member.owner = b;
     slot_share_enter(s, &b->member);

@@ -25,6 +25,7 @@ struct slot_share {
     struct slot_member *oldest, *newest; /* the members, by generation */
     struct shared_count *counts;       /* every count a member holds */
     bool limited;                      /* its upstreams have max_conns (and queues) */
+    _Atomic unsigned retries;          /* retry_budget: its requests on a retry now */
     struct slot_share *next;           /* the registry's list */
     char upstream[];                   /* the upstream's name */
 };
@@ -149,6 +150,11 @@ void slot_share_put(struct slot_share *s, struct slot_count *count)
         free(c);
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+_Atomic unsigned *slot_share_retries(struct slot_share *s)
+{
+    return &s->retries;
 }
 
 pthread_mutex_t *slot_share_lock(struct slot_share *s)

@@ -381,6 +381,10 @@ struct metrics_origin {
     uint64_t queue_timeouts;                   /* ... and left at queue_timeout */
     bool sticky;                               /* the upstream has `sticky`: its counts below */
     uint64_t sticky_counts[3];                 /* requests by outcome: hit, new, redispatched */
+    bool bounded;                              /* retry_budget or retry_timeout is set */
+    bool budget;                               /* retry_budget is set */
+    unsigned retries_in_flight;                /* retry_budget: retries in flight now */
+    uint64_t retries_refused[2];               /* retries refused: budget, retry_timeout */
 };
 
 /* A certificate Portico serves or presents, one row per file. */

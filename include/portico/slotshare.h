@@ -15,7 +15,7 @@
  * slot freed by one generation's request may be handed to another's waiter, and the list of its
  * members (the balancers), oldest first. Joining and leaving take a process-wide lock, so only
  * a generation's creation and end do; the requests take the share's lock, and only those of an
- * upstream with max_conns.
+ * upstream with max_conns. A share also holds the upstream's retries in flight (retry_budget).
  */
 #ifndef PORTICO_SLOTSHARE_H
 #define PORTICO_SLOTSHARE_H
@@ -59,6 +59,10 @@ struct slot_count *slot_share_count(struct slot_share *s, const char *origin, un
 
 /* Puts back a count slot_share_count gave: the last holder frees it. */
 void slot_share_put(struct slot_share *s, struct slot_count *c);
+
+/* The upstream's retries in flight (retry_budget, balance.h), every generation's: a reload does
+ * not hand a storm a fresh budget. */
+_Atomic unsigned *slot_share_retries(struct slot_share *s);
 
 /* The lock of s's members' queues. */
 pthread_mutex_t *slot_share_lock(struct slot_share *s);

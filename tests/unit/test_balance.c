@@ -22,6 +22,7 @@
 #include "portico/config.h"
 #include "portico/hashkey.h"
 #include "portico/log.h"
+#include "portico/retry_budget.h"
 #include "portico/util.h"
 
 #include "config_helpers.h"
@@ -2187,10 +2188,109 @@ static void test_config_max_conns_one_origin(void **state)
     cfg_free(cfg);
 }
 
+/* ---- retry_budget ---- */
+
+/* The limit follows the upstream's attempts in flight on its origins (each listing's count,
+ * summed), a place given back is free again, what a refusal saw is told; a second generation
+ * (balancer_share) counts on the first one's retries, and its own given back reach the first. */
+static void test_retry_budget(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.name = "retry-budget";
+    up.retry_budget = true;
+    up.retry_budget_percent = 50;
+    up.retry_budget_min = 1;
+    struct balancer *b = balancer_new(&up);
+    assert_int_equal(balancer_share(b), 0);
+    struct retry_budget_use use = {0};
+    assert_true(balancer_retry_take(b, &use)); /* nothing in flight: the minimum, 1 */
+    assert_false(balancer_retry_take(b, &use));
+    assert_int_equal(use.held, 1);
+    assert_int_equal(use.limit, 1);
+    assert_int_equal(use.in_flight, 0);
+    for (int k = 0; k < 6; k++) /* 3 on each origin: 50% of 6 is 3 */
+        assert_true(balancer_pick(b, 0, 0, 0, NULL) >= 0);
+    assert_true(balancer_retry_take(b, &use));
+    assert_true(balancer_retry_take(b, &use));
+    assert_false(balancer_retry_take(b, &use));
+    assert_int_equal(use.held, 3);
+    assert_int_equal(use.limit, 3);
+    assert_int_equal(use.percent, 50);
+    assert_int_equal(use.in_flight, 6);
+    assert_int_equal(balancer_retries_in_flight(b), 3);
+    balancer_retry_done(b);
+    assert_true(balancer_retry_take(b, &use));
+
+    /* a reload: the new generation sees the 3, and gives back what the old took */
+    struct balancer *next = balancer_new(&up);
+    assert_int_equal(balancer_share(next), 0);
+    assert_int_equal(balancer_retries_in_flight(next), 3);
+    assert_false(balancer_retry_take(next, &use)); /* the old one's 6 in flight: 50% is 3 */
+    for (int k = 0; k < 3; k++)
+        balancer_retry_done(b);
+    assert_int_equal(balancer_retries_in_flight(next), 0);
+    balancer_retry_refused(b, RETRY_REFUSED_BUDGET);
+    balancer_inherit_queue(next, b);
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_BUDGET), 1);
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_TIMEOUT), 0);
+    for (int o = 0; o < 2; o++)
+        for (int k = 0; k < 3; k++)
+            balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+    balancer_free(next);
+}
+
+/* Threads taking and giving back places at once never hold more than the limit together. */
+struct budget_racer {
+    struct balancer *b;
+    _Atomic unsigned *held, *most;
+};
+
+static void *budget_race(void *arg)
+{
+    struct budget_racer *r = arg;
+    struct retry_budget_use use;
+    for (int k = 0; k < 20000; k++) {
+        if (!balancer_retry_take(r->b, &use))
+            continue;
+        unsigned now = atomic_fetch_add(r->held, 1) + 1;
+        unsigned most = atomic_load(r->most);
+        while (now > most && !atomic_compare_exchange_weak(r->most, &most, now))
+            ;
+        atomic_fetch_sub(r->held, 1);
+        balancer_retry_done(r->b);
+    }
+    return NULL;
+}
+
+static void test_retry_budget_threads(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.retry_budget = true;
+    up.retry_budget_min = 2;
+    struct balancer *b = balancer_new(&up);
+    _Atomic unsigned held = 0, most = 0;
+    struct budget_racer r = {b, &held, &most};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, budget_race, &r), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_true(atomic_load(&most) <= 2);
+    assert_int_equal(balancer_retries_in_flight(b), 0);
+    balancer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin_spread),
+        cmocka_unit_test(test_retry_budget),
+        cmocka_unit_test(test_retry_budget_threads),
         cmocka_unit_test(test_round_robin_smooth),
         cmocka_unit_test(test_round_robin_skips),
         cmocka_unit_test(test_retry_takes_no_turn),
