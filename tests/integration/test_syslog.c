@@ -393,9 +393,35 @@ static int open_on(pid_t pid, const char *path)
     return px_count_fds_on(pid, path).on;
 }
 
+/* How many of pid's descriptors are UDP sockets connected to 127.0.0.1:port (/proc/net/udp's
+ * inodes of that remote port). */
+static int udp_fds_to(pid_t pid, uint16_t port)
+{
+    unsigned long inodes[64];
+    size_t n = 0;
+    FILE *f = fopen("/proc/net/udp", "r");
+    assert_non_null(f);
+    char line[512];
+    while (fgets(line, sizeof(line), f) && n < 64) {
+        unsigned rport;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %*x:%*x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &rport,
+                   &inode) == 2 && rport == port && inode)
+            inodes[n++] = inode;
+    }
+    fclose(f);
+    int on = 0;
+    for (size_t i = 0; i < n; i++) {
+        char link[64];
+        snprintf(link, sizeof(link), "socket:[%lu]", inodes[i]);
+        on += px_count_fds_on(pid, link).on;
+    }
+    return on;
+}
+
 /* Both logs moved from files to syslog by a reload: the files are closed (a rotated, deleted
  * one frees its disk), not kept open for ever behind the sockets; moved back, each file is open
- * once. */
+ * once, and the sockets are closed (fixes19: they stayed open). */
 static void test_files_closed_for_syslog(void **state)
 {
     (void)state;
@@ -418,6 +444,8 @@ static void test_files_closed_for_syslog(void **state)
     wait_datagram(a, "on-syslog");
     assert_int_equal(open_on(harness_pid(h), access), 0);
     assert_int_equal(open_on(harness_pid(h), error), 0);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "a")), 1);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "e")), 1);
     write_config(h, files);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
@@ -425,6 +453,9 @@ static void test_files_closed_for_syslog(void **state)
     assert_int_equal(harness_wait_file(h, "access.log", "on-file", PX_IO_MS), 0);
     assert_int_equal(open_on(harness_pid(h), access), 1);
     assert_int_equal(open_on(harness_pid(h), error), 1);
+    /* (fixes19) and the sockets to the daemons closed by the reload (they stayed open) */
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "a")), 0);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "e")), 0);
     assert_int_equal(harness_stop(h), 0);
     fake_syslog_free(a);
     fake_syslog_free(e);
