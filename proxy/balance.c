@@ -1371,8 +1371,10 @@ bool balancer_retry_take(struct balancer *b, struct retry_budget_use *use)
 {
     const struct upstream_conf *up = b->up;
     unsigned in_flight = 0;
-    for (int o = 0; o < up->norigins; o++) /* each listing has a count of its own */
-        in_flight += atomic_load_explicit(&b->origins[o].count->in_flight, memory_order_relaxed);
+    for (int o = 0; o < up->norigins; o++) { /* each listing has a count of its own */
+        unsigned n = atomic_load_explicit(&b->origins[o].count->in_flight, memory_order_relaxed);
+        in_flight += n != SLOT_DRAINED ? n : 0; /* a dropped listing's: in its first's now */
+    }
     unsigned limit = retry_budget_limit(up->retry_budget_percent, (unsigned)up->retry_budget_min,
                                         in_flight);
     unsigned held = atomic_load_explicit(b->retries, memory_order_relaxed);
