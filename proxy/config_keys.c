@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "portico/acl.h"
+#include "portico/fail_on.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/hints.h"
@@ -998,6 +999,18 @@ static int set_retry_on(struct cfg_loader *ld, const struct cfg_key *k, void *ba
     return 0;
 }
 
+/* fail_on = 500 503: the statuses an origin's final response counts toward max_fails with. */
+static int set_fail_on(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                       const char *value)
+{
+    char why[256];
+    if (fail_on_parse(value, FIELD(k, base, uint16_t), why, sizeof(why)) != 0) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
+    return 0;
+}
+
 #define HEALTH_SYNTAX                                                                              \
     "METHOD /path every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]"
 
@@ -1966,6 +1979,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("max_queue", set_uint, UPS(max_queue), 0, CFG_MAX_CONNS),
     KEY("retry_sent", set_bool, UPS(retry_sent)),
     KEY("retry_on", set_retry_on, UPS(retry_on)),
+    KEY("fail_on", set_fail_on, UPS(fail_on)),
     KEY("health_check", set_health_check, UPS(health)),
     LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),

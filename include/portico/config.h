@@ -221,6 +221,10 @@ struct upstream_conf {
     bool retry_sent;                       /* also after the request was sent (idempotent) */
     uint16_t retry_on;                     /* retry_on.h mask: final statuses an idempotent
                                               request goes to another origin after; 0: none */
+    uint16_t fail_on;                      /* fail_on.h mask (retry_on.h's layout): final
+                                              statuses that count toward max_fails; 0: none */
+    uint16_t status_watch;                 /* retry_on | fail_on: the one test a response
+                                              head makes (relay.c) */
     struct sticky_conf sticky;             /* `sticky = cookie ...`; off unless set */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */
