@@ -979,6 +979,9 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
                              : atomic_load_explicit(&old->down_until_ms, memory_order_relaxed);
         atomic_store_explicit(&s->down_until_ms, MIN(until, now_ms + up->down_time_ms),
                               memory_order_relaxed);
+        atomic_store_explicit(&s->down_status, /* why it is down, for /status */
+                              atomic_load_explicit(&old->down_status, memory_order_relaxed),
+                              memory_order_relaxed);
         atomic_store_explicit(&s->state, state_word(ORIGIN_DOWN, 0), memory_order_release);
     }
 }

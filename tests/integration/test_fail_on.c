@@ -2,11 +2,11 @@
  * test_fail_on.c — `fail_on` of an upstream (README, Passive health) with the real binary and
  * fake origins on loopback: an origin's final status of the list counts toward max_fails while
  * the response is relayed as it is (its body intact); max_fails of them mark the origin down
- * (logged with the status, /status's down_why, the counter) and the next requests go to the
- * other origin; a 2xx between them starts the count over; a status also in retry_on is retried
- * and counted once; the probe after down_time answered so is down again; an HTTP/2 client's
- * streams count alike; the refusals of a bad list, FILE:LINE. Every row here failed on the binary
- * before fail_on (an unknown key).
+ * (logged with the status, /status's down_why, kept by a reload, the counter) and the next
+ * requests go to the other origin; a 2xx between them starts the count over; a status also in
+ * retry_on is retried and counted once; the probe after down_time answered so is down again; an
+ * HTTP/2 client's streams count alike; the refusals of a bad list, FILE:LINE. Every row here
+ * failed on the binary before fail_on (an unknown key).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -165,6 +165,13 @@ static void test_counted_and_down(void **state)
                 raw_response_free(&r);
             }
             assert_int_equal(fake_origin_requests(a), want_a);
+            /* a reload keeps A down for the rest of its down_time, and why */
+            assert_int_equal(harness_signal(h, SIGHUP), 0);
+            assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+            tj_free(doc);
+            o = px_status_origin(h, 0, &doc);
+            assert_non_null(tj_str(o, "down_why"));
+            assert_string_equal(tj_str(o, "down_why"), "passive: answered 500");
         } else {
             assert_false(harness_log_contains(h, "marked down"));
             assert_true(tj_is_null(o, "down_why"));
