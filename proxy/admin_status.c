@@ -491,7 +491,7 @@ static const char admin_status_page[] =
     "      var passed = o.checks_passed_in_row, failed = o.checks_failed_in_row;\n"
     "      var why = o.check === 'failing' ? ' (check failing' + (passed ? ', ' + passed + "
     "' passed in a row' : '') + ')' : o.passive === 'probing' ? ' (probing)' : o.passive === "
-    "'down' ? ' (passive)' : '';\n"
+    "'down' ? ' (' + (o.down_why || 'passive') + ')' : '';\n"
     "      var going = failed ? ' (' + failed + ' failed check' + (failed > 1 ? 's' : '') + "
     "' in a row)' : '';\n"
     "      var stopped = o.checks_stopped ? ' (checks stopped: out of memory)' : '';\n"
