@@ -491,7 +491,7 @@ static const char admin_status_page[] =
     "      var passed = o.checks_passed_in_row, failed = o.checks_failed_in_row;\n"
     "      var why = o.check === 'failing' ? ' (check failing' + (passed ? ', ' + passed + "
     "' passed in a row' : '') + ')' : o.passive === 'probing' ? ' (probing)' : o.passive === "
-    "'down' ? ' (passive)' : '';\n"
+    "'down' ? ' (' + (o.down_why || 'passive') + ')' : '';\n"
     "      var going = failed ? ' (' + failed + ' failed check' + (failed > 1 ? 's' : '') + "
     "' in a row)' : '';\n"
     "      var stopped = o.checks_stopped ? ' (checks stopped: out of memory)' : '';\n"
@@ -738,9 +738,19 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
         jstr(out, up->sticky.on ? up->origins[o].cookie : NULL, false);
         /* why an origin is out, and least_conn's figure: "up" alone told neither */
         const struct balancer *b = gen->balancers[u];
-        jprintf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
+        enum origin_state passive = balancer_origin_state(b, o);
+        jprintf(out, ",\"up\":%s,\"passive\":\"%s\",\"down_why\":",
                             balancer_origin_down(b, o) ? "false" : "true",
-                            origin_state_name(balancer_origin_state(b, o)));
+                            origin_state_name(passive));
+        /* what marked it passively down: an answer of fail_on (or retry_on), or the network */
+        int down_status = balancer_down_status(b, o);
+        if (passive == ORIGIN_UP)
+            jadd(out, "null", 4);
+        else if (down_status)
+            jprintf(out, "\"passive: answered %d\"", down_status);
+        else
+            jadd(out, "\"passive: network failures\"", 27);
+        jadd(out, ",\"check\":", 9);
         /* the checks in a row since the last change of result: a passing origin with
          * failures short of `fall` is about to go, a failing one with passes short of
          * `rise` about to come back */

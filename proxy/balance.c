@@ -43,6 +43,7 @@
 #include "portico/hashkey.h"
 #include "portico/log.h"
 #include "portico/retry_budget.h"
+#include "portico/retry_on.h"
 #include "portico/slotshare.h"
 #include "portico/util.h"
 
@@ -64,6 +65,9 @@ struct origin_slot {
     _Atomic unsigned fails;            /* network failures in a row within the window */
     _Atomic bool checks_stopped;       /* its health check's next check could not be armed
                                           (in fails' padding: the slot stays 48 bytes) */
+    _Atomic uint16_t down_status;      /* the status whose count marked it down last (fail_on,
+                                          retry_on), 0 for a network failure (/status; in the
+                                          same padding) */
     _Atomic uint64_t window_start_ms;  /* the first of those failures */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     struct slot_count *count;          /* attempts picked and not done, and the limit:
@@ -702,8 +706,10 @@ unsigned balancer_ring_points(const struct balancer *b)
 
 /* ---- health ---- */
 
-/* Marks origin o down from the state word `from` (UP, or PROBING by the probe that failed). */
-static void mark_down(struct balancer *b, int o, uint64_t now_ms, uint64_t from, unsigned fails)
+/* Marks origin o down from the state word `from` (UP, or PROBING by the probe that failed);
+ * status is the answer that failed last (0: a network failure), named in the log line. */
+static void mark_down(struct balancer *b, int o, uint64_t now_ms, uint64_t from, unsigned fails,
+                      int status)
 {
     const struct upstream_conf *up = b->up;
     struct origin_slot *s = &b->origins[o];
@@ -713,22 +719,31 @@ static void mark_down(struct balancer *b, int o, uint64_t now_ms, uint64_t from,
                                                  state_word(ORIGIN_DOWN, from >> STATE_BITS),
                                                  memory_order_acq_rel, memory_order_relaxed))
         return; /* another thread got there first, and said so */
+    atomic_store_explicit(&s->down_status, (uint16_t)status, memory_order_relaxed);
     if (b->queue) /* its waiters that have no other origin now fail, or take another's slot */
         queue_rescan(b, now_ms);
+    /* "answered 500 (fail_on); " when an answer, not the network, tipped it */
+    char answered[64] = "";
+    if (status)
+        snprintf(answered, sizeof(answered), "answered %d (%s)%s", status,
+                 retry_on_listed(up->fail_on, status) ? "fail_on" : "retry_on",
+                 (from & STATE_MASK) == ORIGIN_PROBING ? " to" : ";");
     if ((from & STATE_MASK) == ORIGIN_PROBING)
-        log_warn("upstream %s: origin %s failed its probe after down_time; down for another "
-                 "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms);
+        log_warn("upstream %s: origin %s %s its probe after down_time; down for another "
+                 "%llu ms", up->name, up->origins[o].text, status ? answered : "failed",
+                 (unsigned long long)up->down_time_ms);
     else
-        log_warn("upstream %s: origin %s marked down for %llu ms after %u failure%s within "
-                 "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms,
-                 fails, fails == 1 ? "" : "s", (unsigned long long)up->fail_window_ms);
+        log_warn("upstream %s: origin %s %s%smarked down for %llu ms after %u failure%s within "
+                 "%llu ms", up->name, up->origins[o].text, answered, status ? " " : "",
+                 (unsigned long long)up->down_time_ms, fails, fails == 1 ? "" : "s",
+                 (unsigned long long)up->fail_window_ms);
 }
 
 /* A network failure: counted within fail_window; a failed probe is down again at once. Another
  * attempt's failure while the probe is out is left to the probe: marking the origin down again
  * let the next request past down_time probe it beside the first. So is the failure of a probe
  * of an earlier down_time (probe names it, not the one out). */
-static void count_failure(struct balancer *b, int o, uint64_t probe, uint64_t now_ms)
+static void count_failure(struct balancer *b, int o, uint64_t probe, uint64_t now_ms, int status)
 {
     const struct upstream_conf *up = b->up;
     struct origin_slot *s = &b->origins[o];
@@ -738,7 +753,7 @@ static void count_failure(struct balancer *b, int o, uint64_t probe, uint64_t no
         return;
     if (st == ORIGIN_PROBING) {
         if (word == state_word(ORIGIN_PROBING, probe))
-            mark_down(b, o, now_ms, word, 0);
+            mark_down(b, o, now_ms, word, 0, status);
         return;
     }
     unsigned fails;
@@ -754,7 +769,7 @@ static void count_failure(struct balancer *b, int o, uint64_t probe, uint64_t no
     }
     if (fails >= up->max_fails) {
         atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-        mark_down(b, o, now_ms, word, fails);
+        mark_down(b, o, now_ms, word, fails, status);
     }
 }
 
@@ -794,7 +809,7 @@ static inline void verdict(struct balancer *b, int origin, uint64_t probe,
         answered(b, origin);
         break;
     case BALANCE_FAILED:
-        count_failure(b, origin, probe, now_ms);
+        count_failure(b, origin, probe, now_ms, 0);
         break;
     case BALANCE_NO_VERDICT: {
         /* A probe that showed nothing gives its turn to the next attempt (down_time is over).
@@ -807,6 +822,9 @@ static inline void verdict(struct balancer *b, int origin, uint64_t probe,
                                                     memory_order_acq_rel, memory_order_relaxed);
         break;
     }
+    default: /* an answer whose status counts as a failure: the status is the result */
+        count_failure(b, origin, probe, now_ms, (int)r);
+        break;
     }
 }
 
@@ -968,6 +986,9 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
                              : atomic_load_explicit(&old->down_until_ms, memory_order_relaxed);
         atomic_store_explicit(&s->down_until_ms, MIN(until, now_ms + up->down_time_ms),
                               memory_order_relaxed);
+        atomic_store_explicit(&s->down_status, /* why it is down, for /status */
+                              atomic_load_explicit(&old->down_status, memory_order_relaxed),
+                              memory_order_relaxed);
         atomic_store_explicit(&s->state, state_word(ORIGIN_DOWN, 0), memory_order_release);
     }
 }
@@ -993,6 +1014,13 @@ bool balancer_origin_down(const struct balancer *b, int origin)
 enum origin_state balancer_origin_state(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins ? state_of(&b->origins[origin]) : ORIGIN_UP;
+}
+
+int balancer_down_status(const struct balancer *b, int origin)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return 0;
+    return atomic_load_explicit(&b->origins[origin].down_status, memory_order_relaxed);
 }
 
 enum check_state balancer_check_state(const struct balancer *b, int origin)

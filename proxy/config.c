@@ -1372,6 +1372,12 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                  (unsigned long long)up->max_fails, up->max_fails == 1 ? "" : "s",
                  cfg_duration_text(up->down_time_ms, down, sizeof(down)));
     }
+    /* fail_on only counts toward max_fails: without it, it would count nothing */
+    int fail_on = cfg_key_line(lines, CFG_SEC_UPSTREAM, "fail_on");
+    if (fail_on && up->fail_on && up->max_fails == 0)
+        cfg_report(ld, fail_on, "fail_on: its statuses count toward max_fails, which is 0 (off): "
+                                "set max_fails, or leave fail_on out");
+    up->status_watch = up->retry_on | up->fail_on;
     validate_backups(ld, up, lines);
     validate_retry_bounds(ld, up, lines);
     bool has_sim = false;

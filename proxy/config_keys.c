@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "portico/acl.h"
+#include "portico/fail_on.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/hints.h"
@@ -1014,6 +1015,18 @@ static int set_retry_on(struct cfg_loader *ld, const struct cfg_key *k, void *ba
     return 0;
 }
 
+/* fail_on = 500 503: the statuses an origin's final response counts toward max_fails with. */
+static int set_fail_on(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                       const char *value)
+{
+    char why[256];
+    if (fail_on_parse(value, FIELD(k, base, uint16_t), why, sizeof(why)) != 0) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
+    return 0;
+}
+
 #define HEALTH_SYNTAX                                                                              \
     "METHOD /path every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]"
 
@@ -1985,6 +1998,7 @@ static const struct cfg_key upstream_keys[] = {
     KEY("retry_budget", set_retry_budget, 0),
     NUMBER("retry_budget_min", set_uint, UPS(retry_budget_min), 0, CFG_MAX_CONNS),
     DURATION("retry_timeout", UPS(retry_timeout_ms), 0),
+    KEY("fail_on", set_fail_on, UPS(fail_on)),
     KEY("health_check", set_health_check, UPS(health)),
     LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),

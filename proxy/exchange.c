@@ -192,10 +192,11 @@ static enum balance_result attempt_result(const struct exchange *ex, enum failur
     if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)) ||
         dropped_fresh(ex, f))
         return BALANCE_FAILED;
-    /* A retry_on status relayed (the last attempt's, or one not to be retried) is the origin's
-     * failure as one retried would have been, never an answer that starts the count over: the
-     * flag is the result (no branch more a request: callgrind). */
-    _Static_assert(BALANCE_ANSWERED == 0 && BALANCE_FAILED == 1, "status_failed is the result");
+    /* A status of fail_on relayed, or of retry_on (the last attempt's, or one not to be
+     * retried), is the origin's failure as one retried would have been, never an answer that
+     * starts the count over: the status is the result (no branch more a request: callgrind). */
+    _Static_assert(BALANCE_ANSWERED == 0 && BALANCE_STATUS_MIN > BALANCE_NO_VERDICT,
+                   "status_failed is the result");
     return ex->response_byte ? (enum balance_result)ex->status_failed : BALANCE_NO_VERDICT;
 }
 
@@ -470,22 +471,49 @@ static const char *status_unretried(const struct exchange *ex)
     return body_unsendable(ex);
 }
 
+/* A status that counts toward max_fails, seen once per attempt (retried or relayed). */
+static void status_counted(struct exchange *ex)
+{
+    if (ex->up->max_fails)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_STATUS_FAILURES, 1);
+}
+
 /* A retry_on status relayed: its attempt is the origin's failure (when it counts), and the
  * access log's detail says why it was not retried, e.g. "127.0.0.1:3000 answered 503; not
  * retried: its method is not idempotent". */
 static void status_relayed(struct exchange *ex, int status, bool counts, const char *why)
 {
-    ex->status_failed = counts; /* judged when the attempt ends (attempt_result) */
+    ex->status_failed = counts ? (uint16_t)status : 0; /* judged when the attempt ends */
+    if (counts)
+        status_counted(ex);
     snprintf(ex->detail, sizeof(ex->detail), "%s answered %d; not retried: %s",
              ex->up->origins[ex->origin].text, status, why);
 }
 
-/* (out of line: an upstream without retry_on pays only its test in read_heads) */
+/* A fail_on status alone: relayed as it is, its attempt the origin's failure, and the access
+ * log's detail says it counted ("127.0.0.1:3000 answered 500; counted toward max_fails
+ * (fail_on)"). */
+static void status_failed_on(struct exchange *ex, int status)
+{
+    ex->status_failed = (uint16_t)status; /* judged when the attempt ends (attempt_result) */
+    status_counted(ex);
+    snprintf(ex->detail, sizeof(ex->detail), "%s answered %d; counted toward max_fails (fail_on)",
+             ex->up->origins[ex->origin].text, status);
+}
+
+/* (out of line: an upstream without retry_on or fail_on pays only its test in read_heads) */
 __attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int status)
 {
-    if (!retry_on_listed(ex->up->retry_on, status) || fault_exec_simulating(ex))
+    if (fault_exec_simulating(ex)) /* a rehearsal's status is not the origin's */
         return false;
-    bool counts = retry_on_counts(status);
+    bool fails = retry_on_listed(ex->up->fail_on, status);
+    if (!retry_on_listed(ex->up->retry_on, status)) {
+        if (fails)
+            status_failed_on(ex, status);
+        return false;
+    }
+    /* in both lists: retried as retry_on says, counted once (403 and 404 are never in fail_on) */
+    bool counts = fails || retry_on_counts(status);
     const char *why = status_unretried(ex);
     char bound[128];
     if (!why && retries_bounded(ex->up) && (why = retry_refused(ex, bound, sizeof(bound))))
@@ -514,7 +542,9 @@ __attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int
     ex->origin = from;
     ex->probe = probe;
     ex->holds_origin = held;
-    release_origin(ex, counts ? BALANCE_FAILED : BALANCE_ANSWERED);
+    release_origin(ex, counts ? (enum balance_result)status : BALANCE_ANSWERED);
+    if (counts)
+        status_counted(ex);
     ex->origin = to;
     ex->probe = to_probe;
     ex->holds_origin = true;

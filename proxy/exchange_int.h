@@ -153,9 +153,10 @@ struct exchange {
                                           padding) */
     bool mirror_made;                  /* the route's mirror copy was decided (made or not,
                                           counted) at the first send: a resend makes none */
-    bool status_failed;                /* the final status relayed is one of retry_on that counts
-                                          toward max_fails: the attempt's verdict is a failure,
-                                          not an answer (in mirror_made's padding) */
+    uint16_t status_failed;            /* the final status relayed when it counts toward
+                                          max_fails (fail_on, retry_on), else 0: the attempt's
+                                          verdict is that failure (balance.h's result), not an
+                                          answer (in mirror_made's padding) */
     bool retry_held;                   /* a place of retry_budget is this request's, given back
                                           when it ends (in the same padding) */
     struct evbuffer *replay;           /* owned: the request body as sent (framed), all of it so
@@ -325,10 +326,10 @@ bool ex_client_http11(const struct exchange *ex);
 /* Records a 1xx sent to the client for the access log. */
 void ex_note_interim(struct exchange *ex, int code);
 
-/* The origin's final head has status (retry_on): true when the request went to another origin
- * instead (the head dropped with its connection, relay_connect called); false when the head is
- * to be relayed (then a status that counts toward max_fails is the attempt's failure). Called
- * only when the upstream has retry_on. */
+/* The origin's final head has status (retry_on, fail_on): true when the request went to another
+ * origin instead (the head dropped with its connection, relay_connect called); false when the
+ * head is to be relayed (then a status that counts toward max_fails is the attempt's failure).
+ * Called only when the upstream has retry_on or fail_on (status_watch). */
 bool ex_retry_on_status(struct exchange *ex, int status);
 
 /* Fails with no_healthy_origin: every origin of the upstream is marked down. */

@@ -802,8 +802,9 @@ static void read_heads(struct exchange *ex)
         if (code == HTTP_REQUEST_TIMEOUT && ex_resend_408(ex))
             return;
         if (code >= HTTP_OK) {
-            /* retry_on: a final status of its list may send the request to another origin */
-            if (__builtin_expect(ex->up->retry_on != 0, 0) && ex_retry_on_status(ex, code))
+            /* retry_on: a final status of its list may send the request to another origin;
+             * fail_on: one of its list counts against this one (one test for both) */
+            if (__builtin_expect(ex->up->status_watch != 0, 0) && ex_retry_on_status(ex, code))
                 return; /* this connection is gone */
             drop_replay(ex); /* an answer began: the request will not go again */
             forward_head(ex, &resp, (size_t)rc);

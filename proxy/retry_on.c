@@ -71,6 +71,12 @@ int retry_on_parse(const char *text, uint16_t *mask, char *why, size_t size)
     return 0;
 }
 
+uint16_t retry_on_bit(int status)
+{
+    int bit = bit_of(status);
+    return bit >= 0 ? (uint16_t)(1u << bit) : 0;
+}
+
 bool retry_on_listed(uint16_t mask, int status)
 {
     int bit = bit_of(status);

@@ -55,6 +55,11 @@ enum balance_result {
 #define X(id, name) id,
     BALANCE_RESULT_LIST(X)
 #undef X
+    /* An attempt whose origin answered a final status that counts as a failure (fail_on, or a
+     * retry_on status that counts): the result is that status itself, 100-599, so that the
+     * log line and /status name it, and the exchange's one byte-sized flag carries it. */
+    BALANCE_STATUS_MIN = 100,
+    BALANCE_STATUS_MAX = 599,
 };
 
 /* An origin's passive health. */
@@ -182,6 +187,9 @@ bool balancer_origin_down(const struct balancer *b, int origin);
 /* The origin's passive state, its last check's verdict and the attempts in flight on it
  * (tests, /status). */
 enum origin_state balancer_origin_state(const struct balancer *b, int origin);
+/* The status whose count marked origin down last (fail_on, retry_on), 0 when a network failure
+ * did (/status's down_why). */
+int balancer_down_status(const struct balancer *b, int origin);
 enum check_state balancer_check_state(const struct balancer *b, int origin);
 /* The checks in a row that ended as the last one did: N > 0 passed, -N failed, 0 before the
  * first (/status). */

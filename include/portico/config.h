@@ -226,6 +226,10 @@ struct upstream_conf {
     uint64_t retry_budget_min;             /* ... but never below this many (retry_budget.h) */
     uint64_t retry_timeout_ms;             /* no retry starts once the request ran this long;
                                               0: off */
+    uint16_t fail_on;                      /* fail_on.h mask (retry_on.h's layout): final
+                                              statuses that count toward max_fails; 0: none */
+    uint16_t status_watch;                 /* retry_on | fail_on: the one test a response
+                                              head makes (relay.c) */
     struct sticky_conf sticky;             /* `sticky = cookie ...`; off unless set */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */

@@ -61,6 +61,8 @@ struct evbuffer;
     X(M_UPSTREAM_STATUS_RETRIES, "portico_upstream_status_retries_total",                          \
       "Attempts moved to another origin because it answered a status of retry_on (counted in "     \
       "portico_upstream_next_origin_total too)")                                                   \
+    X(M_UPSTREAM_STATUS_FAILURES, "portico_upstream_status_failures_total",                        \
+      "Origin final statuses counted toward max_fails (fail_on, and retry_on's that count)")       \
     X(M_UPSTREAM_BACKUP_ATTEMPTS, "portico_upstream_backup_attempts_total",                        \
       "Attempts sent to a backup origin (no primary would do)")                                   \
     X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \

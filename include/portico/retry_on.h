@@ -34,6 +34,10 @@
  * -1 with the reason in why (e.g. "304 is not an error status: 1xx-3xx are never retried"). */
 int retry_on_parse(const char *text, uint16_t *mask, char *why, size_t size);
 
+/* The bit of status in a mask of this layout (fail_on.h's lists share it), 0 when a list
+ * cannot name it. */
+uint16_t retry_on_bit(int status);
+
 /* Whether status is in mask. */
 bool retry_on_listed(uint16_t mask, int status);
 
