@@ -753,7 +753,7 @@ static int prepare_request(const struct config *cfg, const struct probe_opts *o,
 {
     /* as long as the URL: the configuration's max_request_line is the limit, as for a client */
     ph->buf = evbuffer_new();
-    if (!ph->buf || probe_request_head(&o->rq, u, ph->buf) != 0)
+    if (!ph->buf || probe_request_head(&o->rq, u->authority, u->path, u->path_len, ph->buf) != 0)
         return -1;
     ph->len = evbuffer_get_length(ph->buf);
     ph->head = (const char *)evbuffer_pullup(ph->buf, -1);

@@ -17,7 +17,6 @@
 #include <strings.h>
 
 #include "portico/http1.h"
-#include "portico/probe.h"
 
 #ifndef PORTICO_VERSION
 #define PORTICO_VERSION "0.0.0"
@@ -221,17 +220,17 @@ static bool named(const struct probe_request *rq, const char *name)
     return false;
 }
 
-int probe_request_head(const struct probe_request *rq, const struct probe_url *u,
-                       struct evbuffer *out)
+int probe_request_head(const struct probe_request *rq, const char *authority, const char *path,
+                       size_t path_len, struct evbuffer *out)
 {
     /* the origin-form target: "/" before a URL's path that has none (a query only) */
-    const char *slash = u->path_len && u->path[0] == '/' ? "" : "/";
+    const char *slash = path_len && path[0] == '/' ? "" : "/";
     int bad = evbuffer_add_printf(out, "%s %s%.*s HTTP/1.1\r\n", probe_request_method(rq), slash,
-                                  (int)u->path_len, u->path) < 0;
+                                  (int)path_len, path) < 0;
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (!named(rq, defaults[i].name))
             bad |= evbuffer_add_printf(out, "%s: %s\r\n", defaults[i].name,
-                                       defaults[i].value ? defaults[i].value : u->authority) < 0;
+                                       defaults[i].value ? defaults[i].value : authority) < 0;
     for (unsigned i = 0; i < rq->nfields; i++) {
         const char *value;
         long n = field_split(rq->fields[i], &value);

@@ -11,7 +11,6 @@
 #include <stddef.h>
 
 struct evbuffer;
-struct probe_url;
 
 #define PROBE_FIELDS_MAX 64                   /* -H options at most */
 #define PROBE_DATA_MAX (64u * 1024 * 1024)    /* request body bytes at most (-d, --data-binary) */
@@ -46,11 +45,12 @@ int probe_request_load(struct probe_request *rq, char *why, size_t size);
 /* The method the request goes with. */
 const char *probe_request_method(const struct probe_request *rq);
 
-/* Appends the request head for u to out: the request line, Host, User-Agent, Accept (each
- * unless a -H names it), the -H fields in order, Content-Type and Content-Length for a body,
- * Connection: close. 0, or -1 (out of memory). */
-int probe_request_head(const struct probe_request *rq, const struct probe_url *u,
-                       struct evbuffer *out);
+/* Appends the request head to out: the request line for path (path_len bytes, "/" put before
+ * one that has none: a query only), Host (authority), User-Agent, Accept (each unless a -H
+ * names it), the -H fields in order, Content-Type and Content-Length for a body, Connection:
+ * close. 0, or -1 (out of memory). */
+int probe_request_head(const struct probe_request *rq, const char *authority, const char *path,
+                       size_t path_len, struct evbuffer *out);
 
 /* Frees what probe_request_load read. */
 void probe_request_free(struct probe_request *rq);
