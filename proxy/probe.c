@@ -493,10 +493,14 @@ static void print_text(const struct probe_opts *o, const struct probe_head *ph,
         printf("  %-11s route %s, return %d (Portico answers itself, no upstream), %s profile\n",
                "via", route->name, route->answer->status, profile_name(cfg->profile));
     else
-        printf("  %-11s route %s, upstream %s, origin %s%s%s, %s profile%s\n", "via",
+        printf("  %-11s route %s, upstream %s, origin %s%s%s, %s profile%s", "via",
                route->name, cfg->upstreams[route->upstream].name,
                r->origin[0] ? r->origin : "(none chosen)", r->sticky[0] ? ", sticky " : "",
                r->sticky, profile_name(cfg->profile), r->reused ? ", pooled connection" : "");
+    if (!route->answer && r->attempts > 1) /* a retry (a failure, retry_on): stderr says why */
+        printf(", attempt %u", r->attempts);
+    if (!route->answer)
+        printf("\n");
     if (r->fault[0]) /* a simulated failure is the real one on the wire: only this tells */
         printf("  %-11s %s (a fault rule shaped this exchange)\n", "fault", r->fault);
     int failed = failed_slot(r);

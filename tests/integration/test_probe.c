@@ -947,6 +947,40 @@ static void test_request_refusals(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* A retry_on status sends the probe to the next origin: via names the one that answered and
+ * says it was the second attempt (the text said nothing of the first; only --json's attempts). A
+ * POST is not retried: the 503 is the answer. */
+static void test_retry_on(void **state)
+{
+    (void)state;
+    struct fake_origin *busy = origin_on((struct fake_origin_opts){.kind = FO_OK, .status = 503});
+    struct fake_origin *ok = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    assert_int_equal(harness_write_config(w.h,
+        "[upstream app]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\nretries = 1\n"
+        "retry_on = 503\n[route app]\nupstream = app\n",
+        fake_origin_port(busy), fake_origin_port(ok)), 0);
+    const char *get[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(get, &res), 0);
+    char line[160];
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u, standard profile, attempt 2\n",
+             fake_origin_port(ok));
+    if (!strstr(res.out, line) || !strstr(res.out, "answered: 200 OK") ||
+        !strstr(res.err, "answered 503; retrying on"))
+        fail_msg("retry_on: %s%s", res.out, res.err);
+    tu_cmd_result_free(&res);
+    const char *post[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", "-d", "x",
+                          NULL};
+    assert_int_equal(probe(post, &res), 0);
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u, standard profile\n",
+             fake_origin_port(busy));
+    if (!strstr(res.out, line) || !strstr(res.out, "answered: 503 Service Unavailable"))
+        fail_msg("retry_on, POST: %s%s", res.out, res.err);
+    tu_cmd_result_free(&res);
+    fake_origin_stop(busy);
+    fake_origin_stop(ok);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -970,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_return_route),
         cmocka_unit_test(test_scheme_route),
         cmocka_unit_test(test_request_refusals),
+        cmocka_unit_test(test_retry_on),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }
