@@ -100,6 +100,8 @@ struct probe_ds {
     char gave_up_why[160];
     uint64_t body_bytes;
     char location[512];                /* a redirect's Location, "" for none (cut at 511) */
+    const struct sticky_conf *sticky;  /* the route's upstream's, or NULL (borrowed) */
+    char pin[128];                     /* the sticky cookie Portico set, "NAME=VALUE"; "" */
     struct probe_result res;
 };
 
@@ -125,6 +127,17 @@ static void ds_head(void *arg, const struct resp_head *head, struct body_sink *s
     if (loc >= 0)
         snprintf(p->location, sizeof(p->location), "%.*s", (int)head->fields[loc].value_len,
                  head->fields[loc].value);
+    /* the pin a client would send back: the sticky cookie's NAME=VALUE, its attributes off */
+    for (int i = p->sticky ? h1_find(head->fields, head->nfields, H1_F_SET_COOKIE, 0) : -1;
+         i >= 0; i = h1_find(head->fields, head->nfields, H1_F_SET_COOKIE, (size_t)i + 1)) {
+        const struct h1_field *f = &head->fields[i];
+        size_t n = p->sticky->name_len;
+        if (f->value_len > n && memcmp(f->value, p->sticky->name, n) == 0 && f->value[n] == '=') {
+            const char *semi = memchr(f->value, ';', f->value_len); /* no NUL: bounded */
+            snprintf(p->pin, sizeof(p->pin), "%.*s",
+                     (int)(semi ? (size_t)(semi - f->value) : f->value_len), f->value);
+        }
+    }
     sink->out = p->out;
     sink->chunked = false;
     struct timeval tv = tv_from_ms(PROBE_BODY_MS);
@@ -501,6 +514,9 @@ static void print_text(const struct probe_opts *o, const struct probe_head *ph,
         printf(", attempt %u", r->attempts);
     if (!route->answer)
         printf("\n");
+    if (p->pin[0])
+        printf("  %-11s %s (sticky: -H 'Cookie: %s' pins the next probe)\n", "set-cookie",
+               p->pin, p->pin);
     if (r->fault[0]) /* a simulated failure is the real one on the wire: only this tells */
         printf("  %-11s %s (a fault rule shaped this exchange)\n", "fault", r->fault);
     int failed = failed_slot(r);
@@ -635,6 +651,8 @@ static void print_json(const struct probe_opts *o, const struct probe_head *ph,
     json_string(r->origin[0] ? r->origin : NULL);
     printf(",\"sticky\":");
     json_string(r->sticky[0] ? r->sticky : NULL);
+    printf(",\"sticky_cookie\":");
+    json_string(p->pin[0] ? p->pin : NULL);
     printf(",\"profile\":\"%s\",\"request_id\":", profile_name(cfg->profile));
     json_string(r->request_id);
     printf(",\"phases\":{");
@@ -910,6 +928,8 @@ int probe_main(int argc, char **argv)
     p.base = l.base;
     /* a route that answers itself has no upstream: its answer is made at once */
     p.head_ms = route->answer ? 0 : head_wait_ms(&gen->cfg->upstreams[route->upstream]);
+    if (!route->answer && gen->cfg->upstreams[route->upstream].sticky.on)
+        p.sticky = &gen->cfg->upstreams[route->upstream].sticky;
     if (run_exchange(&l, &u, &ph, &o.rq, &p) != 0 || !p.res.reported)
         goto done;
     end = answered(&p, route) ? PROBE_ANSWERED : PROBE_FAILED;
