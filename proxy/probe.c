@@ -30,6 +30,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/probe_request.h"
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
@@ -80,6 +81,7 @@ struct probe_result {
     char detail[256];
     char request_id[48];
     char fault[FAULT_NAME_MAX];        /* the fault rule that shaped the exchange, "" if none */
+    char sticky[16];                   /* a sticky upstream's "hit", "new", "redispatched"; "" */
     uint16_t interim[PROBE_INTERIM_MAX]; /* the 1xx relayed, as the access log lists them */
     unsigned ninterim;
 };
@@ -97,6 +99,9 @@ struct probe_ds {
     bool gave_up;                      /* ... or stopped waiting for the head (head_ms) */
     char gave_up_why[160];
     uint64_t body_bytes;
+    char location[512];                /* a redirect's Location, "" for none (cut at 511) */
+    const struct sticky_conf *sticky;  /* the route's upstream's, or NULL (borrowed) */
+    char pin[128];                     /* the sticky cookie Portico set, "NAME=VALUE"; "" */
     struct probe_result res;
 };
 
@@ -115,8 +120,24 @@ static void ds_interim(void *arg, const struct resp_head *head)
 static void ds_head(void *arg, const struct resp_head *head, struct body_sink *sink)
 {
     struct probe_ds *p = arg;
-    (void)head;
     p->got_head = true;
+    /* borrowed for the call: copied. A route's return redirect says where it sends the client */
+    int loc = head->status / 100 == 3 ? h1_find_field(head->fields, head->nfields, "location", 0)
+                                      : -1;
+    if (loc >= 0)
+        snprintf(p->location, sizeof(p->location), "%.*s", (int)head->fields[loc].value_len,
+                 head->fields[loc].value);
+    /* the pin a client would send back: the sticky cookie's NAME=VALUE, its attributes off */
+    for (int i = p->sticky ? h1_find(head->fields, head->nfields, H1_F_SET_COOKIE, 0) : -1;
+         i >= 0; i = h1_find(head->fields, head->nfields, H1_F_SET_COOKIE, (size_t)i + 1)) {
+        const struct h1_field *f = &head->fields[i];
+        size_t n = p->sticky->name_len;
+        if (f->value_len > n && memcmp(f->value, p->sticky->name, n) == 0 && f->value[n] == '=') {
+            const char *semi = memchr(f->value, ';', f->value_len); /* no NUL: bounded */
+            snprintf(p->pin, sizeof(p->pin), "%.*s",
+                     (int)(semi ? (size_t)(semi - f->value) : f->value_len), f->value);
+        }
+    }
     sink->out = p->out;
     sink->chunked = false;
     struct timeval tv = tv_from_ms(PROBE_BODY_MS);
@@ -184,6 +205,7 @@ static void ds_report(void *arg, const struct access_record *r)
     copy_str(res->detail, sizeof(res->detail), r->detail);
     copy_str(res->request_id, sizeof(res->request_id), r->request_id);
     copy_str(res->fault, sizeof(res->fault), r->fault);
+    copy_str(res->sticky, sizeof(res->sticky), r->sticky);
     res->ninterim = MIN(r->ninterim, (unsigned)ARRAY_LEN(res->interim));
     for (unsigned i = 0; i < res->ninterim; i++) /* borrowed for the call: copied */
         res->interim[i] = r->interim_codes[i];
@@ -278,28 +300,44 @@ struct probe_opts {
     bool profile_set;
     enum error_profile profile;
     bool json;
+    struct probe_request rq;           /* -X, -H, -d, --data-binary */
+};
+
+/* The probe's request as a client sends it, read as a worker reads one. */
+struct probe_head {
+    struct evbuffer *buf;              /* the head's bytes: req's fields point into them */
+    const char *head;
+    size_t len;
+    struct h1_request req;
+    struct h1_info info;
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: portico probe [-c FILE] URL [--dns-timeout D] [--connect-timeout D]\n"
-            "                     [--tls-timeout D] [--send-timeout D] [--first-byte-timeout D]\n"
-            "                     [--read-timeout D] [--total-timeout D]\n"
+            "usage: portico probe [-c FILE] URL [-X METHOD] [-H 'Name: value']...\n"
+            "                     [-d DATA | --data-binary DATA] [--dns-timeout D]\n"
+            "                     [--connect-timeout D] [--tls-timeout D] [--send-timeout D]\n"
+            "                     [--first-byte-timeout D] [--read-timeout D] [--total-timeout D]\n"
             "                     [--profile standard|cloudflare|proxy] [--json]\n"
-            "Sends one GET for URL the way Portico would (with -c: through FILE's route and\n"
-            "upstream for the URL's host and path; without: straight to the URL's host) and prints\n"
-            "each phase with its duration, the outcome, the failure type and the status of each\n"
-            "error profile. Exit status: 0 the origin answered, 1 upstream failure, 2 bad usage.\n");
+            "Sends one request for URL the way Portico would (with -c: through FILE's route and\n"
+            "upstream for the request's host, path, method and fields; without: straight to the\n"
+            "URL's host) and prints each phase with its duration, the outcome, the failure type\n"
+            "and the status of each error profile. As in curl: -X (--request) sets the method,\n"
+            "-H (--header) adds a field or replaces the probe's own (Host, User-Agent, Accept;\n"
+            "'Name:' drops it, 'Name;' sends it empty), -d (--data) and --data-binary send a body\n"
+            "(@FILE reads FILE, @- standard input; -d drops its CR and LF) with POST unless -X\n"
+            "says otherwise. Exit status: 0 the origin (or a route's return) answered, 1 upstream\n"
+            "failure, 2 bad usage.\n");
 }
 
-enum { OPT_PROFILE = 256, OPT_JSON, OPT_HELP, OPT_TIMER }; /* OPT_TIMER + timer_kind */
+enum { OPT_PROFILE = 256, OPT_JSON, OPT_HELP, OPT_DATA_BINARY, OPT_TIMER }; /* + timer_kind */
 
 /* Parses argv into o. 0, 1 (--help printed), or 2 with a message on stderr. */
 static int parse_args(int argc, char **argv, struct probe_opts *o)
 {
     static char names[TIMER_COUNT][32];
-    struct option longopts[TIMER_COUNT + 5];
+    struct option longopts[TIMER_COUNT + 9];
     int n = 0;
     for (int t = 0; t < TIMER_COUNT; t++) { /* --connect-timeout for connect_timeout ... */
         if (t == TIMER_QUEUE) /* one exchange alone never waits for a slot (max_conns) */
@@ -314,15 +352,32 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
     longopts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
     longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
     longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+    longopts[n++] = (struct option){"request", required_argument, NULL, 'X'};
+    longopts[n++] = (struct option){"header", required_argument, NULL, 'H'};
+    longopts[n++] = (struct option){"data", required_argument, NULL, 'd'};
+    longopts[n++] = (struct option){"data-binary", required_argument, NULL, OPT_DATA_BINARY};
     longopts[n] = (struct option){NULL, 0, NULL, 0};
 
     memset(o, 0, sizeof(*o));
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:hX:H:d:", longopts, NULL)) != -1) {
+        const char *why = NULL;
         if (opt == 'c') {
             o->config = optarg;
+        } else if (opt == 'X' || opt == 'H' || opt == 'd' || opt == OPT_DATA_BINARY) {
+            int bad = opt == 'X'   ? probe_request_set_method(&o->rq, optarg, &why)
+                      : opt == 'H' ? probe_request_add_field(&o->rq, optarg, &why)
+                                   : probe_request_set_data(&o->rq, optarg,
+                                                            opt == OPT_DATA_BINARY, &why);
+            if (bad) {
+                /* one line: the argument up to a CR or LF it holds */
+                fprintf(stderr, "portico probe: %s '%.*s': %s\n",
+                        opt == OPT_DATA_BINARY ? "--data-binary" : opt == 'X' ? "-X"
+                        : opt == 'H' ? "-H" : "-d", (int)strcspn(optarg, "\r\n"), optarg, why);
+                return 2;
+            }
         } else if (opt == OPT_JSON) {
             o->json = true;
         } else if (opt == OPT_HELP || opt == 'h') {
@@ -414,15 +469,54 @@ static bool own_answer(const struct probe_ds *p)
     return p->got_head && p->res.failure == FAIL_NONE && !p->res.upstream_status;
 }
 
-static void print_text(const struct probe_opts *o, const struct route_conf *route,
-                       const struct config *cfg, const struct probe_ds *p, enum probe_end end)
+/* A route's return answered: Portico's own answer is the one FILE gives that route. */
+static bool route_answered(const struct probe_ds *p, const struct route_conf *route)
+{
+    return route->answer && own_answer(p) && p->res.status == route->answer->status;
+}
+
+/* How the probe ends: the origin's head came whole (not cut after it), or the route's return. */
+static bool answered(const struct probe_ds *p, const struct route_conf *route)
+{
+    return (p->res.upstream_status && !p->res.aborted) || route_answered(p, route);
+}
+
+/* The request line of the report: the method, the names of the fields sent (values may be
+ * credentials: not printed), the body's size. */
+static void print_request(const struct probe_head *ph, size_t body_len)
+{
+    printf("  %-11s %.*s with", "request", (int)ph->req.method_len, ph->req.method);
+    for (size_t i = 0; i < ph->req.nfields; i++)
+        printf("%s %.*s", i ? "," : "", (int)ph->req.fields[i].name_len,
+               ph->req.fields[i].name);
+    if (h1_info_has_body(&ph->info))
+        printf("; a body of %zu byte%s\n", body_len, body_len == 1 ? "" : "s");
+    else
+        printf("; no body\n");
+}
+
+static void print_text(const struct probe_opts *o, const struct probe_head *ph,
+                       const struct route_conf *route, const struct config *cfg,
+                       const struct probe_ds *p, enum probe_end end)
 {
     const struct probe_result *r = &p->res;
-    const struct upstream_conf *up = &cfg->upstreams[route->upstream];
     printf("portico probe %s\n", o->url);
-    printf("  %-11s route %s, upstream %s, origin %s, %s profile%s\n", "via", route->name,
-           up->name, r->origin[0] ? r->origin : "(none chosen)", profile_name(cfg->profile),
-           r->reused ? ", pooled connection" : "");
+    print_request(ph, o->rq.body_len);
+    if (route->answer)
+        printf("  %-11s route %s, return %d (Portico answers itself, no upstream), %s profile\n",
+               "via", route->name, route->answer->status, profile_name(cfg->profile));
+    else
+        printf("  %-11s route %s, upstream %s, origin %s%s%s, %s profile%s", "via",
+               route->name, cfg->upstreams[route->upstream].name,
+               r->origin[0] ? r->origin : "(none chosen)", r->sticky[0] ? ", sticky " : "",
+               r->sticky, profile_name(cfg->profile), r->reused ? ", pooled connection" : "");
+    if (!route->answer && r->attempts > 1) /* a retry (a failure, retry_on): stderr says why */
+        printf(", attempt %u", r->attempts);
+    if (!route->answer)
+        printf("\n");
+    if (p->pin[0])
+        printf("  %-11s %s (sticky: -H 'Cookie: %s' pins the next probe)\n", "set-cookie",
+               p->pin, p->pin);
     if (r->fault[0]) /* a simulated failure is the real one on the wire: only this tells */
         printf("  %-11s %s (a fault rule shaped this exchange)\n", "fault", r->fault);
     int failed = failed_slot(r);
@@ -450,6 +544,14 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
         for (unsigned i = 0; i < r->ninterim; i++)
             printf(" %d", r->interim[i]);
         printf("\n");
+    }
+    if (route_answered(p, route)) {
+        printf("  %-11s answered: Portico's own answer: %d %s, %llu body bytes (route %s's "
+               "return, no origin)\n", "outcome", r->status, status_phrase(r->status),
+               (unsigned long long)r->bytes_out, route->name);
+        if (p->location[0])
+            printf("  %-11s %s\n", "location", p->location);
+        return;
     }
     if (end == PROBE_ANSWERED) {
         printf("  %-11s answered: %d %s, %llu body bytes%s\n", "outcome", r->upstream_status,
@@ -513,18 +615,44 @@ static void json_ms(uint64_t us)
     fwrite(buf, 1, b.len, stdout);
 }
 
-static void print_json(const struct probe_opts *o, const struct route_conf *route,
-                       const struct config *cfg, const struct probe_ds *p, enum probe_end end)
+/* n bytes of s as a JSON string. */
+static void json_span(const char *s, size_t n)
+{
+    char *c = strndup(s, n);
+    json_string(c);
+    free(c);
+}
+
+static void print_json(const struct probe_opts *o, const struct probe_head *ph,
+                       const struct route_conf *route, const struct config *cfg,
+                       const struct probe_ds *p, enum probe_end end)
 {
     const struct probe_result *r = &p->res;
     printf("{\"url\":");
     json_string(o->url);
+    printf(",\"method\":");
+    json_span(ph->req.method, ph->req.method_len);
+    printf(",\"fields\":[");
+    for (size_t i = 0; i < ph->req.nfields; i++) {
+        printf("%s", i ? "," : "");
+        json_span(ph->req.fields[i].name, ph->req.fields[i].name_len);
+    }
+    printf("],\"request_body_bytes\":%zu", h1_info_has_body(&ph->info) ? o->rq.body_len : 0);
     printf(",\"route\":");
     json_string(route->name);
+    printf(",\"return\":");
+    if (route->answer)
+        printf("%d", route->answer->status);
+    else
+        printf("null");
     printf(",\"upstream\":");
-    json_string(cfg->upstreams[route->upstream].name);
+    json_string(route->answer ? NULL : cfg->upstreams[route->upstream].name);
     printf(",\"origin\":");
     json_string(r->origin[0] ? r->origin : NULL);
+    printf(",\"sticky\":");
+    json_string(r->sticky[0] ? r->sticky : NULL);
+    printf(",\"sticky_cookie\":");
+    json_string(p->pin[0] ? p->pin : NULL);
     printf(",\"profile\":\"%s\",\"request_id\":", profile_name(cfg->profile));
     json_string(r->request_id);
     printf(",\"phases\":{");
@@ -556,6 +684,8 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
     json_string(r->detail[0] ? r->detail : NULL);
     printf(",\"fault\":");
     json_string(r->fault[0] ? r->fault : NULL);
+    printf(",\"location\":");
+    json_string(p->location[0] ? p->location : NULL);
     printf(",\"statuses\":");
     if (r->failure == FAIL_NONE) {
         printf("null");
@@ -637,58 +767,54 @@ static void loop_down(struct loop *l)
     exchange_spare_free(l);
 }
 
-/* "/" when the URL's path does not start with one (none, or a query only). */
-static const char *path_slash(const struct probe_url *u)
+/* Writes o's request for u and reads it as a worker does before routing: the parser, the
+ * fields' meaning (Host, framing, Expect), the target's checks (dot segments), max_body_size.
+ * 0, -1 (out of memory), or -2 when Portico would refuse it itself (said on stderr): bad usage. */
+static int prepare_request(const struct config *cfg, const struct probe_opts *o,
+                           const struct probe_url *u, struct probe_head *ph)
 {
-    return u->path_len && u->path[0] == '/' ? "" : "/";
-}
-
-/* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
- * would refuse the request itself (a path over the configuration's limits, dot segments): bad
- * usage. */
-static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
-{
-    static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
     /* as long as the URL: the configuration's max_request_line is the limit, as for a client */
-    struct evbuffer *buf = evbuffer_new();
-    if (!buf || evbuffer_add_printf(buf, "GET %s%.*s HTTP/1.1\r\nHost: %s\r\n"
-                                         "User-Agent: portico-probe/%s\r\n"
-                                         "Accept: */*\r\nConnection: close\r\n\r\n",
-                                    path_slash(u), (int)u->path_len, u->path, u->authority,
-                                    PORTICO_VERSION) < 0) {
-        if (buf)
-            evbuffer_free(buf);
+    ph->buf = evbuffer_new();
+    if (!ph->buf || probe_request_head(&o->rq, u->authority, u->path, u->path_len, ph->buf) != 0)
         return -1;
-    }
-    size_t n = evbuffer_get_length(buf);
-    const char *head = (const char *)evbuffer_pullup(buf, -1);
-    struct h1_request req;
-    struct h1_error err;
-    struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
-    /* What a client's request meets before routing: the parser, then the target's own checks
-     * (dot segments, however spelled), which the exchange would answer with its refusal. */
+    ph->len = evbuffer_get_length(ph->buf);
+    ph->head = (const char *)evbuffer_pullup(ph->buf, -1);
+    if (!ph->head)
+        return -1;
+    struct h1_error err = {0};
+    struct h1_limits lim = {cfg->max_request_line, cfg->max_header_size};
     struct req_target target;
     const char *why = NULL;
     int refused = 0;
-    if (!head) {
-        evbuffer_free(buf);
-        return -1;
-    }
-    if (h1_parse_request(head, n, &lim, &req, &err) != (int)n) {
+    if (h1_parse_request(ph->head, ph->len, &lim, &ph->req, &err) != (int)ph->len) {
+        refused = err.status ? err.status : HTTP_BAD_REQUEST;
+        why = err.reason ? err.reason : "the head does not parse";
+    } else if (h1_request_info(&ph->req, &ph->info, &err) != 0) {
         refused = err.status;
         why = err.reason;
-    } else {
-        refused = request_target(&req, &target, &why);
+    } else if (!(refused = request_target(&ph->req, &target, &why))) {
+        refused = request_refusal(&ph->req, &ph->info, cfg->max_body_size, &why);
     }
     if (refused) {
         fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n", refused,
                 status_phrase(refused), why);
-        evbuffer_free(buf);
         return -2;
     }
+    return 0;
+}
+
+/* Runs the exchange for ph (and o's body) through l; fills p. 0, or -1 (out of memory). */
+static int run_exchange(struct loop *l, const struct probe_url *u, const struct probe_head *ph,
+                        const struct probe_request *rq, struct probe_ds *p)
+{
+    /* a client of this host, over the URL's scheme: a route's `scheme`, $scheme and
+     * X-Forwarded-Proto read it as the exchange's own matching does */
+    static struct peer peer;
+    peer = (struct peer){.conn_id = 1, .ip = "127.0.0.1", .tls = u->tls};
+    if (rq->body_len && evbuffer_add(p->in, rq->body, rq->body_len) != 0)
+        return -1;
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
-    struct exchange *ex = exchange_start(l, &ds, head, n, &req, now_us());
-    evbuffer_free(buf); /* the exchange has its copy of the head */
+    struct exchange *ex = exchange_start(l, &ds, ph->head, ph->len, &ph->req, now_us());
     if (!ex)
         return -1;
     if (p->head_ms) {
@@ -714,6 +840,23 @@ static void probe_libevent_log(int severity, const char *msg)
         fprintf(stderr, "portico probe: libevent: %s\n", msg);
 }
 
+/* The route a worker picks for ph: by the scheme, the Host field (a -H Host's, as curl sends
+ * it), the path without its query, the method and the fields (conditions). */
+static const struct route_conf *probe_route(const struct config *cfg, const struct probe_url *u,
+                                            const struct probe_head *ph)
+{
+    /* routes match the path without its query (u.path runs on to the URL's '#', if any); a
+     * URL with none has "/" */
+    size_t path_len = strcspn(u->path, "?#");
+    const char *path = path_len ? u->path : "/";
+    const struct h1_field *host = ph->info.host;
+    const struct route_request rq = {ph->req.method_id, ph->req.method, ph->req.method_len,
+                                     ph->req.fields, ph->req.nfields};
+    return route_match(cfg, route_scheme_of(u->tls), host ? host->value : u->authority,
+                       host ? host->value_len : strlen(u->authority), path,
+                       path_len ? path_len : 1, &rq);
+}
+
 int probe_main(int argc, char **argv)
 {
     struct probe_opts o;
@@ -726,35 +869,38 @@ int probe_main(int argc, char **argv)
         fprintf(stderr, "portico probe: %s: %s\n", o.url, why);
         return 2;
     }
+    char load_why[400];
+    if (probe_request_load(&o.rq, load_why, sizeof(load_why)) != 0) {
+        fprintf(stderr, "portico probe: %s\n", load_why);
+        probe_request_free(&o.rq);
+        return 2;
+    }
     if (evthread_use_pthreads() != 0) {
         fprintf(stderr, "portico probe: libevent without thread support\n");
+        probe_request_free(&o.rq);
         return 1;
     }
     event_set_log_callback(probe_libevent_log);
     struct config *cfg = o.config ? cfg_load(o.config, stderr, NULL) : synthetic_config(&u);
+    struct probe_head ph = {0};
+    const struct route_conf *route = NULL;
+    rc = 2;
     if (!cfg)
-        return 2;
+        goto early;
     /* as `portico -t` says them: an expired client_cert is what a refused handshake may be */
     cfg_print_warnings(cfg, stderr);
-    /* routes match the path without its query (u.path runs on to the URL's '#', if any); a
-     * URL with none has "/" */
-    size_t path_len = strcspn(u.path, "?#");
-    const char *path = path_len ? u.path : "/";
-    /* the probe's request: a GET with no field a route's conditions could read */
-    static const struct route_request probe_request = {METHOD_GET, "GET", 3, NULL, 0};
-    const struct route_conf *route =
-        route_match(cfg, route_scheme_of(u.tls), u.authority, strlen(u.authority), path,
-                    path_len ? path_len : 1, &probe_request);
-    if (!route) {
-        fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
-        cfg_free(cfg);
-        return 2;
+    int prepared = prepare_request(cfg, &o, &u, &ph);
+    if (prepared != 0) {
+        if (prepared == -1)
+            fprintf(stderr, "portico probe: out of memory\n");
+        rc = prepared == -1 ? 1 : 2;
+        goto early;
     }
-    if (route->answer) { /* no origin to probe: the route answers itself */
-        fprintf(stderr, "portico probe: route %s of %s answers %s itself (return = %d): no "
-                "origin to probe\n", route->name, o.config, o.url, route->answer->status);
-        cfg_free(cfg);
-        return 2;
+    route = probe_route(cfg, &u, &ph);
+    if (!route) {
+        fprintf(stderr, "portico probe: no route of %s matches %s %s\n", o.config,
+                probe_request_method(&o.rq), o.url);
+        goto early;
     }
     for (int i = 0; i < cfg->nupstreams; i++)
         for (int t = 0; t < TIMER_COUNT; t++)
@@ -762,36 +908,35 @@ int probe_main(int argc, char **argv)
                 cfg->upstreams[i].timers_ms[t] = o.timers_ms[t];
     if (o.profile_set)
         cfg->profile = o.profile;
-    if (sim_resolve(cfg) != 0) {
-        cfg_free(cfg);
-        return 1;
-    }
+    rc = 1;
+    if (sim_resolve(cfg) != 0)
+        goto early;
     struct generation *gen = generation_new(cfg, 1);
+    cfg = NULL; /* the generation's now, or freed with it */
     if (!gen) {
         sim_stop();
-        return 1;
+        goto early;
     }
     struct loop l;
     struct probe_ds p = {0};
     enum probe_end end = PROBE_FAILED;
-    rc = 1;
     if (loop_up(&l, gen) != 0 || !(p.out = evbuffer_new()) || !(p.in = evbuffer_new()) ||
         !(p.body_timer = evtimer_new(l.base, body_timer_cb, &p))) {
         fprintf(stderr, "portico probe: cannot set up the event loop\n");
         goto done;
     }
     p.base = l.base;
-    p.head_ms = head_wait_ms(&cfg->upstreams[route->upstream]);
-    int ran = run_exchange(&l, &u, &p);
-    if (ran == -2)
-        rc = 2;
-    if (ran != 0 || !p.res.reported)
+    /* a route that answers itself has no upstream: its answer is made at once */
+    p.head_ms = route->answer ? 0 : head_wait_ms(&gen->cfg->upstreams[route->upstream]);
+    if (!route->answer && gen->cfg->upstreams[route->upstream].sticky.on)
+        p.sticky = &gen->cfg->upstreams[route->upstream].sticky;
+    if (run_exchange(&l, &u, &ph, &o.rq, &p) != 0 || !p.res.reported)
         goto done;
-    end = p.res.upstream_status && !p.res.aborted ? PROBE_ANSWERED : PROBE_FAILED;
+    end = answered(&p, route) ? PROBE_ANSWERED : PROBE_FAILED;
     if (o.json)
-        print_json(&o, route, cfg, &p, end);
+        print_json(&o, &ph, route, gen->cfg, &p, end);
     else
-        print_text(&o, route, cfg, &p, end);
+        print_text(&o, &ph, route, gen->cfg, &p, end);
     rc = end == PROBE_ANSWERED ? 0 : 1;
 done:
     if (p.body_timer)
@@ -805,5 +950,11 @@ done:
     sim_stop();
     metrics_free_all();
     recent_free_all();
+early:
+    if (cfg)
+        cfg_free(cfg);
+    if (ph.buf)
+        evbuffer_free(ph.buf);
+    probe_request_free(&o.rq);
     return rc;
 }

@@ -1,11 +1,13 @@
 /*
  * probe.h — `portico probe`: one request the way Portico would send it, with its timeline.
  *
- *   portico probe [-c FILE] URL [--connect-timeout 1s ...] [--profile NAME] [--json]
+ *   portico probe [-c FILE] URL [-X METHOD] [-H 'Name: value']... [-d DATA | --data-binary DATA]
+ *                 [--connect-timeout 1s ...] [--profile NAME] [--json]
  *
- * The request goes through the real request path: a configuration generation (FILE's, or one
- * made from the URL), a loop with its resolver and pools, and an exchange whose owner is a small
- * downstream that records what the exchange reports. The timeline shows each phase with its
+ * The request (curl's options: probe_request.h) goes through the real request path: a
+ * configuration generation (FILE's, or one made from the URL), a loop with its resolver and
+ * pools, and an exchange whose owner is a small downstream that records what the exchange
+ * reports. The timeline shows each phase with its
  * duration, the outcome, the failure type and the status each error profile would give.
  */
 #ifndef PORTICO_PROBE_H

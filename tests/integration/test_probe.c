@@ -567,6 +567,423 @@ static void test_interim_all(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* ---- the request the user means: -X, -H, -d, --data-binary ---- */
+
+/* A fake origin on a port of the test range (PORTICO_TEST_PORTS). */
+static struct fake_origin *origin_on(struct fake_origin_opts opts)
+{
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    opts.port = port;
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    return o;
+}
+
+/* Runs args (NULL-ended) and returns the JSON it printed; fails unless it exits want. */
+static struct tj *probe_json(const char *const *args, int want, struct tu_cmd_result *res)
+{
+    int rc = probe(args, res);
+    const char *url = args[1];
+    for (size_t i = 1; args[i]; i++) /* named by its URL */
+        if (strncmp(args[i], "http", 4) == 0)
+            url = args[i];
+    if (rc != want)
+        fail_msg("%s: exit %d, expected %d: %s%s", url, rc, want, res->out, res->err);
+    return parse_json(res);
+}
+
+/* Whether the JSON array at key holds the string want. */
+static bool json_list_has(const struct tj *j, const char *key, const char *want)
+{
+    const struct tj *a = tj_get(j, key);
+    for (size_t i = 0; a && a->type == TJ_ARRAY && i < a->n; i++)
+        if (a->items[i]->type == TJ_STRING && strcmp(a->items[i]->string, want) == 0)
+            return true;
+    return false;
+}
+
+/* A route chosen by a header condition is reached with -H and missed without it: the probe
+ * sent a GET with no field of the user's, so a canary route could not be probed at all. */
+static void test_header_route(void **state)
+{
+    (void)state;
+    struct fake_origin *a = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    struct fake_origin *b = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    assert_int_equal(harness_write_config(w.h,
+        "[upstream stable]\norigin = 127.0.0.1:%u\n[upstream canary]\norigin = 127.0.0.1:%u\n"
+        "[route canary]\nheader = X-Canary: 1\nupstream = canary\n"
+        "[route stable]\nupstream = stable\n", fake_origin_port(a), fake_origin_port(b)), 0);
+    struct tu_cmd_result res = {0};
+    const char *plain[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", "--json",
+                           NULL};
+    struct tj *j = probe_json(plain, 0, &res);
+    assert_string_equal(tj_str(j, "route"), "stable");
+    assert_string_equal(tj_str(j, "method"), "GET");
+    assert_false(json_list_has(j, "fields", "X-Canary"));
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    const char *canary[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", "--json",
+                            "-H", "X-Canary: 1", NULL};
+    j = probe_json(canary, 0, &res);
+    assert_string_equal(tj_str(j, "route"), "canary");
+    assert_string_equal(tj_str(j, "upstream"), "canary");
+    assert_true(json_list_has(j, "fields", "X-Canary"));
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    /* the field reached the canary's origin; the stable one had only the plain probe */
+    assert_int_equal(fake_origin_wait_requests(b, 1, 2000), 0);
+    char *v = fake_origin_request_header(b, 0, "X-Canary");
+    assert_non_null(v);
+    assert_string_equal(v, "1");
+    free(v);
+    assert_int_equal(fake_origin_requests(a), 1);
+    /* the text says the method and the fields sent */
+    const char *text[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", "-H",
+                          "X-Canary: 1", NULL};
+    assert_int_equal(probe(text, &res), 0);
+    if (!strstr(res.out, "  request     GET with Host, User-Agent, Accept, X-Canary, Connection; "
+                         "no body\n") || !strstr(res.out, "via         route canary, upstream "
+                                                          "canary"))
+        fail_msg("-H X-Canary: %s", res.out);
+    tu_cmd_result_free(&res);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
+/* The body arrives at the origin byte for byte: a binary file with NULs, CR and LF through
+ * --data-binary @FILE (with -X POST), -d DATA implying POST, -d @FILE without its CR and LF as
+ * curl sends it, Content-Type curl's unless a -H gives one. */
+static void test_body(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_on((struct fake_origin_opts){.kind = FO_ECHO});
+    static const char bin[] = "a\0b\r\n\0\xff\x80 end\n";
+    char path[512];
+    snprintf(path, sizeof(path), "%s/body.bin", harness_dir(w.h));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bin, 1, sizeof(bin) - 1, f), sizeof(bin) - 1);
+    fclose(f);
+    char url[128], at[600];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/upload", fake_origin_port(o));
+    snprintf(at, sizeof(at), "@%s", path);
+    struct tu_cmd_result res = {0};
+    double v;
+    const char *binary[] = {"probe", url, "--json", "-X", "POST", "--data-binary", at, NULL};
+    struct tj *j = probe_json(binary, 0, &res);
+    assert_string_equal(tj_str(j, "method"), "POST");
+    assert_int_equal(tj_num(j, "request_body_bytes", &v), 0);
+    assert_int_equal((int)v, (int)sizeof(bin) - 1);
+    assert_int_equal(tj_num(j, "body_bytes", &v), 0); /* FO_ECHO sends it back */
+    assert_int_equal((int)v, (int)sizeof(bin) - 1);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    size_t len = 0;
+    char *got = fake_origin_request_body(o, 0, &len);
+    assert_non_null(got);
+    assert_int_equal(len, sizeof(bin) - 1);
+    assert_memory_equal(got, bin, len);
+    free(got);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    if (strncmp(head, "POST /upload HTTP/1.1\r\n", 23) != 0 ||
+        !strstr(head, "Content-Type: application/x-www-form-urlencoded\r\n"))
+        fail_msg("--data-binary: %s", head);
+    free(head);
+
+    const char *data[] = {"probe", url, "-d", "k=v&x=1", "-H", "Content-Type: text/plain",
+                          NULL};
+    assert_int_equal(probe(data, &res), 0);
+    if (!strstr(res.out, "  request     POST with Host, User-Agent, Accept, Content-Type, "
+                         "Content-Length, Connection; a body of 7 bytes\n"))
+        fail_msg("-d: %s", res.out);
+    tu_cmd_result_free(&res);
+    got = fake_origin_request_body(o, 1, &len);
+    head = fake_origin_request_head(o, 1);
+    assert_non_null(got);
+    assert_non_null(head);
+    assert_int_equal(len, 7);
+    assert_memory_equal(got, "k=v&x=1", 7);
+    if (strncmp(head, "POST /upload ", 13) != 0 || !strstr(head, "Content-Type: text/plain\r\n") ||
+        strstr(head, "x-www-form-urlencoded"))
+        fail_msg("-d with a Content-Type: %s", head);
+    free(got);
+    free(head);
+
+    const char *strip[] = {"probe", url, "-X", "PUT", "-d", at, NULL};
+    assert_int_equal(probe(strip, &res), 0);
+    tu_cmd_result_free(&res);
+    got = fake_origin_request_body(o, 2, &len);
+    head = fake_origin_request_head(o, 2);
+    assert_non_null(got);
+    assert_int_equal(len, sizeof(bin) - 1 - 3); /* its CR, LF and the last LF dropped */
+    assert_memory_equal(got, "a\0b\0\xff\x80 end", len);
+    assert_int_equal(strncmp(head, "PUT /upload ", 12), 0);
+    free(got);
+    free(head);
+    fake_origin_stop(o);
+}
+
+/* -X HEAD: the origin is asked HEAD and its Content-Length frames nothing, so the probe reads no
+ * body and ends at once (waiting for 9 bytes that never come would be a read_timeout). */
+static void test_head(void **state)
+{
+    (void)state;
+    static const struct fo_step head_only[] = {
+        FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"), FO_HOLD(), FO_END()};
+    struct fake_origin *o =
+        origin_on((struct fake_origin_opts){.kind = FO_SCRIPT, .script = head_only});
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/h", fake_origin_port(o));
+    const char *args[] = {"probe", url, "--json", "-X", "HEAD", "--read-timeout", "5s", NULL};
+    struct tu_cmd_result res = {0};
+    struct tj *j = probe_json(args, 0, &res);
+    double v;
+    assert_string_equal(tj_str(j, "method"), "HEAD");
+    assert_string_equal(tj_str(j, "outcome"), "answered");
+    assert_int_equal(tj_num(j, "body_bytes", &v), 0);
+    assert_int_equal((int)v, 0);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    assert_int_equal(strncmp(head, "HEAD /h HTTP/1.1\r\n", 18), 0);
+    free(head);
+    fake_origin_stop(o);
+}
+
+/* A route chosen by a cookie, and a sticky upstream's pin: the cookie's origin takes the probe
+ * (via names it, "sticky hit"), every time, whatever round robin would say; none is "new". */
+static void test_cookie_sticky(void **state)
+{
+    (void)state;
+    struct fake_origin *a = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    struct fake_origin *b = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    assert_int_equal(harness_write_config(w.h,
+        "[upstream pair]\norigin = 127.0.0.1:%u cookie=one\norigin = 127.0.0.1:%u cookie=two\n"
+        "sticky = cookie SRV\n[upstream beta]\norigin = 127.0.0.1:%u\n"
+        "[route beta]\ncookie = beta=1\nupstream = beta\n[route pair]\nupstream = pair\n",
+        fake_origin_port(a), fake_origin_port(b), fake_origin_port(a)), 0);
+    struct tu_cmd_result res = {0};
+    const char *beta[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", "--json",
+                          "-H", "Cookie: theme=dark; beta=1", NULL};
+    struct tj *j = probe_json(beta, 0, &res);
+    assert_string_equal(tj_str(j, "route"), "beta");
+    assert_true(tj_is_null(j, "sticky"));
+    tj_free(j);
+    tu_cmd_result_free(&res);
+
+    char want[64];
+    snprintf(want, sizeof(want), "127.0.0.1:%u", fake_origin_port(b));
+    for (int i = 0; i < 3; i++) {
+        const char *pinned[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/",
+                                "--json", "-H", "Cookie: SRV=two", NULL};
+        j = probe_json(pinned, 0, &res);
+        assert_string_equal(tj_str(j, "route"), "pair");
+        assert_string_equal(tj_str(j, "origin"), want);
+        assert_string_equal(tj_str(j, "sticky"), "hit");
+        tj_free(j);
+        tu_cmd_result_free(&res);
+    }
+    const char *text[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", "-H",
+                          "Cookie: SRV=two", NULL};
+    assert_int_equal(probe(text, &res), 0);
+    char line[160];
+    snprintf(line, sizeof(line), "  via         route pair, upstream pair, origin %s, sticky hit, "
+                                 "standard profile\n", want);
+    if (!strstr(res.out, line))
+        fail_msg("sticky: %s", res.out);
+    tu_cmd_result_free(&res);
+    const char *none[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", "--json",
+                          NULL};
+    j = probe_json(none, 0, &res);
+    assert_string_equal(tj_str(j, "sticky"), "new");
+    /* the cookie Portico set names the origin that answered: the pin for the next probe */
+    bool on_b = strcmp(tj_str(j, "origin"), want) == 0;
+    assert_string_equal(tj_str(j, "sticky_cookie"), on_b ? "SRV=two" : "SRV=one");
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    assert_int_equal(fake_origin_requests(b), on_b ? 5 : 4);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
+/* A Portico-Fault header rehearses a fault when FILE's header_control allows it, and is only
+ * removed when it does not: the probe acts as a client of this host, as the proxy would. */
+static void test_fault_header(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    static const char *const control[] = {"on", "off"};
+    for (size_t i = 0; i < ARRAY_SIZE(control); i++) {
+        assert_int_equal(harness_write_config(w.h, "[faults]\nheader_control = %s\n"
+                                                   "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                                   "[route r]\nupstream = u\n",
+                                              control[i], fake_origin_port(o)), 0);
+        const char *args[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x",
+                              "-H", "Portico-Fault: status=503", NULL};
+        struct tu_cmd_result res = {0};
+        int rc = probe(args, &res);
+        bool on = i == 0;
+        if (rc != (on ? 1 : 0) ||
+            !strstr(res.out, on ? "failed: Portico's own answer: 503 Service Unavailable"
+                                : "answered: 200 OK"))
+            fail_msg("header_control = %s: exit %d: %s%s", control[i], rc, res.out, res.err);
+        tu_cmd_result_free(&res);
+    }
+    assert_int_equal(fake_origin_requests(o), 1); /* only with header_control off */
+    char *v = fake_origin_request_header(o, 0, "Portico-Fault");
+    assert_null(v); /* removed before the origin, honoured or not */
+    fake_origin_stop(o);
+}
+
+/* A route that answers itself (return) is probed: Portico's own answer, the redirect's Location
+ * and exit 0 (it was refused, exit 2: "no origin to probe"). */
+static void test_return_route(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h, "[route old]\nprefix = /old\n"
+                                               "return = 301 https://$host/new$request_uri\n"), 0);
+    const char *text[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/old?q=1", NULL};
+    struct tu_cmd_result res = {0};
+    int rc = probe(text, &res);
+    if (rc != 0 ||
+        !strstr(res.out, "  via         route old, return 301 (Portico answers itself, no "
+                         "upstream), standard profile\n") ||
+        !strstr(res.out, "  outcome     answered: Portico's own answer: 301 Moved Permanently, 0 "
+                         "body bytes (route old's return, no origin)\n") ||
+        !strstr(res.out, "  location    https://a.test/new/old?q=1\n"))
+        fail_msg("return: exit %d: %s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+    const char *json[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/old", "--json",
+                          NULL};
+    struct tj *j = probe_json(json, 0, &res);
+    double v;
+    assert_int_equal(tj_num(j, "return", &v), 0);
+    assert_int_equal((int)v, 301);
+    assert_true(tj_is_null(j, "upstream"));
+    assert_string_equal(tj_str(j, "location"), "https://a.test/new/old");
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
+/* An https:// URL is a request over TLS for the routes, as the report's route said: the probe's
+ * exchange matched it as http, so `scheme = https` named the route and the http route's origin
+ * answered. */
+static void test_scheme_route(void **state)
+{
+    (void)state;
+    struct fake_origin *a = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    struct fake_origin *b = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    assert_int_equal(harness_write_config(w.h,
+        "[upstream sec]\norigin = 127.0.0.1:%u\n[upstream plain]\norigin = 127.0.0.1:%u\n"
+        "[route sec]\nscheme = https\nupstream = sec\n"
+        "[route plain]\nscheme = http\nupstream = plain\n",
+        fake_origin_port(a), fake_origin_port(b)), 0);
+    const char *args[] = {"probe", "-c", harness_config_path(w.h), "https://a.test/", "--json",
+                          NULL};
+    struct tu_cmd_result res = {0};
+    struct tj *j = probe_json(args, 0, &res);
+    char want[64];
+    snprintf(want, sizeof(want), "127.0.0.1:%u", fake_origin_port(a));
+    assert_string_equal(tj_str(j, "route"), "sec");
+    assert_string_equal(tj_str(j, "origin"), want);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    char *proto = fake_origin_request_header(a, 0, "X-Forwarded-Proto");
+    assert_non_null(proto);
+    assert_string_equal(proto, "https");
+    free(proto);
+    assert_int_equal(fake_origin_requests(b), 0);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
+/* Requests Portico would refuse from a client, and options that make none: exit 2, one line. */
+static void test_request_refusals(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h, "[proxy]\nmax_body_size = 4\n"
+                                               "[upstream a]\norigin = 127.0.0.1:1\n"
+                                               "[route a]\nupstream = a\n"), 0);
+    const char *cfg = harness_config_path(w.h);
+    static const struct {
+        const char *why;
+        const char *opt, *val;
+        const char *err;          /* part of stderr */
+    } refusals[] = {
+        {"CONNECT, refused by Portico", "-X", "CONNECT", "-X 'CONNECT': Portico refuses CONNECT"},
+        {"a method that is no token", "-X", "GE T", "a method is a token"},
+        {"a field name with a blank", "-H", "X Canary: 1", "a field name is a token"},
+        {"no colon", "-H", "X-Canary", "not 'Name: value'"},
+        {"a CR LF in the value", "-H", "X-A: 1\r\nX-B: 2", "-H 'X-A: 1': a CR or LF"},
+        {"a control byte in the value", "-H", "X-A: 1\x01", "400 Bad Request (invalid character"},
+        {"Content-Length", "-H", "Content-Length: 5", "its body's length itself"},
+        {"Transfer-Encoding", "-H", "Transfer-Encoding: chunked", "never chunked"},
+        {"no Host", "-H", "Host:", "400 Bad Request (missing Host"},
+        {"an expectation Portico refuses", "-H", "Expect: later", "417 Expectation Failed"},
+        {"over max_body_size", "-d", "12345", "413 Content Too Large"},
+        {"no such file", "--data-binary", "@/nonexistent/body", "@/nonexistent/body: No such"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(refusals); i++) {
+        const char *args[] = {"probe", "-c", cfg, "http://a.test/", refusals[i].opt,
+                              refusals[i].val, NULL};
+        struct tu_cmd_result res = {0};
+        int rc = probe(args, &res);
+        if (rc != 2 || !strstr(res.err, refusals[i].err) || res.out[0] ||
+            strchr(res.err, '\n') != res.err + strlen(res.err) - 1)
+            fail_msg("%s: exit %d, stdout \"%s\", stderr \"%s\"", refusals[i].why, rc, res.out,
+                     res.err);
+        tu_cmd_result_free(&res);
+    }
+    const char *two[] = {"probe", "-c", cfg, "http://a.test/", "-d", "1", "--data-binary", "2",
+                         NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(two, &res), 2);
+    assert_non_null(strstr(res.err, "one body a probe"));
+    tu_cmd_result_free(&res);
+    const char *help[] = {"probe", "--help", NULL};
+    assert_int_equal(probe(help, &res), 0);
+    if (!strstr(res.out, "[-X METHOD] [-H 'Name: value']...") || !strstr(res.out, "--data-binary"))
+        fail_msg("--help: %s", res.out);
+    tu_cmd_result_free(&res);
+}
+
+/* A retry_on status sends the probe to the next origin: via names the one that answered and
+ * says it was the second attempt (the text said nothing of the first; only --json's attempts). A
+ * POST is not retried: the 503 is the answer. */
+static void test_retry_on(void **state)
+{
+    (void)state;
+    struct fake_origin *busy = origin_on((struct fake_origin_opts){.kind = FO_OK, .status = 503});
+    struct fake_origin *ok = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    assert_int_equal(harness_write_config(w.h,
+        "[upstream app]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\nretries = 1\n"
+        "retry_on = 503\n[route app]\nupstream = app\n",
+        fake_origin_port(busy), fake_origin_port(ok)), 0);
+    const char *get[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(get, &res), 0);
+    char line[160];
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u, standard profile, attempt 2\n",
+             fake_origin_port(ok));
+    if (!strstr(res.out, line) || !strstr(res.out, "answered: 200 OK") ||
+        !strstr(res.err, "answered 503; retrying on"))
+        fail_msg("retry_on: %s%s", res.out, res.err);
+    tu_cmd_result_free(&res);
+    const char *post[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/", "-d", "x",
+                          NULL};
+    assert_int_equal(probe(post, &res), 0);
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u, standard profile\n",
+             fake_origin_port(busy));
+    if (!strstr(res.out, line) || !strstr(res.out, "answered: 503 Service Unavailable"))
+        fail_msg("retry_on, POST: %s%s", res.out, res.err);
+    tu_cmd_result_free(&res);
+    fake_origin_stop(busy);
+    fake_origin_stop(ok);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -582,6 +999,15 @@ int main(void)
         cmocka_unit_test(test_fault_status),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_interim_all),
+        cmocka_unit_test(test_header_route),
+        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_head),
+        cmocka_unit_test(test_cookie_sticky),
+        cmocka_unit_test(test_fault_header),
+        cmocka_unit_test(test_return_route),
+        cmocka_unit_test(test_scheme_route),
+        cmocka_unit_test(test_request_refusals),
+        cmocka_unit_test(test_retry_on),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }
