@@ -711,6 +711,44 @@ static void test_origin_cache_control(void **state)
     fake_origin_stop(o);
 }
 
+/* A host:port listed twice (a weight by repetition) is one origin to its cookie: both listings'
+ * slots are its (max_conns = 1 each), each answers with no cookie set again, and the request
+ * that finds both full waits for either. */
+static void test_listed_twice(void **state)
+{
+    (void)state;
+    struct origins os;
+    origins_start(&os, NULL);
+    static const int twice[NORIGINS] = {0, 0, 1};
+    char up[1024];
+    upstream_text(up, sizeof(up), &os, twice, "cookie SRV", "max_conns = 1\nqueue_timeout = 2s\n");
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n", "%s", up);
+    struct answer first = get(h, NULL);
+    for (int k = 0; k < 3 && first.origin != 0; k++)
+        first = get(h, NULL);
+    assert_int_equal(first.origin, 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[0].gated, true);
+    struct raw_conn *c[3];
+    c[0] = send_with(h, pair);
+    gate_wait_held(1);
+    c[1] = send_with(h, pair); /* the other listing's slot */
+    gate_wait_held(2);
+    c[2] = send_with(h, pair);
+    wait_queued(h);
+    atomic_store(&os.ctl[0].gated, false);
+    gate_set(false);
+    for (int k = 0; k < 3; k++) {
+        struct answer a = answer_of(c[k]);
+        if (a.origin != 0 || a.set_cookies)
+            fail_msg("request %d with %s: status %d from origin %d, %u Set-Cookie", k + 1, pair,
+                     a.status, a.origin, a.set_cookies);
+    }
+    stop(h, &os);
+}
+
 /* Cache-Control is judged as the client gets it, after the route's rules: an origin's no-store
  * that a `response_header` replaces with `public` leaves a Set-Cookie a shared cache may keep,
  * so the response gets `private` too; a rule that removes the origin's private likewise. */
@@ -791,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_full_origin_times_out),
         cmocka_unit_test(test_upgrade_sets_it),
         cmocka_unit_test(test_origin_cache_control),
+        cmocka_unit_test(test_listed_twice),
         cmocka_unit_test(test_private_after_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
