@@ -102,6 +102,8 @@ static void test_status_retried(void **state)
          "GET", NULL, NULL, "503", 503},
         {"PUT with a body held whole: it goes again", a503_length, "PUT", NULL, "put-body", "503",
          503},
+        {"PUT with a body, a 103 before the 503: the body still goes again", a103_then_503, "PUT",
+         NULL, "put-body", "503", 503},
         {"DELETE, 429 listed", NULL, "DELETE", NULL, NULL, "429 503", 429},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
@@ -277,12 +279,62 @@ static void test_retry_fails(void **state)
     }
 }
 
+/* A's 503 came after 300 ms: the log's first_byte counts every attempt's wait, A's with it; and
+ * a retry that meets a network failure goes on to the next origin while retries last (B
+ * refusing, C answering: 3 attempts), as the first attempt's failure would. */
+static const struct fo_step a503_slow[] = {
+    FO_WAIT(300), FO_RESPOND(503, "X-From: a\r\n", "A-SAYS-NO\n", FO_LENGTH), FO_END()};
+
+static void test_retry_goes_on(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        enum fo_kind b;
+        bool c; /* a third origin, answering */
+        const char *attempts;
+    } rows[] = {
+        {"B answers", FO_OK, false, "attempts=2"},
+        {"B refuses, C answers", FO_REFUSE, true, "attempts=3"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin_opts ao = {.kind = FO_SCRIPT, .script = a503_slow};
+        struct fake_origin *a = px_origin_start(&ao);
+        struct fake_origin *b = px_origin(rows[i].b);
+        struct fake_origin *c = rows[i].c ? px_origin(FO_OK) : NULL;
+        char third[48] = "";
+        if (c)
+            snprintf(third, sizeof(third), "origin = 127.0.0.1:%u\n", fake_origin_port(c));
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                     "%sretry_on = 503\nretries = 2\n",
+                                     fake_origin_port(a), fake_origin_port(b), third);
+        struct raw_response r;
+        int status = ask(h, "GET", "/goes-on", NULL, NULL, 0, &r);
+        raw_response_free(&r);
+        if (status != 200)
+            fail_msg("%s: status %d, want 200", rows[i].why, status);
+        char *line = px_log_line(h, "/goes-on");
+        const char *fb = strstr(line, "first_byte:");
+        if (!strstr(line, rows[i].attempts) || !fb || strtod(fb + 11, NULL) < 290)
+            fail_msg("%s: want %s and A's 300 ms in first_byte: %s", rows[i].why,
+                     rows[i].attempts, line);
+        free(line);
+        px_stop(h);
+        fake_origin_stop(a);
+        fake_origin_stop(b);
+        if (c)
+            fake_origin_stop(c);
+    }
+}
+
 /* ---- passive health ---- */
 
 /* Listed statuses count toward max_fails, as network failures do, and once each: A answers 503
  * twice (max_fails = 2), both requests retried on B, and A is marked down (logged, the gauge 0);
  * the next requests go to B alone. A 404 of the list is retried but does not count (the origin
- * is up: it has no such page): three of them leave A up. */
+ * is up: it has no such page): three of them leave A up. A alone, its statuses are relayed (no
+ * other origin) and judged the same: its 503s mark it down, its 404s do not. */
 static void test_status_counts(void **state)
 {
     (void)state;
@@ -292,24 +344,31 @@ static void test_status_counts(void **state)
         const char *list;
         int requests;
         double up_after; /* A's portico_upstream_origin_up */
+        bool alone;      /* A the only origin: its 503 relayed, Portico's 503 once it is down */
     } rows[] = {
-        {"503 counts: down after 2", 503, "503", 2, 0},
-        {"404 does not count", 404, "404 503", 3, 1},
+        {"503 counts: down after 2", 503, "503", 2, 0, false},
+        {"404 does not count", 404, "404 503", 3, 1, false},
+        {"503 relayed, A alone: counts all the same", 503, "503", 2, 0, true},
+        {"404 relayed, A alone: does not count either", 404, "404", 3, 1, true},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct fake_origin_opts ao = {.kind = FO_OK, .status = rows[i].status};
         struct fake_origin *a = px_origin_start(&ao);
         struct fake_origin *b = px_origin(FO_OK);
+        char second[48] = "";
+        if (!rows[i].alone)
+            snprintf(second, sizeof(second), "origin = 127.0.0.1:%u\n", fake_origin_port(b));
         struct harness *h = px_start(ADMIN,
-                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n%s"
                                      "retry_on = %s\nmax_fails = 2\nfail_window = 60s\n"
                                      "down_time = 60s\n",
-                                     fake_origin_port(a), fake_origin_port(b), rows[i].list);
+                                     fake_origin_port(a), second, rows[i].list);
+        int want = rows[i].alone ? rows[i].status : 200;
         /* round robin: each request starts on A while A is up (a retry takes no turn) */
         unsigned sent = 0;
         while (fake_origin_requests(a) < (unsigned)rows[i].requests && sent < 10) {
             struct raw_response r;
-            assert_int_equal(ask(h, "GET", "/count", NULL, NULL, 0, &r), 200);
+            assert_int_equal(ask(h, "GET", "/count", NULL, NULL, 0, &r), want);
             raw_response_free(&r);
             sent++;
         }
@@ -318,19 +377,19 @@ static void test_status_counts(void **state)
         snprintf(series, sizeof(series),
                  "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
                  fake_origin_port(a));
-        snprintf(down, sizeof(down), "origin 127.0.0.1:%u", fake_origin_port(a));
+        snprintf(down, sizeof(down), "origin 127.0.0.1:%u marked down", fake_origin_port(a));
         if (counter(h, series) != rows[i].up_after)
             fail_msg("%s: %s is %g", rows[i].why, series, counter(h, series));
         if (rows[i].up_after == 0) {
-            assert_int_equal(harness_wait_log(h, "marked down", PX_IO_MS), 0);
+            assert_int_equal(harness_wait_log(h, down, PX_IO_MS), 0);
             for (int k = 0; k < 4; k++) { /* A is skipped now */
                 struct raw_response r;
-                assert_int_equal(ask(h, "GET", "/after", NULL, NULL, 0, &r), 200);
+                assert_int_equal(ask(h, "GET", "/after", NULL, NULL, 0, &r), want);
                 raw_response_free(&r);
             }
             assert_int_equal(fake_origin_requests(a), rows[i].requests);
         } else {
-            assert_false(harness_log_contains(h, "marked down"));
+            assert_false(harness_log_contains(h, down)); /* A alone: a warning says "marked down" */
         }
         px_stop(h);
         fake_origin_stop(a);
@@ -550,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_status_retried),
         cmocka_unit_test(test_status_relayed),
         cmocka_unit_test(test_retry_fails),
+        cmocka_unit_test(test_retry_goes_on),
         cmocka_unit_test(test_status_counts),
         cmocka_unit_test(test_rehearsals),
         cmocka_unit_test(test_status_retried_http2),

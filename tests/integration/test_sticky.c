@@ -164,12 +164,12 @@ struct answer {
     bool private_field;                  /* a Cache-Control field is "private" alone */
 };
 
-/* GET /k with the extra header lines `fields` over HTTP/1.1. */
-static struct answer get(struct harness *h, const char *fields)
+/* GET path with the extra header lines `fields` over HTTP/1.1. */
+static struct answer get_at(struct harness *h, const char *path, const char *fields)
 {
     char req[1024];
-    snprintf(req, sizeof(req), "GET /k HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
-             fields ? fields : "");
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
+             path, fields ? fields : "");
     struct raw_conn *c = raw_connect(harness_port(h, "listen"), PX_IO_MS);
     assert_non_null(c);
     assert_int_equal(raw_send_str(c, req), 0);
@@ -189,6 +189,12 @@ static struct answer get(struct harness *h, const char *fields)
     raw_response_free(&r);
     raw_close(c);
     return a;
+}
+
+/* GET /k with the extra header lines `fields`. */
+static struct answer get(struct harness *h, const char *fields)
+{
+    return get_at(h, "/k", fields);
 }
 
 /* "SRV=value" of a Set-Cookie (up to its first ';') into buf. */
@@ -290,6 +296,12 @@ static void test_origin_never_sees_it(void **state)
         n++;
     assert_int_equal(n, 4);
     free(head);
+    /* the cookie in the second Cookie field still names its origin */
+    snprintf(fields, sizeof(fields), "Cookie: a=1\r\nCookie: %s\r\n", pair);
+    struct answer second = get(h, fields);
+    if (second.origin != first.origin || second.set_cookies)
+        fail_msg("%s in a second field: origin %d, not %d (%u Set-Cookie)", pair, second.origin,
+                 first.origin, second.set_cookies);
     stop(h, &os);
 }
 
@@ -299,7 +311,7 @@ static void test_down_redispatches(void **state)
 {
     (void)state;
     struct origins os;
-    struct harness *h = start(&os, NULL, "cookie SRV", NULL,
+    struct harness *h = start(&os, NULL, "cookie SRV", "admin_listen = 127.0.0.1:{{port:admin}}\n",
                               "max_fails = 1\ndown_time = 60s\nretries = 2\nretry_sent = on\n");
     struct answer first = get(h, NULL);
     char pair[128], pair2[128];
@@ -316,6 +328,10 @@ static void test_down_redispatches(void **state)
     /* marked down now: the old cookie goes elsewhere at once, with a new cookie */
     struct answer again = get_with(h, pair);
     assert_true(again.origin >= 0 && again.origin != first.origin && again.set_cookies == 1);
+    char *metrics = px_admin_body(h, "/metrics");
+    if (!strstr(metrics, "portico_upstream_sticky_total{upstream=\"u\",outcome=\"redispatched\"} 2"))
+        fail_msg("two redispatched not counted:\n%s", metrics);
+    free(metrics);
     for (int k = 0; k < 5; k++) {
         struct answer a = get_with(h, pair2);
         assert_int_equal(a.origin, moved.origin);
@@ -333,7 +349,9 @@ static void test_down_redispatches(void **state)
     stop(h, &os);
 }
 
-/* A value no origin has (forged, or of an origin removed): the policy picks, a new cookie. */
+/* A value no origin has (forged, or of an origin removed): the policy picks, a new cookie. So
+ * does an origin's value cut short by a byte, and an unknown value in the request's first
+ * Cookie field ahead of a right one in the next (the first of its name decides). */
 static void test_unknown_value(void **state)
 {
     (void)state;
@@ -346,6 +364,14 @@ static void test_unknown_value(void **state)
     assert_string_not_equal(a.set_cookie, "SRV=0123456789abcdef");
     char *line = px_log_line(h, "sticky=new");
     free(line);
+    char pair[128], cut[128], fields[320];
+    pair_of(a.set_cookie, pair, sizeof(pair));
+    snprintf(cut, sizeof(cut), "%.*s", (int)strlen(pair) - 1, pair);
+    snprintf(fields, sizeof(fields), "Cookie: SRV=0123456789abcdef\r\nCookie: %s\r\n", pair);
+    struct answer cut_short = get_with(h, cut), second = get(h, fields);
+    if (cut_short.set_cookies != 1 || second.set_cookies != 1)
+        fail_msg("%s cut short: %u Set-Cookie; after an unknown one: %u", pair,
+                 cut_short.set_cookies, second.set_cookies);
     stop(h, &os);
 }
 
@@ -479,6 +505,23 @@ static struct answer answer_of(struct raw_conn *c)
     return a;
 }
 
+/* Waits (bounded) until a request is in the queue: the upstream's queue length says so. */
+static void wait_queued(struct harness *h)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    for (;;) {
+        char *status = px_admin_body(h, "/status");
+        bool queued = strstr(status, "\"queue_length\":1") != NULL;
+        free(status);
+        if (queued)
+            return;
+        if (tu_now_ms() > deadline)
+            fail_msg("the request for a full origin never queued");
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the queue is Portico's: polled, bounded */
+    }
+}
+
 /* The cookie's origin at max_conns: its client waits in the queue for that origin (HAProxy
  * queues a persistent request on its server), while a client without the cookie is served by
  * another at once; the slot freed goes to the waiter, on its origin, no cookie set. */
@@ -501,19 +544,7 @@ static void test_full_origin_waits(void **state)
     for (int i = 0; i < NORIGINS; i++)
         others += i != x ? fake_origin_requests(os.o[i]) : 0;
     struct raw_conn *waiter = send_with(h, pair);
-    /* the waiter is in the queue: the upstream's queue length says so */
-    int64_t deadline = tu_now_ms() + PX_IO_MS;
-    for (;;) {
-        char *status = px_admin_body(h, "/status");
-        bool queued = strstr(status, "\"queue_length\":1") != NULL;
-        free(status);
-        if (queued)
-            break;
-        if (tu_now_ms() > deadline)
-            fail_msg("the request for a full origin never queued");
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* the queue is Portico's: polled, bounded */
-    }
+    wait_queued(h);
     /* a client without the cookie goes elsewhere at once */
     struct answer other = get(h, NULL);
     assert_true(other.origin >= 0 && other.origin != x);
@@ -530,6 +561,191 @@ static void test_full_origin_waits(void **state)
     char *line = px_log_line(h, "timing=queue:");
     assert_non_null(strstr(line, "sticky=hit"));
     free(line);
+    stop(h, &os);
+}
+
+/* The cookie's origin goes down while a request waits for its slot (the holder's request timed
+ * out: max_fails = 1): the waiter is not failed but redispatched, answered by another origin
+ * with a new cookie, and logged so. */
+static void test_full_origin_down_redispatches(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, NULL, "cookie SRV", "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                              "max_conns = 1\nqueue_timeout = 5s\nmax_fails = 1\n"
+                              "down_time = 60s\nfirst_byte_timeout = 300ms\n");
+    struct answer first = get(h, NULL);
+    int x = first.origin;
+    assert_true(x >= 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[x].gated, true);
+    struct raw_conn *holder = send_with(h, pair);
+    gate_wait_held(1); /* x is at max_conns */
+    struct raw_conn *waiter = send_with(h, pair);
+    wait_queued(h);
+    struct answer held = answer_of(holder), waited = answer_of(waiter);
+    atomic_store(&os.ctl[x].gated, false);
+    gate_set(false);
+    assert_int_equal(held.status, 504);
+    if (waited.status != 200 || waited.origin == x || waited.set_cookies != 1)
+        fail_msg("the waiter: status %d from origin %d (the cookie's %d), %u Set-Cookie",
+                 waited.status, waited.origin, x, waited.set_cookies);
+    char *line = px_log_line(h, "timing=queue:");
+    if (!strstr(line, "sticky=redispatched"))
+        fail_msg("the waiter's line: %s", line);
+    free(line);
+    stop(h, &os);
+}
+
+/* The cookie's origin stays full past queue_timeout: the waiter's error names that one origin,
+ * the one it waited for, not the upstream's others (free all along). */
+static void test_full_origin_times_out(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, NULL, "cookie SRV", "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                              "max_conns = 1\nqueue_timeout = 300ms\n");
+    struct answer first = get(h, NULL);
+    int x = first.origin;
+    assert_true(x >= 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[x].gated, true);
+    struct raw_conn *holder = send_with(h, pair);
+    gate_wait_held(1); /* x is at max_conns */
+    struct answer waited = answer_of(send_with(h, pair));
+    atomic_store(&os.ctl[x].gated, false);
+    gate_set(false);
+    assert_int_equal(answer_of(holder).origin, x);
+    assert_int_equal(waited.status, 503);
+    char *line = px_log_line(h, "timing=queue:");
+    if (!strstr(line, "in the queue of upstream u: all 1 origin at max_conns 1"))
+        fail_msg("the waiter's line: %s", line);
+    free(line);
+    stop(h, &os);
+}
+
+/* A WebSocket upgrade is a response too: the 101 sets the cookie of the origin that switched,
+ * as HAProxy's does, so the client's next requests land there. */
+static const struct fo_step switched[] = {
+    FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"),
+    FO_HOLD(),
+};
+
+static void test_upgrade_sets_it(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = switched};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\nsticky = cookie SRV\norigin = 127.0.0.1:%u\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                     "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+                     0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    const char *sc = raw_head_field(&head, "Set-Cookie");
+    if (!sc || strncmp(sc, "SRV=", 4) != 0)
+        fail_msg("the 101's Set-Cookie: %s", sc ? sc : "(none)");
+    raw_head_free(&head);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The origin's Cache-Control keeps the response from shared caches already (private or no-store,
+ * any case, with an argument, in any of its fields): no Cache-Control of ours; a directive
+ * that only begins so, or public, gets our private. */
+static const struct {
+    const struct fo_step script[2];
+    bool ours; /* Portico adds Cache-Control: private */
+} cc_rows[] = {
+    {{FO_RESPOND(200, "Cache-Control: no-store\r\n", "o", FO_LENGTH), FO_END()}, false},
+    {{FO_RESPOND(200, "Cache-Control: max-age=60, PRIVATE\r\n", "o", FO_LENGTH), FO_END()},
+     false},
+    {{FO_RESPOND(200, "Cache-Control: private =\"Set-Cookie\"\r\n", "o", FO_LENGTH), FO_END()},
+     false},
+    {{FO_RESPOND(200, "Cache-Control: max-age=60\r\nCache-Control: no-store\r\n", "o",
+                 FO_LENGTH),
+      FO_END()},
+     false},
+    {{FO_RESPOND(200, "Cache-Control: privately, no-stored\r\n", "o", FO_LENGTH), FO_END()},
+     true},
+    {{FO_RESPOND(200, "Cache-Control: public\r\n", "o", FO_LENGTH), FO_END()}, true},
+};
+
+static const struct fo_step *pick_cc(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    const char *at = strstr(req->head, "/cc/");
+    size_t i = at ? (size_t)atoi(at + 4) : 0;
+    return cc_rows[i < ARRAY_SIZE(cc_rows) ? i : 0].script;
+}
+
+static void test_origin_cache_control(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_cc};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\nsticky = cookie SRV\norigin = 127.0.0.1:%u\n",
+                                 fake_origin_port(o));
+    for (size_t i = 0; i < ARRAY_SIZE(cc_rows); i++) {
+        char path[16];
+        snprintf(path, sizeof(path), "/cc/%zu", i);
+        struct answer a = get_at(h, path, NULL);
+        assert_int_equal(a.set_cookies, 1);
+        if (a.private_field != cc_rows[i].ours)
+            fail_msg("%s: %s Cache-Control: private of ours, want %s", path,
+                     a.private_field ? "a" : "no", cc_rows[i].ours ? "one" : "none");
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A host:port listed twice (a weight by repetition) is one origin to its cookie: both listings'
+ * slots are its (max_conns = 1 each), each answers with no cookie set again, and the request
+ * that finds both full waits for either. */
+static void test_listed_twice(void **state)
+{
+    (void)state;
+    struct origins os;
+    origins_start(&os, NULL);
+    static const int twice[NORIGINS] = {0, 0, 1};
+    char up[1024];
+    upstream_text(up, sizeof(up), &os, twice, "cookie SRV", "max_conns = 1\nqueue_timeout = 2s\n");
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n", "%s", up);
+    struct answer first = get(h, NULL);
+    for (int k = 0; k < 3 && first.origin != 0; k++)
+        first = get(h, NULL);
+    assert_int_equal(first.origin, 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[0].gated, true);
+    struct raw_conn *c[3];
+    c[0] = send_with(h, pair);
+    gate_wait_held(1);
+    c[1] = send_with(h, pair); /* the other listing's slot */
+    gate_wait_held(2);
+    c[2] = send_with(h, pair);
+    wait_queued(h);
+    atomic_store(&os.ctl[0].gated, false);
+    gate_set(false);
+    for (int k = 0; k < 3; k++) {
+        struct answer a = answer_of(c[k]);
+        if (a.origin != 0 || a.set_cookies)
+            fail_msg("request %d with %s: status %d from origin %d, %u Set-Cookie", k + 1, pair,
+                     a.status, a.origin, a.set_cookies);
+    }
     stop(h, &os);
 }
 
@@ -609,6 +825,11 @@ int main(void)
         cmocka_unit_test(test_options_rendered),
         cmocka_unit_test(test_curl_cookie_jar),
         cmocka_unit_test(test_full_origin_waits),
+        cmocka_unit_test(test_full_origin_down_redispatches),
+        cmocka_unit_test(test_full_origin_times_out),
+        cmocka_unit_test(test_upgrade_sets_it),
+        cmocka_unit_test(test_origin_cache_control),
+        cmocka_unit_test(test_listed_twice),
         cmocka_unit_test(test_private_after_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1106,8 +1106,13 @@ static void test_pick_origin(void **state)
             assert_int_equal(o, 2);
             balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
         }
-        if (every_policy[p] == BALANCE_ROUND_ROBIN) /* the cycle did not move: o0 is next */
+        if (every_policy[p] == BALANCE_ROUND_ROBIN) { /* the cycle did not move: o0 is next */
             assert_int_equal(pick_answer(b, 0), 0);
+            /* nor does one in mid-cycle: o1 is next still */
+            assert_int_equal(balancer_pick_origin(b, 0, 2, 0, NULL), 2);
+            balancer_done(b, 2, 0, BALANCE_ANSWERED, 0);
+            assert_int_equal(pick_answer(b, 0), 1);
+        }
         assert_int_equal(balancer_pick_origin(b, 0, 2, 1u << 2, NULL), BALANCE_PICK_UNUSABLE);
         /* the backup: not while a primary can, yes once none can */
         assert_int_equal(balancer_pick_origin(b, 0, 3, 0, NULL), BALANCE_PICK_UNUSABLE);
@@ -1132,6 +1137,22 @@ static void test_pick_origin(void **state)
     assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), BALANCE_PICK_FULL);
     balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
     assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), 1);
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+    /* o0 listed twice (a weight by repetition): the slot of either listing is its */
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 0);
+    snprintf(up.origins[1].text, sizeof(up.origins[1].text), "o0");
+    for (int o = 0; o < 3; o++)
+        up.origins[o].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 10;
+    b = balancer_new(&up);
+    assert_non_null(b);
+    int first = balancer_pick_origin(b, 0, 0, 0, NULL), second = balancer_pick_origin(b, 0, 0, 0, NULL);
+    if (first + second != 1 || first * second != 0)
+        fail_msg("o0 listed twice: picks %d and %d, not its two listings", first, second);
+    assert_int_equal(balancer_pick_origin(b, 0, 0, 0, NULL), BALANCE_PICK_FULL);
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
     balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
     balancer_free(b);
 }
@@ -1633,6 +1654,45 @@ static void test_shared_counts_identity(void **state)
     balancer_free(a2);
     balancer_free(l);
     balancer_free(alone);
+}
+
+/* Generations leave the share in any order (the oldest first, then the newest): the list's ends
+ * follow, so a slot freed still reaches the waiters of those left and of one that came after,
+ * the older generation's first. */
+static void test_shared_counts_leave_order(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[0].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 4;
+    struct balancer *gen[4];
+    for (int g = 0; g < 3; g++) {
+        gen[g] = balancer_new(&up);
+        assert_int_equal(balancer_share(gen[g]), 0);
+    }
+    balancer_free(gen[0]); /* the oldest leaves */
+    balancer_free(gen[2]); /* the newest leaves */
+    gen[3] = balancer_new(&up);
+    assert_int_equal(balancer_share(gen[3]), 0);
+    assert_int_equal(balancer_pick(gen[3], 0, 0, 0, NULL), 0);
+    struct balance_waiter w1 = {.wake = wake_record}, w3 = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_queue(gen[1], &w1, 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_queue(gen[3], &w3, 0), BALANCE_ROOM_QUEUED);
+    balancer_done(gen[3], 0, 0, BALANCE_ANSWERED, 0); /* the slot: the older one's waiter's */
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w1);
+    assert_int_equal(w1.origin, 0);
+    balancer_done(gen[1], 0, 0, BALANCE_ANSWERED, 0); /* then the newer one's */
+    assert_int_equal(nwoken, 2);
+    assert_ptr_equal(woken[1], &w3);
+    assert_int_equal(w3.origin, 0);
+    balancer_done(gen[3], 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_in_flight(gen[1], 0), 0);
+    balancer_free(gen[1]);
+    balancer_free(gen[3]);
 }
 
 /* [upstream] max_conns is the default of the origins that set none; max_queue and
@@ -2320,6 +2380,7 @@ int main(void)
         cmocka_unit_test(test_queue_handoff),
         cmocka_unit_test(test_shared_counts),
         cmocka_unit_test(test_shared_counts_identity),
+        cmocka_unit_test(test_shared_counts_leave_order),
         cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_pick_origin),

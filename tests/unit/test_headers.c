@@ -283,6 +283,12 @@ static const struct {
      "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
      "Authorization: Bearer x\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"no sticky: a nameless pair goes as it came (no cookie of Portico's to take out)",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: =x; a=1\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: =x; a=1\r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
     /* sticky: Portico's cookie never reaches the origin, the others go as they came */
     {"sticky: its cookie taken out first, middle, last, twice; a field of it alone goes; "
      "names that start alike stay; the other pairs keep their bytes",
@@ -292,6 +298,12 @@ static const struct {
      {BASE, .sticky_name = "SRV", .sticky_name_len = 3},
      "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: x=1\r\nCookie: y=\"2 2\";z=3\r\n"
      "Cookie: w=4\r\ncookie: SRVX=5;v=6\r\nCookie: SRV\r\nCookie: \r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
+    {"sticky: blank pairs left beside its cookie neither make a field nor start one",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: SRV=a; ;\r\nCookie: SRV=b;; x=1\r\n\r\n",
+     {BASE, .sticky_name = "SRV", .sticky_name_len = 3},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: x=1\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"sticky: a Cookie field that Connection names goes no further (hop-by-hop), as without",

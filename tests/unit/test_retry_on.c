@@ -32,6 +32,8 @@ static void test_parse(void **state)
         {"401 403 404 408 425 429 500 501 502 503 504", RETRY_ON_ALLOWED, NULL}, /* all of them */
         {"302", NULL, "302 is not an error status"},   /* a redirect is no failure */
         {"100", NULL, "100 is not an error status"},
+        {"399", NULL, "399 is not an error status"},   /* the bounds of the error statuses */
+        {"400", NULL, "400 cannot be retried on"},
         {"200 503", NULL, "200 is not an error status"},
         {"418", NULL, "418 cannot be retried on"},     /* not in HAProxy's set */
         {"600", NULL, "600 cannot be retried on"},
@@ -80,6 +82,10 @@ static void test_listed_and_counted(void **state)
         assert_int_equal(retry_on_counts(rows[i].status), rows[i].counts);
     }
     assert_false(retry_on_listed(0, 503)); /* no list: nothing */
+    /* the list's first status (the mask's bit 0) and its last */
+    assert_int_equal(retry_on_parse("401 504", &mask, why, sizeof(why)), 0);
+    assert_true(retry_on_listed(mask, 401));
+    assert_true(retry_on_listed(mask, 504));
 }
 
 int main(void)
