@@ -377,7 +377,9 @@ static void test_status_counts(void **state)
         snprintf(series, sizeof(series),
                  "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
                  fake_origin_port(a));
-        snprintf(down, sizeof(down), "origin 127.0.0.1:%u marked down", fake_origin_port(a));
+        /* the mark-down line names the answer that tipped it */
+        snprintf(down, sizeof(down), "origin 127.0.0.1:%u answered %d (retry_on); marked down",
+                 fake_origin_port(a), rows[i].status);
         if (counter(h, series) != rows[i].up_after)
             fail_msg("%s: %s is %g", rows[i].why, series, counter(h, series));
         if (rows[i].up_after == 0) {
