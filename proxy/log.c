@@ -528,6 +528,8 @@ static _Atomic bool access_failing;    /* lines are being dropped (the last writ
 static _Atomic bool access_said;       /* the error log said so, and has not said it ended */
 static _Atomic uint64_t access_said_us; /* when it last said so */
 static char *access_path;              /* NULL for stderr/stdout/off; main thread only */
+static bool access_turned_off;         /* access_log = off: its file is to close (sinks_settle);
+                                          main thread only */
 
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
@@ -845,7 +847,8 @@ static bool dest_in_use(const struct syslog_dest *d)
 
 static bool sinks_settled(void)
 {
-    bool left = (atomic_load(&access_sys.dest) && atomic_load(&access_fd) >= 0) ||
+    bool left = ((atomic_load(&access_sys.dest) || access_turned_off) &&
+                 atomic_load(&access_fd) >= 0) ||
                 (atomic_load(&error_sys.dest) && atomic_load(&error_fd) >= 0) ||
                 (!atomic_load(&access_sys.dest) && atomic_load(&access_sys.fd) >= 0) ||
                 (!atomic_load(&error_sys.dest) && atomic_load(&error_sys.fd) >= 0);
@@ -867,10 +870,12 @@ static void sinks_settle(void)
     struct {
         struct sys_sink *sink;
         struct line_rest *rest;
-    } const logs[] = {{&access_sys, &access_rest}, {&error_sys, &error_rest}};
+        bool off;
+    } const logs[] = {{&access_sys, &access_rest, access_turned_off},
+                      {&error_sys, &error_rest, false}};
     pthread_mutex_lock(&rest_lock);
-    for (size_t i = 0; i < ARRAY_LEN(logs); i++) {
-        if (!atomic_load(&logs[i].sink->dest))
+    for (size_t i = 0; i < ARRAY_LEN(logs); i++) { /* a file left for syslog, or for off */
+        if (!atomic_load(&logs[i].sink->dest) && !logs[i].off)
             continue;
         int fd = atomic_exchange(logs[i].rest->slot, -1);
         if (fd >= 0)
@@ -915,12 +920,13 @@ static int install_target(struct sys_sink *sink, int (*move_file)(int fd), const
     return rc;
 }
 
-/* The access log turned off: no line is made from now on, and a syslog socket it had is closed
- * (sinks_settle), the lines the workers still hold then dropped. A file it had stays open and
- * takes those lines (as before syslog existed); a later move to syslog closes it. */
+/* The access log turned off: no line is made from now on, and the file or syslog socket it had
+ * is closed (sinks_settle: a rotated, deleted log frees its disk, as nginx's `access_log off` on
+ * a reload), the lines the workers still hold then dropped. */
 static void access_off(void)
 {
     atomic_store(&access_on, false);
+    access_turned_off = true;
     set_path(&access_path, "off");
     pthread_mutex_lock(&sink_lock);
     atomic_store(&access_sys.dest, NULL);
@@ -935,6 +941,7 @@ static int install_error_file(int fd)
 
 static int install_access_target(const char *target, int fd)
 {
+    access_turned_off = false; /* its file is the one it moves to now */
     return install_target(&access_sys, install_access, target, fd);
 }
 

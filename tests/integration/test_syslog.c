@@ -687,6 +687,37 @@ static void test_syslog_to_off_closes_socket(void **state)
     harness_free(h);
 }
 
+/* An access log file turned off by a reload is closed (a rotated, deleted log frees its disk, as
+ * nginx's access_log off does), and one turned on again opens the file anew. It stayed open. */
+static void test_file_to_off_closes_file(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    const char *file = "access_log = {{dir}}/access.log\nerror_log = {{dir}}/error.log\n";
+    write_config(h, file);
+    assert_int_equal(harness_start(h), 0);
+    char access[600];
+    snprintf(access, sizeof(access), "%s/access.log", harness_dir(h));
+    assert_int_equal(get(h, "on-file"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "on-file", PX_IO_MS), 0);
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    write_config(h, "access_log = off\nerror_log = {{dir}}/error.log\n");
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(get(h, "while-off"), 200);
+    assert_int_equal(open_on(harness_pid(h), access), 0);
+    write_config(h, file);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live (generation 3,", PX_IO_MS), 0);
+    assert_int_equal(get(h, "on-file-again"), 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "on-file-again", PX_IO_MS), 0);
+    assert_int_equal(open_on(harness_pid(h), access), 1);
+    assert_int_equal(harness_stop(h), 0);
+    assert_false(harness_file_contains(h, "access.log", "while-off"));
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -707,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_error_log_debug_reconnects),
         cmocka_unit_test(test_reload_same_header_reconnects_there),
         cmocka_unit_test(test_syslog_to_off_closes_socket),
+        cmocka_unit_test(test_file_to_off_closes_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
