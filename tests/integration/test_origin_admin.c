@@ -41,6 +41,7 @@ static void origins_start(struct origins *os)
 {
     for (int i = 0; i < NORIGINS; i++) {
         struct fake_origin_opts opts = {.kind = FO_OK, .body = names[i]};
+        assert_int_equal(tu_free_port(&opts.port), 0); /* the range PORTICO_TEST_PORTS gives */
         os->o[i] = px_origin_start(&opts);
         os->port[i] = fake_origin_port(os->o[i]);
     }
