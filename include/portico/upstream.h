@@ -44,7 +44,7 @@ void upstream_pools_free(struct loop *l);
 void upstream_pools_close_idle(struct loop *l);
 
 /* Closes the idle and settling connections to origins in maint (the admin API): each worker's
- * tick (LOG_FLUSH_MS) calls it, and a connection released to such an origin is not pooled. */
+ * tick (LOG_FLUSH_MS) calls it, so they are closed within a second of the change. */
 void upstream_pools_close_maint(struct loop *l);
 
 /* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
