@@ -405,6 +405,47 @@ static void test_all_out_503(void **state)
     stop(h, &os);
 }
 
+/* curl argv (an HTTP/2 request) answered by origin a, three times. One stream a connection:
+ * curl 7.88.1 fails its second request on a reused prior-knowledge connection with "Error in
+ * the HTTP2 framing layer" (exit 16), with main's binary too, whatever the origin. */
+static void expect_h2(const char *const argv[], int a)
+{
+    for (int k = 0; k < 3; k++) {
+        struct tu_cmd_result res;
+        int rc = tu_run_command(argv, 10000, &res);
+        if (rc != 0 || strcmp(res.out, names[a]) != 0)
+            fail_msg("h2 request %d answered (curl %d):\n%s%s\nnot\n%s", k + 1, rc, res.out,
+                     res.err, names[a]);
+        tu_cmd_result_free(&res);
+    }
+}
+
+/* HTTP/2 clients (h2c, curl): a drained origin gets only the streams whose cookie names it, as
+ * HTTP/1.1 clients; in maint, none of them. */
+static void test_h2_drain(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, "listen = 127.0.0.1:{{port:h2c}} h2c\n",
+                              "sticky = cookie SRV\n");
+    struct answer first = get(h, NULL);
+    int d = first.origin, other = 1 - d;
+    set_origin(h, &os, d, "state=drain", 200);
+    char url[64], crumb[160];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/k", harness_port(h, "h2c"));
+    snprintf(crumb, sizeof(crumb), "Cookie: %s", first.pair);
+    const char *const with[] = {"curl", "-sS", "--http2-prior-knowledge", "--max-time", "5",
+                                "-H", crumb, url, NULL};
+    const char *const without[] = {"curl", "-sS", "--http2-prior-knowledge", "--max-time", "5",
+                                   url, NULL};
+    expect_h2(with, d);
+    expect_h2(without, other);
+    set_origin(h, &os, d, "state=maint", 200);
+    expect_h2(with, other); /* redispatched */
+    expect_h2(without, other);
+    stop(h, &os);
+}
+
 int main(void)
 {
     tu_test_filter(); /* TEST_FILTER=test_drain* runs the matching rows only */
@@ -415,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_state_across_sighup),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_all_out_503),
+        cmocka_unit_test(test_h2_drain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
