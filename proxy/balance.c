@@ -30,6 +30,16 @@
  * do), least_conn lets it run for that fraction of its picks and scales its weight by it,
  * random_two scales its weight by it. Unset, it costs one load and branch a
  * pick.
+ *
+ * The admin API (origin_admin.h) takes origins out of balancing: two masks, `out` (drain,
+ * maint, weight 0) and `maint`, recomputed by the one writer at each change. A pick ORs `out`
+ * into its exclude mask, so every policy and the backups' tier pass over such an origin as over
+ * a tried one (one load and an OR a pick, callgrind +5 instructions); balancer_pick_origin
+ * (sticky) ORs `maint` only, so a drained origin keeps its sticky clients. A weight changed at
+ * run time acts through weight_now (least_conn, random_two) and, for round robin, through each
+ * origin's turn_scale: the cycle stays the configured weights', and the origins take that share
+ * of their turns (as slow_start's ramp does), the one raised most over its configured weight
+ * taking all of its own.
  */
 #include "portico/balance.h"
 
@@ -62,7 +72,7 @@ struct origin_slot {
                                           > 0 passed, < 0 failed, 0 before the first */
     _Atomic unsigned fails;            /* network failures in a row within the window */
     _Atomic bool checks_stopped;       /* its health check's next check could not be armed
-                                          (in fails' padding: the slot stays 48 bytes) */
+                                          (in fails' padding) */
     _Atomic uint64_t window_start_ms;  /* the first of those failures */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     struct slot_count *count;          /* attempts picked and not done, and the limit:
@@ -70,7 +80,7 @@ struct origin_slot {
     uint32_t same;                     /* the origins listed with its host:port, itself included */
     _Atomic unsigned ramp_turns;       /* slow_start: its turns seen while ramping */
     _Atomic unsigned ramp_runs;        /* ... and least_conn's picks it ran in, not its turn
-                                          (in ramp_turns' padding: the slot's size is unchanged) */
+                                          (in ramp_turns' padding) */
     _Atomic uint64_t ramp_until_ms;    /* slow_start: when its ramp ends; 0 none, RAMP_PENDING
                                           from its next pick */
     struct slot_count own;             /* count's until the balancer shares (balancer_share) */
@@ -1500,9 +1510,11 @@ static void admin_recompute(struct balancer *b)
             out |= 1u << o;
         if (a == ORIGIN_ADMIN_MAINT)
             maint |= 1u << o;
-        if (now[o] && (top < 0 || (uint64_t)now[o] * weight_of(b, top) >
-                                      (uint64_t)now[top] * weight_of(b, o)))
-            top = o; /* the largest weight now over its configured one */
+        /* the largest weight now over its configured one, among those the picks take: an
+         * origin out would have the others pass turns for nothing */
+        if (!(out & (1u << o)) && (top < 0 || (uint64_t)now[o] * weight_of(b, top) >
+                                                  (uint64_t)now[top] * weight_of(b, o)))
+            top = o;
     }
     bool scaled = false;
     for (int o = 0; o < n; o++) {
