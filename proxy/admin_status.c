@@ -817,7 +817,13 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
                     .sticky_counts = {balancer_sticky_total(b, STICKY_HIT),
                                       balancer_sticky_total(b, STICKY_NEW),
                                       balancer_sticky_total(b, STICKY_REDISPATCHED)},
-                    .admin = (int)balancer_origin_admin(b, o), .weight = balancer_weight(b, o)};
+                    .admin = (int)balancer_origin_admin(b, o), .weight = balancer_weight(b, o),
+                    .bounded = cfg->upstreams[u].retry_budget ||
+                               cfg->upstreams[u].retry_timeout_ms,
+                    .budget = cfg->upstreams[u].retry_budget,
+                    .retries_in_flight = balancer_retries_in_flight(b),
+                    .retries_refused = {balancer_retry_refused_total(b, RETRY_REFUSED_BUDGET),
+                                        balancer_retry_refused_total(b, RETRY_REFUSED_TIMEOUT)}};
                 k++;
             }
         }

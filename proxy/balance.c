@@ -52,6 +52,7 @@
 #include "portico/config.h"
 #include "portico/hashkey.h"
 #include "portico/log.h"
+#include "portico/retry_budget.h"
 #include "portico/slotshare.h"
 #include "portico/util.h"
 
@@ -136,6 +137,10 @@ struct balancer {
     struct slot_share *share;          /* balancer_share: the counts of other generations */
     struct slot_member member;         /* ... and this balancer among their balancers */
     _Atomic uint64_t sticky[BALANCE_STICKY_OUTCOMES]; /* sticky: requests by outcome */
+    _Atomic unsigned *retries;         /* retry_budget: retries in flight, own_retries or the
+                                          share's (every generation's) */
+    _Atomic unsigned own_retries;
+    _Atomic uint64_t retry_refused[RETRY_REFUSALS]; /* retries refused, by why */
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -302,8 +307,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
     b->up = up;
     b->ramps = up->slow_start_ms > 0;
     atomic_init(&b->shares_turns, b->ramps);
+    b->retries = &b->own_retries;
     for (int o = 0; o < up->norigins; o++) {
         atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
+        atomic_init(&b->origins[o].own.into, NULL);
         b->origins[o].count = &b->origins[o].own;
         atomic_init(&b->origins[o].weight, weight_of(b, o));
         atomic_init(&b->origins[o].turn_scale, SCALE_FULL);
@@ -488,8 +495,8 @@ static void ramp_from_next_pick(struct balancer *b, int o)
 /* Whether a is less busy than c relative to their weights at now: in_flight/weight compared. */
 static bool less_busy(struct balancer *b, int a, int c, uint64_t now_ms)
 {
-    uint64_t fa = atomic_load_explicit(&b->origins[a].count->in_flight, memory_order_relaxed);
-    uint64_t fc = atomic_load_explicit(&b->origins[c].count->in_flight, memory_order_relaxed);
+    uint64_t fa = slot_count_in_flight(b->origins[a].count);
+    uint64_t fc = slot_count_in_flight(b->origins[c].count);
     return fa * weight_now(b, c, now_ms) < fc * weight_now(b, a, now_ms);
 }
 
@@ -1086,14 +1093,15 @@ bool balancer_checks_are_stopped(const struct balancer *b, int origin)
 unsigned balancer_in_flight(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins
-               ? atomic_load_explicit(&b->origins[origin].count->in_flight, memory_order_relaxed)
+               ? slot_count_in_flight(b->origins[origin].count)
                : 0;
 }
 
 unsigned balancer_max_conns(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins
-               ? atomic_load_explicit(&b->origins[origin].count->max, memory_order_relaxed)
+               ? atomic_load_explicit(&slot_count_live(b->origins[origin].count)->max,
+                                      memory_order_relaxed)
                : 0;
 }
 
@@ -1114,7 +1122,9 @@ unsigned balancer_max_conns(const struct balancer *b, int origin)
  * Across a reload the counts are shared (balancer_share, slotshare.h): the generations of an
  * upstream take one lock, the share's, for their queues, so a slot one frees may go to another's
  * waiter (the oldest generation's first) with no lock order between queues. A count over its
- * max_conns (the new file lowered it) goes down on a free instead of handing the slot on.
+ * max_conns (the new file lowered it) goes down on a free instead of handing the slot on. A
+ * listing the new file dropped of an origin it still lists is drained into the origin's first
+ * listing (slot_share_drain), so every access here goes through slot_count_live.
  */
 
 struct balance_queue {
@@ -1146,21 +1156,22 @@ static void queue_free(struct balance_queue *q)
     free(q);
 }
 
-/* Counts an attempt on o against its max_conns: false when the origin is full. */
+/* Counts an attempt on o against its max_conns: false when the origin is full. A count drained
+ * meanwhile (slot_share_drain: its in_flight SLOT_DRAINED) fails the compare-and-swap, and the
+ * claim goes on the count it went into. */
 static bool claim_slot(struct balancer *b, int o)
 {
-    _Atomic unsigned *in_flight = &b->origins[o].count->in_flight;
-    unsigned max = atomic_load_explicit(&b->origins[o].count->max, memory_order_relaxed);
-    if (!max) {
-        atomic_fetch_add_explicit(in_flight, 1, memory_order_relaxed);
-        return true;
+    for (;;) {
+        struct slot_count *c = slot_count_live(b->origins[o].count);
+        unsigned max = atomic_load_explicit(&c->max, memory_order_relaxed);
+        unsigned now = atomic_load_explicit(&c->in_flight, memory_order_acquire);
+        while (now != SLOT_DRAINED && (!max || now < max))
+            if (atomic_compare_exchange_weak_explicit(&c->in_flight, &now, now + 1,
+                                                      memory_order_acquire, memory_order_acquire))
+                return true;
+        if (now != SLOT_DRAINED)
+            return false;
     }
-    unsigned now = atomic_load_explicit(in_flight, memory_order_relaxed);
-    while (now < max)
-        if (atomic_compare_exchange_weak_explicit(in_flight, &now, now + 1, memory_order_relaxed,
-                                                  memory_order_relaxed))
-            return true;
-    return false;
 }
 
 /* take() of a limited upstream: a slot of o claimed under max_conns (false: full, which is no
@@ -1225,11 +1236,11 @@ static struct balance_waiter *waiter_for(const struct balancer *b, int o)
     return w;
 }
 
-/* b's origin counting on c, or -1. */
+/* b's origin counting on c (its own count, or one drained into c), or -1. */
 static int origin_counting(const struct balancer *b, const struct slot_count *c)
 {
     for (int o = 0; o < b->up->norigins; o++)
-        if (b->origins[o].count == c)
+        if (slot_count_live(b->origins[o].count) == c)
             return o;
     return -1;
 }
@@ -1261,8 +1272,8 @@ static struct balance_waiter *shared_waiter_for(const struct balancer *b,
 static void slot_free(struct balancer *b, int o)
 {
     struct balance_queue *q = b->queue;
-    struct slot_count *c = b->origins[o].count;
     pthread_mutex_lock(q->lock);
+    struct slot_count *c = slot_count_live(b->origins[o].count); /* drains take the lock too */
     unsigned max = atomic_load_explicit(&c->max, memory_order_relaxed);
     struct balancer *to = b;
     int to_origin = o;
@@ -1324,9 +1335,9 @@ static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint
     for (int o = 0; o < b->up->norigins; o++) {
         if ((exclude & (1u << o)) || !usable(b, o, now_ms))
             continue;
-        const struct slot_count *c = b->origins[o].count;
+        struct slot_count *c = slot_count_live(b->origins[o].count);
         unsigned max = atomic_load_explicit(&c->max, memory_order_relaxed);
-        if (!max || atomic_load_explicit(&c->in_flight, memory_order_relaxed) < max)
+        if (!max || slot_count_in_flight(c) < max)
             return BALANCE_ROOM_FREE;
         room = BALANCE_ROOM_FULL;
     }
@@ -1421,11 +1432,62 @@ void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
     for (unsigned s = 0; s < BALANCE_STICKY_OUTCOMES; s++)
         atomic_store_explicit(&b->sticky[s], balancer_sticky_total(from, s),
                               memory_order_relaxed);
+    for (unsigned r = 0; r < RETRY_REFUSALS; r++)
+        atomic_store_explicit(&b->retry_refused[r], balancer_retry_refused_total(from, r),
+                              memory_order_relaxed);
     if (!b->queue || !from->queue)
         return;
     atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
     atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
                           memory_order_relaxed);
+}
+
+/* ---- retry_budget ---- */
+
+bool balancer_retry_take(struct balancer *b, struct retry_budget_use *use)
+{
+    const struct upstream_conf *up = b->up;
+    unsigned in_flight = 0;
+    for (int o = 0; o < up->norigins; o++) { /* each listing has a count of its own */
+        unsigned n = atomic_load_explicit(&b->origins[o].count->in_flight, memory_order_relaxed);
+        in_flight += n != SLOT_DRAINED ? n : 0; /* a dropped listing's: in its first's now */
+    }
+    unsigned limit = retry_budget_limit(up->retry_budget_percent, (unsigned)up->retry_budget_min,
+                                        in_flight);
+    unsigned held = atomic_load_explicit(b->retries, memory_order_relaxed);
+    do {
+        if (held >= limit) {
+            *use = (struct retry_budget_use){.held = held, .limit = limit,
+                                             .percent = up->retry_budget_percent,
+                                             .in_flight = in_flight};
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(b->retries, &held, held + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+void balancer_retry_done(struct balancer *b)
+{
+    atomic_fetch_sub_explicit(b->retries, 1, memory_order_relaxed);
+}
+
+void balancer_retry_refused(struct balancer *b, enum retry_refusal why)
+{
+    if (why < RETRY_REFUSALS)
+        atomic_fetch_add_explicit(&b->retry_refused[why], 1, memory_order_relaxed);
+}
+
+uint64_t balancer_retry_refused_total(const struct balancer *b, enum retry_refusal why)
+{
+    return why < RETRY_REFUSALS
+               ? atomic_load_explicit(&b->retry_refused[why], memory_order_relaxed)
+               : 0;
+}
+
+unsigned balancer_retries_in_flight(const struct balancer *b)
+{
+    return atomic_load_explicit(b->retries, memory_order_relaxed);
 }
 
 bool balancer_origin_is_backup(const struct balancer *b, int origin)
@@ -1467,6 +1529,7 @@ int balancer_share(struct balancer *b)
         b->origins[o].count = counts[o];
     if (b->queue)
         b->queue->lock = slot_share_lock(s);
+    b->retries = slot_share_retries(s);
     b->share = s;
     b->member.owner = b;
     slot_share_enter(s, &b->member);
@@ -1482,6 +1545,13 @@ void balancer_serve(struct balancer *b, uint64_t now_ms)
     for (int o = 0; o < b->up->norigins; o++)
         atomic_store_explicit(&b->origins[o].count->max, b->up->origins[o].max_conns,
                               memory_order_relaxed);
+    /* a listing this file dropped of an origin it still lists counts under its first listing's
+     * max_conns from now on (listed twice, then once: the origin held 2 under max_conns=1) */
+    for (int o = 0; b->queue && o < b->up->norigins; o++)
+        if ((b->origins[o].same & ((1u << o) - 1)) == 0) /* its first listing */
+            slot_share_drain(b->share, b->up->origins[o].text,
+                             (unsigned)__builtin_popcount(b->origins[o].same),
+                             b->origins[o].count);
     /* a limit raised has free slots: the waiters of every generation take them first */
     for (struct slot_member *m = slot_share_oldest(b->share); m; m = m->next) {
         struct balancer *other = m->owner;

@@ -37,6 +37,7 @@
 #include "portico/mtls.h"
 #include "portico/ocsp.h"
 #include "portico/privileges.h"
+#include "portico/retry_budget.h"
 #include "portico/route_cond.h"
 #include "portico/route_prefix.h"
 #include "portico/sni.h"
@@ -121,6 +122,7 @@ static void upstream_defaults(struct upstream_conf *up)
     up->fail_window_ms = 10000;
     up->down_time_ms = 10000;
     up->retries = 1;
+    up->retry_budget_min = RETRY_BUDGET_MIN_DEFAULT;
     up->max_queue = CFG_DEFAULT_MAX_QUEUE;
     up->tunnel_timeout_ms = 3600000;
 }
@@ -1267,6 +1269,26 @@ static void validate_backups(struct cfg_loader *ld, struct upstream_conf *up,
                                    "move keys back and forth between origins)");
 }
 
+/* retry_budget and retry_timeout bound retries: a minimum is the budget's, and with
+ * retries = 0 there is nothing to bound (a key that would do nothing is refused, not ignored). */
+static void validate_retry_bounds(struct cfg_loader *ld, const struct upstream_conf *up,
+                                  const struct cfg_key_lines *lines)
+{
+    int budget = cfg_key_line(lines, CFG_SEC_UPSTREAM, "retry_budget");
+    int min = cfg_key_line(lines, CFG_SEC_UPSTREAM, "retry_budget_min");
+    int timeout = cfg_key_line(lines, CFG_SEC_UPSTREAM, "retry_timeout");
+    if (min && !up->retry_budget)
+        cfg_report(ld, min, "retry_budget_min: without retry_budget it bounds nothing (set "
+                            "retry_budget = 20%%, say)");
+    if (budget && up->retry_budget && up->retry_budget_percent == 0 && up->retry_budget_min == 0)
+        cfg_report(ld, min ? min : budget, "retry_budget: 0%% with retry_budget_min = 0 allows "
+                                           "no retry at all; set retries = 0 instead");
+    if (budget && up->retry_budget && up->retries == 0)
+        cfg_report(ld, budget, "retry_budget: retries = 0 leaves no retry to bound");
+    if (timeout && up->retry_timeout_ms && up->retries == 0)
+        cfg_report(ld, timeout, "retry_timeout: retries = 0 leaves no retry to bound");
+}
+
 /* An origin's default sticky value: 16 hex digits of FNV-1a 64 of its host:port, mixed. The
  * same origin gets the same value in every worker, after a reload and wherever it is listed,
  * and the cookie does not show its address. (config.c cannot include hashkey.h, which includes
@@ -1351,6 +1373,7 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                  cfg_duration_text(up->down_time_ms, down, sizeof(down)));
     }
     validate_backups(ld, up, lines);
+    validate_retry_bounds(ld, up, lines);
     bool has_sim = false;
     for (int o = 0; o < up->norigins; o++) {
         has_sim |= up->origins[o].is_sim;

@@ -22,6 +22,7 @@
 #include "portico/hints.h"
 #include "portico/mtls.h"
 #include "portico/request.h"
+#include "portico/retry_budget.h"
 #include "portico/retry_on.h"
 #include "portico/route_cond.h"
 #include "portico/sock.h"
@@ -983,6 +984,21 @@ static int set_fail_timeout(struct cfg_loader *ld, const struct cfg_key *k, void
     if (set_duration(ld, k, base, value) != 0)
         return -1;
     up->down_time_ms = up->fail_window_ms;
+    return 0;
+}
+
+/* retry_budget = 20%: the share of requests in flight that may be retries (retry_budget.h). */
+static int set_retry_budget(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                            const char *value)
+{
+    char why[128];
+    struct upstream_conf *up = base;
+    (void)k;
+    if (retry_budget_parse(value, &up->retry_budget, &up->retry_budget_percent, why,
+                           sizeof(why)) != 0) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
     return 0;
 }
 
@@ -1966,6 +1982,9 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("max_queue", set_uint, UPS(max_queue), 0, CFG_MAX_CONNS),
     KEY("retry_sent", set_bool, UPS(retry_sent)),
     KEY("retry_on", set_retry_on, UPS(retry_on)),
+    KEY("retry_budget", set_retry_budget, 0),
+    NUMBER("retry_budget_min", set_uint, UPS(retry_budget_min), 0, CFG_MAX_CONNS),
+    DURATION("retry_timeout", UPS(retry_timeout_ms), 0),
     KEY("health_check", set_health_check, UPS(health)),
     LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),

@@ -101,6 +101,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/retry_budget.h"
 #include "portico/retry_on.h"
 #include "portico/rewrite.h"
 #include "portico/route.h"
@@ -370,6 +371,50 @@ static void note_not_retried(struct exchange *ex, const char *why)
         snprintf(ex->detail + len, sizeof(ex->detail) - len, "; not retried: %s", why);
 }
 
+/* retry_budget and retry_timeout (retry_budget.h): why no retry may start now, or NULL when
+ * one may, its place in the budget then taken (retry_held, given back when the request ends or
+ * by retry_unheld). A request on its second retry gives its place back and takes one again:
+ * what is bounded is retries in flight, and its last attempt is over. The reason goes in buf;
+ * the refusal is counted. Out of line: an upstream without either pays one test a retry. */
+static __attribute__((noinline, cold)) const char *retry_refused(struct exchange *ex, char *buf,
+                                                                 size_t size)
+{
+    const struct upstream_conf *up = ex->up;
+    struct balancer *b = balancer_of(ex);
+    if (up->retry_timeout_ms && ex->now - ex->t0 >= up->retry_timeout_ms * 1000) {
+        balancer_retry_refused(b, RETRY_REFUSED_TIMEOUT);
+        return retry_timeout_why(up->retry_timeout_ms, buf, size);
+    }
+    if (!up->retry_budget)
+        return NULL;
+    if (ex->retry_held) {
+        ex->retry_held = false;
+        balancer_retry_done(b);
+    }
+    struct retry_budget_use use;
+    if (!balancer_retry_take(b, &use)) {
+        balancer_retry_refused(b, RETRY_REFUSED_BUDGET);
+        return retry_budget_why(&use, buf, size);
+    }
+    ex->retry_held = true;
+    return NULL;
+}
+
+/* A place retry_refused took for a retry that found no origin to go to: given back at once. */
+static void retry_unheld(struct exchange *ex)
+{
+    if (ex->retry_held) {
+        ex->retry_held = false;
+        balancer_retry_done(balancer_of(ex));
+    }
+}
+
+/* Whether the upstream bounds its retries (retry_refused asks how). */
+static bool retries_bounded(const struct upstream_conf *up)
+{
+    return up->retry_budget || up->retry_timeout_ms;
+}
+
 /* Moves the exchange to an origin it has not tried after a failed attempt: the failure counts
  * toward the failed origin's health and is logged (one error-log line per attempt given up; the
  * access log counts the attempts and names the last origin). false when no other origin is
@@ -378,10 +423,22 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
 {
     int from = ex->origin;
     enum failure_type f = failure_classify(phase, cause);
+    if (__builtin_expect(retries_bounded(ex->up), 0) && origin_untried(ex)) {
+        /* asked while this attempt is still in flight: it is one of the requests counted */
+        char why[128];
+        if (retry_refused(ex, why, sizeof(why))) {
+            log_warn("request %s: attempt %u on %s failed (%s: %s); not retried: %s",
+                     ex->request_id, ex->attempts, ex->up->origins[from].text, failure_name(f),
+                     ex->detail, why);
+            note_not_retried(ex, why);
+            return false;
+        }
+    }
     enum balance_result r = attempt_result(ex, f);
     release_origin(ex, r); /* before the pick: a failure that marks it down counts already */
     if (!pick_origin(ex)) {
         ex->origin = from; /* the failure stands, against the origin it happened on */
+        retry_unheld(ex);
         return false;
     }
     log_warn("request %s: attempt %u on %s failed (%s: %s); retrying on %s", ex->request_id,
@@ -430,6 +487,10 @@ __attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int
         return false;
     bool counts = retry_on_counts(status);
     const char *why = status_unretried(ex);
+    char bound[128];
+    if (!why && retries_bounded(ex->up) && (why = retry_refused(ex, bound, sizeof(bound))))
+        log_warn("request %s: attempt %u on %s answered %d; not retried: %s", ex->request_id,
+                 ex->attempts, ex->up->origins[ex->origin].text, status, why);
     if (why) {
         status_relayed(ex, status, counts, why);
         return false;
@@ -441,6 +502,7 @@ __attribute__((noinline, cold)) bool ex_retry_on_status(struct exchange *ex, int
     bool held = ex->holds_origin;
     if (!pick_origin(ex)) {
         ex->probe = probe;
+        retry_unheld(ex);
         status_relayed(ex, status, counts, "no other origin is usable");
         return false;
     }
@@ -1240,6 +1302,8 @@ static void exchange_free(struct exchange *ex)
     if (__builtin_expect(ex->pc.current == PHASE_QUEUE, 0) && ex->queue) /* left, waiting */
         ex_queue_leave(ex);
     release_origin(ex, attempt_result(ex, ex->failure));
+    if (__builtin_expect(ex->retry_held, 0)) /* retry_budget: its retry is over */
+        balancer_retry_done(balancer_of(ex));
     relay_drop(ex);
     fault_exec_end(ex);
     if (ex->replay)

@@ -156,6 +156,8 @@ struct exchange {
     bool status_failed;                /* the final status relayed is one of retry_on that counts
                                           toward max_fails: the attempt's verdict is a failure,
                                           not an answer (in mirror_made's padding) */
+    bool retry_held;                   /* a place of retry_budget is this request's, given back
+                                          when it ends (in the same padding) */
     struct evbuffer *replay;           /* owned: the request body as sent (framed), all of it so
                                           far, for a resend (replay_wanted, relay.c); NULL when
                                           none is kept (no resend possible, over REPLAY_MAX) */

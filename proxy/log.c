@@ -832,10 +832,12 @@ static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, i
 
 /* Once no sender is in a write or send (waiting SETTLE_WAIT_US at most, a sender's flush never
  * waits longer than LOG_WAIT_MS): closes the file a log left for syslog, which a sender that
- * read "no dest" just before the move may still have been writing to, and frees the dests no
- * log uses. A sender that starts afterwards reads the current dests (seq_cst, as their stores),
- * so it never meets the closed file nor a freed dest. When senders never pause, both wait for
- * the next reload or SIGUSR1: at most one old file per log, and the dests of one switch. */
+ * read "no dest" just before the move may still have been writing to, the socket of a log that
+ * left syslog (for a file or off), which one that read its dest may still have been sending
+ * on, and frees the dests no log uses. A sender that starts afterwards reads the current dests
+ * (seq_cst, as their stores), so it never meets a closed file or socket nor a freed dest. When
+ * senders never pause, all wait for the next reload or SIGUSR1: at most one old file or socket
+ * per log, and the dests of one switch. */
 static bool dest_in_use(const struct syslog_dest *d)
 {
     return d == atomic_load(&access_sys.dest) || d == atomic_load(&error_sys.dest);
@@ -844,7 +846,9 @@ static bool dest_in_use(const struct syslog_dest *d)
 static bool sinks_settled(void)
 {
     bool left = (atomic_load(&access_sys.dest) && atomic_load(&access_fd) >= 0) ||
-                (atomic_load(&error_sys.dest) && atomic_load(&error_fd) >= 0);
+                (atomic_load(&error_sys.dest) && atomic_load(&error_fd) >= 0) ||
+                (!atomic_load(&access_sys.dest) && atomic_load(&access_sys.fd) >= 0) ||
+                (!atomic_load(&error_sys.dest) && atomic_load(&error_sys.fd) >= 0);
     for (size_t i = 0; i < ndests && !left; i++)
         left = !dest_in_use(dests[i]);
     return !left;
@@ -874,6 +878,15 @@ static void sinks_settle(void)
         rest_forget(logs[i].rest);
     }
     pthread_mutex_unlock(&rest_lock);
+    pthread_mutex_lock(&sink_lock); /* a sender's connect again moves sockets under it too */
+    for (size_t i = 0; i < ARRAY_LEN(logs); i++) {
+        if (atomic_load(&logs[i].sink->dest))
+            continue;
+        int fd = atomic_exchange(&logs[i].sink->fd, -1);
+        if (fd >= 0)
+            close(fd);
+    }
+    pthread_mutex_unlock(&sink_lock);
     size_t kept = 0;
     for (size_t i = 0; i < ndests; i++) {
         if (dest_in_use(dests[i]))
@@ -900,6 +913,19 @@ static int install_target(struct sys_sink *sink, int (*move_file)(int fd), const
     if (rc == 0)
         sinks_settle();
     return rc;
+}
+
+/* The access log turned off: no line is made from now on, and a syslog socket it had is closed
+ * (sinks_settle), the lines the workers still hold then dropped. A file it had stays open and
+ * takes those lines (as before syslog existed); a later move to syslog closes it. */
+static void access_off(void)
+{
+    atomic_store(&access_on, false);
+    set_path(&access_path, "off");
+    pthread_mutex_lock(&sink_lock);
+    atomic_store(&access_sys.dest, NULL);
+    pthread_mutex_unlock(&sink_lock);
+    sinks_settle();
 }
 
 static int install_error_file(int fd)
@@ -952,8 +978,7 @@ static int open_checked(const char *what, const char *target, const char *other_
 int log_open(const char *access_log)
 {
     if (!access_log || strcmp(access_log, "off") == 0) {
-        atomic_store(&access_on, false);
-        set_path(&access_path, "off");
+        access_off();
         return 0;
     }
     int fd = open_checked("access_log", access_log, error_path, atomic_load(&error_fd));
@@ -1010,8 +1035,7 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
     set_path(&error_path, error_log);
     atomic_store(&error_level, (unsigned)level < LOG_LEVEL_COUNT ? (int)level : LOG_INFO);
     if (!access) {
-        atomic_store(&access_on, false);
-        set_path(&access_path, "off");
+        access_off();
         return 0;
     }
     if (install_access_target(access_log, afd) != 0) {
@@ -1174,7 +1198,11 @@ static void write_lines_now(const char *p, size_t n)
     int saved = errno, err = 0;
     uint64_t lost;
     if (sd) {
-        lost = syslog_send_lines(fd, sd, syslog_dest_severity(sd), p, n, &err);
+        /* the header's second from the clock the lines' times come from (wall_ms), read after
+         * theirs: never a second before a line's own (time(2) reads a coarser clock, which lags
+         * it by up to a tick: a line of 12:00:00.001 could be headed 11:59:59) */
+        lost = syslog_send_lines(fd, sd, syslog_dest_severity(sd), (time_t)(wall_ms() / 1000), p,
+                                 n, &err);
         if (lost)
             sink_reconnect(&access_sys, sd, err);
     } else {
@@ -1284,7 +1312,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     char line[2048];
     struct fmt_buf b;
     fmt_init(&b, line, sizeof(line) - 1);
-    fmt_time(&b, wall_ms());
+    uint64_t at_ms = wall_ms(); /* the line's time and its syslog header's: one reading */
+    fmt_time(&b, at_ms);
     LIT(&b, " [");
     fmt_str(&b, level_names[level]);
     LIT(&b, "] ");
@@ -1295,7 +1324,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     const struct syslog_dest *sd = atomic_load(&error_sys.dest); /* seq_cst: sinks_settle */
     int fd = atomic_load_explicit(sd ? &error_sys.fd : &error_fd, memory_order_relaxed);
     int err;
-    uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], line, n, &err)
+    uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], (time_t)(at_ms / 1000),
+                                           line, n, &err)
                        : write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n,
                                      SIZE_MAX, &error_stalled);
     if (sd && lost)

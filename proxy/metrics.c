@@ -1493,6 +1493,30 @@ static bool stage_queues(struct metrics_cursor *c, struct render *out, size_t bu
             value_u64(out, o->sticky_counts[k]);
         }
     }
+    /* retry_budget and retry_timeout, per upstream that has either (balance.h's order) */
+    static const char *const reasons[] = {"retry_budget", "retry_timeout"};
+    family(out, "portico_upstream_retries_refused_total", "counter",
+           "Retries not started by reason: retry_budget (its retries in flight at the limit), "
+           "retry_timeout (the request ran that long)");
+    for (size_t i = 0; i < c->norigins; i++) {
+        const struct metrics_origin *o = &c->origins[i];
+        for (size_t k = 0; o->first && o->bounded && k < ARRAY_LEN(reasons); k++) {
+            PUT_LIT(out, "portico_upstream_retries_refused_total");
+            label(out, "upstream", o->upstream, true);
+            label(out, "reason", reasons[k], false);
+            value_u64(out, o->retries_refused[k]);
+        }
+    }
+    family(out, "portico_upstream_retries_in_flight", "gauge",
+           "Requests of the upstream on a retry now, every worker's (retry_budget)");
+    for (size_t i = 0; i < c->norigins; i++) {
+        const struct metrics_origin *o = &c->origins[i];
+        if (!o->first || !o->budget)
+            continue;
+        PUT_LIT(out, "portico_upstream_retries_in_flight");
+        label(out, "upstream", o->upstream, true);
+        value_u64(out, o->retries_in_flight);
+    }
     return true;
 }
 

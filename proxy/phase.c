@@ -51,14 +51,24 @@ static uint64_t run_us(const struct phase_clock *pc, enum phase p, uint64_t now)
     return end > pc->start[p] ? end - pc->start[p] : 0;
 }
 
+/* Where an abandoned attempt's run of each phase is kept: its own, but read's (a retry_on
+ * status's head, a head cut by a reset) is no part of the response relayed, whose `body` is
+ * its own attempt's only; the client was still waiting for that response's first byte. */
+static const enum phase kept_as[PHASE_COUNT] = {
+    [PHASE_DNS] = PHASE_DNS,     [PHASE_CONNECT] = PHASE_CONNECT,
+    [PHASE_TLS] = PHASE_TLS,     [PHASE_SEND] = PHASE_SEND,
+    [PHASE_FIRST_BYTE] = PHASE_FIRST_BYTE, [PHASE_READ] = PHASE_FIRST_BYTE,
+};
+
 void phase_next_attempt(struct phase_clock *pc, uint64_t now)
 {
     phase_close(pc, now);
     for (int p = PHASE_DNS; p <= PHASE_READ; p++) {
         if (!pc->start[p])
             continue;
-        pc->before[p] += run_us(pc, (enum phase)p, now);
-        pc->walked |= 1u << p;
+        enum phase to = kept_as[p];
+        pc->before[to] += run_us(pc, (enum phase)p, now);
+        pc->walked |= 1u << to;
         pc->start[p] = pc->end[p] = 0;
     }
 }

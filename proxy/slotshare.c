@@ -25,6 +25,7 @@ struct slot_share {
     struct slot_member *oldest, *newest; /* the members, by generation */
     struct shared_count *counts;       /* every count a member holds */
     bool limited;                      /* its upstreams have max_conns (and queues) */
+    _Atomic unsigned retries;          /* retry_budget: its requests on a retry now */
     struct slot_share *next;           /* the registry's list */
     char upstream[];                   /* the upstream's name */
 };
@@ -117,13 +118,15 @@ struct slot_count *slot_share_count(struct slot_share *s, const char *origin, un
 {
     pthread_mutex_lock(&s->lock);
     struct shared_count *c = s->counts;
-    while (c && (c->listing != listing || strcmp(c->origin, origin) != 0))
+    while (c && (c->listing != listing || strcmp(c->origin, origin) != 0 ||
+                 atomic_load_explicit(&c->c.into, memory_order_relaxed))) /* drained: not it */
         c = c->next;
     if (!c) {
         size_t len = strlen(origin) + 1;
         if ((c = calloc(1, sizeof(*c) + len))) {
             atomic_init(&c->c.in_flight, 0);
             atomic_init(&c->c.max, max);
+            atomic_init(&c->c.into, NULL);
             c->listing = listing;
             memcpy(c->origin, origin, len);
             c->next = s->counts;
@@ -136,19 +139,50 @@ struct slot_count *slot_share_count(struct slot_share *s, const char *origin, un
     return c ? &c->c : NULL;
 }
 
+void slot_share_drain(struct slot_share *s, const char *origin, unsigned listings,
+                      struct slot_count *into)
+{
+    struct shared_count *to = (struct shared_count *)(uintptr_t)into;
+    for (struct shared_count *c = s->counts; c; c = c->next) {
+        if (c == to || c->listing < listings || strcmp(c->origin, origin) != 0 ||
+            atomic_load_explicit(&c->c.into, memory_order_relaxed))
+            continue;
+        to->holders++; /* into lives while c points to it */
+        atomic_store_explicit(&c->c.into, into, memory_order_release);
+        /* frees take the lock, claims only add: what c holds is moved before it closes */
+        unsigned moved = 0, n = atomic_load(&c->c.in_flight);
+        for (;;) {
+            if (n > moved)
+                atomic_fetch_add(&into->in_flight, n - moved);
+            moved = n > moved ? n : moved;
+            if (atomic_compare_exchange_weak(&c->c.in_flight, &n, SLOT_DRAINED))
+                break;
+        }
+    }
+}
+
 void slot_share_put(struct slot_share *s, struct slot_count *count)
 {
     struct shared_count *c = (struct shared_count *)(uintptr_t)count;
     pthread_mutex_lock(&s->lock);
-    if (--c->holders == 0) {
+    while (c && --c->holders == 0) { /* a drained count held the one it went into */
         for (struct shared_count **pp = &s->counts; *pp; pp = &(*pp)->next)
             if (*pp == c) {
                 *pp = c->next;
                 break;
             }
+        struct shared_count *into =
+            (struct shared_count *)(uintptr_t)atomic_load_explicit(&c->c.into,
+                                                                   memory_order_relaxed);
         free(c);
+        c = into;
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+_Atomic unsigned *slot_share_retries(struct slot_share *s)
+{
+    return &s->retries;
 }
 
 pthread_mutex_t *slot_share_lock(struct slot_share *s)

@@ -302,10 +302,10 @@ static size_t utf8_cut(const char *line, size_t at)
 #define SEND_BATCH 64 /* datagrams per sendmmsg(2): a flush of 64 KiB is ~100 lines */
 
 size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severity sev,
-                         const char *p, size_t n, int *err)
+                         time_t at, const char *p, size_t n, int *err)
 {
     char head[160];
-    size_t hlen = syslog_header(d, sev, time(NULL), head, sizeof(head));
+    size_t hlen = syslog_header(d, sev, at, head, sizeof(head));
     /* a message's room after the header (len >= 480 leaves it ~340 bytes at the least) */
     size_t mark = sizeof(SYSLOG_CUT_MARK) - 1;
     size_t room = d->len > hlen + mark ? d->len - hlen : mark;

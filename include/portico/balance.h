@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "portico/origin_admin_state.h"
+struct retry_budget_use;
 
 struct upstream_conf;
 struct balancer;
@@ -253,6 +254,20 @@ uint64_t balancer_queue_timeouts(const struct balancer *b);
 #define BALANCE_STICKY_OUTCOMES 4
 void balancer_sticky_count(struct balancer *b, unsigned outcome);
 uint64_t balancer_sticky_total(const struct balancer *b, unsigned outcome);
+
+/* retry_budget (retry_budget.h): takes a place for one retry of b's upstream when its retries
+ * in flight, every worker's and generation's, are below retry_budget_limit of the requests in
+ * flight on its origins (every generation's); true when taken (give it back with
+ * balancer_retry_done), false with what was seen in *use. */
+bool balancer_retry_take(struct balancer *b, struct retry_budget_use *use);
+void balancer_retry_done(struct balancer *b);
+
+/* Retries refused (metrics, counted by the exchange): by the budget, by retry_timeout. */
+enum retry_refusal { RETRY_REFUSED_BUDGET, RETRY_REFUSED_TIMEOUT, RETRY_REFUSALS };
+void balancer_retry_refused(struct balancer *b, enum retry_refusal why);
+uint64_t balancer_retry_refused_total(const struct balancer *b, enum retry_refusal why);
+/* Retries in flight now (metrics, /status). */
+unsigned balancer_retries_in_flight(const struct balancer *b);
 
 /* A reload: b's queue and sticky counters go on from from's (metrics counters never go
  * back). */

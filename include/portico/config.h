@@ -221,6 +221,11 @@ struct upstream_conf {
     bool retry_sent;                       /* also after the request was sent (idempotent) */
     uint16_t retry_on;                     /* retry_on.h mask: final statuses an idempotent
                                               request goes to another origin after; 0: none */
+    bool retry_budget;                     /* retry_budget set: retries in flight are bounded */
+    uint8_t retry_budget_percent;          /* ... to this share of the requests in flight */
+    uint64_t retry_budget_min;             /* ... but never below this many (retry_budget.h) */
+    uint64_t retry_timeout_ms;             /* no retry starts once the request ran this long;
+                                              0: off */
     struct sticky_conf sticky;             /* `sticky = cookie ...`; off unless set */
     struct health_check_conf health;       /* active health check */
     uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */

@@ -383,6 +383,10 @@ struct metrics_origin {
     uint64_t sticky_counts[3];                 /* requests by outcome: hit, new, redispatched */
     int admin;                                 /* enum origin_admin: the admin API's state */
     unsigned weight;                           /* its weight now (the admin API may set it) */
+    bool bounded;                              /* retry_budget or retry_timeout is set */
+    bool budget;                               /* retry_budget is set */
+    unsigned retries_in_flight;                /* retry_budget: retries in flight now */
+    uint64_t retries_refused[2];               /* retries refused: budget, retry_timeout */
 };
 
 /* A certificate Portico serves or presents, one row per file. */

@@ -9,17 +9,21 @@
  * twice is two counts, as in one generation). Every generation whose upstream has that identity
  * counts on the same number, under the max_conns of the newest one. A count lives while a
  * generation holds it: an origin a reload dropped keeps its count until its requests are done,
- * and one added back while they are still under way counts on from them.
+ * and one added back while they are still under way counts on from them. A listing the newest
+ * generation dropped while it still lists the origin (listed twice, then once) is drained into
+ * the origin's first listing (slot_share_drain): its attempts count there, under the newest
+ * max_conns, instead of beside it.
  *
  * A share (one per upstream identity) also holds the lock of its generations' queues, so that a
  * slot freed by one generation's request may be handed to another's waiter, and the list of its
  * members (the balancers), oldest first. Joining and leaving take a process-wide lock, so only
  * a generation's creation and end do; the requests take the share's lock, and only those of an
- * upstream with max_conns.
+ * upstream with max_conns. A share also holds the upstream's retries in flight (retry_budget).
  */
 #ifndef PORTICO_SLOTSHARE_H
 #define PORTICO_SLOTSHARE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,7 +32,30 @@
 struct slot_count {
     _Atomic unsigned in_flight;        /* attempts in flight on it, every generation's */
     _Atomic unsigned max;              /* its max_conns: the newest generation's (0: none) */
+    _Atomic(struct slot_count *) into; /* drained (slot_share_drain): the count it goes on in */
 };
+
+#define SLOT_DRAINED UINT_MAX          /* in_flight of a drained count: no claim succeeds on it */
+
+/* The count c's attempts are on: c, or the one it was drained into (and so on). */
+static inline struct slot_count *slot_count_live(struct slot_count *c)
+{
+    struct slot_count *into;
+    while ((into = atomic_load_explicit(&c->into, memory_order_acquire)) != NULL)
+        c = into;
+    return c;
+}
+
+/* The attempts in flight on c's live count (one drained meanwhile is followed). */
+static inline unsigned slot_count_in_flight(struct slot_count *c)
+{
+    for (;;) {
+        c = slot_count_live(c);
+        unsigned n = atomic_load_explicit(&c->in_flight, memory_order_acquire);
+        if (n != SLOT_DRAINED)
+            return n;
+    }
+}
 
 /* A member of a share (a balancer), linked in its list under the share's lock. */
 struct slot_member {
@@ -57,8 +84,23 @@ void slot_share_leave(struct slot_share *s, struct slot_member *m);
 struct slot_count *slot_share_count(struct slot_share *s, const char *origin, unsigned listing,
                                     unsigned max);
 
+/* Under slot_share_lock, from the newest generation, which lists origin `listings` times and
+ * serves now: each count of a later listing of origin (one the newest file dropped) is drained
+ * into `into`, the newest's count of its first listing. Its attempts in flight are added there
+ * (before it closes, so that into never counts fewer than the origin holds), and every
+ * generation's claims and frees on it go there from then on: old and new requests together stay
+ * under the newest max_conns, where the dropped listing's were beside it. Claims are lock-free:
+ * a drained count's in_flight is SLOT_DRAINED, on which a claim's compare-and-swap fails, and
+ * the claim follows `into` (slot_count_live). */
+void slot_share_drain(struct slot_share *s, const char *origin, unsigned listings,
+                      struct slot_count *into);
+
 /* Puts back a count slot_share_count gave: the last holder frees it. */
 void slot_share_put(struct slot_share *s, struct slot_count *c);
+
+/* The upstream's retries in flight (retry_budget, balance.h), every generation's: a reload does
+ * not hand a storm a fresh budget. */
+_Atomic unsigned *slot_share_retries(struct slot_share *s);
 
 /* The lock of s's members' queues. */
 pthread_mutex_t *slot_share_lock(struct slot_share *s);

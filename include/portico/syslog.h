@@ -82,11 +82,12 @@ bool syslog_dest_same(const struct syslog_dest *a, const struct syslog_dest *b);
 enum syslog_severity syslog_dest_severity(const struct syslog_dest *d);
 
 /* Sends each line of p[0..n) (lines end in '\n', which is not sent) as one datagram to fd, all
- * with one header (the time now, severity sev), in as few sendmmsg(2) calls as it takes. A line
+ * with one header (the time at, in seconds of CLOCK_REALTIME: the caller's reading of the clock
+ * its lines' times come from, severity sev), in as few sendmmsg(2) calls as it takes. A line
  * longer than the dest's len is cut and ends in SYSLOG_CUT_MARK. Never waits. Returns how many
  * lines were not sent, *err the errno of the last refusal. */
 size_t syslog_send_lines(int fd, const struct syslog_dest *d, enum syslog_severity sev,
-                         const char *p, size_t n, int *err);
+                         time_t at, const char *p, size_t n, int *err);
 
 /* The header "<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: " for the time t into buf[size]; its length
  * (pure: the unit test's). */

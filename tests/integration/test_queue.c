@@ -734,6 +734,46 @@ static void test_reload_origin_back(void **state)
     fake_origin_stop(fo);
 }
 
+/* (fixes19) An origin listed twice at max_conns=1 holds 2 requests; a reload lists it once at
+ * max_conns=2: the dropped listing's request drains into the one count, so the new generation
+ * sees the origin full (2 of 2) and its request waits; it goes when one of the two ends, and
+ * the origin never holds more than 2. Before, the new count had only the first listing's
+ * request, the new one went at once, and the origin held 3. */
+static void test_reload_drops_a_listing(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    char second[96];
+    snprintf(second, sizeof(second), "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 30s\n",
+             fake_origin_port(fo));
+    struct harness *h = start(fo, 2, NULL, "max_conns=1", second);
+    struct raw_conn *old[2] = {send_held(h, "/old-1", 1), send_held(h, "/old-2", 2)};
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=2\nqueue_timeout = 30s\n",
+              fake_origin_port(fo));
+    struct raw_conn *fresh = send_get(h, "/new");
+    int max;
+    if (metric(h, QLEN, 1) != 1) { /* it went at once */
+        wait_seen(3);
+        unsigned n = seen_count(&max);
+        fail_msg("the new request did not wait: the origin saw %u requests, %d at once", n, max);
+    }
+    assert_int_equal(seen_count(&max), 2); /* it waits: not sent */
+    in_flight_is(h, fo, 2); /* both listings' requests, on the one count */
+    release_one();
+    wait_seen(3);
+    assert_string_equal(seen_path(2), "/new");
+    assert_true(metric(h, QLEN, 0) == 0);
+    in_flight_is(h, fo, 2);
+    release_hold();
+    expect_status(old[0], 200);
+    expect_status(old[1], 200);
+    expect_status(fresh, 200);
+    in_flight_is(h, fo, 0);
+    assert_int_equal(seen_count(&max), 3);
+    assert_int_equal(max, 2);
+    stop_both(h, fo);
+}
+
 /* A waiter of the old generation that times out after a reload lowered max_conns from 4 to 2
  * names the limit that held it, 2 (it said 4: its own generation's file). */
 static void test_reload_timeout_names_live_max(void **state)
@@ -1030,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_reload_lowers_max_conns),
         cmocka_unit_test(test_reload_origin_back),
         cmocka_unit_test(test_reload_timeout_names_live_max),
+        cmocka_unit_test(test_reload_drops_a_listing),
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),

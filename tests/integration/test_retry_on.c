@@ -15,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include <linux/sockios.h>
 
 #include <cmocka.h>
 
@@ -447,6 +451,98 @@ static void test_retry_on_config_errors(void **state)
     }
 }
 
+/* ---- the timings of a retried request ---- */
+
+#define HEAD_PAUSE_MS 300 /* between the two parts of A's head */
+
+/* Returns once the bytes sent on fd have left it (the peer's kernel acknowledged them), bounded:
+ * the first part of the head is Portico's to read before the pause starts. */
+static int sent_out(int fd, void *arg)
+{
+    (void)arg;
+    int64_t until = tu_now_ms() + PX_IO_MS;
+    int queued = 1;
+    while (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 && tu_now_ms() < until) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static const struct fo_step a503_split_head[] = {
+    FO_SEND("HTTP/1.1 503 Service Unavailable\r\nX-From: a\r\n"), FO_CALL(sent_out, NULL),
+    FO_WAIT(HEAD_PAUSE_MS), FO_SEND("Content-Length: 0\r\n\r\n"), FO_END()};
+static const struct fo_step a_wait_then_reset[] = {FO_WAIT(HEAD_PAUSE_MS), FO_RST(), FO_END()};
+
+/* The milliseconds of phase name in the text access line's timing= (-1: not there). */
+static double timing_of(const char *line, const char *name)
+{
+    const char *t = strstr(line, " timing=");
+    char key[32];
+    int n = snprintf(key, sizeof(key), "%s:", name);
+    for (const char *p = t ? t + 8 : NULL; p && *p && *p != ' ';) {
+        if (strncmp(p, key, (size_t)n) == 0)
+            return strtod(p + n, NULL);
+        size_t len = strcspn(p, ", ");
+        p = p[len] == ',' ? p + len + 1 : NULL;
+    }
+    return -1;
+}
+
+/* (fixes19) A's head came in two parts HEAD_PAUSE_MS apart, then the request went to B, which
+ * answered at once: B's `body` in timing= is its own (a few ms), A's head time counts as
+ * first_byte (the client waited for its answer's first byte through it), and the phases still
+ * add up to no more than total. Before, A's split head time was in B's body (~300 ms). And a
+ * network failure's retry (A waits as long, then resets, no byte sent): first_byte has A's wait,
+ * body B's own. */
+static void test_retry_timings_own(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        const struct fo_step *a;
+        const char *config;
+    } rows[] = {
+        {"503 of retry_on", a503_split_head, "retry_on = 503\n"},
+        {"a reset before any byte (a network failure: a head begun is not retried)",
+         a_wait_then_reset, "retry_sent = on\n"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin_opts ao = {.kind = FO_SCRIPT, .script = rows[i].a};
+        struct fake_origin *a = px_origin_start(&ao);
+        struct fake_origin_opts bo = {.kind = FO_OK, .extra_headers = "X-From: b\r\n"};
+        struct fake_origin *b = px_origin_start(&bo);
+        struct harness *h = px_start(ADMIN,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                     "balance = round_robin\nkeepalive = 0\n%s",
+                                     fake_origin_port(a), fake_origin_port(b), rows[i].config);
+        struct raw_response r;
+        int status = ask(h, "GET", "/split", NULL, NULL, 0, &r);
+        const char *from = raw_header(&r, "X-From");
+        if (status != 200 || !from || strcmp(from, "b") != 0)
+            fail_msg("%s: status %d from %s, want B's 200", rows[i].why, status,
+                     from ? from : "(none)");
+        raw_response_free(&r);
+        char *line = px_log_line(h, "/split");
+        double body = timing_of(line, "body"), first = timing_of(line, "first_byte");
+        const char *dur = strstr(line, " dur_ms="); /* the text line's total */
+        double total = dur ? strtod(dur + 8, NULL) : -1;
+        if (!tu_contains(line, "attempts=2") || body < 0 || first < 0)
+            fail_msg("%s: not two attempts with body and first_byte: %s", rows[i].why, line);
+        if (body >= HEAD_PAUSE_MS / 3)
+            fail_msg("%s: B's body took %.3f ms, A's head in it: %s", rows[i].why, body, line);
+        if (first < HEAD_PAUSE_MS)
+            fail_msg("%s: first_byte %.3f ms, A's %d ms head not in it: %s", rows[i].why, first,
+                     HEAD_PAUSE_MS, line);
+        if (total < 0 || first + body > total + 0.002)
+            fail_msg("%s: first_byte and body add up to more than total: %s", rows[i].why, line);
+        free(line);
+        px_stop(h);
+        fake_origin_stop(a);
+        fake_origin_stop(b);
+    }
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -458,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_rehearsals),
         cmocka_unit_test(test_status_retried_http2),
         cmocka_unit_test(test_retry_on_config_errors),
+        cmocka_unit_test(test_retry_timings_own),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -392,9 +393,35 @@ static int open_on(pid_t pid, const char *path)
     return px_count_fds_on(pid, path).on;
 }
 
+/* How many of pid's descriptors are UDP sockets connected to 127.0.0.1:port (/proc/net/udp's
+ * inodes of that remote port). */
+static int udp_fds_to(pid_t pid, uint16_t port)
+{
+    unsigned long inodes[64];
+    size_t n = 0;
+    FILE *f = fopen("/proc/net/udp", "r");
+    assert_non_null(f);
+    char line[512];
+    while (fgets(line, sizeof(line), f) && n < 64) {
+        unsigned rport;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %*x:%*x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &rport,
+                   &inode) == 2 && rport == port && inode)
+            inodes[n++] = inode;
+    }
+    fclose(f);
+    int on = 0;
+    for (size_t i = 0; i < n; i++) {
+        char link[64];
+        snprintf(link, sizeof(link), "socket:[%lu]", inodes[i]);
+        on += px_count_fds_on(pid, link).on;
+    }
+    return on;
+}
+
 /* Both logs moved from files to syslog by a reload: the files are closed (a rotated, deleted
  * one frees its disk), not kept open for ever behind the sockets; moved back, each file is open
- * once. */
+ * once, and the sockets are closed (fixes19: they stayed open). */
 static void test_files_closed_for_syslog(void **state)
 {
     (void)state;
@@ -417,6 +444,8 @@ static void test_files_closed_for_syslog(void **state)
     wait_datagram(a, "on-syslog");
     assert_int_equal(open_on(harness_pid(h), access), 0);
     assert_int_equal(open_on(harness_pid(h), error), 0);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "a")), 1);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "e")), 1);
     write_config(h, files);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_file(h, "error.log", "is live", PX_IO_MS), 0);
@@ -424,6 +453,9 @@ static void test_files_closed_for_syslog(void **state)
     assert_int_equal(harness_wait_file(h, "access.log", "on-file", PX_IO_MS), 0);
     assert_int_equal(open_on(harness_pid(h), access), 1);
     assert_int_equal(open_on(harness_pid(h), error), 1);
+    /* (fixes19) and the sockets to the daemons closed by the reload (they stayed open) */
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "a")), 0);
+    assert_int_equal(udp_fds_to(harness_pid(h), harness_port(h, "e")), 0);
     assert_int_equal(harness_stop(h), 0);
     fake_syslog_free(a);
     fake_syslog_free(e);
@@ -587,6 +619,74 @@ static void test_reload_same_header_reconnects_there(void **state)
     harness_free(h);
 }
 
+/* (fixes19) The header's "Mmm dd hh:mm:ss" of an error line is its own time's second (the line
+ * says it in UTC, the header in local time): one reading of the clock for both. */
+static void assert_header_second_is_lines(const char *d)
+{
+    const char *gt = strchr(d, '>');
+    assert_non_null(gt);
+    const char *msg = strstr(d, "]: ");
+    assert_non_null(msg);
+    struct tm tm = {0};
+    if (sscanf(msg + 3, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+        fail_msg("no time at the line's start: %s", d);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    struct tm local;
+    localtime_r(&t, &local);
+    char want[32];
+    strftime(want, sizeof(want), "%b %e %H:%M:%S", &local);
+    if (strncmp(gt + 1, want, strlen(want)) != 0)
+        fail_msg("header not at the line's second %s: %s", want, d);
+}
+
+/* (fixes19) The access log moved between syslog and off, 50 times each way: off closes the
+ * socket (it was kept until the process ended, or a move back to syslog reused it), so the
+ * process holds exactly its descriptors of the start after every move to off. The error log,
+ * at another daemon, says each reload is live with its header at the line's own second. */
+static void test_syslog_to_off_closes_socket(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fake_syslog *a = receiver(h, "a"), *e = receiver(h, "e");
+    const char *off = "access_log = off\n"
+                      "error_log = syslog:server=127.0.0.1:{{free_port:e}}\n";
+    const char *on = "access_log = syslog:server=127.0.0.1:{{free_port:a}}\n"
+                     "error_log = syslog:server=127.0.0.1:{{free_port:e}}\n";
+    write_config(h, off);
+    assert_int_equal(harness_start(h), 0);
+    struct px_fds base = px_count_fds(harness_pid(h));
+    unsigned generation = 1;
+    for (int i = 0; i < 50; i++) {
+        char live[64];
+        write_config(h, on);
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        snprintf(live, sizeof(live), "is live (generation %u,", ++generation);
+        assert_header_second_is_lines(wait_datagram(e, live));
+        if (i == 0) { /* on syslog indeed */
+            assert_int_equal(get(h, "on-syslog"), 200);
+            wait_datagram(a, "on-syslog");
+        }
+        write_config(h, off);
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        snprintf(live, sizeof(live), "is live (generation %u,", ++generation);
+        assert_header_second_is_lines(wait_datagram(e, live));
+        struct px_fds now = px_wait_fds(harness_pid(h), base);
+        if (now.all != base.all)
+            fail_msg("move %d to off: %d descriptors, %d at the start", i + 1, now.all,
+                     base.all);
+    }
+    assert_int_equal(get(h, "off-again"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    assert_int_equal(fake_syslog_count(a, "off-again"), 0);
+    fake_syslog_free(a);
+    fake_syslog_free(e);
+    harness_free(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -606,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_severity_and_back_to_files),
         cmocka_unit_test(test_error_log_debug_reconnects),
         cmocka_unit_test(test_reload_same_header_reconnects_there),
+        cmocka_unit_test(test_syslog_to_off_closes_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "portico/config.h"
 #include "portico/hashkey.h"
 #include "portico/log.h"
+#include "portico/retry_budget.h"
 #include "portico/util.h"
 
 #include "config_helpers.h"
@@ -1105,8 +1106,13 @@ static void test_pick_origin(void **state)
             assert_int_equal(o, 2);
             balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
         }
-        if (every_policy[p] == BALANCE_ROUND_ROBIN) /* the cycle did not move: o0 is next */
+        if (every_policy[p] == BALANCE_ROUND_ROBIN) { /* the cycle did not move: o0 is next */
             assert_int_equal(pick_answer(b, 0), 0);
+            /* nor does one in mid-cycle: o1 is next still */
+            assert_int_equal(balancer_pick_origin(b, 0, 2, 0, NULL), 2);
+            balancer_done(b, 2, 0, BALANCE_ANSWERED, 0);
+            assert_int_equal(pick_answer(b, 0), 1);
+        }
         assert_int_equal(balancer_pick_origin(b, 0, 2, 1u << 2, NULL), BALANCE_PICK_UNUSABLE);
         /* the backup: not while a primary can, yes once none can */
         assert_int_equal(balancer_pick_origin(b, 0, 3, 0, NULL), BALANCE_PICK_UNUSABLE);
@@ -1131,6 +1137,22 @@ static void test_pick_origin(void **state)
     assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), BALANCE_PICK_FULL);
     balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
     assert_int_equal(balancer_pick_origin(b, 0, 1, 0, NULL), 1);
+    balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+    /* o0 listed twice (a weight by repetition): the slot of either listing is its */
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 0);
+    snprintf(up.origins[1].text, sizeof(up.origins[1].text), "o0");
+    for (int o = 0; o < 3; o++)
+        up.origins[o].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 10;
+    b = balancer_new(&up);
+    assert_non_null(b);
+    int first = balancer_pick_origin(b, 0, 0, 0, NULL), second = balancer_pick_origin(b, 0, 0, 0, NULL);
+    if (first + second != 1 || first * second != 0)
+        fail_msg("o0 listed twice: picks %d and %d, not its two listings", first, second);
+    assert_int_equal(balancer_pick_origin(b, 0, 0, 0, NULL), BALANCE_PICK_FULL);
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
     balancer_done(b, 1, 0, BALANCE_ANSWERED, 0);
     balancer_free(b);
 }
@@ -1632,6 +1654,45 @@ static void test_shared_counts_identity(void **state)
     balancer_free(a2);
     balancer_free(l);
     balancer_free(alone);
+}
+
+/* Generations leave the share in any order (the oldest first, then the newest): the list's ends
+ * follow, so a slot freed still reaches the waiters of those left and of one that came after,
+ * the older generation's first. */
+static void test_shared_counts_leave_order(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[0].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 4;
+    struct balancer *gen[4];
+    for (int g = 0; g < 3; g++) {
+        gen[g] = balancer_new(&up);
+        assert_int_equal(balancer_share(gen[g]), 0);
+    }
+    balancer_free(gen[0]); /* the oldest leaves */
+    balancer_free(gen[2]); /* the newest leaves */
+    gen[3] = balancer_new(&up);
+    assert_int_equal(balancer_share(gen[3]), 0);
+    assert_int_equal(balancer_pick(gen[3], 0, 0, 0, NULL), 0);
+    struct balance_waiter w1 = {.wake = wake_record}, w3 = {.wake = wake_record};
+    nwoken = 0;
+    assert_int_equal(balancer_queue(gen[1], &w1, 0), BALANCE_ROOM_QUEUED);
+    assert_int_equal(balancer_queue(gen[3], &w3, 0), BALANCE_ROOM_QUEUED);
+    balancer_done(gen[3], 0, 0, BALANCE_ANSWERED, 0); /* the slot: the older one's waiter's */
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w1);
+    assert_int_equal(w1.origin, 0);
+    balancer_done(gen[1], 0, 0, BALANCE_ANSWERED, 0); /* then the newer one's */
+    assert_int_equal(nwoken, 2);
+    assert_ptr_equal(woken[1], &w3);
+    assert_int_equal(w3.origin, 0);
+    balancer_done(gen[3], 0, 0, BALANCE_ANSWERED, 0);
+    assert_int_equal(balancer_in_flight(gen[1], 0), 0);
+    balancer_free(gen[1]);
+    balancer_free(gen[3]);
 }
 
 /* [upstream] max_conns is the default of the origins that set none; max_queue and
@@ -2187,6 +2248,103 @@ static void test_config_max_conns_one_origin(void **state)
     cfg_free(cfg);
 }
 
+/* ---- retry_budget ---- */
+
+/* The limit follows the upstream's attempts in flight on its origins (each listing's count,
+ * summed), a place given back is free again, what a refusal saw is told; a second generation
+ * (balancer_share) counts on the first one's retries, and its own given back reach the first. */
+static void test_retry_budget(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.name = "retry-budget";
+    up.retry_budget = true;
+    up.retry_budget_percent = 50;
+    up.retry_budget_min = 1;
+    struct balancer *b = balancer_new(&up);
+    assert_int_equal(balancer_share(b), 0);
+    struct retry_budget_use use = {0};
+    assert_true(balancer_retry_take(b, &use)); /* nothing in flight: the minimum, 1 */
+    assert_false(balancer_retry_take(b, &use));
+    assert_int_equal(use.held, 1);
+    assert_int_equal(use.limit, 1);
+    assert_int_equal(use.in_flight, 0);
+    for (int k = 0; k < 6; k++) /* 3 on each origin: 50% of 6 is 3 */
+        assert_true(balancer_pick(b, 0, 0, 0, NULL) >= 0);
+    assert_true(balancer_retry_take(b, &use));
+    assert_true(balancer_retry_take(b, &use));
+    assert_false(balancer_retry_take(b, &use));
+    assert_int_equal(use.held, 3);
+    assert_int_equal(use.limit, 3);
+    assert_int_equal(use.percent, 50);
+    assert_int_equal(use.in_flight, 6);
+    assert_int_equal(balancer_retries_in_flight(b), 3);
+    balancer_retry_done(b);
+    assert_true(balancer_retry_take(b, &use));
+
+    /* a reload: the new generation sees the 3, and gives back what the old took */
+    struct balancer *next = balancer_new(&up);
+    assert_int_equal(balancer_share(next), 0);
+    assert_int_equal(balancer_retries_in_flight(next), 3);
+    assert_false(balancer_retry_take(next, &use)); /* the old one's 6 in flight: 50% is 3 */
+    for (int k = 0; k < 3; k++)
+        balancer_retry_done(b);
+    assert_int_equal(balancer_retries_in_flight(next), 0);
+    balancer_retry_refused(b, RETRY_REFUSED_BUDGET);
+    balancer_inherit_queue(next, b);
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_BUDGET), 1);
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_TIMEOUT), 0);
+    for (int o = 0; o < 2; o++)
+        for (int k = 0; k < 3; k++)
+            balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+    balancer_free(b);
+    balancer_free(next);
+}
+
+/* Threads taking and giving back places at once never hold more than the limit together. */
+struct budget_racer {
+    struct balancer *b;
+    _Atomic unsigned *held, *most;
+};
+
+static void *budget_race(void *arg)
+{
+    struct budget_racer *r = arg;
+    struct retry_budget_use use;
+    for (int k = 0; k < 20000; k++) {
+        if (!balancer_retry_take(r->b, &use))
+            continue;
+        unsigned now = atomic_fetch_add(r->held, 1) + 1;
+        unsigned most = atomic_load(r->most);
+        while (now > most && !atomic_compare_exchange_weak(r->most, &most, now))
+            ;
+        atomic_fetch_sub(r->held, 1);
+        balancer_retry_done(r->b);
+    }
+    return NULL;
+}
+
+static void test_retry_budget_threads(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.retry_budget = true;
+    up.retry_budget_min = 2;
+    struct balancer *b = balancer_new(&up);
+    _Atomic unsigned held = 0, most = 0;
+    struct budget_racer r = {b, &held, &most};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, budget_race, &r), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_true(atomic_load(&most) <= 2);
+    assert_int_equal(balancer_retries_in_flight(b), 0);
+    balancer_free(b);
+}
+
 /* ---- the admin API's states (balancer_set_admin, balancer_set_weight) ---- */
 
 /* Each policy leaves a drained or maint origin out of its picks, and takes it again once ready;
@@ -2370,6 +2528,8 @@ int main(void)
         cmocka_unit_test(test_admin_sticky_and_backups),
         cmocka_unit_test(test_admin_weight),
         cmocka_unit_test(test_admin_queue),
+        cmocka_unit_test(test_retry_budget),
+        cmocka_unit_test(test_retry_budget_threads),
         cmocka_unit_test(test_round_robin_smooth),
         cmocka_unit_test(test_round_robin_skips),
         cmocka_unit_test(test_retry_takes_no_turn),
@@ -2399,6 +2559,7 @@ int main(void)
         cmocka_unit_test(test_queue_handoff),
         cmocka_unit_test(test_shared_counts),
         cmocka_unit_test(test_shared_counts_identity),
+        cmocka_unit_test(test_shared_counts_leave_order),
         cmocka_unit_test(test_config_max_conns),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_pick_origin),

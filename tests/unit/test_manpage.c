@@ -560,9 +560,19 @@ static struct config *load_with(enum cfg_section sec, const char *key, const cha
         [CFG_SEC_PROXY] = "[upstream app]\norigin = sim\n",
         [CFG_SEC_FAULTS] = "[upstream app]\norigin = sim\n",
     };
+    /* a key refused without another one is loaded beside it, in both files */
+    static const struct {
+        const char *key, *needs;
+    } companions[] = {
+        {"retry_budget_min", "retry_budget = 20%\n"},
+    };
+    const char *needs = "";
+    for (size_t i = 0; key && i < sizeof(companions) / sizeof(companions[0]); i++)
+        if (strcmp(key, companions[i].key) == 0)
+            needs = companions[i].needs;
     char text[512];
-    snprintf(text, sizeof(text), "%s%s%s%s%s%s", head[sec], key ? key : "", key ? " = " : "",
-             key ? value : "", key ? "\n" : "", tail[sec] ? tail[sec] : "");
+    snprintf(text, sizeof(text), "%s%s%s%s%s%s%s", head[sec], needs, key ? key : "",
+             key ? " = " : "", key ? value : "", key ? "\n" : "", tail[sec] ? tail[sec] : "");
     int n = -1;
     struct config *cfg = cfg_load_string(text, "doc.ini", "/tmp", NULL, &n);
     if (cfg && n != 0) {
@@ -1002,7 +1012,8 @@ static void test_metric_types_and_labels(void **state)
     metrics_denied(m, 0);
     for (int o = 0; o < MIRROR_OUTCOME_COUNT; o++)
         metrics_mirror(m, 0, (enum mirror_outcome)o);
-    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true, .sticky = true};
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true, .first = true, .sticky = true,
+                                           .bounded = true, .budget = true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1, 1024, 1, 1, 1};
     struct evbuffer *out = evbuffer_new();

@@ -139,7 +139,8 @@ static void test_send_lines(void **state)
     longline[sizeof(longline) - 1] = '\0';
     int n = snprintf(lines, sizeof(lines), "one\ntwo\n%s\nfour\n", longline);
     int err = 0;
-    assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, lines, (size_t)n, &err), 0);
+    assert_int_equal(
+        syslog_send_lines(sv[0], d, SYSLOG_INFO, time(NULL), lines, (size_t)n, &err), 0);
     const char *want[] = {"one", "two", NULL, "four"};
     for (size_t i = 0; i < ARRAY_LEN(want); i++) {
         char buf[4096];
@@ -158,7 +159,8 @@ static void test_send_lines(void **state)
         }
     }
     close(sv[1]);
-    assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, lines, (size_t)n, &err), 4);
+    assert_int_equal(
+        syslog_send_lines(sv[0], d, SYSLOG_INFO, time(NULL), lines, (size_t)n, &err), 4);
     assert_true(err != 0);
     close(sv[0]);
     free(d);
@@ -204,7 +206,8 @@ static void test_cut_utf8(void **state)
             }
             line[n++] = '\n';
             int err = 0;
-            assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, line, n, &err), 0);
+            assert_int_equal(
+                syslog_send_lines(sv[0], d, SYSLOG_INFO, time(NULL), line, n, &err), 0);
             char buf[1024];
             ssize_t r = recv(sv[1], buf, sizeof(buf) - 1, MSG_DONTWAIT);
             assert_true(r >= 480 - 3 && r <= 480);
@@ -243,7 +246,8 @@ static void test_send_edges(void **state)
     memset(lines + room + 1, 'w', room + 1);
     lines[2 * room + 2] = '\n';
     int err = 0;
-    assert_int_equal(syslog_send_lines(sv[0], d, SYSLOG_INFO, lines, 2 * room + 3, &err), 0);
+    assert_int_equal(
+        syslog_send_lines(sv[0], d, SYSLOG_INFO, time(NULL), lines, 2 * room + 3, &err), 0);
     char buf[4096];
     ssize_t r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
     assert_int_equal(r, 480);
@@ -264,7 +268,7 @@ static void test_send_edges(void **state)
     for (int i = 0; i < 300; i++)
         n += (size_t)snprintf(many + n, sizeof(many) - n, "line %d\n", i);
     err = 0;
-    size_t lost = syslog_send_lines(sv[0], d, SYSLOG_INFO, many, n, &err);
+    size_t lost = syslog_send_lines(sv[0], d, SYSLOG_INFO, time(NULL), many, n, &err);
     assert_true(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS);
     size_t got = 0;
     while (recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) > 0)
