@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "portico/admin_faults.h"
+#include "portico/admin_upstreams.h"
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/h1out.h"
@@ -113,14 +114,15 @@ bool admin_host_allowed(const struct config *cfg, const char *host, size_t len)
     return false;
 }
 
-/* The fault API's answer (admin_faults.c) into h, its own fields (*extra) and body. */
+/* The fault API's answer (admin_faults.c), or the upstreams' (admin_upstreams.c), into h, its own fields (*extra) and body. */
 static int faults(const struct h1_request *req, size_t plen, const char *req_body,
                   size_t body_len, const struct generation *gen, struct h1out_head *h,
                   const char **extra, struct evbuffer *body)
 {
     struct admin_call call = {req, req->target, plen, req_body, body_len, gen};
     struct admin_reply reply = {.body = body};
-    if (admin_faults_respond(&call, &reply) < 0)
+    if ((admin_faults_path(req->target, plen) ? admin_faults_respond(&call, &reply)
+                                              : admin_upstreams_respond(&call, &reply)) < 0)
         return -1;
     h->status = reply.status;
     h->content_type = reply.content_type;
@@ -256,7 +258,7 @@ int admin_respond_stream(struct evbuffer *out, const struct h1_request *req, con
         h.status = HTTP_FORBIDDEN;
         rc = evbuffer_add_printf(body, "403 Forbidden: the admin listener takes no changes from "
                                        "web pages (Origin); set admin_token to allow them\n");
-    } else if (admin_faults_path(req->target, plen)) {
+    } else if (admin_faults_path(req->target, plen) || admin_upstreams_path(req->target, plen)) {
         rc = faults(req, plen, req_body, body_len, gen, &h, &extra, body);
     } else if (!get) {
         h.status = HTTP_METHOD_NOT_ALLOWED;
@@ -278,7 +280,8 @@ int admin_respond_stream(struct evbuffer *out, const struct h1_request *req, con
         rc = evbuffer_add_printf(body, "ok\n");
     } else {
         h.status = HTTP_NOT_FOUND;
-        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz, /faults\n");
+        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz, /faults, "
+                                         "/upstreams\n");
     }
     int rest = 0; /* 1: the page goes on past its first slice */
     if (page) {

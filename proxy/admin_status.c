@@ -508,7 +508,10 @@ static const char admin_status_page[] =
     "        how.id = 'balance-' + u.name;\n"
     "        name.appendChild(how);\n"
     "      }\n"
-    "      var origin = el('td', o.origin + (o.backup ? ' (backup)' : ''), 'mono');\n"
+    "      var origin = el('td', o.origin + (o.backup ? ' (backup)' : '') + (o.admin !== "
+    "'ready' ? ' (' + o.admin + ')' : '') + (o.weight !== o.weight_configured ? ' (weight ' + "
+    "o.weight + ', ' + o.weight_configured + ' in the file)' : '') + (o.cookie !== null ? ' "
+    "cookie ' + o.cookie : ''), 'mono');\n"
     "      origin.id = 'origin-' + u.name + '-' + o.origin;\n"
     "      rows.push(row([name, origin, h,\n"
     "                     el('td', i ? '' : u.pool_idle + ' (keepalive ' + u.keepalive + ' "
@@ -769,9 +772,13 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
             jprintf(out, "%u", up->origins[o].max_conns);
         else
             jadd(out, "null", 4);
-        jprintf(out, ",\"backup\":%s,\"weight_percent\":%u}",
+        /* the admin API's state and weight (admin_upstreams.h): why an origin up takes none */
+        jprintf(out, ",\"backup\":%s,\"weight_percent\":%u,\"admin\":\"%s\",\"weight\":%u,"
+                     "\"weight_configured\":%u}",
                 balancer_origin_is_backup(b, o) ? "true" : "false",
-                balancer_weight_permille(b, o, event_now_us() / 1000) / 10);
+                balancer_weight_permille(b, o, event_now_us() / 1000) / 10,
+                origin_admin_name(balancer_origin_admin(b, o)), balancer_weight(b, o),
+                up->origins[o].weight);
     }
     jadd(out, "],\"recent_failures\":[", 21);
     bool first = true;
@@ -820,6 +827,7 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
                     .sticky_counts = {balancer_sticky_total(b, STICKY_HIT),
                                       balancer_sticky_total(b, STICKY_NEW),
                                       balancer_sticky_total(b, STICKY_REDISPATCHED)},
+                    .admin = (int)balancer_origin_admin(b, o), .weight = balancer_weight(b, o),
                     .bounded = cfg->upstreams[u].retry_budget ||
                                cfg->upstreams[u].retry_timeout_ms,
                     .budget = cfg->upstreams[u].retry_budget,

@@ -30,6 +30,16 @@
  * do), least_conn lets it run for that fraction of its picks and scales its weight by it,
  * random_two scales its weight by it. Unset, it costs one load and branch a
  * pick.
+ *
+ * The admin API (origin_admin.h) takes origins out of balancing: two masks, `out` (drain,
+ * maint, weight 0) and `maint`, recomputed by the one writer at each change. A pick ORs `out`
+ * into its exclude mask, so every policy and the backups' tier pass over such an origin as over
+ * a tried one (one load and an OR a pick, callgrind +5 instructions); balancer_pick_origin
+ * (sticky) ORs `maint` only, so a drained origin keeps its sticky clients. A weight changed at
+ * run time acts through weight_now (least_conn, random_two) and, for round robin, through each
+ * origin's turn_scale: the cycle stays the configured weights', and the origins take that share
+ * of their turns (as slow_start's ramp does), the one raised most over its configured weight
+ * taking all of its own.
  */
 #include "portico/balance.h"
 
@@ -64,7 +74,7 @@ struct origin_slot {
                                           > 0 passed, < 0 failed, 0 before the first */
     _Atomic unsigned fails;            /* network failures in a row within the window */
     _Atomic bool checks_stopped;       /* its health check's next check could not be armed
-                                          (in fails' padding: the slot stays 48 bytes) */
+                                          (in fails' padding) */
     _Atomic uint16_t down_status;      /* the status whose count marked it down last (fail_on,
                                           retry_on), 0 for a network failure (/status; in the
                                           same padding) */
@@ -75,11 +85,21 @@ struct origin_slot {
     uint32_t same;                     /* the origins listed with its host:port, itself included */
     _Atomic unsigned ramp_turns;       /* slow_start: its turns seen while ramping */
     _Atomic unsigned ramp_runs;        /* ... and least_conn's picks it ran in, not its turn
-                                          (in ramp_turns' padding: the slot's size is unchanged) */
+                                          (in ramp_turns' padding) */
     _Atomic uint64_t ramp_until_ms;    /* slow_start: when its ramp ends; 0 none, RAMP_PENDING
                                           from its next pick */
     struct slot_count own;             /* count's until the balancer shares (balancer_share) */
+    _Atomic unsigned weight;           /* its weight now: the configured one, or the admin API's
+                                          (balancer_set_weight) */
+    _Atomic uint32_t turn_scale;       /* the share of its round-robin turns it takes, in
+                                          SCALE_FULLths: below it when another origin's weight was
+                                          raised past its configured one */
+    _Atomic int admin;                 /* enum origin_admin (balancer_set_admin) */
 };
+
+/* A turn's share: TURN_FULL is every turn (RAMP_FULL times SCALE_FULL). */
+#define SCALE_FULL 65536u
+#define TURN_FULL ((uint64_t)RAMP_FULL * SCALE_FULL)
 
 /* An origin back up whose ramp starts at the first pick that finds it usable: an answered probe
  * or a passing check has no clock of its own, and a ramp begun while the other health still
@@ -112,6 +132,11 @@ struct balancer {
     uint32_t backups;                  /* the backup origins (bit i: origin i) */
     uint32_t primaries;                /* the others */
     bool ramps;                        /* slow_start is set: read by each pick */
+    _Atomic bool shares_turns;         /* ramps, or a weight changed at run time: round robin
+                                          takes a share of an origin's turns (ramped_turn) */
+    _Atomic uint32_t out;              /* origins the admin API took out of balancing (drain,
+                                          maint, weight 0): no pick but a sticky one takes them */
+    _Atomic uint32_t maint;            /* ... those in maint: not even a sticky one */
     struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct slot_share *share;          /* balancer_share: the counts of other generations */
     struct slot_member member;         /* ... and this balancer among their balancers */
@@ -135,6 +160,12 @@ static const char *const check_state_names[] = {
 #undef X
 };
 
+static const char *const origin_admin_names[] = {
+#define X(id, name) [id] = name,
+    ORIGIN_ADMIN_LIST(X)
+#undef X
+};
+
 static const char *const balance_result_names[] = {
 #define X(id, name) [id] = name,
     BALANCE_RESULT_LIST(X)
@@ -149,6 +180,21 @@ const char *origin_state_name(enum origin_state s)
 const char *check_state_name(enum check_state s)
 {
     return (unsigned)s < ARRAY_LEN(check_state_names) ? check_state_names[s] : "unknown";
+}
+
+const char *origin_admin_name(enum origin_admin a)
+{
+    return (unsigned)a < ARRAY_LEN(origin_admin_names) ? origin_admin_names[a] : "unknown";
+}
+
+int origin_admin_from_name(const char *name, enum origin_admin *out)
+{
+    for (unsigned a = 0; a < ARRAY_LEN(origin_admin_names); a++)
+        if (strcmp(name, origin_admin_names[a]) == 0) {
+            *out = (enum origin_admin)a;
+            return 0;
+        }
+    return -1;
 }
 
 const char *balance_result_name(enum balance_result r)
@@ -166,7 +212,8 @@ static __attribute__((noinline)) void done_limited(struct balancer *b, int origi
                                                    enum balance_result r, uint64_t now_ms);
 static void slot_free(struct balancer *b, int o);
 static void queue_rescan(struct balancer *b, uint64_t now_ms);
-static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude);
+static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude,
+                                 bool pinned);
 static inline __attribute__((always_inline)) bool take_probe(struct balancer *b, int o,
                                                             uint64_t *probe);
 static inline __attribute__((always_inline)) void verdict(struct balancer *b, int origin,
@@ -263,11 +310,15 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     b->up = up;
     b->ramps = up->slow_start_ms > 0;
+    atomic_init(&b->shares_turns, b->ramps);
     b->retries = &b->own_retries;
     for (int o = 0; o < up->norigins; o++) {
         atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
         atomic_init(&b->origins[o].own.into, NULL);
         b->origins[o].count = &b->origins[o].own;
+        atomic_init(&b->origins[o].weight, weight_of(b, o));
+        atomic_init(&b->origins[o].turn_scale, SCALE_FULL);
+        atomic_init(&b->origins[o].admin, ORIGIN_ADMIN_READY);
     }
     for (int o = 0; o < up->norigins; o++)
         b->ncycle += weight_of(b, o);
@@ -413,17 +464,25 @@ static bool ramp_takes(struct balancer *b, int o, _Atomic unsigned *seen, uint64
     return (k + 1) * share / RAMP_FULL > k * share / RAMP_FULL;
 }
 
-/* Whether round robin's turn of origin o at now is its own (its ramp's share of its turns). */
+/* Whether round robin's turn of origin o at now is its own: its ramp's share of its turns,
+ * scaled by turn_scale when weights changed at run time (balancer_set_weight). */
 static bool ramp_takes_turn(struct balancer *b, int o, uint64_t now_ms)
 {
-    return ramp_takes(b, o, &b->origins[o].ramp_turns, now_ms);
+    struct origin_slot *s = &b->origins[o];
+    uint64_t share = (uint64_t)(b->ramps ? ramp_permille(b, o, now_ms) : RAMP_FULL) *
+                     atomic_load_explicit(&s->turn_scale, memory_order_relaxed);
+    if (share >= TURN_FULL)
+        return true;
+    uint64_t k = atomic_fetch_add_explicit(&s->ramp_turns, 1, memory_order_relaxed);
+    return (k + 1) * share / TURN_FULL > k * share / TURN_FULL;
 }
 
-/* Origin o's weight at now in thousandths: its ramp's share of it under slow_start. */
+/* Origin o's weight at now in thousandths: its weight now (the admin API may have changed it),
+ * its ramp's share of it under slow_start. */
 static uint64_t weight_now(struct balancer *b, int o, uint64_t now_ms)
 {
-    return (uint64_t)weight_of(b, o) * (b->up->slow_start_ms ? ramp_permille(b, o, now_ms)
-                                                               : RAMP_FULL);
+    return (uint64_t)atomic_load_explicit(&b->origins[o].weight, memory_order_relaxed) *
+           (b->up->slow_start_ms ? ramp_permille(b, o, now_ms) : RAMP_FULL);
 }
 
 /* Marks origin o back up (from down, failing, or new on a reload): under slow_start its ramp
@@ -487,8 +546,8 @@ __attribute__((always_inline)) static inline int turn_walk(struct balancer *b, u
     return turn_at(b, now_ms, exclude); /* other threads took the turns between ours */
 }
 
-/* turn_walk under slow_start: a function of its own, so that the walk without it keeps its
- * registers (the call inside cost every pick 8 instructions). */
+/* turn_walk under slow_start or changed weights: a function of its own, so that the walk
+ * without it keeps its registers (the call inside cost every pick 8 instructions). */
 __attribute__((noinline)) static int ramped_turn(struct balancer *b, uint64_t now_ms,
                                                  uint32_t exclude)
 {
@@ -497,7 +556,9 @@ __attribute__((noinline)) static int ramped_turn(struct balancer *b, uint64_t no
 
 static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
 {
-    return b->ramps ? ramped_turn(b, now_ms, exclude) : turn_walk(b, now_ms, exclude, false);
+    return atomic_load_explicit(&b->shares_turns, memory_order_relaxed)
+               ? ramped_turn(b, now_ms, exclude)
+               : turn_walk(b, now_ms, exclude, false);
 }
 
 /* The least busy usable origin outside exclude; ties go to the first in index order from start,
@@ -613,7 +674,8 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
     bool retry = exclude != 0;
     /* An origin tried is tried at every listing of its address: a retry on the second listing
      * of a refusing origin (a weight by repetition) failed again while another answered. */
-    exclude = balancer_listings(b, exclude);
+    exclude = balancer_listings(b, exclude) |
+              atomic_load_explicit(&b->out, memory_order_relaxed); /* drained, in maint */
     if (b->backups) /* a call of its own: without backups a pick pays a load and a branch */
         return pick_tier(b, now_ms, rnd, exclude, retry, probe);
     return pick_among(b, now_ms, rnd, exclude, retry, probe);
@@ -627,16 +689,20 @@ int balancer_pick_origin(struct balancer *b, uint64_t now_ms, int origin, uint32
         probe = &probe_unwanted;
     *probe = 0;
     uint32_t mine = balancer_listings(b, 1u << origin); /* its listings are one origin */
-    exclude = balancer_listings(b, exclude);
+    /* a drained origin keeps its sticky clients (HAProxy's drain); one in maint takes none */
+    exclude = balancer_listings(b, exclude) |
+              atomic_load_explicit(&b->maint, memory_order_relaxed);
     if (exclude & mine)
         return BALANCE_PICK_UNUSABLE;
     /* a backup only when the pick would take backups: no primary outside exclude usable */
-    if ((mine & b->backups) && any_usable(b, now_ms, exclude | b->backups))
+    if ((mine & b->backups) &&
+        any_usable(b, now_ms,
+                   exclude | b->backups | atomic_load_explicit(&b->out, memory_order_relaxed)))
         return BALANCE_PICK_UNUSABLE;
     int o = pick_among(b, now_ms, 0, ~mine, true, probe); /* a retry's: no turn of the cycle */
     if (o >= 0)
         return o;
-    return room_of(b, now_ms, ~mine) == BALANCE_ROOM_FULL ? BALANCE_PICK_FULL
+    return room_of(b, now_ms, ~mine, true) == BALANCE_ROOM_FULL ? BALANCE_PICK_FULL
                                                           : BALANCE_PICK_UNUSABLE;
 }
 
@@ -691,7 +757,9 @@ int balancer_pick_hash(struct balancer *b, uint64_t now_ms, uint64_t key, uint32
     *probe = 0;
     if (!b->npoints) /* not an upstream of balance = hash */
         return balancer_pick(b, now_ms, key, exclude, probe);
-    exclude = balancer_listings(b, exclude);
+    /* the points of an origin out are passed over: its keys go to the next point's origin,
+     * the others' keys stay where they were */
+    exclude = balancer_listings(b, exclude) | atomic_load_explicit(&b->out, memory_order_relaxed);
     /* the backups' points are passed over while a primary will do, as pick_tier's turns are */
     if (b->backups && !any_usable(b, now_ms, exclude | b->backups))
         return ring_pick(b, now_ms, key, exclude | b->primaries, probe);
@@ -1163,6 +1231,13 @@ static bool hands_over(const struct balancer *b, int o)
            atomic_load_explicit(&s->check, memory_order_relaxed) != CHECK_FAILING;
 }
 
+/* The origins the admin API took out for a request: in maint for a sticky one (pinned: a
+ * drained origin keeps its sticky clients), drained too for any other. */
+static uint32_t admin_out(const struct balancer *b, bool pinned)
+{
+    return atomic_load_explicit(pinned ? &b->maint : &b->out, memory_order_relaxed);
+}
+
 static void unlink_waiter(struct balance_queue *q, struct balance_waiter *w)
 {
     if (w->prev)
@@ -1184,7 +1259,7 @@ static struct balance_waiter *waiter_for(const struct balancer *b, int o)
     if (!b->queue || !hands_over(b, o))
         return NULL;
     struct balance_waiter *w = b->queue->head;
-    while (w && (balancer_listings(b, w->exclude) & (1u << o)))
+    while (w && ((balancer_listings(b, w->exclude) | admin_out(b, w->pinned)) & (1u << o)))
         w = w->next;
     return w;
 }
@@ -1253,7 +1328,7 @@ static void rescan_locked(struct balancer *b, uint64_t now_ms)
     struct balance_queue *q = b->queue;
     for (struct balance_waiter *w = q->head, *next; w; w = next) {
         next = w->next;
-        uint32_t exclude = balancer_listings(b, w->exclude);
+        uint32_t exclude = balancer_listings(b, w->exclude) | admin_out(b, w->pinned);
         int slot = -1;
         bool any = false;
         for (int o = 0; o < b->up->norigins && slot < 0; o++) {
@@ -1278,11 +1353,13 @@ static void queue_rescan(struct balancer *b, uint64_t now_ms)
     pthread_mutex_unlock(b->queue->lock);
 }
 
-/* What the origins outside exclude offer: a free slot, only full ones, or none usable. */
-static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
+/* What the origins outside exclude offer: a free slot, only full ones, or none usable.
+ * pinned: a sticky request's, which a drained origin still takes. */
+static enum balance_room room_of(const struct balancer *b, uint64_t now_ms, uint32_t exclude,
+                                 bool pinned)
 {
     enum balance_room room = BALANCE_ROOM_NONE;
-    exclude = balancer_listings(b, exclude);
+    exclude = balancer_listings(b, exclude) | admin_out(b, pinned);
     for (int o = 0; o < b->up->norigins; o++) {
         if ((exclude & (1u << o)) || !usable(b, o, now_ms))
             continue;
@@ -1302,16 +1379,16 @@ bool balancer_limited(const struct balancer *b)
 
 enum balance_room balancer_room(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
 {
-    return room_of(b, now_ms, exclude);
+    return room_of(b, now_ms, exclude, false);
 }
 
 enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, uint64_t now_ms)
 {
     struct balance_queue *q = b->queue;
     if (!q)
-        return room_of(b, now_ms, w->exclude);
+        return room_of(b, now_ms, w->exclude, w->pinned);
     pthread_mutex_lock(q->lock);
-    enum balance_room room = room_of(b, now_ms, w->exclude);
+    enum balance_room room = room_of(b, now_ms, w->exclude, w->pinned);
     if (room == BALANCE_ROOM_FULL) {
         if (atomic_load_explicit(&q->length, memory_order_relaxed) >= b->up->max_queue) {
             room = BALANCE_ROOM_QUEUE_FULL;
@@ -1510,4 +1587,107 @@ void balancer_serve(struct balancer *b, uint64_t now_ms)
             rescan_locked(other, now_ms);
     }
     pthread_mutex_unlock(lock);
+}
+
+/* ---- the admin API's state (origin_admin.c) ---- */
+
+/* The admin masks and the round-robin turn scales again, from every origin's admin state and
+ * weight. Weights lowered need nothing more than weight_now; a weight raised past its
+ * configured one (the cycle was built from those) is the top share, and every other origin
+ * takes its weight's part of that of its turns. */
+static void admin_recompute(struct balancer *b)
+{
+    int n = b->up->norigins, top = -1;
+    uint32_t out = 0, maint = 0;
+    unsigned now[CFG_MAX_ORIGINS];
+    for (int o = 0; o < n; o++) {
+        const struct origin_slot *s = &b->origins[o];
+        int a = atomic_load_explicit(&s->admin, memory_order_relaxed);
+        now[o] = atomic_load_explicit(&s->weight, memory_order_relaxed);
+        if (a != ORIGIN_ADMIN_READY || now[o] == 0)
+            out |= 1u << o;
+        if (a == ORIGIN_ADMIN_MAINT)
+            maint |= 1u << o;
+        /* the largest weight now over its configured one, among those the picks take: an
+         * origin out would have the others pass turns for nothing */
+        if (!(out & (1u << o)) && (top < 0 || (uint64_t)now[o] * weight_of(b, top) >
+                                                  (uint64_t)now[top] * weight_of(b, o)))
+            top = o;
+    }
+    bool scaled = false;
+    for (int o = 0; o < n; o++) {
+        uint64_t scale = SCALE_FULL;
+        if (top >= 0 && now[o])
+            scale = MAX(1, MIN(SCALE_FULL, (uint64_t)now[o] * weight_of(b, top) * SCALE_FULL /
+                                               ((uint64_t)weight_of(b, o) * now[top])));
+        scaled |= scale != SCALE_FULL;
+        atomic_store_explicit(&b->origins[o].turn_scale, (uint32_t)scale, memory_order_relaxed);
+    }
+    atomic_store_explicit(&b->shares_turns, b->ramps || scaled, memory_order_relaxed);
+    atomic_store_explicit(&b->maint, maint, memory_order_relaxed);
+    atomic_store_explicit(&b->out, out, memory_order_relaxed);
+}
+
+enum origin_admin balancer_set_admin(struct balancer *b, int origin, enum origin_admin a,
+                                     uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return ORIGIN_ADMIN_READY;
+    struct origin_slot *s = &b->origins[origin];
+    enum origin_admin was = (enum origin_admin)atomic_exchange_explicit(&s->admin, (int)a,
+                                                                        memory_order_relaxed);
+    if (was == a)
+        return was;
+    /* out of maint it ramps as one back from down (HAProxy's slowstart); a drained origin kept
+     * its sticky clients and its checks: it comes back whole */
+    if (was == ORIGIN_ADMIN_MAINT)
+        ramp_from_next_pick(b, origin);
+    admin_recompute(b);
+    if (b->queue) /* its waiters go elsewhere, or fail (none left); back, it takes them */
+        queue_rescan(b, now_ms);
+    return was;
+}
+
+int balancer_set_weight(struct balancer *b, int origin, unsigned weight, uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins || weight > CFG_MAX_WEIGHT)
+        return -1;
+    /* a ring is placed by the configured weights: rebuilt for another, keys would move */
+    if (b->npoints && weight && weight != weight_of(b, origin))
+        return -1;
+    atomic_store_explicit(&b->origins[origin].weight, weight, memory_order_relaxed);
+    admin_recompute(b);
+    if (b->queue)
+        queue_rescan(b, now_ms);
+    return 0;
+}
+
+enum origin_admin balancer_origin_admin(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? (enum origin_admin)atomic_load_explicit(&b->origins[origin].admin,
+                                                         memory_order_relaxed)
+               : ORIGIN_ADMIN_READY;
+}
+
+unsigned balancer_weight(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? atomic_load_explicit(&b->origins[origin].weight, memory_order_relaxed)
+               : 0;
+}
+
+uint32_t balancer_admin_out(const struct balancer *b)
+{
+    return atomic_load_explicit(&b->out, memory_order_relaxed);
+}
+
+uint32_t balancer_admin_maint(const struct balancer *b)
+{
+    return atomic_load_explicit(&b->maint, memory_order_relaxed);
+}
+
+const struct upstream_conf *balancer_upstream(const struct balancer *b)
+{
+    return b->up;
 }

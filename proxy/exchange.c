@@ -1793,8 +1793,35 @@ void ex_origin_answered(struct exchange *ex)
     }
 }
 
+/* The 503's detail when the admin API took some origins out: how many of each state, so that
+ * an operator who drained the last one reads why (cold: only a failed pick). */
+static __attribute__((noinline, cold)) void fail_admin_out(struct exchange *ex, uint32_t out)
+{
+    const struct balancer *b = balancer_of(ex);
+    unsigned counts[ORIGIN_ADMIN_COUNT] = {0}, weight0 = 0, n = 0;
+    for (int o = 0; o < ex->up->norigins; o++) {
+        if (!(out & (1u << o)))
+            continue;
+        enum origin_admin a = balancer_origin_admin(b, o);
+        counts[a] += a != ORIGIN_ADMIN_READY;
+        weight0 += a == ORIGIN_ADMIN_READY;
+        n++;
+    }
+    ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0,
+            "no origin of upstream %s takes requests: %u of %d out by the admin API (%u in "
+            "maintenance, %u draining, %u at weight 0)%s",
+            ex->up->name, n, ex->up->norigins, counts[ORIGIN_ADMIN_MAINT],
+            counts[ORIGIN_ADMIN_DRAIN], weight0,
+            (int)n < ex->up->norigins ? ", the others marked down" : "");
+}
+
 void ex_fail_no_origin(struct exchange *ex)
 {
+    uint32_t out = balancer_admin_out(balancer_of(ex));
+    if (out) {
+        fail_admin_out(ex, out);
+        return;
+    }
     ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
             ex->up->name);
 }

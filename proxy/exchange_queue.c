@@ -133,6 +133,7 @@ bool ex_queue_enter(struct exchange *ex)
     }
     q->ex = ex;
     q->w.exclude = ex->tried | ex->sticky_only; /* sticky: its cookie's origin alone */
+    q->w.pinned = ex->sticky_only != 0;
     q->w.origin = -1;
     q->w.wake = waiter_wake;
     q->woken.run = queue_woken;

@@ -11,6 +11,7 @@
 #include "portico/config.h"
 #include "portico/fault_table.h"
 #include "portico/hints.h"
+#include "portico/origin_admin.h"
 #include "portico/util.h"
 
 /* Whether a per-client limit is set anywhere: without one no table is made, and nothing is
@@ -30,8 +31,10 @@ void generation_free(struct generation *g)
     if (!g)
         return;
     const struct config *cfg = g->cfg;
-    for (int i = 0; g->balancers && i < cfg->nupstreams; i++)
+    for (int i = 0; g->balancers && i < cfg->nupstreams; i++) {
+        origin_admin_leave(g->balancers[i]);
         balancer_free(g->balancers[i]);
+    }
     for (int i = 0; g->hints && i < cfg->nroutes; i++)
         hint_cache_free(g->hints[i]);
     free(g->balancers);
@@ -61,8 +64,9 @@ struct generation *generation_new(struct config *cfg, unsigned number)
         goto fail;
     for (int i = 0; i < cfg->nupstreams; i++)
         if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])) ||
-            balancer_share(g->balancers[i]) != 0) /* the same origins of other generations */
-            goto fail;
+            balancer_share(g->balancers[i]) != 0 || /* the same origins of other generations */
+            origin_admin_join(g->balancers[i]) != 0) /* drained before a reload, still */
+            goto fail; /* origin_admin_leave of one that never joined finds nothing */
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
         if (r->early_hints_learn && !(g->hints[i] = hint_cache_new(r->early_hints_cache)))
@@ -87,6 +91,8 @@ void generation_inherit(struct generation *g, const struct generation *prev, uin
 
 void generation_serve(struct generation *g, uint64_t now_ms)
 {
-    for (int i = 0; i < g->cfg->nupstreams; i++)
+    for (int i = 0; i < g->cfg->nupstreams; i++) {
         balancer_serve(g->balancers[i], now_ms);
+        origin_admin_serve(g->balancers[i]);
+    }
 }

@@ -363,6 +363,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct loop *l = p->health->loop;
+    /* An origin in maint (the admin API) is not checked: it may be down for its deploy, and
+     * its failures would say nothing. Its last verdict stands; checks go on when it leaves. */
+    if (balancer_origin_admin(l->gen->balancers[p->upstream], p->origin) == ORIGIN_ADMIN_MAINT) {
+        arm_next(p, hc->interval_ms * 1000);
+        return;
+    }
     p->started_us = now_us();
     metrics_add(l->metrics, M_HEALTH_CHECKS, 1);
     p->uc = upconn_open(l, p->upstream, p->origin, &probe_events, p);

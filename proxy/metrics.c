@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/origin_admin_state.h"
 #include "portico/util.h"
 
 #ifndef PORTICO_VERSION
@@ -1432,6 +1433,30 @@ static bool stage_queues(struct metrics_cursor *c, struct render *out, size_t bu
         label(out, "upstream", c->origins[i].upstream, true);
         label(out, "origin", c->origins[i].origin, false);
         value_u64(out, c->origins[i].in_flight);
+    }
+    /* the admin API's state (balance.h's names): one row per state, 1 for the origin's */
+    static const char *const admin_states[] = {
+#define X(id, name) [id] = name,
+        ORIGIN_ADMIN_LIST(X)
+#undef X
+    };
+    family(out, "portico_upstream_origin_admin_state", "gauge",
+           "1 for the state the admin API set on the origin (ready, drain, maint), else 0");
+    for (size_t i = 0; i < c->norigins; i++)
+        for (int a = 0; a < (int)ARRAY_LEN(admin_states); a++) {
+            PUT_LIT(out, "portico_upstream_origin_admin_state");
+            label(out, "upstream", c->origins[i].upstream, true);
+            label(out, "origin", c->origins[i].origin, false);
+            label(out, "state", admin_states[a], false);
+            value_u64(out, c->origins[i].admin == a);
+        }
+    family(out, "portico_upstream_origin_weight", "gauge",
+           "The origin's weight now: the configured one, or the admin API's (0: out)");
+    for (size_t i = 0; i < c->norigins; i++) {
+        PUT_LIT(out, "portico_upstream_origin_weight");
+        label(out, "upstream", c->origins[i].upstream, true);
+        label(out, "origin", c->origins[i].origin, false);
+        value_u64(out, c->origins[i].weight);
     }
     static const struct {
         const char *name, *type, *help;

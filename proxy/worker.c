@@ -285,6 +285,7 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
     trim_after_burst(w);
     log_buffer_flush(w->loop.log);
     health_tick(w->health); /* a check whose timer could not be armed: again (health.h) */
+    upstream_pools_close_maint(&w->loop); /* origins the admin API put in maint */
     /* the status page's pool sizes: only this thread may look at its pools */
     for (int u = 0; u < w->loop.cfg->nupstreams; u++)
         recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));

@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "portico/origin_admin_state.h"
 struct retry_budget_use;
 
 struct upstream_conf;
@@ -226,6 +227,8 @@ struct balance_waiter {
                                            waits: the slot is its own, as a pick's; woken
                                            with -1: every origin it may take went down */
     bool queued;                        /* in the list */
+    bool pinned;                        /* sticky: its cookie's origin alone, which a drained
+                                           origin still takes */
     /* The slot was handed over (origin set), or its origins went down (origin -1): called from
      * any worker's thread with the queue's lock held, so it only posts to the owner's loop
      * (wakebox.h). */
@@ -285,7 +288,40 @@ bool balancer_origin_is_backup(const struct balancer *b, int origin);
  * (from 1 when its ramp has yet to start, at its next pick). For tests and /status. */
 unsigned balancer_weight_permille(const struct balancer *b, int origin, uint64_t now_ms);
 
+/* ---- the admin API's state (origin_admin.h keeps it across reloads) ----
+ *
+ * Set by one thread at a time (origin_admin's lock), read by every pick: an origin out (drain,
+ * maint, or weight 0, as HAProxy's weight 0) is left out of balancer_pick and
+ * balancer_pick_hash and of the queue's hand-overs (a hash key goes to the next point of
+ * another origin); balancer_pick_origin (sticky) still takes a drained one, never one in maint.
+ * Health, checks and passive, is judged as before. */
+
+/* Sets origin's admin state at now: the queue's waiters are walked again; out of maint it ramps
+ * (slow_start). Returns the state it had. */
+enum origin_admin balancer_set_admin(struct balancer *b, int origin, enum origin_admin a,
+                                     uint64_t now_ms);
+
+/* Sets origin's weight now (0 to CFG_MAX_WEIGHT; 0 takes it out of balancing, as drain). A
+ * weight above the configured one makes round robin take a share of the others' turns (the
+ * cycle is the configured weights'). -1: out of range, or balance = hash with a weight other
+ * than 0 or the configured one (the ring is placed by those). */
+int balancer_set_weight(struct balancer *b, int origin, unsigned weight, uint64_t now_ms);
+
+/* The origin's admin state and weight now (/status, metrics, the admin API). */
+enum origin_admin balancer_origin_admin(const struct balancer *b, int origin);
+unsigned balancer_weight(const struct balancer *b, int origin);
+
+/* The origins out of balancing by the admin API (bit i: origin i), and those in maint. */
+uint32_t balancer_admin_out(const struct balancer *b);
+uint32_t balancer_admin_maint(const struct balancer *b);
+
+/* The upstream b balances (borrowed, as given to balancer_new). */
+const struct upstream_conf *balancer_upstream(const struct balancer *b);
+
 /* Names for logs and tests. Never NULL. */
+const char *origin_admin_name(enum origin_admin a);
+/* The state named name ("ready", "drain", "maint"): 0, or -1 for no such name. */
+int origin_admin_from_name(const char *name, enum origin_admin *out);
 const char *origin_state_name(enum origin_state s);
 const char *check_state_name(enum check_state s);
 const char *balance_result_name(enum balance_result r);

@@ -383,6 +383,8 @@ struct metrics_origin {
     uint64_t queue_timeouts;                   /* ... and left at queue_timeout */
     bool sticky;                               /* the upstream has `sticky`: its counts below */
     uint64_t sticky_counts[3];                 /* requests by outcome: hit, new, redispatched */
+    int admin;                                 /* enum origin_admin: the admin API's state */
+    unsigned weight;                           /* its weight now (the admin API may set it) */
     bool bounded;                              /* retry_budget or retry_timeout is set */
     bool budget;                               /* retry_budget is set */
     unsigned retries_in_flight;                /* retry_budget: retries in flight now */

@@ -43,6 +43,10 @@ void upstream_pools_free(struct loop *l);
  * worker keeps none). */
 void upstream_pools_close_idle(struct loop *l);
 
+/* Closes the idle and settling connections to origins in maint (the admin API): each worker's
+ * tick (LOG_FLUSH_MS) calls it, so they are closed within a second of the change. */
+void upstream_pools_close_maint(struct loop *l);
+
 /* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
  * released (owner 0: none, for a request that was pipelined), else the oldest that has settled
  * (see upstream_pool.c on stray bytes). resendable: the request may be sent again on a fresh

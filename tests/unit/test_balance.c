@@ -2345,10 +2345,189 @@ static void test_retry_budget_threads(void **state)
     balancer_free(b);
 }
 
+/* ---- the admin API's states (balancer_set_admin, balancer_set_weight) ---- */
+
+/* Each policy leaves a drained or maint origin out of its picks, and takes it again once ready;
+ * hash sends its keys to the next point's origin and leaves every other key where it was. */
+static void test_admin_out_by_policy(void **state)
+{
+    (void)state;
+    static const enum balance_policy policies[] = {BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN,
+                                                   BALANCE_RANDOM_TWO, BALANCE_HASH};
+    static const enum origin_admin outs[] = {ORIGIN_ADMIN_DRAIN, ORIGIN_ADMIN_MAINT};
+    enum { N = 600, OUT = 1 };
+    for (size_t p = 0; p < ARRAY_LEN(policies); p++)
+        for (size_t s = 0; s < ARRAY_LEN(outs); s++) {
+            struct upstream_conf up;
+            if (policies[p] == BALANCE_HASH)
+                make_hash_upstream(&up, 3, five, NULL, 0);
+            else
+                make_upstream(&up, 3, NULL, policies[p], 0);
+            struct balancer *b = balancer_new(&up);
+            int home[N];
+            for (uint32_t k = 0; k < N; k++) {
+                home[k] = policies[p] == BALANCE_HASH ? balancer_pick_hash(b, 0, key_of(k), 0,
+                                                                           NULL)
+                                                      : balancer_pick(b, 0, k * 7919u, 0, NULL);
+                balancer_done(b, home[k], 0, BALANCE_ANSWERED, 0);
+            }
+            assert_int_equal(balancer_set_admin(b, OUT, outs[s], 0), ORIGIN_ADMIN_READY);
+            assert_int_equal(balancer_origin_admin(b, OUT), outs[s]);
+            assert_int_equal(balancer_admin_out(b), 1u << OUT);
+            assert_int_equal(balancer_admin_maint(b), outs[s] == ORIGIN_ADMIN_MAINT ? 1u << OUT
+                                                                                      : 0);
+            int counts[3] = {0};
+            for (uint32_t k = 0; k < N; k++) {
+                int o = policies[p] == BALANCE_HASH
+                            ? balancer_pick_hash(b, 0, key_of(k), 0, NULL)
+                            : balancer_pick(b, 0, k * 7919u, 0, NULL);
+                assert_true(o >= 0);
+                counts[o]++;
+                if (policies[p] == BALANCE_HASH && home[k] != OUT && o != home[k])
+                    fail_msg("%s: key %u moved from %d to %d", balance_name(policies[p]), k,
+                             home[k], o);
+                balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+            }
+            if (counts[OUT] || !counts[0] || !counts[2])
+                fail_msg("%s, %s: %d %d %d", balance_name(policies[p]),
+                         origin_admin_name(outs[s]), counts[0], counts[1], counts[2]);
+            /* a retry never takes it either */
+            assert_int_equal(balancer_pick(b, 0, 1, 1u << 0, NULL), 2);
+            balancer_done(b, 2, 0, BALANCE_ANSWERED, 0);
+            assert_int_equal(balancer_set_admin(b, OUT, ORIGIN_ADMIN_READY, 0), outs[s]);
+            counts[OUT] = 0;
+            for (uint32_t k = 0; k < N; k++) {
+                int o = policies[p] == BALANCE_HASH
+                            ? balancer_pick_hash(b, 0, key_of(k), 0, NULL)
+                            : balancer_pick(b, 0, k * 7919u, 0, NULL);
+                counts[o] += o == OUT;
+                balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
+            }
+            assert_true(counts[OUT] > 0);
+            balancer_free(b);
+        }
+}
+
+/* sticky (balancer_pick_origin) still takes a drained origin, never one in maint; the backups
+ * take over once every primary is out, and give it back. */
+static void test_admin_sticky_and_backups(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[2].backup = true;
+    struct balancer *b = balancer_new(&up);
+    balancer_set_admin(b, 0, ORIGIN_ADMIN_DRAIN, 0);
+    assert_int_equal(balancer_pick_origin(b, 0, 0, 0, NULL), 0);
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0);
+    balancer_set_admin(b, 0, ORIGIN_ADMIN_MAINT, 0);
+    assert_int_equal(balancer_pick_origin(b, 0, 0, 0, NULL), BALANCE_PICK_UNUSABLE);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(pick_answer(b, (uint64_t)k), 1);
+    balancer_set_admin(b, 1, ORIGIN_ADMIN_DRAIN, 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(pick_answer(b, (uint64_t)k), 2); /* the backup */
+    /* a sticky client of the backup is taken while the primaries are out */
+    assert_int_equal(balancer_pick_origin(b, 0, 2, 0, NULL), 2);
+    balancer_done(b, 2, 0, BALANCE_ANSWERED, 0);
+    balancer_set_admin(b, 1, ORIGIN_ADMIN_READY, 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(pick_answer(b, (uint64_t)k), 1);
+    /* every origin out: none */
+    balancer_set_admin(b, 1, ORIGIN_ADMIN_MAINT, 0);
+    balancer_set_admin(b, 2, ORIGIN_ADMIN_DRAIN, 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), -1);
+    balancer_free(b);
+}
+
+/* A weight set at run time: 3 to 1 splits round robin 3:1 (the cycle is the configured 1:1),
+ * least_conn and random_two by weight too; 0 takes the origin out as drain; hash takes 0 or
+ * the configured weight only. */
+static void test_admin_weight(void **state)
+{
+    (void)state;
+    static const struct {
+        enum balance_policy policy;
+        int picks, lo, hi; /* origin 0's share of picks after weight 3 */
+    } rows[] = {
+        {BALANCE_ROUND_ROBIN, 400, 299, 301},
+        {BALANCE_RANDOM_TWO, 4000, 2000, 3400}, /* two draws: the busier rarely loses */
+    };
+    for (size_t r = 0; r < ARRAY_LEN(rows); r++) {
+        struct upstream_conf up;
+        make_upstream(&up, 2, NULL, rows[r].policy, 0);
+        struct balancer *b = balancer_new(&up);
+        assert_int_equal(balancer_set_weight(b, 0, 3, 0), 0);
+        assert_int_equal(balancer_weight(b, 0), 3);
+        int n0 = 0;
+        for (int k = 0; k < rows[r].picks; k++) {
+            uint64_t rnd = (uint64_t)k * 0x9E3779B97F4A7C15u;
+            n0 += pick_answer(b, rnd ^ (rnd >> 29)) == 0;
+        }
+        if (n0 < rows[r].lo || n0 > rows[r].hi)
+            fail_msg("%s: origin 0 took %d of %d", balance_name(rows[r].policy), n0,
+                     rows[r].picks);
+        assert_int_equal(balancer_set_weight(b, 1, 0, 0), 0);
+        assert_int_equal(balancer_admin_out(b), 2u);
+        for (int k = 0; k < 10; k++)
+            assert_int_equal(pick_answer(b, (uint64_t)k), 0);
+        assert_int_equal(balancer_set_weight(b, 1, 101, 0), -1);
+        balancer_free(b);
+    }
+    struct upstream_conf up;
+    make_hash_upstream(&up, 2, five, NULL, 0);
+    struct balancer *b = balancer_new(&up);
+    assert_int_equal(balancer_set_weight(b, 0, 5, 0), -1);
+    assert_int_equal(balancer_set_weight(b, 0, 0, 0), 0);
+    assert_int_equal(balancer_set_weight(b, 0, 1, 0), 0);
+    balancer_free(b);
+}
+
+/* max_conns: a drained origin's freed slot goes to a sticky waiter (pinned) only; maint on
+ * every origin wakes the waiters with none (no_healthy_origin, or a sticky one redispatched). */
+static void test_admin_queue(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.origins[0].max_conns = 1;
+    up.origins[1].max_conns = 1;
+    up.limited = true;
+    up.max_queue = 4;
+    struct balancer *b = balancer_new(&up);
+    int a = balancer_pick(b, 0, 0, 0, NULL), c = balancer_pick(b, 0, 0, 0, NULL);
+    assert_true(a >= 0 && c >= 0 && a != c);
+    struct balance_waiter w[2] = {
+        {.wake = wake_record},
+        {.exclude = 1u << 1, .pinned = true, .wake = wake_record}, /* sticky to origin 0 */
+    };
+    nwoken = 0;
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(balancer_queue(b, &w[k], 0), BALANCE_ROOM_QUEUED);
+    balancer_set_admin(b, 0, ORIGIN_ADMIN_DRAIN, 0);
+    assert_int_equal(nwoken, 0);
+    balancer_done(b, 0, 0, BALANCE_ANSWERED, 0); /* past w[0], to the sticky w[1] */
+    assert_int_equal(nwoken, 1);
+    assert_ptr_equal(woken[0], &w[1]);
+    assert_int_equal(w[1].origin, 0);
+    balancer_release(b, 0);
+    balancer_set_admin(b, 1, ORIGIN_ADMIN_MAINT, 0); /* w[0]: nothing left */
+    assert_int_equal(nwoken, 2);
+    assert_ptr_equal(woken[1], &w[0]);
+    assert_int_equal(w[0].origin, -1);
+    assert_int_equal(balancer_queue_length(b), 0);
+    balancer_release(b, 1);
+    balancer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin_spread),
+        cmocka_unit_test(test_admin_out_by_policy),
+        cmocka_unit_test(test_admin_sticky_and_backups),
+        cmocka_unit_test(test_admin_weight),
+        cmocka_unit_test(test_admin_queue),
         cmocka_unit_test(test_retry_budget),
         cmocka_unit_test(test_retry_budget_threads),
         cmocka_unit_test(test_round_robin_smooth),
