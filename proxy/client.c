@@ -1649,8 +1649,11 @@ client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum cl
         tls_watch_first_record(ssl, c->tls_head); /* plain HTTP, whatever its method? */
     }
     /* TCP_NODELAY comes from the listener (listener.c). */
-    /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
-    if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
+    /* sock_init owns fd and ssl from here, and frees both itself when it fails. A socket read
+     * at once (below) has its registration held until that read's event ends. */
+    bool read_now = deferred || !tls;
+    if ((read_now ? sock_init_read_now : sock_init)(&c->sock, l->clock, fd, ssl, client_cb, c) !=
+        0) {
         free(c);
         if (counted == 1)
             climit_conn_close(l->gen->climit, &key);
@@ -1689,16 +1692,16 @@ client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum cl
     } else {
         set_state(c, CS_IDLE);
     }
-    /* Read at once, as HAProxy does: no loop turn waiting for epoll. The registration sock_init
-     * made is applied at the next dispatch, so a client answered and closed in this turn (an
-     * injected fault, an error) costs no epoll_ctl at all, nor does one answered soon after
-     * (watch_later). A plain client whose request is not there yet costs a read that would
-     * block, then waits for epoll as before. Over TLS only with defer_accept: a silent client
-     * costs a peek there, and its handshake nothing is saved by (it needs epoll anyway). A
-     * plain HTTP/1 client whose read misses waits in the worker's first_wait, which needs no
-     * DEL after the close (waitset.h); an h2c one is watched by libevent for its connection's
-     * life anyway, and would pay the waitset's ADD on top. */
-    if (deferred || !tls)
+    /* Read at once, as HAProxy does: no loop turn waiting for epoll. The registration is held until
+     * this read's event ends (sock_init_read_now), so a client answered and closed in this turn (an
+     * injected fault, an error) costs no epoll_ctl and no libevent bookkeeping at all, nor does one
+     * answered soon after (watch_later). A plain client whose request is not there yet costs a read
+     * that would block, then waits for epoll as before. Over TLS only with defer_accept: a silent
+     * client costs a peek there, and its handshake nothing is saved by (it needs epoll anyway). A
+     * plain HTTP/1 client whose read misses waits in the worker's first_wait, which needs no DEL
+     * after the close (waitset.h); an h2c one is watched by libevent for its connection's life
+     * anyway, and would pay the waitset's ADD on top. */
+    if (read_now)
         sock_read_now(&c->sock, kind == CLIENT_H2C ? NULL : l->first_wait);
     return c;
 }

@@ -4,6 +4,7 @@
 #include "portico/request.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,10 +21,50 @@ size_t request_separator_at(const char *p, size_t n, size_t i)
     return 0;
 }
 
-/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too
- * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"), and with a path parameter
- * ("/api/..;/admin": Tomcat and other servlet containers strip ";..." and go up). */
-bool request_has_dot_segment(const char *p, size_t n)
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* A byte's high bit set in the result when some byte of w is c (exact as to whether one is). */
+static inline uint64_t bytes_equal(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (ONES * c);
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Whether p holds a '.' or a '%', eight bytes a step: a dot segment needs one ("." or "%2e"),
+ * and most paths hold neither, which spares them the walk from separator to separator below
+ * (~140 instructions for "/small", ~200 for "/fault/x"). The last bytes are read as a word
+ * that overlaps the one before (or, under eight, as two 4-byte halves that overlap): a byte
+ * loop cost ~11 instructions a byte. */
+static bool dot_or_percent(const char *p, size_t n)
+{
+    uint64_t w;
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (p[i] == '.' || p[i] == '%')
+                return true;
+        return false;
+    }
+    if (n < 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, sizeof(lo));
+        memcpy(&hi, p + n - 4, sizeof(hi));
+        w = lo | (uint64_t)hi << 32;
+        return (bytes_equal(w, '.') | bytes_equal(w, '%')) != 0;
+    }
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&w, p + i, sizeof(w));
+        if (bytes_equal(w, '.') | bytes_equal(w, '%'))
+            return true;
+    }
+    memcpy(&w, p + n - 8, sizeof(w));
+    return (bytes_equal(w, '.') | bytes_equal(w, '%')) != 0;
+}
+
+/* Each segment after a separator read for one or two dots, plain or encoded, and what ends it.
+ * Out of line: inlined, its registers were saved and restored on every path, which most often
+ * holds no '.' and no '%' and needs no walk. */
+__attribute__((noinline)) static bool dot_segment_walk(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         size_t sep = request_separator_at(p, n, i);
@@ -45,6 +86,14 @@ bool request_has_dot_segment(const char *p, size_t n)
         i += sep - 1;
     }
     return false;
+}
+
+/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too
+ * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"), and with a path parameter
+ * ("/api/..;/admin": Tomcat and other servlet containers strip ";..." and go up). */
+bool request_has_dot_segment(const char *p, size_t n)
+{
+    return dot_or_percent(p, n) && dot_segment_walk(p, n);
 }
 
 /* Whether the path holds "%00". */

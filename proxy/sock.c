@@ -79,6 +79,9 @@ enum sock_flag {
     SF_WROTE = 1u << 17,          /* a byte the owner queued went to the socket (sock_wrote) */
     SF_FIRST_WAIT = 1u << 18,     /* armed in s->waitset instead of rev (first_wait_park) */
     SF_IN_WAITSET = 1u << 19,     /* registered in s->waitset, armed or fired, until the close */
+    SF_REV_HELD = 1u << 20,       /* SF_REV_ADDED, its event_add not made yet (sock_init_read_now):
+                                     made when the read's event ends (rev_commit), never when the
+                                     owner withdraws it first */
 };
 
 static const char *const sock_event_names[] = {
@@ -175,8 +178,30 @@ static void update_rev(struct sock *s)
         s->read_since = event_now_us();
         arm_timer(s, s->read_since);
     } else if (!want && (s->flags & SF_REV_ADDED)) {
-        event_del(&s->rev);
+        /* Held: no registration to take back, only an activation to cancel, if one is due
+         * (event_del's bookkeeping costs ~150 instructions even for nothing). */
+        if (!(s->flags & SF_REV_HELD) || event_pending(&s->rev, EV_READ, NULL))
+            event_del(&s->rev);
+        s->flags &= ~(SF_REV_ADDED | SF_REV_HELD);
+    }
+}
+
+/* The sock whose event runs now with its registration held (SF_REV_HELD); its owner's close
+ * forgets it, so that the end of the event knows whether the sock is still there. */
+static __thread struct sock *held_in_event;
+
+/* Makes the registration sock_init_read_now held back, when the owner kept it (the event that
+ * read at the accept ended, or no such event comes): still before any dispatch, which is all
+ * epoll needs of it (level-triggered: nothing that came meanwhile is missed). */
+static void rev_commit(struct sock *s)
+{
+    if (!(s->flags & SF_REV_HELD))
+        return;
+    s->flags &= ~SF_REV_HELD;
+    errno = 0;
+    if (event_add(&s->rev, NULL) != 0) {
         s->flags &= ~SF_REV_ADDED;
+        watch_failed(s, "reading");
     }
 }
 
@@ -707,8 +732,15 @@ static void timer_event(struct sock *s)
 static void on_rev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
+    struct sock *s = arg;
     event_begin();
-    rev_event(arg);
+    if (s->flags & SF_REV_HELD)
+        held_in_event = s;
+    rev_event(s);
+    if (held_in_event) { /* still open: the owner kept its registration, or withdrew it */
+        rev_commit(held_in_event);
+        held_in_event = NULL;
+    }
     event_end();
 }
 
@@ -730,8 +762,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---- */
 
-int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
-              void *arg)
+static int sock_open(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl,
+                     sock_cb *cb, void *arg, bool held)
 {
     *s = (struct sock){.fd = fd, .ssl = ssl, .cb = cb, .arg = arg};
     s->in = evmem_buffer_new(); /* a closed connection's, when the thread kept one */
@@ -754,10 +786,28 @@ int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, 
          * for the socket asks SSL_has_pending first. */
         SSL_set_read_ahead(ssl, 1);
     }
-    s->flags = SF_READING;
     s->state = SOCK_OPEN;
-    update_rev(s);
+    if (held) { /* registered as update_rev would, but for the event_add */
+        s->flags = SF_READING | SF_REV_ADDED | SF_REV_HELD;
+        s->read_since = event_now_us();
+        arm_timer(s, s->read_since);
+    } else {
+        s->flags = SF_READING;
+        update_rev(s);
+    }
     return 0;
+}
+
+int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
+              void *arg)
+{
+    return sock_open(s, clock, fd, ssl, cb, arg, false);
+}
+
+int sock_init_read_now(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl,
+                       sock_cb *cb, void *arg)
+{
+    return sock_open(s, clock, fd, ssl, cb, arg, true);
 }
 
 void sock_set_cb(struct sock *s, sock_cb *cb, void *arg)
@@ -787,11 +837,12 @@ void sock_read_now(struct sock *s, struct waitset *first_wait)
      * the kernel handed over with nothing to read (a silent client after the deferral's 1 s, or
      * one accepted by SYN cookie): 42 KB each instead of 9 (one peek per TLS accept). */
     bool bytes;
-    if (s->state == SOCK_HANDSHAKE && !sock_peer_pending(s, &bytes))
-        return; /* nothing yet: epoll says when */
-    if (s->state == SOCK_OPEN || s->state == SOCK_HANDSHAKE) {
+    if ((s->state == SOCK_OPEN || s->state == SOCK_HANDSHAKE) &&
+        (s->state == SOCK_OPEN || sock_peer_pending(s, &bytes))) {
         s->flags |= SF_READ_NOW;
         event_active(&s->rev, EV_READ, 1);
+    } else {
+        rev_commit(s); /* nothing yet: epoll says when */
     }
 }
 
@@ -1142,6 +1193,8 @@ void sock_close(struct sock *s)
         return;
     if (s->flags & SF_FIRST_WAIT) /* the close removes the entry: no DEL */
         waitset_forget(s->waitset, s->fd);
+    if (held_in_event == s)
+        held_in_event = NULL;
     event_del(&s->rev);
     if (s->wev)
         event_free(s->wev);

@@ -100,6 +100,14 @@ struct sock {
 int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, struct ssl_st *ssl,
               sock_cb *cb, void *arg);
 
+/* sock_init for a socket the caller reads with sock_read_now before its turn ends (a client just
+ * accepted): the read event's registration is held back, not made, until the event of that
+ * read ends, and not made at all when the owner withdraws it there (sock_watch_later, a read
+ * that finds nothing and waits in first_wait, a close): its event_add and event_del (~650
+ * instructions a connection) were libevent's bookkeeping for a change epoll never saw. */
+int sock_init_read_now(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd,
+                       struct ssl_st *ssl, sock_cb *cb, void *arg);
+
 /* Changes who receives the events (a pooled connection passes from one exchange to the next). */
 void sock_set_cb(struct sock *s, sock_cb *cb, void *arg);
 
@@ -138,7 +146,8 @@ void sock_first_ready(void *arg);
 
 /* Whether the owner's callback runs for the read sock_read_now scheduled, in the same turn of
  * the loop, on a plain socket: the registration sock_init made is still in libevent's
- * changelist, not yet in epoll, so sock_watch_later may withdraw it for nothing. */
+ * changelist (or held back, sock_init_read_now), not yet in epoll, so sock_watch_later may
+ * withdraw it for nothing. */
 bool sock_may_watch_later(const struct sock *s);
 
 /* Holds the read event back: the peer is not watched until the owner calls sock_watch_now (at

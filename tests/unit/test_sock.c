@@ -514,22 +514,25 @@ static bool epoll_watches(int fd)
 struct accepting {
     struct recorder *r;
     int fd;
+    bool held; /* sock_init_read_now, as client.c makes a plain client */
 };
 
 /* The listener's accept, as the worker runs it: inside a pass of the loop, the sock made and
- * read at once (its registration left in the changelist). */
+ * read at once (its registration left in the changelist, or held). */
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct accepting *a = arg;
-    assert_int_equal(sock_init(&a->r->s, a->r->clock, a->fd, NULL, record, a->r), 0);
+    assert_int_equal((a->held ? sock_init_read_now : sock_init)(&a->r->s, a->r->clock, a->fd, NULL,
+                                                                record, a->r),
+                     0);
     sock_read_now(&a->r->s, NULL);
 }
 
 /* A recorder whose sock is made and read inside a loop pass, on a base that applies its
  * registrations at the next dispatch (the worker's: EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST); the
- * first READABLE asks sock_watch_later. Runs that pass. */
-static void accept_recorder(struct recorder *r, int fd)
+ * first READABLE asks sock_watch_later when watch_later. Runs that pass. */
+static void accept_recorder_as(struct recorder *r, int fd, bool held, bool watch_later)
 {
     memset(r, 0, sizeof(*r));
     struct event_config *ec = event_config_new();
@@ -540,13 +543,56 @@ static void accept_recorder(struct recorder *r, int fd)
     assert_non_null(r->base);
     r->clock = deadline_clock_new(r->base);
     assert_non_null(r->clock);
-    r->watch_later = true;
-    struct accepting a = {r, fd};
+    r->watch_later = watch_later;
+    struct accepting a = {r, fd, held};
     struct event *ev = event_new(r->base, -1, 0, accept_cb, &a);
     assert_non_null(ev);
     event_active(ev, 0, 1);
     assert_true(event_base_loop(r->base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left to watch */
     event_free(ev);
+}
+
+static void accept_recorder(struct recorder *r, int fd)
+{
+    accept_recorder_as(r, fd, false, true);
+}
+
+/* sock_init_read_now: the registration held through the accept's read. An owner that keeps
+ * reading (a head not whole yet) is registered when that read's event ends, and hears the rest;
+ * one that holds it back (sock_watch_later) leaves epoll without the socket until
+ * sock_watch_now, then hears its FIN. */
+static void test_read_now_held(void **state)
+{
+    (void)state;
+    int fds[2];
+    struct recorder r;
+    pair(fds);
+    assert_int_equal(write(fds[1], "GET / HTTP/1.1\r\n", 16), 16);
+    accept_recorder_as(&r, fds[0], true, false);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.len, 16);
+    assert_int_equal(write(fds[1], "\r\n", 2), 2);
+    run_until(&r, SOCK_READABLE);
+    run_for(r.base, 10);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.len, 18);
+    assert_true(epoll_watches(fds[0]));
+    close(fds[1]);
+    teardown_recorder(&r);
+
+    pair(fds);
+    assert_int_equal(write(fds[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    accept_recorder_as(&r, fds[0], true, true);
+    assert_true(r.may_watch_later && r.held);
+    assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+    run_for(r.base, 30);
+    assert_int_equal(r.n, 1);
+    assert_false(epoll_watches(fds[0]));
+    uint64_t t0 = now_us();
+    sock_watch_now(&r.s);
+    assert_true(ms_until(&r, SOCK_EOF, t0) < 1000);
+    close(fds[1]);
+    teardown_recorder(&r);
 }
 
 /* The request is there at the accept: read in the accept's pass, where the owner holds the
@@ -1011,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_owner_due_now),
         cmocka_unit_test(test_requeue),
         cmocka_unit_test(test_watch_later),
+        cmocka_unit_test(test_read_now_held),
         cmocka_unit_test(test_watch_later_ended_by_read),
         cmocka_unit_test(test_watch_later_refused),
         cmocka_unit_test(test_init_failure_frees_once),
