@@ -617,7 +617,8 @@ static int set_log(struct cfg_loader *ld, const struct cfg_key *k, void *base, c
         return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
     }
     if (strcmp(value, "off") == 0) { /* not a file named "off" in the INI's directory */
-        cfg_report(ld, ld->line, "%s: cannot be off (stderr, stdout or a file path)", k->name);
+        cfg_report(ld, ld->line, "%s: cannot be off (stderr, stdout, a file path or "
+                                 "syslog:server=ADDR)", k->name);
         return -1;
     }
     return store_string(FIELD(k, base, char *), resolve_path(ld, value));

@@ -1072,7 +1072,7 @@ static const struct {
      {"test.ini:2: client_half_close: 'on' is not one of abort, answer"}},
     {"error messages cannot be switched off (not a file named off either)",
      "[proxy]\nerror_log = off\n" UP,
-     {"test.ini:2: error_log: cannot be off (stderr, stdout or a file path)"}},
+     {"test.ini:2: error_log: cannot be off (stderr, stdout, a file path or syslog:server=ADDR)"}},
     {"empty error_log",
      "[proxy]\nerror_log =\n" UP,
      {"test.ini:2: error_log: empty value"}},
