@@ -1032,6 +1032,49 @@ static void test_final_answer(void **state)
     fake_origin_stop(o);
 }
 
+/* As many fields as Portico takes from a client can be sent: 80 -H reach the origin (the probe
+ * refused more than 64 -H, so such a request could not be probed), and past Portico's 100 fields
+ * the refusal is Portico's own, 431, as the README says. */
+static void test_many_fields(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_on((struct fake_origin_opts){.kind = FO_OK});
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/f", fake_origin_port(o));
+    static char names[100][16];
+    /* past harness_run's argument bound (HARNESS_MAX_ARGS): run as it does, argv whole */
+    const char *args[3 + 2 * 100 + 1] = {getenv("PORTICO_BIN"), "probe", url};
+    assert_non_null(args[0]);
+    size_t n = 3;
+    for (int i = 0; i < 80; i++) {
+        snprintf(names[i], sizeof(names[i]), "X-F%d: %d", i, i);
+        args[n++] = "-H";
+        args[n++] = names[i];
+    }
+    args[n] = NULL;
+    struct tu_cmd_result res = {0};
+    int rc = tu_run_command(args, 10000, &res);
+    if (rc != 0 || !strstr(res.out, "answered: 200 OK"))
+        fail_msg("80 -H: exit %d: %s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    if (!strstr(head, "\r\nX-F0: 0\r\n") || !strstr(head, "\r\nX-F79: 79\r\n"))
+        fail_msg("80 -H, the origin got: %s", head);
+    free(head);
+    for (int i = 80; i < 100; i++) {
+        snprintf(names[i], sizeof(names[i]), "X-F%d: %d", i, i);
+        args[n++] = "-H";
+        args[n++] = names[i];
+    }
+    args[n] = NULL;
+    rc = tu_run_command(args, 10000, &res);
+    if (rc != 2 || !strstr(res.err, "Portico would refuse this request: 431"))
+        fail_msg("100 -H: exit %d: %s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -1058,6 +1101,7 @@ int main(void)
         cmocka_unit_test(test_retry_on),
         cmocka_unit_test(test_refusal_hides_value),
         cmocka_unit_test(test_final_answer),
+        cmocka_unit_test(test_many_fields),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }
