@@ -1041,7 +1041,7 @@ static void test_many_fields(void **state)
     struct fake_origin *o = origin_on((struct fake_origin_opts){.kind = FO_OK});
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/f", fake_origin_port(o));
-    static char names[100][16];
+    static char names[100][32];
     /* past harness_run's argument bound (HARNESS_MAX_ARGS): run as it does, argv whole */
     const char *args[3 + 2 * 100 + 1] = {getenv("PORTICO_BIN"), "probe", url};
     assert_non_null(args[0]);
