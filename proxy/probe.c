@@ -27,6 +27,7 @@
 #include "portico/fault.h"
 #include "portico/fmt.h"
 #include "portico/generation.h"
+#include "portico/http1.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
@@ -331,6 +332,16 @@ static void usage(FILE *out)
             "failure, 2 bad usage.\n");
 }
 
+/* How much of a -H to echo in a refusal: its leading token characters, the name (never the
+ * value, nor a terminal's control bytes). */
+static size_t field_name_span(const char *arg)
+{
+    size_t n = 0;
+    while (arg[n] && h1_is_tchar((unsigned char)arg[n]))
+        n++;
+    return n;
+}
+
 enum { OPT_PROFILE = 256, OPT_JSON, OPT_HELP, OPT_DATA_BINARY, OPT_TIMER }; /* + timer_kind */
 
 /* Parses argv into o. 0, 1 (--help printed), or 2 with a message on stderr. */
@@ -372,10 +383,13 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
                                    : probe_request_set_data(&o->rq, optarg,
                                                             opt == OPT_DATA_BINARY, &why);
             if (bad) {
-                /* one line: the argument up to a CR or LF it holds */
-                fprintf(stderr, "portico probe: %s '%.*s': %s\n",
+                /* one line: the argument up to a CR or LF it holds; a -H's name only (its
+                 * value may be a Cookie or an Authorization, and stderr goes to CI logs) */
+                size_t shown = opt == 'H' ? field_name_span(optarg) : strcspn(optarg, "\r\n");
+                fprintf(stderr, "portico probe: %s '%.*s%s': %s\n",
                         opt == OPT_DATA_BINARY ? "--data-binary" : opt == 'X' ? "-X"
-                        : opt == 'H' ? "-H" : "-d", (int)strcspn(optarg, "\r\n"), optarg, why);
+                        : opt == 'H' ? "-H" : "-d", (int)shown, optarg,
+                        optarg[shown] ? "..." : "", why);
                 return 2;
             }
         } else if (opt == OPT_JSON) {
@@ -475,10 +489,19 @@ static bool route_answered(const struct probe_ds *p, const struct route_conf *ro
     return route->answer && own_answer(p) && p->res.status == route->answer->status;
 }
 
-/* How the probe ends: the origin's head came whole (not cut after it), or the route's return. */
+/* Portico answered as the final recipient, no fault, no refusal: OPTIONS with Max-Forwards: 0
+ * (RFC 9110 7.6.2). It read "failed", exit 1, for a 200 where nothing failed. */
+static bool final_answer(const struct probe_ds *p)
+{
+    return own_answer(p) && !p->res.fault[0] && p->res.status < 400;
+}
+
+/* How the probe ends: the origin's head came whole (not cut after it), the route's return, or
+ * Portico's own final answer. */
 static bool answered(const struct probe_ds *p, const struct route_conf *route)
 {
-    return (p->res.upstream_status && !p->res.aborted) || route_answered(p, route);
+    return (p->res.upstream_status && !p->res.aborted) || route_answered(p, route) ||
+           final_answer(p);
 }
 
 /* The request line of the report: the method, the names of the fields sent (values may be
@@ -551,6 +574,14 @@ static void print_text(const struct probe_opts *o, const struct probe_head *ph,
                (unsigned long long)r->bytes_out, route->name);
         if (p->location[0])
             printf("  %-11s %s\n", "location", p->location);
+        return;
+    }
+    if (final_answer(p)) {
+        printf("  %-11s answered: Portico's own answer: %d %s, %llu body bytes (the origin was "
+               "not asked)\n", "outcome", r->status, status_phrase(r->status),
+               (unsigned long long)r->bytes_out);
+        if (r->detail[0])
+            printf("  %-11s %s\n", "detail", r->detail);
         return;
     }
     if (end == PROBE_ANSWERED) {

@@ -111,7 +111,7 @@ int probe_request_add_field(struct probe_request *rq, const char *arg, const cha
             return -1;
         }
     if (rq->nfields == PROBE_FIELDS_MAX) {
-        *why = "more than 64 -H";
+        *why = "more -H than the fields Portico takes from a client (431)";
         return -1;
     }
     rq->fields[rq->nfields++] = arg;

@@ -10,9 +10,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "portico/http1.h"
+
 struct evbuffer;
 
-#define PROBE_FIELDS_MAX 64                   /* -H options at most */
+/* -H options at most: as many fields as Portico takes from a client, so that over them (with
+ * the probe's own) is the parser's 431, as for a client (at 64, a request Portico takes could
+ * not be probed) */
+#define PROBE_FIELDS_MAX H1_MAX_FIELDS
 #define PROBE_DATA_MAX (64u * 1024 * 1024)    /* request body bytes at most (-d, --data-binary) */
 
 /* What the options asked for; the strings are borrowed from argv. */
