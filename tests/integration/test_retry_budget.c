@@ -411,6 +411,42 @@ static void test_budget_min(void **state)
     }
 }
 
+/* A refusal counts only a retry that would have gone: the other origin down (max_fails = 1),
+ * the request's failure stands as it would without the budget, its detail naming no budget, and
+ * the counter counts the one refusal made while the other origin was up. Before, the budget was
+ * asked whenever an origin was untried, down or not: the second request's 502 said "not retried:
+ * retry budget (0 of 0 ...)" and the counter said 2. */
+static void test_refused_only_when_retry_would_go(void **state)
+{
+    (void)state;
+    struct fake_origin *a = px_origin(FO_REFUSE);
+    struct fake_origin *b = px_origin(FO_REFUSE);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 1\ndown_time = 60s\nretry_budget = 10%%\n"
+                                 "retry_budget_min = 0\n",
+                                 fake_origin_port(a), fake_origin_port(b));
+    /* the first: its retry refused while the other origin was up (counted); its origin down */
+    assert_int_equal(get_status(h, "/first"), 502);
+    px_log_line_has(h, "/first", "attempts=1", "; not retried: retry budget (0 of 0", NULL);
+    assert_true(scrape_wait(harness_port(h, "admin"), REFUSED_BUDGET, 1, PX_IO_MS) == 1);
+    /* the second: the other origin, its first down: no retry would go, none was refused */
+    assert_int_equal(get_status(h, "/second"), 502);
+    char *line = px_log_line(h, "/second");
+    if (!tu_contains(line, "attempts=1") || !tu_contains(line, "failure=connect_refused") ||
+        tu_contains(line, "not retried"))
+        fail_msg("the second request's line: %s", line);
+    free(line);
+    double refused = metric(h, REFUSED_BUDGET);
+    print_message("refusals counted: %.0f (want 1: the second had no origin to retry on)\n",
+                  refused);
+    assert_true(refused == 1);
+    assert_true(scrape_wait(harness_port(h, "admin"), IN_FLIGHT, 0, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
 /* ---- retry_timeout ---- */
 
 /* The first origin never answers; first_byte_timeout (300 ms) fails the attempt, and with
@@ -564,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_storm_reload),
         cmocka_unit_test(test_storm_refusals_after_reload),
         cmocka_unit_test(test_budget_min),
+        cmocka_unit_test(test_refused_only_when_retry_would_go),
         cmocka_unit_test(test_retry_timeout),
         cmocka_unit_test(test_refused_http2),
         cmocka_unit_test(test_config_errors),
