@@ -144,7 +144,8 @@ struct balancer {
     _Atomic unsigned *retries;         /* retry_budget: retries in flight, own_retries or the
                                           share's (every generation's) */
     _Atomic unsigned own_retries;
-    _Atomic uint64_t retry_refused[RETRY_REFUSALS]; /* retries refused, by why */
+    _Atomic uint64_t *retry_refused;   /* retries refused, by why: own_refused or the share's */
+    _Atomic uint64_t own_refused[RETRY_REFUSALS];
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -312,6 +313,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
     b->ramps = up->slow_start_ms > 0;
     atomic_init(&b->shares_turns, b->ramps);
     b->retries = &b->own_retries;
+    b->retry_refused = b->own_refused;
     for (int o = 0; o < up->norigins; o++) {
         atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
         atomic_init(&b->origins[o].own.into, NULL);
@@ -1460,7 +1462,9 @@ void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
     for (unsigned s = 0; s < BALANCE_STICKY_OUTCOMES; s++)
         atomic_store_explicit(&b->sticky[s], balancer_sticky_total(from, s),
                               memory_order_relaxed);
-    for (unsigned r = 0; r < RETRY_REFUSALS; r++)
+    /* the refusals: one count when both share it (a copy would lose the old generation's
+     * counted meanwhile), carried over when max_conns gained or lost made a new share */
+    for (unsigned r = 0; b->retry_refused != from->retry_refused && r < RETRY_REFUSALS; r++)
         atomic_store_explicit(&b->retry_refused[r], balancer_retry_refused_total(from, r),
                               memory_order_relaxed);
     if (!b->queue || !from->queue)
@@ -1558,6 +1562,8 @@ int balancer_share(struct balancer *b)
     if (b->queue)
         b->queue->lock = slot_share_lock(s);
     b->retries = slot_share_retries(s);
+    _Static_assert(SLOT_SHARE_REFUSALS == RETRY_REFUSALS, "the share counts every refusal");
+    b->retry_refused = slot_share_refused(s);
     b->share = s;
     b->member.owner = b;
     slot_share_enter(s, &b->member);

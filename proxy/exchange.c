@@ -382,6 +382,10 @@ static __attribute__((noinline, cold)) const char *retry_refused(struct exchange
 {
     const struct upstream_conf *up = ex->up;
     struct balancer *b = balancer_of(ex);
+    /* no origin to go to (down, failing its check, full): no retry to bound, none refused; the
+     * pick then fails as it would without the bounds */
+    if (balancer_room(b, now_ms_of(ex), ex->tried) != BALANCE_ROOM_FREE)
+        return NULL;
     if (up->retry_timeout_ms && ex->now - ex->t0 >= up->retry_timeout_ms * 1000) {
         balancer_retry_refused(b, RETRY_REFUSED_TIMEOUT);
         return retry_timeout_why(up->retry_timeout_ms, buf, size);

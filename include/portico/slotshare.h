@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* An origin's count. */
 struct slot_count {
@@ -101,6 +102,11 @@ void slot_share_put(struct slot_share *s, struct slot_count *c);
 /* The upstream's retries in flight (retry_budget, balance.h), every generation's: a reload does
  * not hand a storm a fresh budget. */
 _Atomic unsigned *slot_share_retries(struct slot_share *s);
+
+/* The upstream's retries refused, by balance.h's enum retry_refusal, every generation's: a
+ * draining generation's refusals count where /metrics reads them. */
+#define SLOT_SHARE_REFUSALS 2
+_Atomic uint64_t *slot_share_refused(struct slot_share *s);
 
 /* The lock of s's members' queues. */
 pthread_mutex_t *slot_share_lock(struct slot_share *s);

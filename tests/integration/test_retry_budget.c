@@ -3,7 +3,8 @@
  * (README, Retries) with the real binary and fake origins on loopback: a storm of requests to
  * failing origins retries no more than the budget lets be in flight at once (the attempts the
  * origins see are counted), across two workers, and the gauge of retries in flight is back to 0
- * after the clients vanished mid-retry, and across a reload mid-storm; retry_budget_min lets a lone request retry; a retry is
+ * after the clients vanished mid-retry, and across a reload mid-storm (the refusals of the old
+ * generation after it counted too); retry_budget_min lets a lone request retry; a retry is
  * refused once the request ran retry_timeout (a first_byte_timeout failure) and allowed before;
  * an HTTP/2 client's stream the same; the refusals of bad values, FILE:LINE. Every row here
  * failed on the binary before retry_budget (an unknown key).
@@ -324,6 +325,42 @@ static void test_storm_reload(void **state)
     fake_origin_stop(b);
 }
 
+/* A reload before the storm's first attempts answer: the draining generation's refusals after
+ * the reload are counted where /metrics reads them (the serving generation's counter). Before,
+ * each generation counted its own and a reload copied the old one's total once, so the old
+ * generation's later refusals were lost: the counter said 0 of 16 refused. */
+static void test_storm_refusals_after_reload(void **state)
+{
+    (void)state;
+    struct fake_origin *a, *b;
+    struct harness *h = storm_start(&a, &b);
+    struct raw_conn *c[STORM];
+    storm_send(h, c);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", PX_IO_MS), 0);
+    unsigned retried = storm_answer_first(h); /* by the old generation, after the reload */
+    if (gate_wait_arrived(STORM + retried) != STORM + retried)
+        fail_msg("%u attempts at the origins, want %u", gate_arrived(), STORM + retried);
+    gate_open(2);
+    for (int i = 0; i < STORM; i++) {
+        struct raw_response r;
+        if (raw_read_response(c[i], &r, PX_IO_MS) != 0)
+            fail_msg("request %d: no response: %s", i, r.error);
+        assert_int_equal(r.status, 503);
+        raw_response_free(&r);
+        raw_close(c[i]);
+    }
+    double refused = scrape_wait(harness_port(h, "admin"), REFUSED_BUDGET, STORM - retried,
+                                 PX_IO_MS);
+    print_message("%u retried, %u refused by the old generation; the counter says %.0f\n",
+                  retried, STORM - retried, refused);
+    assert_true(refused == STORM - retried);
+    assert_true(scrape_wait(harness_port(h, "admin"), IN_FLIGHT, 0, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
 /* ---- retry_budget_min: a lone request ---- */
 
 /* A lone request whose first origin refuses the connection: 10% of 1 request in flight is 0
@@ -372,6 +409,42 @@ static void test_budget_min(void **state)
         fake_origin_stop(a);
         fake_origin_stop(b);
     }
+}
+
+/* A refusal counts only a retry that would have gone: the other origin down (max_fails = 1),
+ * the request's failure stands as it would without the budget, its detail naming no budget, and
+ * the counter counts the one refusal made while the other origin was up. Before, the budget was
+ * asked whenever an origin was untried, down or not: the second request's 502 said "not retried:
+ * retry budget (0 of 0 ...)" and the counter said 2. */
+static void test_refused_only_when_retry_would_go(void **state)
+{
+    (void)state;
+    struct fake_origin *a = px_origin(FO_REFUSE);
+    struct fake_origin *b = px_origin(FO_REFUSE);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 1\ndown_time = 60s\nretry_budget = 10%%\n"
+                                 "retry_budget_min = 0\n",
+                                 fake_origin_port(a), fake_origin_port(b));
+    /* the first: its retry refused while the other origin was up (counted); its origin down */
+    assert_int_equal(get_status(h, "/first"), 502);
+    px_log_line_has(h, "/first", "attempts=1", "; not retried: retry budget (0 of 0", NULL);
+    assert_true(scrape_wait(harness_port(h, "admin"), REFUSED_BUDGET, 1, PX_IO_MS) == 1);
+    /* the second: the other origin, its first down: no retry would go, none was refused */
+    assert_int_equal(get_status(h, "/second"), 502);
+    char *line = px_log_line(h, "/second");
+    if (!tu_contains(line, "attempts=1") || !tu_contains(line, "failure=connect_refused") ||
+        tu_contains(line, "not retried"))
+        fail_msg("the second request's line: %s", line);
+    free(line);
+    double refused = metric(h, REFUSED_BUDGET);
+    print_message("refusals counted: %.0f (want 1: the second had no origin to retry on)\n",
+                  refused);
+    assert_true(refused == 1);
+    assert_true(scrape_wait(harness_port(h, "admin"), IN_FLIGHT, 0, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
 }
 
 /* ---- retry_timeout ---- */
@@ -525,7 +598,9 @@ int main(void)
         cmocka_unit_test(test_storm_bounded),
         cmocka_unit_test(test_storm_clients_vanish),
         cmocka_unit_test(test_storm_reload),
+        cmocka_unit_test(test_storm_refusals_after_reload),
         cmocka_unit_test(test_budget_min),
+        cmocka_unit_test(test_refused_only_when_retry_would_go),
         cmocka_unit_test(test_retry_timeout),
         cmocka_unit_test(test_refused_http2),
         cmocka_unit_test(test_config_errors),

@@ -2252,7 +2252,8 @@ static void test_config_max_conns_one_origin(void **state)
 
 /* The limit follows the upstream's attempts in flight on its origins (each listing's count,
  * summed), a place given back is free again, what a refusal saw is told; a second generation
- * (balancer_share) counts on the first one's retries, and its own given back reach the first. */
+ * (balancer_share) counts on the first one's retries, and its own given back reach the first;
+ * both count their refusals in one count. */
 static void test_retry_budget(void **state)
 {
     (void)state;
@@ -2295,6 +2296,11 @@ static void test_retry_budget(void **state)
     balancer_inherit_queue(next, b);
     assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_BUDGET), 1);
     assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_TIMEOUT), 0);
+    /* the old generation's refusals after the reload count on (before: lost, a copy's) */
+    balancer_retry_refused(b, RETRY_REFUSED_TIMEOUT);
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_TIMEOUT), 1);
+    balancer_inherit_queue(next, b); /* a second look changes nothing */
+    assert_int_equal(balancer_retry_refused_total(next, RETRY_REFUSED_BUDGET), 1);
     for (int o = 0; o < 2; o++)
         for (int k = 0; k < 3; k++)
             balancer_done(b, o, 0, BALANCE_ANSWERED, 0);
