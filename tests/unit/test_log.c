@@ -1428,28 +1428,31 @@ static void test_error_log(void **state)
 
 static atomic_bool off_stop;
 
-/* While set, each lock the main thread takes is held a while before it goes on (the lock a reload
- * closes the old file under, in particular): a worker that starts a flush meanwhile is there
- * between reading the descriptor and writing to it, which no sleep could line up reliably. */
-static atomic_bool slow_main_locks;
-static pthread_t main_thread;
+/* While set (on the main thread), each lock that thread takes is held a while before it goes on
+ * (the lock a reload closes the old file under, in particular): a worker that starts a flush
+ * meanwhile is there between reading the descriptor and writing to it, which no sleep could line
+ * up reliably. */
+static _Thread_local bool slow_locks;
 
 int pthread_mutex_lock(pthread_mutex_t *m)
 {
-    static int (*real)(pthread_mutex_t *);
-    if (!real)
-        real = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_lock");
-    int rc = real(m);
-    if (rc == 0 && atomic_load_explicit(&slow_main_locks, memory_order_relaxed) &&
-        pthread_equal(pthread_self(), main_thread)) {
+    typedef int (*lock_fn)(pthread_mutex_t *);
+    static _Atomic(lock_fn) real;
+    lock_fn lock = atomic_load_explicit(&real, memory_order_relaxed);
+    if (!lock) {
+        lock = (lock_fn)dlsym(RTLD_NEXT, "pthread_mutex_lock");
+        atomic_store_explicit(&real, lock, memory_order_relaxed);
+    }
+    int rc = lock(m);
+    if (rc == 0 && slow_locks) {
         struct timespec hold = {0, 300 * 1000};
         nanosleep(&hold, NULL);
     }
     return rc;
 }
 
-/* A worker of test_off_under_writers: a line now and then, flushed at once (the flush timer's),
- * with pauses in between, so that a reload finds no sender in a write and closes the file. */
+/* A worker of test_off_under_writers: a line, held a moment as a worker holds its lines until its
+ * flush timer, then flushed: a reload often finds no sender in a write, and closes the file. */
 static void *off_writer_main(void *arg)
 {
     struct writer *w = arg;
@@ -1490,10 +1493,9 @@ static void test_off_under_writers(void **state)
         assert_int_equal(log_switch(access, errors, LOG_INFO, &failed), 0);
         struct timespec on = {0, 200 * 1000}; /* lines are appended while it is on */
         nanosleep(&on, NULL);
-        main_thread = pthread_self();
-        atomic_store(&slow_main_locks, true);
+        slow_locks = true;
         assert_int_equal(log_switch("off", errors, LOG_INFO, &failed), 0);
-        atomic_store(&slow_main_locks, false);
+        slow_locks = false;
         char name[32];
         snprintf(name, sizeof(name), "victim.%d", k);
         /* the lowest free number: the access log's, when the switch closed it */
