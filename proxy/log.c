@@ -837,7 +837,9 @@ static void sink_reconnect(struct sys_sink *sink, const struct syslog_dest *d, i
  * read "no dest" just before the move may still have been writing to, the socket of a log that
  * left syslog (for a file or off), which one that read its dest may still have been sending
  * on, and frees the dests no log uses. A sender that starts afterwards reads the current dests
- * (seq_cst, as their stores), so it never meets a closed file or socket nor a freed dest. When
+ * (seq_cst, as their stores), so it never meets a closed socket nor a freed dest, and a file's
+ * descriptor under rest_lock, which the file closes under (write_whole: `off` leaves the dest
+ * as it was, so that no dest tells a late sender the file is gone). When
  * senders never pause, all wait for the next reload or SIGUSR1: at most one old file or socket
  * per log, and the dests of one switch. */
 static bool dest_in_use(const struct syslog_dest *d)
@@ -1149,16 +1151,27 @@ static bool rest_waits_on(const struct line_rest *other, int fd)
                          a.st_dev == b.st_dev && a.st_ino == b.st_ino);
 }
 
-/* Writes p[0..n), whole lines, to fd in writes of at most `chunk` bytes cut at line ends (one
- * write(2) to a regular file; PIPE_BUF to a pipe, which the kernel keeps whole). First goes the
- * rest of a line an earlier short write cut: until it is out, nothing else may go. A failed
- * write keeps the rest of the line it cut (rest) and drops the lines after it. Returns how many
- * lines of p were dropped. */
-static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_t n, size_t chunk,
+/* Writes p[0..n), whole lines, to the file of rest's log in writes of at most `chunk` bytes cut
+ * at line ends (one write(2) to a regular file; PIPE_BUF to a pipe, which the kernel keeps
+ * whole). First goes the rest of a line an earlier short write cut: until it is out, nothing
+ * else may go. A failed write keeps the rest of the line it cut (rest) and drops the lines after
+ * it. Returns how many lines of p were dropped. The descriptor is read under rest_lock, which
+ * sinks_settle closes a file under: one read before it (the access log turned off while a worker
+ * held lines, its flush starting after the settle saw no sender) was written to once closed, or
+ * once its number was another file's or connection's. A log whose file closed (off) has none:
+ * its lines go with it, as those a worker still holds when it is turned off. */
+static uint64_t write_whole(struct line_rest *rest, const char *p, size_t n, size_t chunk,
                             _Atomic bool *stalled)
 {
     struct line_rest *other = rest == &access_rest ? &error_rest : &access_rest;
     pthread_mutex_lock(&rest_lock);
+    int fd = atomic_load_explicit(rest->slot, memory_order_relaxed);
+    if (fd < 0 && rest == &error_rest) /* the error log's default: stderr itself */
+        fd = STDERR_FILENO;
+    if (fd < 0) {
+        pthread_mutex_unlock(&rest_lock);
+        return 0;
+    }
     if (!rest_out(fd, rest, stalled) ||
         (rest_waits_on(other, fd) && !rest_out(fd, other, stalled))) {
         pthread_mutex_unlock(&rest_lock);
@@ -1214,7 +1227,7 @@ static void write_lines_now(const char *p, size_t n)
             sink_reconnect(&access_sys, sd, err);
     } else {
         size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
-        lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
+        lost = write_whole(&access_rest, p, n, chunk, &access_stalled);
         err = errno;
     }
     if (lost)
@@ -1329,12 +1342,11 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     line[n++] = '\n';
     atomic_fetch_add(&senders, 1);
     const struct syslog_dest *sd = atomic_load(&error_sys.dest); /* seq_cst: sinks_settle */
-    int fd = atomic_load_explicit(sd ? &error_sys.fd : &error_fd, memory_order_relaxed);
+    int fd = sd ? atomic_load_explicit(&error_sys.fd, memory_order_relaxed) : -1;
     int err;
     uint64_t lost = sd ? syslog_send_lines(fd, sd, severity_of[level], (time_t)(at_ms / 1000),
                                            line, n, &err)
-                       : write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n,
-                                     SIZE_MAX, &error_stalled);
+                       : write_whole(&error_rest, line, n, SIZE_MAX, &error_stalled);
     if (sd && lost)
         sink_reconnect(&error_sys, sd, err);
     atomic_fetch_sub(&senders, 1);

@@ -4,6 +4,7 @@
  * records, the per-worker buffer (batches, threshold, off), reopening under writers (rotation,
  * FIFO chunks, threads), write failures, the error log's levels, target and errno.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1422,6 +1423,114 @@ static void test_error_log(void **state)
     log_info("back on stderr"); /* after close, messages still have a place to go */
 }
 
+#define OFF_WRITERS 4
+#define OFF_SWITCHES 200
+
+static atomic_bool off_stop;
+
+/* While set (on the main thread), each lock that thread takes is held a while before it goes on
+ * (the lock a reload closes the old file under, in particular): a worker that starts a flush
+ * meanwhile is there between reading the descriptor and writing to it, which no sleep could line
+ * up reliably. */
+static _Thread_local bool slow_locks;
+
+int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    typedef int (*lock_fn)(pthread_mutex_t *);
+    static _Atomic(lock_fn) real;
+    lock_fn lock = atomic_load_explicit(&real, memory_order_relaxed);
+    if (!lock) {
+        lock = (lock_fn)dlsym(RTLD_NEXT, "pthread_mutex_lock");
+        atomic_store_explicit(&real, lock, memory_order_relaxed);
+    }
+    int rc = lock(m);
+    if (rc == 0 && slow_locks) {
+        struct timespec hold = {0, 300 * 1000};
+        nanosleep(&hold, NULL);
+    }
+    return rc;
+}
+
+/* A worker of test_off_under_writers: a line, held a moment as a worker holds its lines until its
+ * flush timer, then flushed: a reload often finds no sender in a write, and closes the file. */
+static void *off_writer_main(void *arg)
+{
+    struct writer *w = arg;
+    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+    assert_non_null(lb);
+    for (unsigned long i = 0; !atomic_load(&off_stop); i++) {
+        append_id(lb, (unsigned long)w->id * 1000000 + i); /* nothing once the log is off */
+        struct timespec pause = {0, 20 * 1000}; /* lines held, as a worker's until its timer */
+        nanosleep(&pause, NULL);
+        log_buffer_flush(lb);
+    }
+    log_buffer_free(lb);
+    return NULL;
+}
+
+/* Workers flush while reloads turn the access log off and on again: the file `off` closes must
+ * never be written after its close. A worker read the descriptor before the close and wrote to
+ * its number after (a Bad file descriptor counted as a lost line, or a line in whatever file the
+ * number went to next: here a file opened right after each switch, which must stay empty). */
+static void test_off_under_writers(void **state)
+{
+    struct dir *d = *state;
+    char access[256], errors[256];
+    snprintf(access, sizeof(access), "%s", in_dir(d, "access.log"));
+    snprintf(errors, sizeof(errors), "%s", in_dir(d, "error.log"));
+    assert_int_equal(log_error_open(errors, LOG_INFO), 0);
+    assert_int_equal(log_open(access), 0);
+    struct writer w[OFF_WRITERS];
+    atomic_store(&off_stop, false);
+    for (int i = 0; i < OFF_WRITERS; i++) {
+        w[i].id = i;
+        assert_int_equal(pthread_create(&w[i].thread, NULL, off_writer_main, &w[i]), 0);
+    }
+    uint64_t lost_before = log_dropped_lines();
+    int victim_fds[OFF_SWITCHES];
+    const char *failed = NULL;
+    for (int k = 0; k < OFF_SWITCHES; k++) {
+        assert_int_equal(log_switch(access, errors, LOG_INFO, &failed), 0);
+        struct timespec on = {0, 200 * 1000}; /* lines are appended while it is on */
+        nanosleep(&on, NULL);
+        slow_locks = true;
+        assert_int_equal(log_switch("off", errors, LOG_INFO, &failed), 0);
+        slow_locks = false;
+        char name[32];
+        snprintf(name, sizeof(name), "victim.%d", k);
+        /* the lowest free number: the access log's, when the switch closed it */
+        victim_fds[k] = open(in_dir(d, name), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        assert_true(victim_fds[k] >= 0);
+        struct timespec hold = {0, 100 * 1000};
+        nanosleep(&hold, NULL);
+        close(victim_fds[k]);
+    }
+    atomic_store(&off_stop, true);
+    for (int i = 0; i < OFF_WRITERS; i++)
+        pthread_join(w[i].thread, NULL);
+    uint64_t lost = log_dropped_lines() - lost_before;
+    size_t stray = 0, files = 0;
+    for (int k = 0; k < OFF_SWITCHES; k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "victim.%d", k);
+        struct stat st;
+        assert_int_equal(stat(in_dir(d, name), &st), 0);
+        stray += (size_t)st.st_size;
+        files += st.st_size > 0;
+    }
+    size_t len;
+    char *text = slurp(errors, &len);
+    bool ebadf = strstr(text, "Bad file descriptor") != NULL;
+    free(text);
+    log_close();
+    print_message("%d switches to off: %zu bytes in %zu files opened after, %" PRIu64
+                  " lines lost, EBADF said: %s\n",
+                  OFF_SWITCHES, stray, files, lost, ebadf ? "yes" : "no");
+    assert_int_equal(stray, 0);
+    assert_int_equal(lost, 0);
+    assert_false(ebadf);
+}
+
 /* A reload may trade the two logs' files: each is checked against the other's new file, not
  * its current one (which refused both moves, and kept both logs where they were); the two may
  * still not be one file. */
@@ -1571,7 +1680,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_switch_trades_files, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_off_under_writers, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_switch_both_stderr_file, dir_setup, dir_teardown),
     };
+    cmocka_set_test_filter(getenv("TEST_FILTER")); /* TEST_FILTER=test_off* runs those rows */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
