@@ -7,9 +7,12 @@
 #include <string.h>
 
 #include "portico/config.h"
+#include "portico/retry_budget.h"
+#include "portico/retry_on.h"
 #include "portico/route.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
+static void check_status_lists(const struct upstream_conf *up);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An upstream with "tls = on" makes the loader build a client SSL_CTX, which loads the system CA
@@ -41,9 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                       : cfg->routes[i].upstream < 0 ||
                                             cfg->routes[i].upstream >= cfg->nupstreams)
                 abort();
-        for (int i = 0; i < cfg->nupstreams; i++)
+        for (int i = 0; i < cfg->nupstreams; i++) {
             if (cfg->upstreams[i].norigins < 1)
                 abort();
+            check_status_lists(&cfg->upstreams[i]);
+        }
         /* and a request the route conditions (method, header, cookie) have fields to read in */
         static const struct h1_field fields[] = {
             {"X-Canary", 8, "1", 1, H1_F_OTHER},
@@ -72,4 +77,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(text);
     return 0;
+}
+
+/* retry_on, fail_on and the retry bounds as the loader lets them through: every bit one a list
+ * may name (fail_on's only 500 502 503 504), fail_on only where max_fails counts it, the one
+ * test of a response head both lists, a budget no more than all and bounding some retry. */
+static void check_status_lists(const struct upstream_conf *up)
+{
+    uint16_t retry_all = 0;
+    static const int retry_codes[] = {401, 403, 404, 408, 425, 429, 500, 501, 502, 503, 504};
+    for (size_t i = 0; i < sizeof(retry_codes) / sizeof(retry_codes[0]); i++)
+        retry_all |= retry_on_bit(retry_codes[i]);
+    uint16_t fail_all =
+        retry_on_bit(500) | retry_on_bit(502) | retry_on_bit(503) | retry_on_bit(504);
+    if (up->retry_on & ~retry_all || up->fail_on & ~fail_all)
+        abort();
+    if (up->fail_on && up->max_fails == 0)
+        abort(); /* fail_on without max_fails counts nothing: refused */
+    if (up->status_watch != (up->retry_on | up->fail_on))
+        abort();
+    if (up->retry_budget_percent > 100)
+        abort();
+    if (up->retry_budget && (up->retries == 0 ||
+                             (up->retry_budget_percent == 0 && up->retry_budget_min == 0)))
+        abort(); /* a budget that bounds no retry, or allows none: refused */
+    if (!up->retry_budget && up->retry_budget_min != RETRY_BUDGET_MIN_DEFAULT)
+        abort(); /* retry_budget_min without retry_budget: refused */
+    if (up->retry_timeout_ms && up->retries == 0)
+        abort();
 }
