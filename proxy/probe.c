@@ -316,7 +316,7 @@ struct probe_head {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: portico probe [-c FILE] URL [-X METHOD] [-H 'Name: value']...\n"
+            "usage: portico probe [-c FILE] URL [-X METHOD | -I] [-H 'Name: value']...\n"
             "                     [-d DATA | --data-binary DATA] [--dns-timeout D]\n"
             "                     [--connect-timeout D] [--tls-timeout D] [--send-timeout D]\n"
             "                     [--first-byte-timeout D] [--read-timeout D] [--total-timeout D]\n"
@@ -324,12 +324,12 @@ static void usage(FILE *out)
             "Sends one request for URL the way Portico would (with -c: through FILE's route and\n"
             "upstream for the request's host, path, method and fields; without: straight to the\n"
             "URL's host) and prints each phase with its duration, the outcome, the failure type\n"
-            "and the status of each error profile. As in curl: -X (--request) sets the method,\n"
-            "-H (--header) adds a field or replaces the probe's own (Host, User-Agent, Accept;\n"
-            "'Name:' drops it, 'Name;' sends it empty), -d (--data) and --data-binary send a body\n"
-            "(@FILE reads FILE, @- standard input; -d drops its CR and LF) with POST unless -X\n"
-            "says otherwise. Exit status: 0 the origin (or a route's return) answered, 1 upstream\n"
-            "failure, 2 bad usage.\n");
+            "and the status of each error profile. As in curl: -X (--request) sets the method\n"
+            "(-I, --head: HEAD), -H (--header) adds a field or replaces the probe's own (Host,\n"
+            "User-Agent, Accept; 'Name:' drops it, 'Name;' sends it empty), -d (--data) and\n"
+            "--data-binary send a body (@FILE reads FILE, @- standard input; -d drops its CR and\n"
+            "LF) with POST unless -X says otherwise. Exit status: 0 the origin (or a route's\n"
+            "return) answered, 1 upstream failure, 2 bad usage.\n");
 }
 
 /* How much of a -H to echo in a refusal: its leading token characters, the name (never the
@@ -348,7 +348,7 @@ enum { OPT_PROFILE = 256, OPT_JSON, OPT_HELP, OPT_DATA_BINARY, OPT_TIMER }; /* +
 static int parse_args(int argc, char **argv, struct probe_opts *o)
 {
     static char names[TIMER_COUNT][32];
-    struct option longopts[TIMER_COUNT + 9];
+    struct option longopts[TIMER_COUNT + 10];
     int n = 0;
     for (int t = 0; t < TIMER_COUNT; t++) { /* --connect-timeout for connect_timeout ... */
         if (t == TIMER_QUEUE) /* one exchange alone never waits for a slot (max_conns) */
@@ -364,6 +364,7 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
     longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
     longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
     longopts[n++] = (struct option){"request", required_argument, NULL, 'X'};
+    longopts[n++] = (struct option){"head", no_argument, NULL, 'I'}; /* not --header's prefix */
     longopts[n++] = (struct option){"header", required_argument, NULL, 'H'};
     longopts[n++] = (struct option){"data", required_argument, NULL, 'd'};
     longopts[n++] = (struct option){"data-binary", required_argument, NULL, OPT_DATA_BINARY};
@@ -373,10 +374,12 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:hX:H:d:", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:hIX:H:d:", longopts, NULL)) != -1) {
         const char *why = NULL;
         if (opt == 'c') {
             o->config = optarg;
+        } else if (opt == 'I') { /* curl's -I, --head: a HEAD request */
+            probe_request_set_method(&o->rq, "HEAD", &why);
         } else if (opt == 'X' || opt == 'H' || opt == 'd' || opt == OPT_DATA_BINARY) {
             int bad = opt == 'X'   ? probe_request_set_method(&o->rq, optarg, &why)
                       : opt == 'H' ? probe_request_add_field(&o->rq, optarg, &why)

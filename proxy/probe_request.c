@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "portico/http1.h"
+#include "portico/util.h"
 
 #ifndef PORTICO_VERSION
 #define PORTICO_VERSION "0.0.0"
@@ -133,15 +134,13 @@ int probe_request_set_data(struct probe_request *rq, const char *data, bool bina
 /* Reads f whole into rq->body, up to PROBE_DATA_MAX. 0, or -1 with why. */
 static int read_all(struct probe_request *rq, FILE *f, const char *name, char *why, size_t size)
 {
-    size_t cap = 0;
+    /* one byte past the bound tells a body over it: never more held (/dev/zero held 128 MiB) */
+    size_t cap = 0, limit = (size_t)PROBE_DATA_MAX + 1;
     for (;;) {
         if (rq->body_len == cap) {
-            if (cap > PROBE_DATA_MAX) {
-                snprintf(why, size, "%s: over %u MiB, the probe's bound on a body", name,
-                         PROBE_DATA_MAX >> 20);
-                return -1;
-            }
-            size_t more = cap ? cap * 2 : 65536;
+            if (cap == limit)
+                break;
+            size_t more = cap ? MIN(cap * 2, limit) : MIN((size_t)65536, limit);
             char *b = realloc(rq->body, more);
             if (!b) {
                 snprintf(why, size, "%s: out of memory", name);

@@ -185,24 +185,6 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     return 0;
 }
 
-int request_refusal(const struct h1_request *req, const struct h1_info *info, uint64_t max_body,
-                    const char **why)
-{
-    if (req->minor >= 1 && info->expect_other) {
-        *why = "only the 100-continue expectation is supported";
-        return HTTP_EXPECTATION_FAILED;
-    }
-    if (info->framing == H1_BODY_LENGTH && info->content_length > max_body) {
-        *why = "request body larger than max_body_size";
-        return HTTP_CONTENT_TOO_LARGE;
-    }
-    if (request_portico_hops(req) >= REQUEST_MAX_HOPS) {
-        *why = "forwarding loop: this request already went through Portico too many times";
-        return HTTP_LOOP_DETECTED;
-    }
-    return 0;
-}
-
 int request_portico_hops(const struct h1_request *req)
 {
     int hops = 0;

@@ -736,20 +736,26 @@ static void test_head(void **state)
         origin_on((struct fake_origin_opts){.kind = FO_SCRIPT, .script = head_only});
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/h", fake_origin_port(o));
-    const char *args[] = {"probe", url, "--json", "-X", "HEAD", "--read-timeout", "5s", NULL};
-    struct tu_cmd_result res = {0};
-    struct tj *j = probe_json(args, 0, &res);
-    double v;
-    assert_string_equal(tj_str(j, "method"), "HEAD");
-    assert_string_equal(tj_str(j, "outcome"), "answered");
-    assert_int_equal(tj_num(j, "body_bytes", &v), 0);
-    assert_int_equal((int)v, 0);
-    tj_free(j);
-    tu_cmd_result_free(&res);
-    char *head = fake_origin_request_head(o, 0);
-    assert_non_null(head);
-    assert_int_equal(strncmp(head, "HEAD /h HTTP/1.1\r\n", 18), 0);
-    free(head);
+    /* -X HEAD, and curl's -I and --head (which getopt took for an abbreviation of --header) */
+    const char *spellings[][2] = {{"-X", "HEAD"}, {"-I", NULL}, {"--head", NULL}};
+    for (int k = 0; k < 3; k++) {
+        const char *args[] = {"probe", url, "--json", "--read-timeout", "5s", spellings[k][0],
+                              spellings[k][1], NULL};
+        struct tu_cmd_result res = {0};
+        struct tj *j = probe_json(args, 0, &res);
+        double v;
+        assert_string_equal(tj_str(j, "method"), "HEAD");
+        assert_string_equal(tj_str(j, "outcome"), "answered");
+        assert_int_equal(tj_num(j, "body_bytes", &v), 0);
+        assert_int_equal((int)v, 0);
+        tj_free(j);
+        tu_cmd_result_free(&res);
+        char *head = fake_origin_request_head(o, k);
+        assert_non_null(head);
+        if (strncmp(head, "HEAD /h HTTP/1.1\r\n", 18) != 0)
+            fail_msg("%s: %.40s", spellings[k][0], head);
+        free(head);
+    }
     fake_origin_stop(o);
 }
 
@@ -945,7 +951,8 @@ static void test_request_refusals(void **state)
     tu_cmd_result_free(&res);
     const char *help[] = {"probe", "--help", NULL};
     assert_int_equal(probe(help, &res), 0);
-    if (!strstr(res.out, "[-X METHOD] [-H 'Name: value']...") || !strstr(res.out, "--data-binary"))
+    if (!strstr(res.out, "[-X METHOD | -I] [-H 'Name: value']...") ||
+        !strstr(res.out, "--data-binary"))
         fail_msg("--help: %s", res.out);
     tu_cmd_result_free(&res);
 }
