@@ -140,12 +140,12 @@ struct balancer {
     struct balance_queue *queue;       /* up->limited: the waiters for a slot, else NULL */
     struct slot_share *share;          /* balancer_share: the counts of other generations */
     struct slot_member member;         /* ... and this balancer among their balancers */
-    _Atomic uint64_t sticky[BALANCE_STICKY_OUTCOMES]; /* sticky: requests by outcome */
     _Atomic unsigned *retries;         /* retry_budget: retries in flight, own_retries or the
                                           share's (every generation's) */
     _Atomic unsigned own_retries;
-    _Atomic uint64_t *retry_refused;   /* retries refused, by why: own_refused or the share's */
-    _Atomic uint64_t own_refused[RETRY_REFUSALS];
+    struct slot_tally *tally;          /* its counters: own_tally, or the share's (every
+                                          generation's) */
+    struct slot_tally own_tally;
     struct origin_slot origins[];      /* one per origin of up */
 };
 
@@ -313,7 +313,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
     b->ramps = up->slow_start_ms > 0;
     atomic_init(&b->shares_turns, b->ramps);
     b->retries = &b->own_retries;
-    b->retry_refused = b->own_refused;
+    b->tally = &b->own_tally;
     for (int o = 0; o < up->norigins; o++) {
         atomic_init(&b->origins[o].own.max, up->origins[o].max_conns);
         atomic_init(&b->origins[o].own.into, NULL);
@@ -1162,8 +1162,6 @@ struct balance_queue {
     pthread_mutex_t own_lock;
     struct balance_waiter *head, *tail; /* oldest first */
     _Atomic unsigned length;           /* waiters in the list (read without the lock: metrics) */
-    _Atomic uint64_t queued;           /* requests that ever waited */
-    _Atomic uint64_t timeouts;         /* ... and left at queue_timeout */
 };
 
 static struct balance_queue *queue_new(void)
@@ -1405,7 +1403,7 @@ enum balance_room balancer_queue(struct balancer *b, struct balance_waiter *w, u
             q->tail = w;
             w->queued = true;
             atomic_fetch_add_explicit(&q->length, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&q->queued, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->tally->queued, 1, memory_order_relaxed);
             room = BALANCE_ROOM_QUEUED;
         }
     }
@@ -1423,7 +1421,7 @@ int balancer_unqueue(struct balancer *b, struct balance_waiter *w, bool timed_ou
     if (w->queued) {
         unlink_waiter(q, w);
         if (timed_out)
-            atomic_fetch_add_explicit(&q->timeouts, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->tally->queue_timeouts, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(q->lock);
     return o;
@@ -1436,42 +1434,47 @@ unsigned balancer_queue_length(const struct balancer *b)
 
 uint64_t balancer_queued_total(const struct balancer *b)
 {
-    return b->queue ? atomic_load_explicit(&b->queue->queued, memory_order_relaxed) : 0;
+    return b->queue ? atomic_load_explicit(&b->tally->queued, memory_order_relaxed) : 0;
 }
 
 uint64_t balancer_queue_timeouts(const struct balancer *b)
 {
-    return b->queue ? atomic_load_explicit(&b->queue->timeouts, memory_order_relaxed) : 0;
+    return b->queue ? atomic_load_explicit(&b->tally->queue_timeouts, memory_order_relaxed) : 0;
 }
 
 void balancer_sticky_count(struct balancer *b, unsigned outcome)
 {
     if (outcome < BALANCE_STICKY_OUTCOMES)
-        atomic_fetch_add_explicit(&b->sticky[outcome], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->tally->sticky[outcome], 1, memory_order_relaxed);
 }
 
 uint64_t balancer_sticky_total(const struct balancer *b, unsigned outcome)
 {
     return outcome < BALANCE_STICKY_OUTCOMES
-               ? atomic_load_explicit(&b->sticky[outcome], memory_order_relaxed)
+               ? atomic_load_explicit(&b->tally->sticky[outcome], memory_order_relaxed)
                : 0;
+}
+
+/* One tally when both share it (a copy would lose what the old generation counts meanwhile: a
+ * waiter's timeout, a sticky request it still serves); carried over when max_conns gained or lost
+ * made a new share, the old generation's later counts then its own. */
+static void tally_copy(struct slot_tally *to, const struct slot_tally *from)
+{
+    for (unsigned r = 0; r < SLOT_TALLY_REFUSALS; r++)
+        atomic_store_explicit(&to->refused[r], atomic_load(&from->refused[r]),
+                              memory_order_relaxed);
+    atomic_store_explicit(&to->queued, atomic_load(&from->queued), memory_order_relaxed);
+    atomic_store_explicit(&to->queue_timeouts, atomic_load(&from->queue_timeouts),
+                          memory_order_relaxed);
+    for (unsigned s = 0; s < SLOT_TALLY_STICKY; s++)
+        atomic_store_explicit(&to->sticky[s], atomic_load(&from->sticky[s]),
+                              memory_order_relaxed);
 }
 
 void balancer_inherit_queue(struct balancer *b, const struct balancer *from)
 {
-    for (unsigned s = 0; s < BALANCE_STICKY_OUTCOMES; s++)
-        atomic_store_explicit(&b->sticky[s], balancer_sticky_total(from, s),
-                              memory_order_relaxed);
-    /* the refusals: one count when both share it (a copy would lose the old generation's
-     * counted meanwhile), carried over when max_conns gained or lost made a new share */
-    for (unsigned r = 0; b->retry_refused != from->retry_refused && r < RETRY_REFUSALS; r++)
-        atomic_store_explicit(&b->retry_refused[r], balancer_retry_refused_total(from, r),
-                              memory_order_relaxed);
-    if (!b->queue || !from->queue)
-        return;
-    atomic_store_explicit(&b->queue->queued, balancer_queued_total(from), memory_order_relaxed);
-    atomic_store_explicit(&b->queue->timeouts, balancer_queue_timeouts(from),
-                          memory_order_relaxed);
+    if (b->tally != from->tally)
+        tally_copy(b->tally, from->tally);
 }
 
 /* ---- retry_budget ---- */
@@ -1507,13 +1510,13 @@ void balancer_retry_done(struct balancer *b)
 void balancer_retry_refused(struct balancer *b, enum retry_refusal why)
 {
     if (why < RETRY_REFUSALS)
-        atomic_fetch_add_explicit(&b->retry_refused[why], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->tally->refused[why], 1, memory_order_relaxed);
 }
 
 uint64_t balancer_retry_refused_total(const struct balancer *b, enum retry_refusal why)
 {
     return why < RETRY_REFUSALS
-               ? atomic_load_explicit(&b->retry_refused[why], memory_order_relaxed)
+               ? atomic_load_explicit(&b->tally->refused[why], memory_order_relaxed)
                : 0;
 }
 
@@ -1562,8 +1565,9 @@ int balancer_share(struct balancer *b)
     if (b->queue)
         b->queue->lock = slot_share_lock(s);
     b->retries = slot_share_retries(s);
-    _Static_assert(SLOT_SHARE_REFUSALS == RETRY_REFUSALS, "the share counts every refusal");
-    b->retry_refused = slot_share_refused(s);
+    _Static_assert(SLOT_TALLY_REFUSALS == RETRY_REFUSALS, "the tally counts every refusal");
+    _Static_assert(SLOT_TALLY_STICKY == BALANCE_STICKY_OUTCOMES, "... and sticky outcome");
+    b->tally = slot_share_tally(s);
     b->share = s;
     b->member.owner = b;
     slot_share_enter(s, &b->member);

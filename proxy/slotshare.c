@@ -26,7 +26,7 @@ struct slot_share {
     struct shared_count *counts;       /* every count a member holds */
     bool limited;                      /* its upstreams have max_conns (and queues) */
     _Atomic unsigned retries;          /* retry_budget: its requests on a retry now */
-    _Atomic uint64_t refused[SLOT_SHARE_REFUSALS]; /* retries refused, by why */
+    struct slot_tally tally;           /* its generations' counters */
     struct slot_share *next;           /* the registry's list */
     char upstream[];                   /* the upstream's name */
 };
@@ -186,9 +186,9 @@ _Atomic unsigned *slot_share_retries(struct slot_share *s)
     return &s->retries;
 }
 
-_Atomic uint64_t *slot_share_refused(struct slot_share *s)
+struct slot_tally *slot_share_tally(struct slot_share *s)
 {
-    return s->refused;
+    return &s->tally;
 }
 
 pthread_mutex_t *slot_share_lock(struct slot_share *s)

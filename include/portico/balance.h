@@ -277,8 +277,8 @@ uint64_t balancer_retry_refused_total(const struct balancer *b, enum retry_refus
 /* Retries in flight now (metrics, /status). */
 unsigned balancer_retries_in_flight(const struct balancer *b);
 
-/* A reload: b's queue and sticky counters go on from from's (metrics counters never go
- * back). */
+/* A reload: b's counters (queue, sticky, retry refusals) go on from from's (metrics counters
+ * never go back): the same ones when both share them (slotshare.h), else copied. */
 void balancer_inherit_queue(struct balancer *b, const struct balancer *from);
 
 /* Whether origin is a backup (`origin = ... backup`): picked only when no primary will do. */

@@ -18,7 +18,8 @@
  * slot freed by one generation's request may be handed to another's waiter, and the list of its
  * members (the balancers), oldest first. Joining and leaving take a process-wide lock, so only
  * a generation's creation and end do; the requests take the share's lock, and only those of an
- * upstream with max_conns. A share also holds the upstream's retries in flight (retry_budget).
+ * upstream with max_conns. A share also holds the upstream's retries in flight (retry_budget)
+ * and its counters (struct slot_tally).
  */
 #ifndef PORTICO_SLOTSHARE_H
 #define PORTICO_SLOTSHARE_H
@@ -103,10 +104,20 @@ void slot_share_put(struct slot_share *s, struct slot_count *c);
  * not hand a storm a fresh budget. */
 _Atomic unsigned *slot_share_retries(struct slot_share *s);
 
-/* The upstream's retries refused, by balance.h's enum retry_refusal, every generation's: a
- * draining generation's refusals count where /metrics reads them. */
-#define SLOT_SHARE_REFUSALS 2
-_Atomic uint64_t *slot_share_refused(struct slot_share *s);
+/* An upstream's counters of /metrics, every generation's: a draining generation's counts go
+ * where the serving one's are read. A reload copies them only into a new share (max_conns gained
+ * or lost changes the share). */
+#define SLOT_TALLY_REFUSALS 2          /* balance.h's enum retry_refusal */
+#define SLOT_TALLY_STICKY 4            /* balance.h's BALANCE_STICKY_OUTCOMES */
+struct slot_tally {
+    _Atomic uint64_t refused[SLOT_TALLY_REFUSALS]; /* retries refused, by why */
+    _Atomic uint64_t queued;           /* requests that ever waited for a slot */
+    _Atomic uint64_t queue_timeouts;   /* ... and left at queue_timeout */
+    _Atomic uint64_t sticky[SLOT_TALLY_STICKY]; /* sticky: requests by outcome */
+};
+
+/* The counters of s's upstream (above). */
+struct slot_tally *slot_share_tally(struct slot_share *s);
 
 /* The lock of s's members' queues. */
 pthread_mutex_t *slot_share_lock(struct slot_share *s);

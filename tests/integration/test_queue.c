@@ -804,6 +804,58 @@ static void test_reload_timeout_names_live_max(void **state)
     stop_both(h, fo);
 }
 
+/* (qcount) A waiter of the old generation that times out after a reload is counted where
+ * /metrics reads it: the counters are the share's, every generation's. Before, a reload copied
+ * the old generation's totals once, and its timeout after it left the counter at 0. */
+static void test_reload_old_waiter_timeout_counted(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=1", "queue_timeout = 3s\n");
+    struct raw_conn *held = send_held(h, "/old", 1);
+    struct raw_conn *waiter = send_queued(h, "/old-queued", 1);
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 3s\n",
+              fake_origin_port(fo));
+    assert_true(metric(h, QTIMEOUTS, 0) == 0); /* it waits on, in the old generation */
+    struct raw_response r;
+    assert_int_equal(read_status(waiter, &r), 503);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "queue_timeout");
+    raw_response_free(&r);
+    double timeouts = metric(h, QTIMEOUTS, 1);
+    if (timeouts != 1)
+        fail_msg("the old generation's waiter timed out; the counter says %.0f", timeouts);
+    assert_true(metric(h, QUEUED, 1) == 1);
+    release_hold();
+    expect_status(held, 200);
+    stop_both(h, fo);
+}
+
+/* (qcount) Reloads that lose max_conns and gain it back (each a new share) keep the counters:
+ * a queued request and a timeout before them are still counted after (the reload without
+ * max_conns had no queue, copied nothing, and the third generation's counters began at 0). */
+static void test_reload_max_conns_off_and_on_keeps_counters(void **state)
+{
+    (void)state;
+    struct fake_origin *fo = origin_start(0, true);
+    struct harness *h = start(fo, 2, NULL, "max_conns=1", "queue_timeout = 1s\n");
+    struct raw_conn *held = send_held(h, "/held", 1);
+    struct raw_response r;
+    assert_int_equal(read_status(send_queued(h, "/queued", 1), &r), 503);
+    raw_response_free(&r);
+    assert_true(metric(h, QTIMEOUTS, 1) == 1);
+    release_hold();
+    expect_status(held, 200);
+    in_flight_is(h, fo, 0);
+    reload_to(h, 2, 2, "origin = 127.0.0.1:%u\n", fake_origin_port(fo));
+    reload_to(h, 2, 3, "origin = 127.0.0.1:%u max_conns=1\nqueue_timeout = 1s\n",
+              fake_origin_port(fo));
+    double queued = metric(h, QUEUED, 1), timeouts = metric(h, QTIMEOUTS, 1);
+    if (queued != 1 || timeouts != 1)
+        fail_msg("after max_conns off and on: queued %.0f, timeouts %.0f, want 1 and 1", queued,
+                 timeouts);
+    stop_both(h, fo);
+}
+
 /* ---- rehearsals ---- */
 
 /* A [fault] failure rehearsed while the origin is at max_conns waits in the queue as a real
@@ -1074,6 +1126,8 @@ int main(void)
         cmocka_unit_test(test_reload_origin_back),
         cmocka_unit_test(test_reload_timeout_names_live_max),
         cmocka_unit_test(test_reload_drops_a_listing),
+        cmocka_unit_test(test_reload_old_waiter_timeout_counted),
+        cmocka_unit_test(test_reload_max_conns_off_and_on_keeps_counters),
         cmocka_unit_test(test_rehearsal_queues),
         cmocka_unit_test(test_status_shows_queue),
         cmocka_unit_test(test_down_fails_waiters),

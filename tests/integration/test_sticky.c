@@ -26,6 +26,7 @@
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -564,6 +565,50 @@ static void test_full_origin_waits(void **state)
     stop(h, &os);
 }
 
+/* (qcount) A sticky request the old generation still serves after a reload is counted where
+ * /metrics reads it: the counters are the share's, every generation's. Before, the reload copied
+ * the old generation's totals once, and the hit it answered after it never showed (0 hits). */
+static void test_reload_old_generation_hit_counted(void **state)
+{
+    (void)state;
+    struct origins os;
+    struct harness *h = start(&os, NULL, "cookie SRV", "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                              NULL);
+    struct answer first = get(h, NULL);
+    int x = first.origin;
+    assert_true(x >= 0);
+    char pair[128];
+    pair_of(first.set_cookie, pair, sizeof(pair));
+    gate_set(true);
+    atomic_store(&os.ctl[x].gated, true);
+    struct raw_conn *held = send_with(h, pair); /* the old generation's, at the gate */
+    gate_wait_held(1);
+    char up[1024];
+    upstream_text(up, sizeof(up), &os, in_order, "cookie SRV", NULL);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n%s",
+                                          up),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    atomic_store(&os.ctl[x].gated, false);
+    gate_set(false);
+    struct answer a = answer_of(held);
+    assert_int_equal(a.origin, x);
+    double hits = scrape_wait(harness_port(h, "admin"),
+                              "portico_upstream_sticky_total{upstream=\"u\",outcome=\"hit\"}", 1,
+                              PX_IO_MS);
+    if (hits != 1)
+        fail_msg("the old generation answered a hit after the reload; the counter says %.0f", hits);
+    assert_true(scrape_wait(harness_port(h, "admin"),
+                            "portico_upstream_sticky_total{upstream=\"u\",outcome=\"new\"}", 1,
+                            PX_IO_MS) == 1);
+    stop(h, &os);
+}
+
 /* The cookie's origin goes down while a request waits for its slot (the holder's request timed
  * out: max_fails = 1): the waiter is not failed but redispatched, answered by another origin
  * with a new cookie, and logged so. */
@@ -821,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_down_redispatches),
         cmocka_unit_test(test_unknown_value),
         cmocka_unit_test(test_reload_reorders),
+        cmocka_unit_test(test_reload_old_generation_hit_counted),
         cmocka_unit_test(test_h2_crumbs),
         cmocka_unit_test(test_options_rendered),
         cmocka_unit_test(test_curl_cookie_jar),

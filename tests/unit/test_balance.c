@@ -2214,6 +2214,34 @@ static void test_queue_counts(void **state)
     balancer_free(b);
 }
 
+/* (qcount) Two generations that share (the same upstream, both with max_conns) count on one
+ * tally: the old one's timeout and sticky outcome after the reload are the new one's too, and a
+ * second look copies nothing over them (before: a copy at the reload, later counts lost). */
+static void test_queue_counts_shared(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    struct balancer *b = limited_balancer(&up, 1, 1, 0);
+    assert_int_equal(balancer_share(b), 0);
+    struct balance_waiter w = {.wake = wake_record};
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    struct balancer *next = balancer_new(&up);
+    assert_non_null(next);
+    assert_int_equal(balancer_share(next), 0);
+    balancer_inherit_queue(next, b);
+    assert_int_equal(balancer_queue(b, &w, 0), BALANCE_ROOM_QUEUED); /* the old one's waiter */
+    assert_int_equal(balancer_unqueue(b, &w, true), -1);
+    balancer_sticky_count(b, 0);
+    assert_int_equal(balancer_queued_total(next), 1);
+    assert_int_equal(balancer_queue_timeouts(next), 1);
+    assert_int_equal(balancer_sticky_total(next, 0), 1);
+    balancer_inherit_queue(next, b);
+    assert_int_equal(balancer_queue_timeouts(next), 1);
+    balancer_release(b, 0);
+    balancer_free(b);
+    balancer_free(next);
+}
+
 /* A slot released without a verdict (a tunnel's end, a waiter that left with one) is handed to
  * the oldest waiter as a done one is. */
 static void test_queue_release_hands_over(void **state)
@@ -2576,6 +2604,7 @@ int main(void)
         cmocka_unit_test(test_queue_slot_not_handed_down),
         cmocka_unit_test(test_queue_room_listings),
         cmocka_unit_test(test_queue_counts),
+        cmocka_unit_test(test_queue_counts_shared),
         cmocka_unit_test(test_queue_release_hands_over),
         cmocka_unit_test(test_config_max_conns_one_origin),
     };
