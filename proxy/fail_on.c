@@ -4,12 +4,9 @@
  */
 #include "portico/fail_on.h"
 
-#include <stdbool.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "portico/retry_on.h"
-#include "portico/util.h"
 
 /* Why a three-digit status outside the set may not count, by its range (first match). */
 static const struct {
@@ -44,23 +41,8 @@ static uint16_t bit_of(int status, char *why, size_t size)
 int fail_on_parse(const char *text, uint16_t *mask, char *why, size_t size)
 {
     uint16_t m = 0;
-    const char *p = text;
-    for (;;) {
-        p += strspn(p, " \t");
-        if (!*p)
-            break;
-        size_t len = strcspn(p, " \t");
-        int status = 0;
-        bool digits = len == 3;
-        for (size_t i = 0; digits && i < len; i++) {
-            digits = p[i] >= '0' && p[i] <= '9';
-            status = status * 10 + (p[i] - '0');
-        }
-        if (!digits || status < 100) {
-            snprintf(why, size, "'%.*s' is not a status code (one of %s)", (int)MIN(len, 64), p,
-                     FAIL_ON_ALLOWED);
-            return -1;
-        }
+    int status, more;
+    while ((more = retry_on_next_code(&text, FAIL_ON_ALLOWED, &status, why, size)) > 0) {
         uint16_t bit = bit_of(status, why, size);
         if (!bit)
             return -1;
@@ -69,8 +51,9 @@ int fail_on_parse(const char *text, uint16_t *mask, char *why, size_t size)
             return -1;
         }
         m |= bit;
-        p += len;
     }
+    if (more < 0)
+        return -1;
     *mask = m;
     return 0;
 }

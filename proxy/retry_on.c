@@ -30,26 +30,34 @@ static int bit_of(int status)
     return -1;
 }
 
+int retry_on_next_code(const char **cursor, const char *allowed, int *status, char *why,
+                       size_t size)
+{
+    const char *p = *cursor + strspn(*cursor, " \t");
+    if (!*p)
+        return 0;
+    size_t len = strcspn(p, " \t");
+    int code = 0;
+    bool digits = len == 3;
+    for (size_t i = 0; digits && i < len; i++) {
+        digits = p[i] >= '0' && p[i] <= '9';
+        code = code * 10 + (p[i] - '0');
+    }
+    if (!digits || code < 100) {
+        snprintf(why, size, "'%.*s' is not a status code (one of %s)", (int)MIN(len, 64), p,
+                 allowed);
+        return -1;
+    }
+    *status = code;
+    *cursor = p + len;
+    return 1;
+}
+
 int retry_on_parse(const char *text, uint16_t *mask, char *why, size_t size)
 {
     uint16_t m = 0;
-    const char *p = text;
-    for (;;) {
-        p += strspn(p, " \t");
-        if (!*p)
-            break;
-        size_t len = strcspn(p, " \t");
-        int status = 0;
-        bool digits = len == 3;
-        for (size_t i = 0; digits && i < len; i++) {
-            digits = p[i] >= '0' && p[i] <= '9';
-            status = status * 10 + (p[i] - '0');
-        }
-        if (!digits || status < 100) {
-            snprintf(why, size, "'%.*s' is not a status code (one of %s)", (int)MIN(len, 64), p,
-                     RETRY_ON_ALLOWED);
-            return -1;
-        }
+    int status, more;
+    while ((more = retry_on_next_code(&text, RETRY_ON_ALLOWED, &status, why, size)) > 0) {
         if (status < 400) {
             snprintf(why, size, "%d is not an error status: 1xx-3xx are never retried (one of %s)",
                      status, RETRY_ON_ALLOWED);
@@ -65,8 +73,9 @@ int retry_on_parse(const char *text, uint16_t *mask, char *why, size_t size)
             return -1;
         }
         m |= (uint16_t)(1u << bit);
-        p += len;
     }
+    if (more < 0)
+        return -1;
     *mask = m;
     return 0;
 }

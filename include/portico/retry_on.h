@@ -34,6 +34,12 @@
  * -1 with the reason in why (e.g. "304 is not an error status: 1xx-3xx are never retried"). */
 int retry_on_parse(const char *text, uint16_t *mask, char *why, size_t size);
 
+/* The next code of a list of status codes separated by blanks (retry_on's, fail_on's), from
+ * *cursor, moved past it: 1 with it in *status (three digits, 100-999), 0 at the list's end,
+ * -1 for a word that is none, the reason in why naming `allowed`. */
+int retry_on_next_code(const char **cursor, const char *allowed, int *status, char *why,
+                       size_t size);
+
 /* The bit of status in a mask of this layout (fail_on.h's lists share it), 0 when a list
  * cannot name it. */
 uint16_t retry_on_bit(int status);
