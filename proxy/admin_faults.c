@@ -25,10 +25,15 @@
 #define JSON "application/json"
 #define TEXT "text/plain; charset=utf-8"
 
+bool admin_path_under(const char *path, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(path, prefix, n) == 0 && (len == n || path[n] == '/');
+}
+
 bool admin_faults_path(const char *path, size_t len)
 {
-    size_t n = sizeof(PREFIX) - 1;
-    return len >= n && memcmp(path, PREFIX, n) == 0 && (len == n || path[n] == '/');
+    return admin_path_under(path, len, PREFIX);
 }
 
 bool admin_faults_takes_body(const struct h1_request *req)
@@ -187,10 +192,7 @@ static int change_pair(void *arg, const char *key, const char *value, char *why,
 
 /* ---- the endpoints ---- */
 
-static int text(struct admin_reply *reply, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int text(struct admin_reply *reply, int status, const char *fmt, ...)
+int admin_reply_text(struct admin_reply *reply, int status, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -210,7 +212,7 @@ static int table_error(struct admin_reply *reply, enum fault_table_rc rc, const 
                  : rc == FAULT_TABLE_EXISTS  ? HTTP_CONFLICT
                  : rc == FAULT_TABLE_FULL    ? HTTP_INSUFFICIENT_STORAGE
                                              : HTTP_SERVICE_UNAVAILABLE;
-    return text(reply, status, "%s: %s", name, fault_table_rc_text(rc));
+    return admin_reply_text(reply, status, "%s: %s", name, fault_table_rc_text(rc));
 }
 
 static int one_rule(struct admin_reply *reply, const struct generation *gen, const char *name,
@@ -231,10 +233,10 @@ static int add_rule(const struct admin_call *call, struct admin_reply *reply, ui
     bool url = url_encoded(call->req);
     const char *body = call->body ? call->body : "";
     if (fault_pairs(body, call->body_len, url, name_pair, name, why, sizeof(why)) != 0)
-        return text(reply, HTTP_BAD_REQUEST, "%s", why);
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "%s", why);
     if (!*name)
-        return text(reply, HTTP_BAD_REQUEST, "a rule needs name= (and the keys of a [fault] "
-                                             "section, one key=value a line)");
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "a rule needs name= (and the keys of a "
+                                "[fault] section, one key=value a line)");
     struct fault_rule *r = malloc(sizeof(*r));
     if (!r)
         return -1;
@@ -244,7 +246,7 @@ static int add_rule(const struct admin_call *call, struct admin_reply *reply, ui
     if (fault_pairs(body, call->body_len, url, key_pair, r, why, sizeof(why)) != 0 ||
         fault_rule_check(r, why, sizeof(why)) != 0 ||
         cfg_fault_check(call->gen->cfg, r, &key, why, sizeof(why)) != 0) {
-        rc = text(reply, HTTP_BAD_REQUEST, "%s", why);
+        rc = admin_reply_text(reply, HTTP_BAD_REQUEST, "%s", why);
     } else {
         enum fault_table_rc t = fault_table_add(call->gen->faults, r, now_ms);
         rc = t == FAULT_TABLE_OK ? one_rule(reply, call->gen, name, HTTP_CREATED, now_ms)
@@ -262,10 +264,10 @@ static int change_rule(const struct admin_call *call, struct admin_reply *reply,
     const char *body = call->body ? call->body : "";
     if (fault_pairs(body, call->body_len, url_encoded(call->req), change_pair, &c, why,
                     sizeof(why)) != 0)
-        return text(reply, HTTP_BAD_REQUEST, "%s", why);
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "%s", why);
     if (c.enabled < 0 && c.probability < 0)
-        return text(reply, HTTP_BAD_REQUEST, "nothing to change: give enabled=0|1 or "
-                                             "probability= (and for= to revert after a while)");
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "nothing to change: give enabled=0|1 "
+                                "or probability= (and for= to revert after a while)");
     enum fault_table_rc t = fault_table_change(call->gen->faults, name, now_ms, &c);
     return t == FAULT_TABLE_OK ? one_rule(reply, call->gen, name, HTTP_OK, now_ms)
                                : table_error(reply, t, name);
@@ -281,7 +283,7 @@ int admin_faults_respond(const struct admin_call *call, struct admin_reply *repl
     if (!all) {
         size_t len = call->path_len - n - 1;
         if (len >= sizeof(name))
-            return text(reply, HTTP_NOT_FOUND, "no such rule");
+            return admin_reply_text(reply, HTTP_NOT_FOUND, "no such rule");
         memcpy(name, call->path + n + 1, len);
         name[len] = '\0';
     }
@@ -292,10 +294,10 @@ int admin_faults_respond(const struct admin_call *call, struct admin_reply *repl
      * the rules the reload replaced: a change there acts on no new request, and the 201 or 200
      * it got said otherwise. Told to send it again, it reaches the new rules. */
     if ((post || del) && atomic_load(&call->gen->retired))
-        return text(reply, HTTP_SERVICE_UNAVAILABLE,
-                    "a reload replaced these rules (generation %u) while the request came: "
-                    "nothing changed; send it again",
-                    call->gen->number);
+        return admin_reply_text(reply, HTTP_SERVICE_UNAVAILABLE,
+                                "a reload replaced these rules (generation %u) while the request "
+                                "came: nothing changed; send it again",
+                                call->gen->number);
     if (all && get) {
         reply->status = HTTP_OK;
         reply->content_type = JSON;
@@ -309,10 +311,10 @@ int admin_faults_respond(const struct admin_call *call, struct admin_reply *repl
         return change_rule(call, reply, name, now_ms);
     if (!all && del) {
         enum fault_table_rc t = fault_table_delete(call->gen->faults, name);
-        return t == FAULT_TABLE_OK ? text(reply, HTTP_OK, "%s deleted", name)
+        return t == FAULT_TABLE_OK ? admin_reply_text(reply, HTTP_OK, "%s deleted", name)
                                    : table_error(reply, t, name);
     }
     reply->fields = all ? "Allow: GET, HEAD, POST\r\n" : "Allow: GET, HEAD, POST, DELETE\r\n";
-    return text(reply, HTTP_METHOD_NOT_ALLOWED, "%s", all ? "GET, HEAD or POST"
-                                                          : "GET, HEAD, POST or DELETE");
+    return admin_reply_text(reply, HTTP_METHOD_NOT_ALLOWED, "%s",
+                            all ? "GET, HEAD or POST" : "GET, HEAD, POST or DELETE");
 }

@@ -8,7 +8,6 @@
 #include "portico/admin_upstreams.h"
 
 #include <event2/buffer.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -25,12 +24,10 @@
 #define PREFIX "/upstreams"
 #define ORIGINS "/origins/"
 #define JSON "application/json"
-#define TEXT "text/plain; charset=utf-8"
 
 bool admin_upstreams_path(const char *path, size_t len)
 {
-    size_t n = sizeof(PREFIX) - 1;
-    return len >= n && memcmp(path, PREFIX, n) == 0 && (len == n || path[n] == '/');
+    return admin_path_under(path, len, PREFIX);
 }
 
 bool admin_upstreams_takes_body(const struct h1_request *req)
@@ -41,23 +38,6 @@ bool admin_upstreams_takes_body(const struct h1_request *req)
 }
 
 /* ---- answers ---- */
-
-static int text(struct admin_reply *reply, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int text(struct admin_reply *reply, int status, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    reply->status = status;
-    reply->content_type = TEXT;
-    return evbuffer_add_printf(reply->body, "%d %s: %s\n", status, status_phrase(status), line) < 0
-               ? -1
-               : 0;
-}
 
 static int json_str(struct evbuffer *out, const char *s)
 {
@@ -257,15 +237,15 @@ static int change_origin(const struct admin_call *call, struct admin_reply *repl
     const char *body = call->body ? call->body : "";
     if (fault_pairs(body, call->body_len, url_encoded(call->req), change_pair, &c, why,
                     sizeof(why)) != 0)
-        return text(reply, HTTP_BAD_REQUEST, "%s", why);
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "%s", why);
     if (!c.state_set && !c.weight_set)
-        return text(reply, HTTP_BAD_REQUEST, "nothing to change: give state=ready|drain|maint "
-                                             "and/or weight=0-%d", CFG_MAX_WEIGHT);
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "nothing to change: give "
+                                "state=ready|drain|maint and/or weight=0-%d", CFG_MAX_WEIGHT);
     if (c.weight_set && up->balance == BALANCE_HASH && c.weight &&
         c.weight != up->origins[o].weight)
-        return text(reply, HTTP_BAD_REQUEST, "weight=%u: balance = hash places its ring by the "
-                                             "configured weights: 0 (out) or %u here",
-                    c.weight, up->origins[o].weight);
+        return admin_reply_text(reply, HTTP_BAD_REQUEST, "weight=%u: balance = hash places its "
+                                "ring by the configured weights: 0 (out) or %u here",
+                                c.weight, up->origins[o].weight);
     enum origin_admin was_state;
     unsigned was_weight;
     switch (origin_admin_set(up->name, text_of, c.state_set, c.state, c.weight_set, c.weight,
@@ -273,9 +253,10 @@ static int change_origin(const struct admin_call *call, struct admin_reply *repl
     case ORIGIN_ADMIN_OK:
         break;
     case ORIGIN_ADMIN_NO_ORIGIN:
-        return text(reply, HTTP_NOT_FOUND, "upstream %s has no origin %s", up->name, text_of);
+        return admin_reply_text(reply, HTTP_NOT_FOUND, "upstream %s has no origin %s", up->name,
+                                text_of);
     default:
-        return text(reply, HTTP_SERVICE_UNAVAILABLE, "out of memory: nothing changed");
+        return admin_reply_text(reply, HTTP_SERVICE_UNAVAILABLE, "out of memory: nothing changed");
     }
     reply->status = HTTP_OK;
     reply->content_type = JSON;
@@ -293,26 +274,27 @@ int admin_upstreams_respond(const struct admin_call *call, struct admin_reply *r
     int status;
     char why[200];
     if (parse_target(call->path, call->path_len, &t, &status, why, sizeof(why)) != 0)
-        return text(reply, status, "%s", why);
+        return admin_reply_text(reply, status, "%s", why);
     if (!(get || (post && t.has_origin))) {
         reply->fields = t.has_origin ? "Allow: GET, HEAD, POST\r\n" : "Allow: GET, HEAD\r\n";
-        return text(reply, HTTP_METHOD_NOT_ALLOWED, "%s",
-                    t.has_origin ? "GET, HEAD or POST (state=, weight=)"
-                                 : "GET or HEAD; changes go to /upstreams/NAME/origins/HOST:PORT");
+        return admin_reply_text(reply, HTTP_METHOD_NOT_ALLOWED, "%s",
+                                t.has_origin ? "GET, HEAD or POST (state=, weight=)"
+                                             : "GET or HEAD; changes go to "
+                                               "/upstreams/NAME/origins/HOST:PORT");
     }
     int u = t.has_upstream ? find_upstream(call->gen, t.upstream) : -1;
     if (t.has_upstream && u < 0)
-        return text(reply, HTTP_NOT_FOUND, "no upstream %s", t.upstream);
+        return admin_reply_text(reply, HTTP_NOT_FOUND, "no upstream %s", t.upstream);
     int o = t.has_origin ? find_origin(&call->gen->cfg->upstreams[u], t.origin) : -1;
     if (t.has_origin && o < 0)
-        return text(reply, HTTP_NOT_FOUND, "upstream %s has no origin %s (HOST:PORT as "
-                                           "written in its origin key; [::1]:PORT for IPv6)",
-                    t.upstream, t.origin);
+        return admin_reply_text(reply, HTTP_NOT_FOUND, "upstream %s has no origin %s (HOST:PORT "
+                                "as written in its origin key; [::1]:PORT for IPv6)",
+                                t.upstream, t.origin);
     /* as the fault API's: a change begun before a reload and ended after it says so */
     if (post && atomic_load(&call->gen->retired))
-        return text(reply, HTTP_SERVICE_UNAVAILABLE,
-                    "a reload replaced generation %u while the request came: nothing changed; "
-                    "send it again", call->gen->number);
+        return admin_reply_text(reply, HTTP_SERVICE_UNAVAILABLE,
+                                "a reload replaced generation %u while the request came: nothing "
+                                "changed; send it again", call->gen->number);
     if (post)
         return change_origin(call, reply, u, o);
     reply->status = HTTP_OK;

@@ -41,6 +41,14 @@ struct admin_reply {
     struct evbuffer *body;             /* borrowed: the endpoint appends the content here */
 };
 
+/* An endpoint's one-line text answer, "STATUS PHRASE: message" (the admin APIs' errors and
+ * acknowledgements). 0, or -1 when out of memory. */
+int admin_reply_text(struct admin_reply *reply, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Whether path (len bytes, no query) is prefix or under it ("/faults", "/faults/NAME"). */
+bool admin_path_under(const char *path, size_t len, const char *prefix);
+
 /* Whether the path is the fault API's: /faults or /faults/NAME. */
 bool admin_faults_path(const char *path, size_t len);
 
