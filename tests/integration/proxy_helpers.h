@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/json.h"
@@ -174,6 +175,34 @@ PX_HELPER struct harness *px_start(const char *proxy_extra, const char *rest_fmt
                                           "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                                           "%s\n%s",
                                           proxy_extra ? proxy_extra : "", rest),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* px_start's Portico on a TLS listener ({{port:tls}}, the test CA's localhost certificate) that
+ * speaks HTTP/2 to curl --http2: `rest` (printf-formatted) follows [proxy]. */
+PX_HELPER struct harness *px_start_tls(const char *rest_fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+PX_HELPER struct harness *px_start_tls(const char *rest_fmt, ...)
+{
+    char rest[4096];
+    va_list ap;
+    va_start(ap, rest_fmt);
+    vsnprintf(rest, sizeof(rest), rest_fmt, ap);
+    va_end(ap);
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                          "workers = 1\ntls_cert = %s\ntls_key = %s\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n%s",
+                                          certs->server_cert, certs->server_key, rest),
                      0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));

@@ -505,21 +505,10 @@ static void test_refused_http2(void **state)
     assert_non_null(certs);
     struct fake_origin *a = px_origin(FO_REFUSE);
     struct fake_origin *b = px_origin(FO_OK);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
-                                          "workers = 1\ntls_cert = %s\ntls_key = %s\n"
-                                          "access_log = {{dir}}/access.log\n"
-                                          "access_log_format = text\n"
-                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
-                                          "origin = 127.0.0.1:%u\nretry_budget = 10%%\n"
-                                          "retry_budget_min = 0\n",
-                                          certs->server_cert, certs->server_key,
-                                          fake_origin_port(a), fake_origin_port(b)),
-                     0);
-    if (harness_start(h) != 0)
-        fail_msg("portico did not start: %s", harness_error(h));
+    struct harness *h = px_start_tls("[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "origin = 127.0.0.1:%u\nretry_budget = 10%%\n"
+                                     "retry_budget_min = 0\n",
+                                     fake_origin_port(a), fake_origin_port(b));
     char u[128];
     snprintf(u, sizeof(u), "https://localhost:%u/h2budget", harness_port(h, "tls"));
     const char *const argv[] = {"curl", "-sS", "-i", "--http2", "--max-time", "20", "--cacert",

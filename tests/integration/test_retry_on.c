@@ -445,20 +445,9 @@ static void test_status_retried_http2(void **state)
     struct fake_origin *a = px_origin_start(&ao);
     struct fake_origin_opts bo = {.kind = FO_OK, .body = "B-ANSWERS\n"};
     struct fake_origin *b = px_origin_start(&bo);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
-                                          "workers = 1\ntls_cert = %s\ntls_key = %s\n"
-                                          "access_log = {{dir}}/access.log\n"
-                                          "access_log_format = text\n"
-                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
-                                          "origin = 127.0.0.1:%u\nretry_on = 503\n",
-                                          certs->server_cert, certs->server_key,
-                                          fake_origin_port(a), fake_origin_port(b)),
-                     0);
-    if (harness_start(h) != 0)
-        fail_msg("portico did not start: %s", harness_error(h));
+    struct harness *h = px_start_tls("[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "origin = 127.0.0.1:%u\nretry_on = 503\n",
+                                     fake_origin_port(a), fake_origin_port(b));
     char u[128];
     snprintf(u, sizeof(u), "https://localhost:%u/h2retry", harness_port(h, "tls"));
     const char *const argv[] = {"curl", "-sS", "-i", "--http2", "--max-time", "20", "--cacert",
